@@ -1,0 +1,77 @@
+// Element-wise activations that are not fused into a conv or dense store, and dropout.
+
+struct Elementwise {
+    len: u32,    // elements
+    cols: u32,   // row length (softmax)
+    seed: u32,   // dropout: per-layer seed, mixed with the step number
+    rate: f32,   // dropout: fraction of elements zeroed
+}
+
+@group(0) @binding(0) var<uniform> p: Elementwise;
+@group(0) @binding(1) var<uniform> step: Step;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> act: array<f32>;      // relu_backward: the relu output
+@group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+
+// relu_forward: y = max(x, 0). Dispatch: linear over len invocations.
+@compute @workgroup_size(64)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i >= p.len) { return; }
+    y[i] = max(x[i], 0.0);
+}
+
+// relu_backward: in place, grad *= (act > 0), where act is the relu's output. Turns the gradient
+// at a fused conv/dense + relu output into the gradient at its pre-activation.
+// Dispatch: linear over len invocations.
+@compute @workgroup_size(64)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i >= p.len) { return; }
+    grad[i] = select(0.0, grad[i], act[i] > 0.0);
+}
+
+// sigmoid_forward: y = 1 / (1 + exp(-x)). Dispatch: linear over len invocations.
+@compute @workgroup_size(64)
+fn sigmoid_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i >= p.len) { return; }
+    y[i] = sigmoid(x[i]);
+}
+
+// softmax_forward: y[r, :] = softmax(x[r, :]) over rows of p.cols, max-shifted.
+// Dispatch: linear over len / cols invocations (one per row).
+@compute @workgroup_size(64)
+fn softmax_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = linear_id(gid, nwg);
+    if (r * p.cols >= p.len) { return; }
+    let base = r * p.cols;
+    var m = x[base];
+    for (var j = 1u; j < p.cols; j++) { m = max(m, x[base + j]); }
+    var sum = 0.0;
+    for (var j = 0u; j < p.cols; j++) { sum += exp(x[base + j] - m); }
+    for (var j = 0u; j < p.cols; j++) { y[base + j] = exp(x[base + j] - m) / sum; }
+}
+
+// A 32-bit integer hash (lowbias32, Chris Wellons): a counter-based RNG with no state to keep.
+fn hash(v: u32) -> u32 {
+    var h = v;
+    h ^= h >> 16u; h *= 0x7feb352du;
+    h ^= h >> 15u; h *= 0x846ca68bu;
+    h ^= h >> 16u;
+    return h;
+}
+
+// dropout_mask: inverted dropout, y = x * keep / (1 - rate) with keep drawn from
+// hash(seed, step, i), so the mask is new each step and the same within one. The backward pass
+// is this same kernel applied to the gradient (same seed, same step: same mask). When
+// step.training == 0, y = x. Dispatch: linear over len invocations.
+@compute @workgroup_size(64)
+fn dropout_mask(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_id(gid, nwg);
+    if (i >= p.len) { return; }
+    if (step.training == 0u) { y[i] = x[i]; return; }
+    let u = f32(hash(i ^ hash(p.seed ^ hash(step.t))) >> 8u) * (1.0 / 16777216.0);
+    y[i] = select(0.0, x[i] / (1.0 - p.rate), u >= p.rate);
+}

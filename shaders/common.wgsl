@@ -1,0 +1,29 @@
+// Prepended to every kernel family (see src/gpu/kernels.rs), so helpers live once.
+
+// Every linear kernel uses 64-invocation workgroups. Large launches are folded into a 2D grid
+// (x <= 65535 workgroups), so the flat invocation id is x + y * (groups_x * 64).
+const WG: u32 = 64u;
+
+fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+// Per-step values written by the host before each submission (one 32-byte uniform shared by
+// Adam, the losses and dropout), so a schedule or a new batch never rebuilds a bind group.
+struct Step {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    lr_t: f32,     // lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed by the host in f64:
+                   // in f32, 1 - pow(beta2, t) loses half its digits to cancellation
+    t: u32,        // Adam step, 1-based (also varies the dropout mask per step)
+    rows: u32,     // valid rows in this batch (the last batch of an epoch may be short)
+    training: u32, // 0: dropout is the identity
+}
+
+// Numerically stable logistic: never exponentiates a positive number.
+fn sigmoid(z: f32) -> f32 {
+    let e = exp(-abs(z));
+    return select(e / (1.0 + e), 1.0 / (1.0 + e), z >= 0.0);
+}

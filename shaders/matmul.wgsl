@@ -1,0 +1,77 @@
+// Dense layers as one strided GEMM: c[m, n] = sum_k a[m, k] * b[k, n], where a[m, k] is read at
+// m * a_row + k * a_col and b[k, n] at k * b_row + n * b_col. The strides express every
+// transpose the dense layer needs without copies:
+//   forward  y  = x  . W     (a = x [batch, in],  b = W [in, out])
+//   backward dx = dy . W^T   (b = W read with b_row = 1, b_col = out)
+//   backward dW = x^T . dy   (a = x read with a_row = 1, a_col = in)
+// The k range can be cut into p.splits chunks (split-K) so a long reduction with few outputs
+// (dense 32768 -> 128 at batch 32) still fills the GPU: then c is a scratch of partial sums
+// that sum_partials (reduce.wgsl) adds in a fixed order, applying bias and ReLU there.
+// With one split the bias/ReLU epilogue runs here and c is the final output. Overwrites c.
+
+struct Gemm {
+    m: u32, n: u32, k: u32, splits: u32,
+    a_row: u32, a_col: u32, b_row: u32, b_col: u32,
+    k_per_split: u32, has_bias: u32, relu: u32, _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Gemm;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;     // [n], read when has_bias != 0
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;  // [splits, m, n]
+
+// gemm: one invocation computes a 4x4 tile of c in registers (no shared memory, no barriers:
+// on lavapipe this beat a barrier-tiled kernel by about 4x, and it is simple on real GPUs).
+// Dispatch: linear over splits * ceil(m / 4) * ceil(n / 4) invocations; consecutive
+// invocations take consecutive column tiles so b reads are contiguous when b_col = 1.
+@compute @workgroup_size(64)
+fn gemm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    let tiles_n = (p.n + 3u) / 4u;
+    let tiles_m = (p.m + 3u) / 4u;
+    if (id >= p.splits * tiles_m * tiles_n) { return; }
+    let n0 = (id % tiles_n) * 4u;
+    let m0 = ((id / tiles_n) % tiles_m) * 4u;
+    let split = id / (tiles_n * tiles_m);
+    // Clamp rows and columns past the edge to the last one: loads stay in bounds, stores skip them.
+    let rows = vec4<u32>(m0, min(m0 + 1u, p.m - 1u), min(m0 + 2u, p.m - 1u), min(m0 + 3u, p.m - 1u)) * p.a_row;
+    let cn = vec4<u32>(n0, min(n0 + 1u, p.n - 1u), min(n0 + 2u, p.n - 1u), min(n0 + 3u, p.n - 1u));
+    let cols = cn * p.b_col;
+    let k0 = split * p.k_per_split;
+    let k1 = min(k0 + p.k_per_split, p.k);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var kk = k0; kk < k1; kk++) {
+        let ak = kk * p.a_col;
+        let bk = kk * p.b_row;
+        let bv = vec4<f32>(b[bk + cols.x], b[bk + cols.y], b[bk + cols.z], b[bk + cols.w]);
+        acc0 += a[ak + rows.x] * bv;
+        acc1 += a[ak + rows.y] * bv;
+        acc2 += a[ak + rows.z] * bv;
+        acc3 += a[ak + rows.w] * bv;
+    }
+    var tile = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    if (p.splits == 1u) {
+        var add = vec4<f32>(0.0);
+        if (p.has_bias != 0u) {
+            add = vec4<f32>(bias[cn.x], bias[cn.y], bias[cn.z], bias[cn.w]);
+        }
+        for (var i = 0u; i < 4u; i++) {
+            tile[i] += add;
+            if (p.relu != 0u) { tile[i] = max(tile[i], vec4<f32>(0.0)); }
+        }
+    }
+    let base = split * p.m * p.n;
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + i;
+        if (m >= p.m) { break; }
+        let o = base + m * p.n + n0;
+        c[o] = tile[i].x;
+        if (n0 + 1u < p.n) { c[o + 1u] = tile[i].y; }
+        if (n0 + 2u < p.n) { c[o + 2u] = tile[i].z; }
+        if (n0 + 3u < p.n) { c[o + 3u] = tile[i].w; }
+    }
+}

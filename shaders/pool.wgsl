@@ -1,0 +1,68 @@
+// Max pooling, NHWC, padding 'valid' with Keras floor semantics:
+// out = floor((in - pool) / stride) + 1 along each axis.
+
+struct Pool {
+    batch: u32, in_h: u32, in_w: u32, c: u32,
+    out_h: u32, out_w: u32, pool_h: u32, pool_w: u32,
+    stride_h: u32, stride_w: u32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Pool;
+@group(0) @binding(1) var<storage, read> x: array<f32>;           // [batch, in_h, in_w, c]
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;     // [batch, out_h, out_w, c]
+@group(0) @binding(3) var<storage, read_write> argmax: array<u32>; // flat index into x, per y
+@group(0) @binding(4) var<storage, read> arg: array<u32>;         // argmax, read in backward
+@group(0) @binding(5) var<storage, read> dy: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+
+// maxpool2d_forward: y = max over the window; argmax keeps the first maximum's flat x index.
+// Dispatch: linear over batch * out_h * out_w * c invocations (one per output).
+@compute @workgroup_size(64)
+fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    if (id >= p.batch * p.out_h * p.out_w * p.c) { return; }
+    let ch = id % p.c;
+    let ow = (id / p.c) % p.out_w;
+    let oh = (id / (p.c * p.out_w)) % p.out_h;
+    let n = id / (p.c * p.out_w * p.out_h);
+    var best = -3.4028235e38;
+    var best_i = 0u;
+    for (var dh = 0u; dh < p.pool_h; dh++) {
+        let row = (n * p.in_h + oh * p.stride_h + dh) * p.in_w;
+        for (var dw = 0u; dw < p.pool_w; dw++) {
+            let i = (row + ow * p.stride_w + dw) * p.c + ch;
+            let v = x[i];
+            if (v > best || (dh == 0u && dw == 0u)) { best = v; best_i = i; }
+        }
+    }
+    y[id] = best;
+    argmax[id] = best_i;
+}
+
+// maxpool2d_backward: a gather, one invocation per x element, summing dy over the windows
+// that contain it and chose it (overlapping windows, stride < pool, are handled). No atomics.
+// Overwrites dx. Dispatch: linear over batch * in_h * in_w * c invocations.
+@compute @workgroup_size(64)
+fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    if (id >= p.batch * p.in_h * p.in_w * p.c) { return; }
+    let ch = id % p.c;
+    let iw = (id / p.c) % p.in_w;
+    let ih = (id / (p.c * p.in_w)) % p.in_h;
+    let n = id / (p.c * p.in_w * p.in_h);
+    // Windows oh with oh * stride <= ih < oh * stride + pool.
+    var oh0 = 0u;
+    if (ih >= p.pool_h) { oh0 = (ih - p.pool_h) / p.stride_h + 1u; }
+    var ow0 = 0u;
+    if (iw >= p.pool_w) { ow0 = (iw - p.pool_w) / p.stride_w + 1u; }
+    let oh1 = min(ih / p.stride_h + 1u, p.out_h);
+    let ow1 = min(iw / p.stride_w + 1u, p.out_w);
+    var acc = 0.0;
+    for (var oh = oh0; oh < oh1; oh++) {
+        for (var ow = ow0; ow < ow1; ow++) {
+            let o = ((n * p.out_h + oh) * p.out_w + ow) * p.c + ch;
+            if (arg[o] == id) { acc += dy[o]; }
+        }
+    }
+    dx[id] = acc;
+}

@@ -1,0 +1,160 @@
+//! `gpu-cnn bench kernels`: every kernel at the reference models' shapes (batch 32, 64x64x3
+//! input, 32 filters, dense 32768 -> 128), timed with GPU timestamp queries where the adapter
+//! has them, else by the wall clock around many dispatches with one final wait.
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use crate::gpu::kernels::{ConvShape, Dispatch, GemmShape, Kernels, PoolShape, StepParams};
+use crate::gpu::{GpuContext, GpuError, View};
+
+/// One measured kernel launch (or launch pair, for split reductions).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelTiming {
+    pub kernel: String,
+    pub shape: String,
+    pub ms_per_call: f64,
+    /// For compute-bound kernels.
+    pub gflops: Option<f64>,
+    /// For memory-bound kernels: bytes read and written per call over the time.
+    pub gbytes_per_s: Option<f64>,
+    pub timer: &'static str,
+}
+
+/// How long each kernel is run for (after one warm-up call).
+const BUDGET: Duration = Duration::from_millis(400);
+
+fn seconds_per_call(ctx: &GpuContext, dispatches: &[Dispatch]) -> Result<(f64, &'static str), GpuError> {
+    let once = Instant::now();
+    crate::gpu::kernels::submit(ctx, dispatches);
+    ctx.wait();
+    let warm = once.elapsed();
+    let reps = (BUDGET.as_secs_f64() / warm.as_secs_f64().max(1e-6)).clamp(2.0, 200.0) as u32;
+    if !ctx.timestamps {
+        let start = Instant::now();
+        for _ in 0..reps {
+            crate::gpu::kernels::submit(ctx, dispatches);
+        }
+        ctx.wait();
+        return Ok((start.elapsed().as_secs_f64() / reps as f64, "wall clock"));
+    }
+    let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("bench"), ty: wgpu::QueryType::Timestamp, count: 2 });
+    let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("timestamps"),
+        size: 16,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("bench"),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }),
+        });
+        for _ in 0..reps {
+            dispatches.iter().for_each(|d| d.record(&mut pass));
+        }
+    }
+    encoder.resolve_query_set(&queries, 0..2, &resolved, 0);
+    ctx.queue.submit([encoder.finish()]);
+    let ticks: Vec<u64> = ctx.read(&View::whole(&resolved))?;
+    let ns = ticks[1].saturating_sub(ticks[0]) as f64 * ctx.queue.get_timestamp_period() as f64;
+    Ok((ns * 1e-9 / reps as f64, "GPU timestamps"))
+}
+
+struct Case {
+    kernel: &'static str,
+    shape: String,
+    dispatches: Vec<Dispatch>,
+    flops: Option<f64>,
+    bytes: Option<f64>,
+}
+
+fn buffer(ctx: &GpuContext, len: u64) -> Result<View, GpuError> {
+    let b = ctx.storage("bench", len)?;
+    ctx.fill(&b, 0.01);
+    Ok(View::whole(&b))
+}
+
+fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
+    let mut out = Vec::new();
+    let scratch = buffer(ctx, 1 << 22)?;
+    for (label, s) in [
+        ("conv2d_1 32x64x64x3->32 3x3 same", ConvShape::keras(32, [64, 64, 3], 32, [3, 3], 1, true)),
+        ("conv2d_2 32x32x32x32->32 3x3 same", ConvShape::keras(32, [32, 32, 32], 32, [3, 3], 1, true)),
+    ] {
+        let (x, w, b, y) = (buffer(ctx, s.input_len())?, buffer(ctx, s.kernel_len())?, buffer(ctx, s.out_c as u64)?, buffer(ctx, s.output_len())?);
+        let flops = Some(2.0 * s.macs() as f64);
+        out.push(Case { kernel: "conv2d_forward", shape: label.into(), dispatches: vec![k.conv2d_forward(&s, true, &x, &w, &b, &y)], flops, bytes: None });
+        out.push(Case { kernel: "conv2d_backward_input", shape: label.into(), dispatches: vec![k.conv2d_backward_input(&s, &y, &w, &x)], flops, bytes: None });
+        out.push(Case { kernel: "conv2d_backward_kernel", shape: label.into(), dispatches: k.conv2d_backward_kernel(&s, &x, &y, &w, &scratch), flops, bytes: None });
+        let bytes = Some(4.0 * (s.output_len() + s.out_c as u64) as f64);
+        out.push(Case { kernel: "column_sum (bias grad)", shape: label.into(), dispatches: k.column_sum(s.output_rows(), s.out_c, &y, &b, &scratch), flops: None, bytes });
+    }
+    let p = PoolShape { batch: 32, in_h: 64, in_w: 64, c: 32, pool: [2, 2], stride: [2, 2] };
+    let (x, y, arg) = (buffer(ctx, p.input_len())?, buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?);
+    let shape = "32x64x64x32 pool 2x2".to_string();
+    let bytes = Some(4.0 * (p.input_len() + 2 * p.output_len()) as f64);
+    out.push(Case { kernel: "maxpool2d_forward", shape: shape.clone(), dispatches: vec![k.maxpool2d_forward(&p, &x, &y, &arg)], flops: None, bytes });
+    out.push(Case { kernel: "maxpool2d_backward", shape: shape.clone(), dispatches: vec![k.maxpool2d_backward(&p, &arg, &y, &x)], flops: None, bytes });
+    let grad = buffer(ctx, p.input_len())?;
+    out.push(Case { kernel: "relu_backward", shape: "32x64x64x32".into(), dispatches: vec![k.relu_backward(p.input_len(), &x, &grad)], flops: None, bytes: Some(12.0 * p.input_len() as f64) });
+
+    let (b, i, o) = (32u32, 32768u32, 128u32);
+    let (x, w, bias, yv) = (buffer(ctx, (b * i) as u64)?, buffer(ctx, (i * o) as u64)?, buffer(ctx, o as u64)?, buffer(ctx, (b * o) as u64)?);
+    let dense = "dense_1 32x32768->128";
+    for (kernel, g, a, bm, c) in [
+        ("gemm forward (x W + b, relu)", GemmShape::nn(b, o, i), &x, &w, &yv),
+        ("gemm backward dx (dy W^T)", GemmShape::nt(b, i, o), &yv, &w, &x),
+        ("gemm backward dW (x^T dy)", GemmShape::tn(i, o, b), &x, &yv, &w),
+    ] {
+        let with_bias = kernel.starts_with("gemm forward");
+        let d = k.gemm(&g, a, bm, with_bias.then_some(&bias), with_bias, c, &scratch);
+        out.push(Case { kernel, shape: dense.into(), dispatches: d, flops: Some(2.0 * g.macs() as f64), bytes: None });
+    }
+    let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, 32));
+    let (logits, labels, grad, metrics) = (buffer(ctx, 32)?, View::whole(&ctx.upload("labels", &[1u32; 32])?), buffer(ctx, 32)?, buffer(ctx, 3)?);
+    out.push(Case { kernel: "sigmoid_bce_loss", shape: "batch 32".into(), dispatches: vec![k.loss(32, 1, &step, &logits, &labels, &grad, &metrics)], flops: None, bytes: Some(4.0 * 96.0) });
+    let n = 4_195_457u64;
+    let (pw, pg, pm, pv) = (buffer(ctx, n)?, buffer(ctx, n)?, buffer(ctx, n)?, buffer(ctx, n)?);
+    out.push(Case { kernel: "adam_update", shape: "Model 1, 4,195,457 params".into(), dispatches: vec![k.adam_update(&step, &pw, &pg, &pm, &pv)], flops: None, bytes: Some(28.0 * n as f64) });
+    Ok(out)
+}
+
+/// Runs every case on `ctx`.
+pub fn kernels(ctx: &GpuContext) -> Result<Vec<KernelTiming>, GpuError> {
+    let k = Kernels::new(ctx);
+    k.compile_all();
+    let mut results = Vec::new();
+    for case in cases(ctx, &k)? {
+        let (s, timer) = seconds_per_call(ctx, &case.dispatches)?;
+        results.push(KernelTiming {
+            kernel: case.kernel.into(),
+            shape: case.shape,
+            ms_per_call: s * 1e3,
+            gflops: case.flops.map(|f| f / s / 1e9),
+            gbytes_per_s: case.bytes.map(|b| b / s / 1e9),
+            timer,
+        });
+    }
+    ctx.check_errors()?;
+    Ok(results)
+}
+
+pub fn table(ctx: &GpuContext, results: &[KernelTiming]) -> String {
+    let mut out = format!("adapter: {}\ntimer: {}\n", ctx.describe(), results.first().map_or("-", |r| r.timer));
+    let _ = writeln!(out, "{:<30} {:<36} {:>10} {:>9} {:>8}", "kernel", "shape", "ms/call", "GFLOP/s", "GB/s");
+    for r in results {
+        let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let _ = writeln!(out, "{:<30} {:<36} {:>10.3} {:>9} {:>8}", r.kernel, r.shape, r.ms_per_call, num(r.gflops), num(r.gbytes_per_s));
+    }
+    out
+}
+
+pub fn to_json(ctx: &GpuContext, results: &[KernelTiming]) -> String {
+    serde_json::json!({ "adapter": ctx.describe(), "kernels": results }).to_string()
+}

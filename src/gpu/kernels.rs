@@ -1,0 +1,780 @@
+//! One typed wrapper per WGSL entry point. Pipelines are compiled once per context (lazily, on
+//! first use); a wrapper builds the uniform and bind group once and returns a [`Dispatch`] that
+//! only records into a compute pass the caller owns. Every wrapper states whether it overwrites
+//! its output (all of them do: gradients are never accumulated across steps).
+
+use std::sync::OnceLock;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{GpuContext, View};
+
+/// Invocations per workgroup of every linear kernel (`WG` in common.wgsl).
+pub const WG: u32 = 64;
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// The kernel families, one WGSL file each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Conv2d,
+    Pool,
+    Matmul,
+    Reduce,
+    Activation,
+    Loss,
+    Adam,
+}
+
+impl Family {
+    const ALL: [Family; 7] = [Self::Conv2d, Self::Pool, Self::Matmul, Self::Reduce, Self::Activation, Self::Loss, Self::Adam];
+
+    fn source(self) -> &'static str {
+        match self {
+            Self::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
+            Self::Pool => include_str!("../../shaders/pool.wgsl"),
+            Self::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Self::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Self::Activation => include_str!("../../shaders/activation.wgsl"),
+            Self::Loss => include_str!("../../shaders/loss.wgsl"),
+            Self::Adam => include_str!("../../shaders/adam.wgsl"),
+        }
+    }
+}
+
+/// Every WGSL entry point; the variant's snake_case name is the entry point's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Conv2dForward,
+    Conv2dBackwardInput,
+    Conv2dBackwardKernel,
+    Maxpool2dForward,
+    Maxpool2dBackward,
+    Gemm,
+    ColumnSum,
+    SumPartials,
+    ReluForward,
+    ReluBackward,
+    SigmoidForward,
+    SoftmaxForward,
+    DropoutMask,
+    SigmoidBceLoss,
+    SoftmaxCeLoss,
+    AdamUpdate,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 16] = [
+        Self::Conv2dForward,
+        Self::Conv2dBackwardInput,
+        Self::Conv2dBackwardKernel,
+        Self::Maxpool2dForward,
+        Self::Maxpool2dBackward,
+        Self::Gemm,
+        Self::ColumnSum,
+        Self::SumPartials,
+        Self::ReluForward,
+        Self::ReluBackward,
+        Self::SigmoidForward,
+        Self::SoftmaxForward,
+        Self::DropoutMask,
+        Self::SigmoidBceLoss,
+        Self::SoftmaxCeLoss,
+        Self::AdamUpdate,
+    ];
+
+    pub fn entry(self) -> &'static str {
+        match self {
+            Self::Conv2dForward => "conv2d_forward",
+            Self::Conv2dBackwardInput => "conv2d_backward_input",
+            Self::Conv2dBackwardKernel => "conv2d_backward_kernel",
+            Self::Maxpool2dForward => "maxpool2d_forward",
+            Self::Maxpool2dBackward => "maxpool2d_backward",
+            Self::Gemm => "gemm",
+            Self::ColumnSum => "column_sum",
+            Self::SumPartials => "sum_partials",
+            Self::ReluForward => "relu_forward",
+            Self::ReluBackward => "relu_backward",
+            Self::SigmoidForward => "sigmoid_forward",
+            Self::SoftmaxForward => "softmax_forward",
+            Self::DropoutMask => "dropout_mask",
+            Self::SigmoidBceLoss => "sigmoid_bce_loss",
+            Self::SoftmaxCeLoss => "softmax_ce_loss",
+            Self::AdamUpdate => "adam_update",
+        }
+    }
+
+    fn family(self) -> Family {
+        match self {
+            Self::Conv2dForward | Self::Conv2dBackwardInput | Self::Conv2dBackwardKernel => Family::Conv2d,
+            Self::Maxpool2dForward | Self::Maxpool2dBackward => Family::Pool,
+            Self::Gemm => Family::Matmul,
+            Self::ColumnSum | Self::SumPartials => Family::Reduce,
+            Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
+                Family::Activation
+            }
+            Self::SigmoidBceLoss | Self::SoftmaxCeLoss => Family::Loss,
+            Self::AdamUpdate => Family::Adam,
+        }
+    }
+}
+
+/// One recorded kernel launch: pipeline, bind group and grid, all built once.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub kernel: Kernel,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+}
+
+/// Records `dispatches` into one compute pass and submits it: one queue submission.
+pub fn submit(ctx: &GpuContext, dispatches: &[Dispatch]) {
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+    ctx.queue.submit([encoder.finish()]);
+}
+
+// Uniform structs, field for field the WGSL ones.
+
+/// The per-step uniform (`Step` in common.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct StepParams {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    /// The bias-corrected step size lr * sqrt(1 - beta2^t) / (1 - beta1^t).
+    pub lr_t: f32,
+    /// Adam step, 1-based.
+    pub t: u32,
+    /// Valid rows in this batch.
+    pub rows: u32,
+    /// 0 makes dropout the identity.
+    pub training: u32,
+}
+
+impl StepParams {
+    /// Keras' Adam defaults (beta1 0.9, beta2 0.999, eps 1e-7) at 1-based step `t`, training.
+    pub fn adam(lr: f32, t: u32, rows: u32) -> Self {
+        let (beta1, beta2) = (0.9f64, 0.999f64);
+        let lr_t = lr as f64 * (1.0 - beta2.powi(t as i32)).sqrt() / (1.0 - beta1.powi(t as i32));
+        Self { lr, beta1: beta1 as f32, beta2: beta2 as f32, eps: 1e-7, lr_t: lr_t as f32, t, rows, training: 1 }
+    }
+}
+
+/// Shape of a 2D convolution (`Conv` in conv2d.wgsl, less the per-dispatch fields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub batch: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub in_c: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub out_c: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub stride: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+}
+
+impl ConvShape {
+    /// Keras semantics: `same` gives out = ceil(in / stride) with the total padding split
+    /// floor-half before, the rest after; `valid` gives out = floor((in - k) / stride) + 1.
+    pub fn keras(batch: u32, input: [u32; 3], filters: u32, kernel: [u32; 2], stride: u32, same: bool) -> Self {
+        let [in_h, in_w, in_c] = input;
+        let axis = |size: u32, k: u32| -> (u32, u32) {
+            if same {
+                let out = size.div_ceil(stride);
+                let total = ((out - 1) * stride + k).saturating_sub(size);
+                (out, total / 2)
+            } else {
+                ((size.saturating_sub(k)) / stride + 1, 0)
+            }
+        };
+        let (out_h, pad_top) = axis(in_h, kernel[0]);
+        let (out_w, pad_left) = axis(in_w, kernel[1]);
+        Self { batch, in_h, in_w, in_c, out_h, out_w, out_c: filters, k_h: kernel[0], k_w: kernel[1], stride, pad_top, pad_left }
+    }
+
+    pub fn input_len(&self) -> u64 {
+        self.batch as u64 * self.in_h as u64 * self.in_w as u64 * self.in_c as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        self.batch as u64 * self.out_h as u64 * self.out_w as u64 * self.out_c as u64
+    }
+    pub fn kernel_len(&self) -> u64 {
+        (self.k_h * self.k_w * self.in_c * self.out_c) as u64
+    }
+    /// Rows of the output seen as a [rows, out_c] matrix.
+    pub fn output_rows(&self) -> u64 {
+        self.batch as u64 * self.out_h as u64 * self.out_w as u64
+    }
+    /// Multiply-adds of the forward pass (each backward kernel does as many).
+    pub fn macs(&self) -> u64 {
+        self.output_len() * (self.k_h * self.k_w * self.in_c) as u64
+    }
+
+    fn params(&self, relu: bool, splits: Splits) -> ConvParams {
+        ConvParams {
+            batch: self.batch,
+            in_h: self.in_h,
+            in_w: self.in_w,
+            in_c: self.in_c,
+            out_h: self.out_h,
+            out_w: self.out_w,
+            out_c: self.out_c,
+            k_h: self.k_h,
+            k_w: self.k_w,
+            stride: self.stride,
+            pad_top: self.pad_top,
+            pad_left: self.pad_left,
+            relu: relu as u32,
+            splits: splits.count,
+            rows_per_split: splits.chunk,
+            _pad: 0,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ConvParams {
+    batch: u32,
+    in_h: u32,
+    in_w: u32,
+    in_c: u32,
+    out_h: u32,
+    out_w: u32,
+    out_c: u32,
+    k_h: u32,
+    k_w: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    relu: u32,
+    splits: u32,
+    rows_per_split: u32,
+    _pad: u32,
+}
+
+/// Shape of a max-pool, `valid` padding with Keras floor semantics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolShape {
+    pub batch: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub c: u32,
+    pub pool: [u32; 2],
+    pub stride: [u32; 2],
+}
+
+impl PoolShape {
+    pub fn out_h(&self) -> u32 {
+        (self.in_h.saturating_sub(self.pool[0])) / self.stride[0] + 1
+    }
+    pub fn out_w(&self) -> u32 {
+        (self.in_w.saturating_sub(self.pool[1])) / self.stride[1] + 1
+    }
+    pub fn input_len(&self) -> u64 {
+        self.batch as u64 * self.in_h as u64 * self.in_w as u64 * self.c as u64
+    }
+    pub fn output_len(&self) -> u64 {
+        self.batch as u64 * self.out_h() as u64 * self.out_w() as u64 * self.c as u64
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PoolParams {
+    batch: u32,
+    in_h: u32,
+    in_w: u32,
+    c: u32,
+    out_h: u32,
+    out_w: u32,
+    pool_h: u32,
+    pool_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    _pad: [u32; 2],
+}
+
+/// c[m, n] = sum_k a[m, k] b[k, n] with a[m, k] at `m * a_row + k * a_col` and b[k, n] at
+/// `k * b_row + n * b_col` (see matmul.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmShape {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub a_row: u32,
+    pub a_col: u32,
+    pub b_row: u32,
+    pub b_col: u32,
+}
+
+impl GemmShape {
+    /// a [m, k] . b [k, n], both row-major.
+    pub fn nn(m: u32, n: u32, k: u32) -> Self {
+        Self { m, n, k, a_row: k, a_col: 1, b_row: n, b_col: 1 }
+    }
+    /// a [m, k] . b^T with b stored [n, k].
+    pub fn nt(m: u32, n: u32, k: u32) -> Self {
+        Self { m, n, k, a_row: k, a_col: 1, b_row: 1, b_col: k }
+    }
+    /// a^T . b with a stored [k, m], b [k, n].
+    pub fn tn(m: u32, n: u32, k: u32) -> Self {
+        Self { m, n, k, a_row: 1, a_col: m, b_row: n, b_col: 1 }
+    }
+    pub fn macs(&self) -> u64 {
+        self.m as u64 * self.n as u64 * self.k as u64
+    }
+    fn splits(&self) -> Splits {
+        Splits::choose(self.m.div_ceil(4) as u64 * self.n.div_ceil(4) as u64, self.k)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct GemmParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    splits: u32,
+    a_row: u32,
+    a_col: u32,
+    b_row: u32,
+    b_col: u32,
+    k_per_split: u32,
+    has_bias: u32,
+    relu: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ReduceParams {
+    rows: u32,
+    cols: u32,
+    splits: u32,
+    rows_per_split: u32,
+    len: u32,
+    has_bias: u32,
+    relu: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ElementwiseParams {
+    len: u32,
+    cols: u32,
+    seed: u32,
+    rate: f32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LossParams {
+    capacity: u32,
+    classes: u32,
+    _pad: [u32; 2],
+}
+
+/// How a long reduction is cut so that kernels with few outputs still launch enough
+/// invocations; the partial sums are then added in a fixed order by `sum_partials`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Splits {
+    pub count: u32,
+    pub chunk: u32,
+}
+
+impl Splits {
+    /// Enough invocations to fill a large GPU.
+    const TARGET_INVOCATIONS: u64 = 32 * 1024;
+    /// Below this a chunk is not worth a partial sum.
+    const MIN_CHUNK: u32 = 256;
+
+    fn choose(outputs: u64, len: u32) -> Self {
+        let wanted = Self::TARGET_INVOCATIONS.div_ceil(outputs.max(1));
+        let most = len.div_ceil(Self::MIN_CHUNK) as u64;
+        let count = wanted.min(most).clamp(1, 256) as u32;
+        let chunk = len.div_ceil(count).max(1);
+        Self { count: len.div_ceil(chunk).max(1), chunk }
+    }
+}
+
+/// Scratch elements (partial sums) a reduction of `outputs` results needs with `splits`.
+fn scratch_len(splits: Splits, outputs: u64) -> u64 {
+    if splits.count > 1 { splits.count as u64 * outputs } else { 0 }
+}
+
+enum Bind<'a> {
+    Uniform(&'a wgpu::Buffer),
+    Storage(&'a View),
+}
+
+/// The compiled pipelines of one device, each built on first use and kept.
+pub struct Kernels {
+    device: wgpu::Device,
+    max_groups: u32,
+    modules: [OnceLock<wgpu::ShaderModule>; Family::ALL.len()],
+    pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
+}
+
+impl Kernels {
+    pub fn new(ctx: &GpuContext) -> Self {
+        Self {
+            device: ctx.device.clone(),
+            max_groups: ctx.limits.max_compute_workgroups_per_dimension,
+            modules: Default::default(),
+            pipelines: Default::default(),
+        }
+    }
+
+    /// Compiles every pipeline now (benchmarks call this so compilation is not timed).
+    pub fn compile_all(&self) {
+        for k in Kernel::ALL {
+            self.pipeline(k);
+        }
+    }
+
+    fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        let index = Kernel::ALL.iter().position(|&k| k == kernel).expect("listed kernel");
+        self.pipelines[index].get_or_init(|| {
+            let family = kernel.family();
+            let module = self.modules[Family::ALL.iter().position(|&f| f == family).expect("listed family")].get_or_init(|| {
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.entry()),
+                    source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{}", family.source()).into()),
+                })
+            });
+            self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry()),
+                layout: None,
+                module,
+                entry_point: Some(kernel.entry()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    // Every kernel writes its workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                    ..Default::default()
+                },
+                cache: None,
+            })
+        })
+    }
+
+    /// Workgroups for `invocations` linear invocations, folded into 2D past the per-dimension
+    /// limit (kernels rebuild the flat id with `linear_id`).
+    fn grid(&self, invocations: u64) -> [u32; 3] {
+        let groups = invocations.div_ceil(WG as u64).max(1);
+        let x = groups.min(self.max_groups as u64);
+        let y = groups.div_ceil(x);
+        assert!(y <= self.max_groups as u64, "{invocations} invocations exceed the adapter's grid");
+        [x as u32, y as u32, 1]
+    }
+
+    fn dispatch(&self, kernel: Kernel, binds: &[(u32, Bind<'_>)], groups: [u32; 3]) -> Dispatch {
+        let pipeline = self.pipeline(kernel).clone();
+        let entries: Vec<_> = binds
+            .iter()
+            .map(|(binding, b)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: match b {
+                    Bind::Uniform(buffer) => buffer.as_entire_binding(),
+                    Bind::Storage(view) => view.binding(),
+                },
+            })
+            .collect();
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry()),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Dispatch { kernel, pipeline, bind_group, groups }
+    }
+
+    fn uniform<T: Pod>(&self, kernel: Kernel, value: &T) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(kernel.entry()),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    // ---- conv2d.wgsl ----
+
+    /// y [batch, out_h, out_w, out_c] = act(conv(x, w) + b); overwrites y.
+    pub fn conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
+        let k = Kernel::Conv2dForward;
+        let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
+        let n = s.output_rows() * s.out_c.div_ceil(4) as u64;
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (2, Bind::Storage(w)), (3, Bind::Storage(b)), (4, Bind::Storage(y))];
+        self.dispatch(k, &binds, self.grid(n))
+    }
+
+    /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
+    pub fn conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View) -> Dispatch {
+        let k = Kernel::Conv2dBackwardInput;
+        let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
+        let n = s.input_len() / s.in_c as u64 * s.in_c.div_ceil(4) as u64;
+        let binds = [(0, Bind::Uniform(&u)), (5, Bind::Storage(dy)), (2, Bind::Storage(w)), (6, Bind::Storage(dx))];
+        self.dispatch(k, &binds, self.grid(n))
+    }
+
+    /// Scratch elements [`Self::conv2d_backward_kernel`] needs for this shape.
+    pub fn conv2d_backward_kernel_scratch(s: &ConvShape) -> u64 {
+        scratch_len(Self::conv_kernel_splits(s), s.kernel_len())
+    }
+
+    fn conv_kernel_splits(s: &ConvShape) -> Splits {
+        Splits::choose((s.kernel_len() / s.out_c as u64) * s.out_c.div_ceil(4) as u64, s.output_rows() as u32)
+    }
+
+    /// dw [k_h, k_w, in_c, out_c] = sum over rows of x patches times dy; overwrites dw.
+    /// One or two dispatches (split reduction, then `sum_partials` through `scratch`).
+    pub fn conv2d_backward_kernel(&self, s: &ConvShape, x: &View, dy: &View, dw: &View, scratch: &View) -> Vec<Dispatch> {
+        let k = Kernel::Conv2dBackwardKernel;
+        let splits = Self::conv_kernel_splits(s);
+        let target = if splits.count > 1 { scratch } else { dw };
+        let u = self.uniform(k, &s.params(false, splits));
+        let n = splits.count as u64 * (s.kernel_len() / s.out_c as u64) * s.out_c.div_ceil(4) as u64;
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (5, Bind::Storage(dy)), (7, Bind::Storage(target))];
+        let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
+        if splits.count > 1 {
+            out.push(self.sum_partials(splits.count, s.kernel_len(), None, false, scratch, dw));
+        }
+        out
+    }
+
+    // ---- pool.wgsl ----
+
+    /// y = window max, argmax = flat x index of the first maximum; overwrites both.
+    pub fn maxpool2d_forward(&self, s: &PoolShape, x: &View, y: &View, argmax: &View) -> Dispatch {
+        let k = Kernel::Maxpool2dForward;
+        let u = self.uniform(k, &pool_params(s));
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (2, Bind::Storage(y)), (3, Bind::Storage(argmax))];
+        self.dispatch(k, &binds, self.grid(s.output_len()))
+    }
+
+    /// dx = dy routed back to the argmax positions; overwrites dx.
+    pub fn maxpool2d_backward(&self, s: &PoolShape, argmax: &View, dy: &View, dx: &View) -> Dispatch {
+        let k = Kernel::Maxpool2dBackward;
+        let u = self.uniform(k, &pool_params(s));
+        let binds = [(0, Bind::Uniform(&u)), (4, Bind::Storage(argmax)), (5, Bind::Storage(dy)), (6, Bind::Storage(dx))];
+        self.dispatch(k, &binds, self.grid(s.input_len()))
+    }
+
+    // ---- matmul.wgsl ----
+
+    /// Scratch elements [`Self::gemm`] needs for this shape.
+    pub fn gemm_scratch(g: &GemmShape) -> u64 {
+        scratch_len(g.splits(), g.m as u64 * g.n as u64)
+    }
+
+    /// c [m, n] = act(a . b + bias); overwrites c. One or two dispatches (split-K partial sums
+    /// in `scratch`, then `sum_partials` with the bias and ReLU).
+    pub fn gemm(&self, g: &GemmShape, a: &View, b: &View, bias: Option<&View>, relu: bool, c: &View, scratch: &View) -> Vec<Dispatch> {
+        let k = Kernel::Gemm;
+        let splits = g.splits();
+        let target = if splits.count > 1 { scratch } else { c };
+        let u = self.uniform(
+            k,
+            &GemmParams {
+                m: g.m,
+                n: g.n,
+                k: g.k,
+                splits: splits.count,
+                a_row: g.a_row,
+                a_col: g.a_col,
+                b_row: g.b_row,
+                b_col: g.b_col,
+                k_per_split: splits.chunk,
+                has_bias: bias.is_some() as u32,
+                relu: relu as u32,
+                _pad: 0,
+            },
+        );
+        let n = splits.count as u64 * g.m.div_ceil(4) as u64 * g.n.div_ceil(4) as u64;
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Storage(a)),
+            (2, Bind::Storage(b)),
+            (3, Bind::Storage(bias.unwrap_or(a))),
+            (4, Bind::Storage(target)),
+        ];
+        let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
+        if splits.count > 1 {
+            out.push(self.sum_partials_cols(splits.count, g.m as u64 * g.n as u64, g.n, bias, relu, scratch, c));
+        }
+        out
+    }
+
+    // ---- reduce.wgsl ----
+
+    /// Scratch elements [`Self::column_sum`] needs.
+    pub fn column_sum_scratch(rows: u64, cols: u32) -> u64 {
+        scratch_len(Splits::choose(cols as u64, rows as u32), cols as u64)
+    }
+
+    /// out [cols] = sum over rows of src [rows, cols] (bias gradients); overwrites out.
+    pub fn column_sum(&self, rows: u64, cols: u32, src: &View, out: &View, scratch: &View) -> Vec<Dispatch> {
+        let k = Kernel::ColumnSum;
+        let splits = Splits::choose(cols as u64, rows as u32);
+        let target = if splits.count > 1 { scratch } else { out };
+        let u = self.uniform(
+            k,
+            &ReduceParams {
+                rows: rows as u32,
+                cols,
+                splits: splits.count,
+                rows_per_split: splits.chunk,
+                len: cols,
+                has_bias: 0,
+                relu: 0,
+                _pad: 0,
+            },
+        );
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(src)), (4, Bind::Storage(target))];
+        let mut d = vec![self.dispatch(k, &binds, self.grid(splits.count as u64 * cols as u64))];
+        if splits.count > 1 {
+            d.push(self.sum_partials(splits.count, cols as u64, None, false, scratch, out));
+        }
+        d
+    }
+
+    /// out [len] = act(sum over s of partial [s, len] + bias); overwrites out.
+    pub fn sum_partials(&self, splits: u32, len: u64, bias: Option<&View>, relu: bool, partial: &View, out: &View) -> Dispatch {
+        self.sum_partials_cols(splits, len, len as u32, bias, relu, partial, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sum_partials_cols(&self, splits: u32, len: u64, cols: u32, bias: Option<&View>, relu: bool, partial: &View, out: &View) -> Dispatch {
+        let k = Kernel::SumPartials;
+        let u = self.uniform(
+            k,
+            &ReduceParams {
+                rows: 0,
+                cols,
+                splits,
+                rows_per_split: 0,
+                len: len as u32,
+                has_bias: bias.is_some() as u32,
+                relu: relu as u32,
+                _pad: 0,
+            },
+        );
+        let binds = [(0, Bind::Uniform(&u)), (2, Bind::Storage(partial)), (3, Bind::Storage(bias.unwrap_or(partial))), (4, Bind::Storage(out))];
+        self.dispatch(k, &binds, self.grid(len))
+    }
+
+    // ---- activation.wgsl ----
+
+    fn elementwise(&self, k: Kernel, p: ElementwiseParams, io: [(u32, &View); 2], step: Option<&wgpu::Buffer>, invocations: u64) -> Dispatch {
+        let u = self.uniform(k, &p);
+        let mut binds = vec![(0, Bind::Uniform(&u)), (io[0].0, Bind::Storage(io[0].1)), (io[1].0, Bind::Storage(io[1].1))];
+        if let Some(step) = step {
+            binds.push((1, Bind::Uniform(step)));
+        }
+        self.dispatch(k, &binds, self.grid(invocations))
+    }
+
+    /// y = max(x, 0) over `len` elements; overwrites y.
+    pub fn relu_forward(&self, len: u64, x: &View, y: &View) -> Dispatch {
+        let p = ElementwiseParams { len: len as u32, cols: 1, seed: 0, rate: 0.0 };
+        self.elementwise(Kernel::ReluForward, p, [(2, x), (3, y)], None, len)
+    }
+
+    /// In place: grad *= (act > 0), act being the ReLU's output.
+    pub fn relu_backward(&self, len: u64, act: &View, grad: &View) -> Dispatch {
+        let p = ElementwiseParams { len: len as u32, cols: 1, seed: 0, rate: 0.0 };
+        self.elementwise(Kernel::ReluBackward, p, [(4, act), (5, grad)], None, len)
+    }
+
+    /// y = sigmoid(x); overwrites y.
+    pub fn sigmoid_forward(&self, len: u64, x: &View, y: &View) -> Dispatch {
+        let p = ElementwiseParams { len: len as u32, cols: 1, seed: 0, rate: 0.0 };
+        self.elementwise(Kernel::SigmoidForward, p, [(2, x), (3, y)], None, len)
+    }
+
+    /// y [rows, cols] = row-wise softmax of x; overwrites y.
+    pub fn softmax_forward(&self, rows: u64, cols: u32, x: &View, y: &View) -> Dispatch {
+        let p = ElementwiseParams { len: (rows * cols as u64) as u32, cols, seed: 0, rate: 0.0 };
+        self.elementwise(Kernel::SoftmaxForward, p, [(2, x), (3, y)], None, rows)
+    }
+
+    /// Inverted dropout with a mask drawn from (seed, step.t, index); overwrites y. The backward
+    /// pass is the same call with the gradients as x and y.
+    pub fn dropout_mask(&self, len: u64, rate: f32, seed: u32, step: &wgpu::Buffer, x: &View, y: &View) -> Dispatch {
+        let p = ElementwiseParams { len: len as u32, cols: 1, seed, rate };
+        self.elementwise(Kernel::DropoutMask, p, [(2, x), (3, y)], Some(step), len)
+    }
+
+    // ---- loss.wgsl ----
+
+    /// Sigmoid + binary cross-entropy (classes == 1) or softmax + categorical cross-entropy
+    /// from logits [capacity, classes]: overwrites grad, adds [loss sum, correct, rows] to
+    /// metrics. One workgroup.
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss(&self, capacity: u32, classes: u32, step: &wgpu::Buffer, logits: &View, labels: &View, grad: &View, metrics: &View) -> Dispatch {
+        let k = if classes == 1 { Kernel::SigmoidBceLoss } else { Kernel::SoftmaxCeLoss };
+        let u = self.uniform(k, &LossParams { capacity, classes, _pad: [0; 2] });
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Uniform(step)),
+            (2, Bind::Storage(logits)),
+            (3, Bind::Storage(labels)),
+            (4, Bind::Storage(grad)),
+            (5, Bind::Storage(metrics)),
+        ];
+        self.dispatch(k, &binds, [1, 1, 1])
+    }
+
+    // ---- adam.wgsl ----
+
+    /// One Adam step over every parameter: updates params, m and v in place.
+    pub fn adam_update(&self, step: &wgpu::Buffer, params: &View, grads: &View, m: &View, v: &View) -> Dispatch {
+        let k = Kernel::AdamUpdate;
+        let binds = [
+            (0, Bind::Uniform(step)),
+            (1, Bind::Storage(params)),
+            (2, Bind::Storage(grads)),
+            (3, Bind::Storage(m)),
+            (4, Bind::Storage(v)),
+        ];
+        self.dispatch(k, &binds, self.grid(params.len))
+    }
+}
+
+fn pool_params(s: &PoolShape) -> PoolParams {
+    PoolParams {
+        batch: s.batch,
+        in_h: s.in_h,
+        in_w: s.in_w,
+        c: s.c,
+        out_h: s.out_h(),
+        out_w: s.out_w(),
+        pool_h: s.pool[0],
+        pool_w: s.pool[1],
+        stride_h: s.stride[0],
+        stride_w: s.stride[1],
+        _pad: [0; 2],
+    }
+}

@@ -1,0 +1,7 @@
+//! gpu-cnn: convolutional image classifiers trained on the GPU with hand-written WGSL kernels.
+
+pub mod bench;
+pub mod devices;
+pub mod gpu;
+pub mod model;
+pub mod network;

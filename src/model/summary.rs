@@ -1,0 +1,60 @@
+//! Keras-style `model.summary()` table.
+
+use std::fmt::Write;
+
+use super::ModelSpec;
+
+/// 4195457 -> "4,195,457".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+pub fn summary(name: &str, spec: &ModelSpec) -> String {
+    let shapes = spec.shapes().expect("validated spec");
+    let params = spec.params();
+    let rule = "_".repeat(65);
+    let mut out = format!("Model: \"{name}\"\n{rule}\n {:<28}{:<26}{}\n{}\n", "Layer (type)", "Output Shape", "Param #", "=".repeat(65));
+    for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
+        let count: u64 = params.iter().filter(|p| p.layer == i).map(|p| p.len()).sum();
+        let label = format!("{} ({})", layer.name, layer.kind.keras_class());
+        let _ = writeln!(out, " {label:<28}{:<26}{}", shape.keras(), thousands(count));
+    }
+    let total = spec.param_count();
+    let _ = write!(
+        out,
+        "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{rule}\n",
+        "=".repeat(65),
+        thousands(total),
+        thousands(total)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(896), "896");
+        assert_eq!(thousands(9248), "9,248");
+        assert_eq!(thousands(4_195_457), "4,195,457");
+    }
+
+    #[test]
+    fn model1_summary_lists_the_write_ups_counts() {
+        let s = summary("model1", &ModelSpec::model1(64));
+        for line in ["conv2d_1 (Conv2D)", "(None, 64, 64, 32)", "896", "4,194,432", "129", "Total params: 4,195,457"] {
+            assert!(s.contains(line), "missing {line} in\n{s}");
+        }
+    }
+}

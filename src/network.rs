@@ -1,0 +1,339 @@
+//! A model resident on the GPU. Parameters, gradients and Adam moments each live in one flat
+//! buffer (every tensor at a 256-byte aligned offset, so one `adam_update` dispatch serves the
+//! whole model); activations and their gradients get a buffer per layer. All dispatches are
+//! built once here; a training step writes the batch and a 32-byte step uniform, records the
+//! prepared dispatches into one compute pass and submits once, with no readback.
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use thiserror::Error;
+
+use crate::gpu::kernels::{ConvShape, Dispatch, GemmShape, Kernels, PoolShape, StepParams};
+use crate::gpu::{GpuContext, GpuError, View};
+use crate::model::{Activation, LayerKind, ModelSpec, ParamInfo, Shape};
+
+#[derive(Debug, Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("no parameter tensor named '{0}'")]
+    UnknownTensor(String),
+    #[error("tensor '{name}' has {expected} elements, got {got}")]
+    Length { name: String, expected: u64, got: usize },
+    #[error("a batch holds at most {capacity} images, got {got}")]
+    BatchTooLarge { capacity: u32, got: usize },
+    #[error("{got} pixel values for {rows} images of {per_image} values each")]
+    ImageLength { got: usize, rows: usize, per_image: u64 },
+}
+
+/// Offsets of bound views must be multiples of 256 bytes on every adapter.
+const ALIGN: u64 = 64;
+
+/// Where a parameter tensor sits in the flat buffers.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub info: ParamInfo,
+    pub offset: u64,
+}
+
+/// Loss and accuracy summed on the GPU over the batches since the last reset.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Metrics {
+    pub loss_sum: f64,
+    pub correct: f64,
+    pub count: f64,
+}
+
+impl Metrics {
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1.0)
+    }
+    pub fn accuracy(&self) -> f64 {
+        self.correct / self.count.max(1.0)
+    }
+}
+
+/// What one submission runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Forward and loss, dropout off: evaluation.
+    Evaluate,
+    /// Forward, loss and backward, no update (gradient checks).
+    Gradients,
+    /// Forward, loss, backward and the Adam update.
+    Train,
+}
+
+pub struct Network {
+    pub spec: ModelSpec,
+    /// Images per batch the buffers hold.
+    pub batch: u32,
+    pub slots: Vec<Slot>,
+    params: View,
+    grads: View,
+    adam_m: View,
+    adam_v: View,
+    input: View,
+    labels: View,
+    /// Output of each layer (flatten aliases its input).
+    activations: Vec<View>,
+    step: wgpu::Buffer,
+    metrics: View,
+    forward: Vec<Dispatch>,
+    backward: Vec<Dispatch>,
+    update: Dispatch,
+    /// Adam steps taken.
+    pub t: u32,
+    rows: u32,
+}
+
+/// Glorot-uniform kernels (limit sqrt(6 / (fan_in + fan_out))) and zero biases, as Keras.
+pub fn glorot_init(slots: &[Slot], total: u64, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut data = vec![0f32; total as usize];
+    for s in slots {
+        if let Some((fan_in, fan_out)) = s.info.fans {
+            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+            let range = s.offset as usize..(s.offset + s.info.len()) as usize;
+            data[range].iter_mut().for_each(|w| *w = rng.random_range(-limit..=limit));
+        }
+    }
+    data
+}
+
+fn fnv(seed: u64, i: usize) -> u32 {
+    let h = (seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0x1000_0000_01b3);
+    (h ^ (h >> 32)) as u32
+}
+
+impl Network {
+    /// Allocates every buffer, initialises the parameters (seeded glorot-uniform) and builds
+    /// the forward, backward and update dispatches for batches of up to `batch` images.
+    pub fn new(ctx: &GpuContext, kernels: &Kernels, spec: &ModelSpec, batch: u32, seed: u64) -> Result<Self, NetworkError> {
+        let shapes = spec.shapes().expect("validated spec");
+        let mut slots = Vec::new();
+        let mut total = 0;
+        for info in spec.params() {
+            let len = info.len();
+            slots.push(Slot { info, offset: total });
+            total += len.div_ceil(ALIGN) * ALIGN;
+        }
+        let params = View::whole(&ctx.upload("parameters", &glorot_init(&slots, total, seed))?);
+        let grads = View::whole(&ctx.storage("gradients", total)?);
+        let adam_m = View::whole(&ctx.storage("Adam first moments", total)?);
+        let adam_v = View::whole(&ctx.storage("Adam second moments", total)?);
+
+        let b = batch as u64;
+        let input = View::whole(&ctx.storage("input batch", b * Shape::Image(spec.input).len())?);
+        let labels = View::whole(&ctx.storage("labels", b)?);
+        let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, batch));
+        let metrics = View::whole(&ctx.storage("metrics", 3)?);
+
+        // Activation and gradient buffers: index 0 is the input, i + 1 the output of layer i.
+        let mut acts = vec![input.clone()];
+        let mut act_grads: Vec<Option<View>> = vec![None];
+        // The input gradient of layer i is needed when some layer before it has parameters.
+        let first_param_layer = slots.first().map_or(usize::MAX, |s| s.info.layer);
+        for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
+            if matches!(layer.kind, LayerKind::Flatten) {
+                acts.push(acts[i].clone());
+                act_grads.push(act_grads[i].clone());
+                continue;
+            }
+            let len = b * shape.len();
+            acts.push(View::whole(&ctx.storage(&format!("{} output", layer.name), len)?));
+            let needs_grad = i >= first_param_layer;
+            act_grads.push(if needs_grad { Some(View::whole(&ctx.storage(&format!("{} output gradient", layer.name), len)?)) } else { None });
+        }
+
+        let slot = |name: String| -> View {
+            let s = slots.iter().find(|s| s.info.name == name).expect("parameter of a layer");
+            params.slice(s.offset, s.info.len())
+        };
+        let grad_slot = |name: String| -> View {
+            let s = slots.iter().find(|s| s.info.name == name).expect("parameter of a layer");
+            grads.slice(s.offset, s.info.len())
+        };
+
+        // Scratch for split reductions, sized for the largest user.
+        let mut scratch_len = 1;
+        for (i, layer) in spec.layers.iter().enumerate() {
+            match (&layer.kind, spec.input_of(i)) {
+                (LayerKind::Conv2d { filters, kernel, stride, padding, .. }, Shape::Image(inp)) => {
+                    let s = ConvShape::keras(batch, inp, *filters, *kernel, *stride, *padding == crate::model::Padding::Same);
+                    scratch_len = scratch_len.max(Kernels::conv2d_backward_kernel_scratch(&s)).max(Kernels::column_sum_scratch(s.output_rows(), *filters));
+                }
+                (LayerKind::Dense { units, .. }, Shape::Flat(n)) => {
+                    for g in [GemmShape::nn(batch, *units, n), GemmShape::nt(batch, n, *units), GemmShape::tn(n, *units, batch)] {
+                        scratch_len = scratch_len.max(Kernels::gemm_scratch(&g));
+                    }
+                    scratch_len = scratch_len.max(Kernels::column_sum_scratch(b, *units));
+                }
+                _ => {}
+            }
+        }
+        let scratch = View::whole(&ctx.storage("reduction scratch", scratch_len)?);
+
+        let mut forward = Vec::new();
+        let mut backward = Vec::new();
+        let last = spec.layers.len() - 1;
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let (x, y) = (&acts[i], &acts[i + 1]);
+            let (dx, dy) = (act_grads[i].as_ref(), act_grads[i + 1].as_ref());
+            let mut back = Vec::new();
+            match (&layer.kind, spec.input_of(i)) {
+                (LayerKind::Conv2d { filters, kernel, stride, padding, activation }, Shape::Image(inp)) => {
+                    let s = ConvShape::keras(batch, inp, *filters, *kernel, *stride, *padding == crate::model::Padding::Same);
+                    let relu = *activation == Activation::Relu;
+                    let (w, bias) = (slot(format!("{}.kernel", layer.name)), slot(format!("{}.bias", layer.name)));
+                    forward.push(kernels.conv2d_forward(&s, relu, x, &w, &bias, y));
+                    let dy = dy.expect("layers with parameters have output gradients");
+                    if relu {
+                        back.push(kernels.relu_backward(s.output_len(), y, dy));
+                    }
+                    back.extend(kernels.conv2d_backward_kernel(&s, x, dy, &grad_slot(format!("{}.kernel", layer.name)), &scratch));
+                    back.extend(kernels.column_sum(s.output_rows(), *filters, dy, &grad_slot(format!("{}.bias", layer.name)), &scratch));
+                    if let Some(dx) = dx {
+                        back.push(kernels.conv2d_backward_input(&s, dy, &w, dx));
+                    }
+                }
+                (LayerKind::MaxPool2d { pool, stride }, Shape::Image([h, w, c])) => {
+                    let s = PoolShape { batch, in_h: h, in_w: w, c, pool: *pool, stride: stride.unwrap_or(*pool) };
+                    let argmax = View::whole(&ctx.storage(&format!("{} argmax", layer.name), s.output_len())?);
+                    forward.push(kernels.maxpool2d_forward(&s, x, y, &argmax));
+                    if let (Some(dx), Some(dy)) = (dx, dy) {
+                        back.push(kernels.maxpool2d_backward(&s, &argmax, dy, dx));
+                    }
+                }
+                (LayerKind::Dense { units, activation }, Shape::Flat(n)) => {
+                    let relu = *activation == Activation::Relu;
+                    let (w, bias) = (slot(format!("{}.kernel", layer.name)), slot(format!("{}.bias", layer.name)));
+                    forward.extend(kernels.gemm(&GemmShape::nn(batch, *units, n), x, &w, Some(&bias), relu, y, &scratch));
+                    let dy = dy.expect("layers with parameters have output gradients");
+                    if relu {
+                        back.push(kernels.relu_backward(b * *units as u64, y, dy));
+                    }
+                    back.extend(kernels.gemm(&GemmShape::tn(n, *units, batch), x, dy, None, false, &grad_slot(format!("{}.kernel", layer.name)), &scratch));
+                    back.extend(kernels.column_sum(b, *units, dy, &grad_slot(format!("{}.bias", layer.name)), &scratch));
+                    if let Some(dx) = dx {
+                        back.extend(kernels.gemm(&GemmShape::nt(batch, n, *units), dy, &w, None, false, dx, &scratch));
+                    }
+                }
+                (LayerKind::Dropout { rate }, shape) => {
+                    let len = b * shape.len();
+                    let seed = fnv(seed, i);
+                    forward.push(kernels.dropout_mask(len, *rate, seed, &step, x, y));
+                    if let (Some(dx), Some(dy)) = (dx, dy) {
+                        back.push(kernels.dropout_mask(len, *rate, seed, &step, dy, dx));
+                    }
+                }
+                (LayerKind::Flatten, _) => {}
+                _ => unreachable!("shapes validated by the spec"),
+            }
+            if i == last {
+                let dy = act_grads[i + 1].as_ref().expect("the head has parameters");
+                forward.push(kernels.loss(batch, spec.logits(), &step, y, &labels, dy, &metrics));
+            }
+            // Backward runs from the last layer to the first.
+            backward.splice(0..0, back);
+        }
+        let update = kernels.adam_update(&step, &params, &grads, &adam_m, &adam_v);
+        ctx.check_errors()?;
+        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations: acts, step, metrics, forward, backward, update, t: 0, rows: batch })
+    }
+
+    fn slot(&self, name: &str) -> Result<&Slot, NetworkError> {
+        self.slots.iter().find(|s| s.info.name == name).ok_or_else(|| NetworkError::UnknownTensor(name.to_string()))
+    }
+
+    /// Writes a batch: `images` holds `labels.len()` NHWC images with values in [0, 1].
+    pub fn upload(&mut self, ctx: &GpuContext, images: &[f32], labels: &[u32]) -> Result<(), NetworkError> {
+        let per_image = Shape::Image(self.spec.input).len();
+        if labels.len() > self.batch as usize {
+            return Err(NetworkError::BatchTooLarge { capacity: self.batch, got: labels.len() });
+        }
+        if images.len() as u64 != labels.len() as u64 * per_image {
+            return Err(NetworkError::ImageLength { got: images.len(), rows: labels.len(), per_image });
+        }
+        ctx.queue.write_buffer(&self.input.buffer, 0, bytemuck::cast_slice(images));
+        ctx.queue.write_buffer(&self.labels.buffer, 0, bytemuck::cast_slice(labels));
+        self.rows = labels.len() as u32;
+        Ok(())
+    }
+
+    /// Records and submits one pass over the uploaded batch (one queue submission, no wait).
+    /// `Pass::Train` takes one Adam step at learning rate `lr`.
+    pub fn run(&mut self, ctx: &GpuContext, pass: Pass, lr: f32) -> wgpu::SubmissionIndex {
+        let t = if pass == Pass::Train { self.t + 1 } else { self.t.max(1) };
+        let mut step = StepParams::adam(lr, t, self.rows);
+        step.training = u32::from(pass != Pass::Evaluate);
+        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut cp = encoder.begin_compute_pass(&Default::default());
+            let mut ops: Vec<&Dispatch> = self.forward.iter().collect();
+            if pass != Pass::Evaluate {
+                ops.extend(&self.backward);
+            }
+            if pass == Pass::Train {
+                ops.push(&self.update);
+                self.t += 1;
+            }
+            ops.into_iter().for_each(|d| d.record(&mut cp));
+        }
+        ctx.queue.submit([encoder.finish()])
+    }
+
+    /// Zeroes the on-GPU loss/accuracy accumulator.
+    pub fn reset_metrics(&self, ctx: &GpuContext) {
+        ctx.queue.write_buffer(&self.metrics.buffer, 0, bytemuck::cast_slice(&[0f32; 3]));
+    }
+
+    /// Reads the accumulator (waits for the GPU: call at epoch ends).
+    pub fn read_metrics(&self, ctx: &GpuContext) -> Result<Metrics, NetworkError> {
+        let m: Vec<f32> = ctx.read(&self.metrics)?;
+        Ok(Metrics { loss_sum: m[0] as f64, correct: m[1] as f64, count: m[2] as f64 })
+    }
+
+    /// The logits of the last batch, [rows, logits].
+    pub fn read_logits(&self, ctx: &GpuContext) -> Result<Vec<f32>, NetworkError> {
+        let out = self.activations.last().expect("a layer");
+        let per = self.spec.logits() as u64;
+        Ok(ctx.read(&out.slice(0, self.rows as u64 * per))?)
+    }
+
+    fn read_slot(&self, ctx: &GpuContext, buffer: &View, name: &str) -> Result<Vec<f32>, NetworkError> {
+        let s = self.slot(name)?;
+        Ok(ctx.read(&buffer.slice(s.offset, s.info.len()))?)
+    }
+
+    pub fn read_param(&self, ctx: &GpuContext, name: &str) -> Result<Vec<f32>, NetworkError> {
+        self.read_slot(ctx, &self.params, name)
+    }
+
+    pub fn read_grad(&self, ctx: &GpuContext, name: &str) -> Result<Vec<f32>, NetworkError> {
+        self.read_slot(ctx, &self.grads, name)
+    }
+
+    /// The Adam moments (m, v) of one tensor.
+    pub fn read_moments(&self, ctx: &GpuContext, name: &str) -> Result<(Vec<f32>, Vec<f32>), NetworkError> {
+        Ok((self.read_slot(ctx, &self.adam_m, name)?, self.read_slot(ctx, &self.adam_v, name)?))
+    }
+
+    fn write_slot(&self, ctx: &GpuContext, buffer: &View, name: &str, data: &[f32]) -> Result<(), NetworkError> {
+        let s = self.slot(name)?;
+        if data.len() as u64 != s.info.len() {
+            return Err(NetworkError::Length { name: name.to_string(), expected: s.info.len(), got: data.len() });
+        }
+        ctx.queue.write_buffer(&buffer.buffer, (buffer.offset + s.offset) * 4, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    pub fn write_param(&self, ctx: &GpuContext, name: &str, data: &[f32]) -> Result<(), NetworkError> {
+        self.write_slot(ctx, &self.params, name, data)
+    }
+
+    pub fn write_moments(&self, ctx: &GpuContext, name: &str, m: &[f32], v: &[f32]) -> Result<(), NetworkError> {
+        self.write_slot(ctx, &self.adam_m, name, m)?;
+        self.write_slot(ctx, &self.adam_v, name, v)
+    }
+}

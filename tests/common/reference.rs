@@ -1,0 +1,192 @@
+//! CPU reference implementations in f64, for tests only. Same layouts as the kernels:
+//! NHWC activations, [kh, kw, in_c, out_c] kernels.
+
+use gpu_cnn::gpu::kernels::{ConvShape, GemmShape, PoolShape};
+
+fn at(s: &ConvShape, n: usize, oh: usize, ow: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {
+    let ih = (oh * s.stride as usize + kh) as isize - s.pad_top as isize;
+    let iw = (ow * s.stride as usize + kw) as isize - s.pad_left as isize;
+    if ih < 0 || iw < 0 || ih >= s.in_h as isize || iw >= s.in_w as isize {
+        return None;
+    }
+    let xb = ((n * s.in_h as usize + ih as usize) * s.in_w as usize + iw as usize) * s.in_c as usize;
+    Some((xb, (kh * s.k_w as usize + kw) * s.in_c as usize * s.out_c as usize))
+}
+
+/// Calls f(x base index, w base index, y base index) for every valid (output pixel, tap).
+fn for_each_tap(s: &ConvShape, mut f: impl FnMut(usize, usize, usize)) {
+    for n in 0..s.batch as usize {
+        for oh in 0..s.out_h as usize {
+            for ow in 0..s.out_w as usize {
+                let yb = ((n * s.out_h as usize + oh) * s.out_w as usize + ow) * s.out_c as usize;
+                for kh in 0..s.k_h as usize {
+                    for kw in 0..s.k_w as usize {
+                        if let Some((xb, wb)) = at(s, n, oh, ow, kh, kw) {
+                            f(xb, wb, yb);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn conv2d_forward(s: &ConvShape, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+    let (ci, co) = (s.in_c as usize, s.out_c as usize);
+    let mut y = vec![0f64; s.output_len() as usize];
+    for (i, v) in y.iter_mut().enumerate() {
+        *v = b[i % co] as f64;
+    }
+    for_each_tap(s, |xb, wb, yb| {
+        for c in 0..ci {
+            let xv = x[xb + c] as f64;
+            for o in 0..co {
+                y[yb + o] += xv * w[wb + c * co + o] as f64;
+            }
+        }
+    });
+    if relu {
+        y.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    y
+}
+
+pub fn conv2d_backward_input(s: &ConvShape, dy: &[f32], w: &[f32]) -> Vec<f64> {
+    let (ci, co) = (s.in_c as usize, s.out_c as usize);
+    let mut dx = vec![0f64; s.input_len() as usize];
+    for_each_tap(s, |xb, wb, yb| {
+        for c in 0..ci {
+            dx[xb + c] += (0..co).map(|o| dy[yb + o] as f64 * w[wb + c * co + o] as f64).sum::<f64>();
+        }
+    });
+    dx
+}
+
+pub fn conv2d_backward_kernel(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f64> {
+    let (ci, co) = (s.in_c as usize, s.out_c as usize);
+    let mut dw = vec![0f64; s.kernel_len() as usize];
+    for_each_tap(s, |xb, wb, yb| {
+        for c in 0..ci {
+            let xv = x[xb + c] as f64;
+            for o in 0..co {
+                dw[wb + c * co + o] += xv * dy[yb + o] as f64;
+            }
+        }
+    });
+    dw
+}
+
+/// Window max (first maximum wins) and its flat input index.
+pub fn maxpool2d_forward(s: &PoolShape, x: &[f32]) -> (Vec<f64>, Vec<u32>) {
+    let (oh_n, ow_n, c_n) = (s.out_h() as usize, s.out_w() as usize, s.c as usize);
+    let mut y = Vec::new();
+    let mut arg = Vec::new();
+    for n in 0..s.batch as usize {
+        for oh in 0..oh_n {
+            for ow in 0..ow_n {
+                for c in 0..c_n {
+                    let mut best = (f32::NEG_INFINITY, usize::MAX);
+                    for dh in 0..s.pool[0] as usize {
+                        for dw in 0..s.pool[1] as usize {
+                            let ih = oh * s.stride[0] as usize + dh;
+                            let iw = ow * s.stride[1] as usize + dw;
+                            let i = ((n * s.in_h as usize + ih) * s.in_w as usize + iw) * c_n + c;
+                            if best.1 == usize::MAX || x[i] > best.0 {
+                                best = (x[i], i);
+                            }
+                        }
+                    }
+                    y.push(best.0 as f64);
+                    arg.push(best.1 as u32);
+                }
+            }
+        }
+    }
+    (y, arg)
+}
+
+pub fn maxpool2d_backward(s: &PoolShape, arg: &[u32], dy: &[f32]) -> Vec<f64> {
+    let mut dx = vec![0f64; s.input_len() as usize];
+    for (o, &i) in arg.iter().enumerate() {
+        dx[i as usize] += dy[o] as f64;
+    }
+    dx
+}
+
+pub fn gemm(g: &GemmShape, a: &[f32], b: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f64> {
+    let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
+    let mut c = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = bias.map_or(0.0, |b| b[j] as f64);
+            for kk in 0..k {
+                acc += a[i * g.a_row as usize + kk * g.a_col as usize] as f64 * b[kk * g.b_row as usize + j * g.b_col as usize] as f64;
+            }
+            c[i * n + j] = if relu { acc.max(0.0) } else { acc };
+        }
+    }
+    c
+}
+
+pub fn column_sum(rows: usize, cols: usize, src: &[f32]) -> Vec<f64> {
+    (0..cols).map(|c| (0..rows).map(|r| src[r * cols + c] as f64).sum()).collect()
+}
+
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+pub fn softmax(row: &[f32]) -> Vec<f64> {
+    let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+    let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+/// (loss sum, correct, gradient of the mean loss) for the first `rows` rows.
+pub fn sigmoid_bce(logits: &[f32], labels: &[u32], rows: usize) -> (f64, f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut hits = 0.0;
+    let mut grad = vec![0.0; logits.len()];
+    for r in 0..rows {
+        let (z, y) = (logits[r] as f64, labels[r] as f64);
+        loss += z.max(0.0) - z * y + (-z.abs()).exp().ln_1p();
+        grad[r] = (sigmoid(z) - y) / rows as f64;
+        hits += f64::from((z > 0.0) == (labels[r] == 1));
+    }
+    (loss, hits, grad)
+}
+
+pub fn softmax_ce(logits: &[f32], labels: &[u32], rows: usize, classes: usize) -> (f64, f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut hits = 0.0;
+    let mut grad = vec![0.0; logits.len()];
+    for r in 0..rows {
+        let row = &logits[r * classes..(r + 1) * classes];
+        let p = softmax(row);
+        let label = labels[r] as usize;
+        loss -= p[label].ln();
+        for j in 0..classes {
+            grad[r * classes + j] = (p[j] - f64::from(j == label)) / rows as f64;
+        }
+        let best = (0..classes).fold(0, |b, j| if row[j] > row[b] { j } else { b });
+        hits += f64::from(best == label);
+    }
+    (loss, hits, grad)
+}
+
+/// One Keras Adam step at 1-based step t; returns (w, m, v).
+pub fn adam(w: &[f32], g: &[f32], m: &[f32], v: &[f32], lr: f64, t: u32) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-7f64);
+    let lr_t = lr * (1.0 - b2.powi(t as i32)).sqrt() / (1.0 - b1.powi(t as i32));
+    let mut out = (vec![], vec![], vec![]);
+    for i in 0..w.len() {
+        let gi = g[i] as f64;
+        let mi = m[i] as f64 + (gi - m[i] as f64) * (1.0 - b1);
+        let vi = v[i] as f64 + (gi * gi - v[i] as f64) * (1.0 - b2);
+        out.0.push(w[i] as f64 - lr_t * mi / (vi.sqrt() + eps));
+        out.1.push(mi);
+        out.2.push(vi);
+    }
+    out
+}

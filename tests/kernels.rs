@@ -1,0 +1,297 @@
+//! Every WGSL kernel against its CPU reference (f64), on random inputs, at odd sizes that are
+//! multiples of no tile or workgroup size, batch 1, 3 input channels, and the reference
+//! models' shapes. Outputs and scratch are poisoned with NaN before each run.
+//!
+//! Tolerance: the largest |gpu - reference| over the largest |reference| of the tensor, 1e-5
+//! for all f32 arithmetic (sums of up to 131,072 terms stay well inside it; WGSL only promises
+//! exp() to 3 + 2|x| ULP, so transcendental kernels need more than a few ULP). Kernels that only
+//! move or select values (max-pool, relu) must be exact.
+
+mod common;
+
+use common::{assert_close, gpu, input, poisoned, random, reference as cpu, run};
+use gpu_cnn::gpu::kernels::{ConvShape, GemmShape, Kernels, PoolShape, StepParams};
+
+const TOL: f64 = 1e-5;
+const EXACT: f64 = 0.0;
+
+/// (batch, [h, w, c], filters, [kh, kw], stride, same)
+const CONV_SHAPES: &[(u32, [u32; 3], u32, [u32; 2], u32, bool)] = &[
+    (1, [5, 7, 3], 5, [3, 3], 1, true),
+    (2, [9, 6, 4], 6, [2, 2], 2, true),
+    (3, [11, 10, 5], 7, [5, 3], 2, false),
+    (2, [8, 8, 3], 1, [1, 1], 1, false),
+    (1, [6, 5, 9], 3, [4, 4], 1, true),
+    (2, [7, 7, 2], 13, [3, 3], 2, true),
+];
+
+/// Model 1/2's first conv and Model 2's second, at batch 32.
+const CONV_REFERENCE: &[(u32, [u32; 3], u32, [u32; 2], u32, bool)] =
+    &[(32, [64, 64, 3], 32, [3, 3], 1, true), (32, [32, 32, 32], 32, [3, 3], 1, true)];
+
+fn conv_case(seed: u64, shape: (u32, [u32; 3], u32, [u32; 2], u32, bool)) {
+    let (ctx, k) = gpu();
+    let (batch, inp, filters, kernel, stride, same) = shape;
+    let s = ConvShape::keras(batch, inp, filters, kernel, stride, same);
+    let name = format!("{batch}x{inp:?} -> {filters} k{kernel:?} s{stride} {}", if same { "same" } else { "valid" });
+    let x = random(seed, s.input_len() as usize, -1.0, 1.0);
+    let w = random(seed + 1, s.kernel_len() as usize, -0.5, 0.5);
+    let b = random(seed + 2, filters as usize, -0.5, 0.5);
+    let dy = random(seed + 3, s.output_len() as usize, -1.0, 1.0);
+    let (xv, wv, bv, dyv) = (input(ctx, &x), input(ctx, &w), input(ctx, &b), input(ctx, &dy));
+    let scratch = poisoned(ctx, Kernels::conv2d_backward_kernel_scratch(&s).max(1));
+
+    for relu in [false, true] {
+        let y = poisoned(ctx, s.output_len());
+        let got = run(&[k.conv2d_forward(&s, relu, &xv, &wv, &bv, &y)], &y);
+        assert_close(&format!("conv2d_forward {name} relu={relu}"), &got, &cpu::conv2d_forward(&s, relu, &x, &w, &b), TOL);
+    }
+    let dx = poisoned(ctx, s.input_len());
+    let got = run(&[k.conv2d_backward_input(&s, &dyv, &wv, &dx)], &dx);
+    assert_close(&format!("conv2d_backward_input {name}"), &got, &cpu::conv2d_backward_input(&s, &dy, &w), TOL);
+
+    let dw = poisoned(ctx, s.kernel_len());
+    let got = run(&k.conv2d_backward_kernel(&s, &xv, &dyv, &dw, &scratch), &dw);
+    assert_close(&format!("conv2d_backward_kernel {name}"), &got, &cpu::conv2d_backward_kernel(&s, &x, &dy), TOL);
+
+    let db = poisoned(ctx, filters as u64);
+    let col_scratch = poisoned(ctx, Kernels::column_sum_scratch(s.output_rows(), filters).max(1));
+    let got = run(&k.column_sum(s.output_rows(), filters, &dyv, &db, &col_scratch), &db);
+    assert_close(&format!("conv2d bias gradient {name}"), &got, &cpu::column_sum(s.output_rows() as usize, filters as usize, &dy), TOL);
+}
+
+#[test]
+fn conv2d_forward_and_backward_match_reference() {
+    for (i, &shape) in CONV_SHAPES.iter().enumerate() {
+        conv_case(100 + 10 * i as u64, shape);
+    }
+}
+
+#[test]
+fn conv2d_reference_model_shapes() {
+    for (i, &shape) in CONV_REFERENCE.iter().enumerate() {
+        conv_case(900 + 10 * i as u64, shape);
+    }
+}
+
+#[test]
+fn keras_conv_output_shapes() {
+    let s = ConvShape::keras(1, [64, 64, 3], 32, [3, 3], 1, true);
+    assert_eq!((s.out_h, s.out_w, s.pad_top, s.pad_left), (64, 64, 1, 1));
+    let s = ConvShape::keras(1, [9, 6, 1], 1, [2, 2], 2, true);
+    assert_eq!((s.out_h, s.out_w, s.pad_top, s.pad_left), (5, 3, 0, 0));
+    let s = ConvShape::keras(1, [11, 10, 1], 1, [5, 3], 2, false);
+    assert_eq!((s.out_h, s.out_w, s.pad_top), (4, 4, 0));
+    let s = ConvShape::keras(1, [6, 6, 1], 1, [4, 4], 1, true);
+    assert_eq!((s.out_h, s.pad_top), (6, 1), "Keras puts the odd padding after");
+}
+
+/// (batch, in_h, in_w, c, pool, stride)
+const POOL_SHAPES: &[(u32, u32, u32, u32, [u32; 2], [u32; 2])] = &[
+    (2, 7, 9, 3, [2, 2], [2, 2]),
+    (1, 6, 6, 5, [3, 3], [2, 2]),
+    (3, 5, 5, 1, [2, 2], [1, 1]),
+    (1, 5, 8, 2, [3, 2], [1, 3]),
+    (32, 64, 64, 32, [2, 2], [2, 2]),
+];
+
+#[test]
+fn maxpool2d_forward_and_backward_match_reference() {
+    let (ctx, k) = gpu();
+    for (i, &(batch, in_h, in_w, c, pool, stride)) in POOL_SHAPES.iter().enumerate() {
+        let s = PoolShape { batch, in_h, in_w, c, pool, stride };
+        let name = format!("{batch}x{in_h}x{in_w}x{c} pool {pool:?} stride {stride:?}");
+        let x = random(200 + i as u64, s.input_len() as usize, -1.0, 1.0);
+        let dy = random(300 + i as u64, s.output_len() as usize, -1.0, 1.0);
+        let (y, arg) = (poisoned(ctx, s.output_len()), poisoned(ctx, s.output_len()));
+        let got = run(&[k.maxpool2d_forward(&s, &input(ctx, &x), &y, &arg)], &y);
+        let (want, want_arg) = cpu::maxpool2d_forward(&s, &x);
+        assert_close(&format!("maxpool2d_forward {name}"), &got, &want, EXACT);
+        assert_eq!(ctx.read::<u32>(&arg).unwrap(), want_arg, "maxpool2d_forward argmax {name}");
+
+        let dx = poisoned(ctx, s.input_len());
+        let got = run(&[k.maxpool2d_backward(&s, &arg, &input(ctx, &dy), &dx)], &dx);
+        assert_close(&format!("maxpool2d_backward {name}"), &got, &cpu::maxpool2d_backward(&s, &want_arg, &dy), TOL);
+    }
+}
+
+fn gemm_case(seed: u64, g: GemmShape, a_len: usize, b_len: usize, bias: bool, relu: bool) {
+    let (ctx, k) = gpu();
+    let a = random(seed, a_len, -1.0, 1.0);
+    let b = random(seed + 1, b_len, -1.0, 1.0);
+    let bias_data = random(seed + 2, g.n as usize, -1.0, 1.0);
+    let c = poisoned(ctx, g.m as u64 * g.n as u64);
+    let scratch = poisoned(ctx, Kernels::gemm_scratch(&g).max(1));
+    let bias_view = input(ctx, &bias_data);
+    let d = k.gemm(&g, &input(ctx, &a), &input(ctx, &b), bias.then_some(&bias_view), relu, &c, &scratch);
+    let got = run(&d, &c);
+    let want = cpu::gemm(&g, &a, &b, bias.then_some(&bias_data[..]), relu);
+    assert_close(&format!("gemm {g:?} bias={bias} relu={relu} ({} dispatches)", d.len()), &got, &want, TOL);
+}
+
+#[test]
+fn gemm_matches_reference_for_every_layout() {
+    let cases = [(1, 1, 1), (5, 7, 3), (3, 130, 2049), (33, 17, 1000), (1, 5, 4099)];
+    for (i, &(m, n, kk)) in cases.iter().enumerate() {
+        let len = (m * kk) as usize;
+        let seed = 400 + 10 * i as u64;
+        gemm_case(seed, GemmShape::nn(m, n, kk), len, (kk * n) as usize, true, false);
+        gemm_case(seed + 1, GemmShape::nn(m, n, kk), len, (kk * n) as usize, true, true);
+        gemm_case(seed + 2, GemmShape::nt(m, n, kk), len, (n * kk) as usize, false, false);
+        gemm_case(seed + 3, GemmShape::tn(m, n, kk), len, (kk * n) as usize, false, false);
+    }
+}
+
+#[test]
+fn dense_reference_model_shapes() {
+    // Model 1's dense_1: 32768 -> 128 at batch 32; forward, dX = dY W^T, dW = X^T dY.
+    let (b, i, o) = (32u32, 32768u32, 128u32);
+    gemm_case(500, GemmShape::nn(b, o, i), (b * i) as usize, (i * o) as usize, true, true);
+    gemm_case(501, GemmShape::nt(b, i, o), (b * o) as usize, (i * o) as usize, false, false);
+    gemm_case(502, GemmShape::tn(i, o, b), (b * i) as usize, (b * o) as usize, false, false);
+}
+
+#[test]
+fn column_sum_matches_reference() {
+    let (ctx, k) = gpu();
+    for (i, &(rows, cols)) in [(1u64, 1u32), (7, 3), (5000, 33), (131_072, 32), (300, 1)].iter().enumerate() {
+        let src = random(600 + i as u64, (rows * cols as u64) as usize, -1.0, 1.0);
+        let out = poisoned(ctx, cols as u64);
+        let scratch = poisoned(ctx, Kernels::column_sum_scratch(rows, cols).max(1));
+        let got = run(&k.column_sum(rows, cols, &input(ctx, &src), &out, &scratch), &out);
+        assert_close(&format!("column_sum {rows}x{cols}"), &got, &cpu::column_sum(rows as usize, cols as usize, &src), TOL);
+    }
+}
+
+#[test]
+fn activations_match_reference() {
+    let (ctx, k) = gpu();
+    for (i, &len) in [1u64, 7, 1000, 70_001].iter().enumerate() {
+        let x = random(700 + i as u64, len as usize, -60.0, 60.0);
+        let xv = input(ctx, &x);
+        let y = poisoned(ctx, len);
+        let got = run(&[k.relu_forward(len, &xv, &y)], &y);
+        assert_close(&format!("relu_forward {len}"), &got, &x.iter().map(|&v| (v as f64).max(0.0)).collect::<Vec<_>>(), EXACT);
+
+        let y = poisoned(ctx, len);
+        let got = run(&[k.sigmoid_forward(len, &xv, &y)], &y);
+        let want: Vec<f64> = x.iter().map(|&v| cpu::sigmoid(v as f64)).collect();
+        assert_close(&format!("sigmoid_forward {len}"), &got, &want, TOL);
+
+        let g = random(710 + i as u64, len as usize, -1.0, 1.0);
+        let act = input(ctx, &got.iter().zip(&x).map(|(_, &v)| v.max(0.0)).collect::<Vec<_>>());
+        let grad = input(ctx, &g);
+        let got = run(&[k.relu_backward(len, &act, &grad)], &grad);
+        let want: Vec<f64> = g.iter().zip(&x).map(|(&g, &v)| if v > 0.0 { g as f64 } else { 0.0 }).collect();
+        assert_close(&format!("relu_backward {len}"), &got, &want, EXACT);
+    }
+    for (rows, cols) in [(1u64, 2u32), (7, 3), (33, 10)] {
+        let x = random(720 + rows, (rows * cols as u64) as usize, -80.0, 80.0);
+        let y = poisoned(ctx, rows * cols as u64);
+        let got = run(&[k.softmax_forward(rows, cols, &input(ctx, &x), &y)], &y);
+        let want: Vec<f64> = x.chunks(cols as usize).flat_map(cpu::softmax).collect();
+        assert_close(&format!("softmax_forward {rows}x{cols}"), &got, &want, TOL);
+    }
+}
+
+/// The dropout mask's hash, replicated on the CPU (lowbias32).
+fn hash(v: u32) -> u32 {
+    let mut h = v;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x7feb352d);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x846ca68b);
+    h ^ (h >> 16)
+}
+
+#[test]
+fn dropout_mask_matches_reference_and_is_inverted() {
+    let (ctx, k) = gpu();
+    let (len, rate, seed) = (10_007u64, 0.3f32, 42u32);
+    let x = random(800, len as usize, 0.5, 1.5);
+    let xv = input(ctx, &x);
+    for t in [1u32, 2] {
+        let step = ctx.uniform("step", &StepParams::adam(1e-3, t, 1));
+        let y = poisoned(ctx, len);
+        let got = run(&[k.dropout_mask(len, rate, seed, &step, &xv, &y)], &y);
+        let want: Vec<f64> = (0..len as u32)
+            .map(|i| {
+                let u = (hash(i ^ hash(seed ^ hash(t))) >> 8) as f32 / 16_777_216.0;
+                if u >= rate { x[i as usize] as f64 / (1.0 - rate as f64) } else { 0.0 }
+            })
+            .collect();
+        assert_close(&format!("dropout_mask t={t}"), &got, &want, TOL);
+        let dropped = got.iter().filter(|&&v| v == 0.0).count() as f64 / len as f64;
+        assert!((dropped - rate as f64).abs() < 0.02, "dropped fraction {dropped} for rate {rate}");
+        let mean_ratio: f64 = got.iter().zip(&x).map(|(&g, &v)| g as f64 / v as f64).sum::<f64>() / len as f64;
+        assert!((mean_ratio - 1.0).abs() < 0.03, "inverted dropout keeps the mean: ratio {mean_ratio}");
+    }
+    let mut eval = StepParams::adam(1e-3, 1, 1);
+    eval.training = 0;
+    let step = ctx.uniform("step", &eval);
+    let y = poisoned(ctx, len);
+    let got = run(&[k.dropout_mask(len, rate, seed, &step, &xv, &y)], &y);
+    assert_eq!(got, x, "dropout is the identity outside training");
+}
+
+fn loss_case(seed: u64, capacity: u32, rows: u32, classes: u32) {
+    let (ctx, k) = gpu();
+    let n = (capacity * classes) as usize;
+    let mut logits = random(seed, n, -8.0, 8.0);
+    // Saturated logits: the loss must stay finite and exact for |z| > 50.
+    logits[0] = 75.0;
+    if n > 1 {
+        logits[1] = -90.0;
+    }
+    let mut rng_labels = random(seed + 1, capacity as usize, 0.0, classes.max(2) as f32);
+    let labels: Vec<u32> = rng_labels.iter_mut().map(|v| *v as u32).collect();
+    let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, rows));
+    let grad = poisoned(ctx, n as u64);
+    let metrics = input(ctx, &[0.0f32; 3]);
+    let labels_view = gpu_cnn::gpu::View::whole(&ctx.upload("labels", &labels).unwrap());
+    let d = k.loss(capacity, classes, &step, &input(ctx, &logits), &labels_view, &grad, &metrics);
+    let got_grad = run(&[d.clone(), d], &grad);
+    let (loss, hits, want_grad) = if classes == 1 {
+        cpu::sigmoid_bce(&logits, &labels, rows as usize)
+    } else {
+        cpu::softmax_ce(&logits, &labels, rows as usize, classes as usize)
+    };
+    let name = format!("{} capacity {capacity} rows {rows} classes {classes}", if classes == 1 { "sigmoid_bce_loss" } else { "softmax_ce_loss" });
+    assert_close(&format!("{name} gradient"), &got_grad, &want_grad, TOL);
+    // Run twice: the metrics accumulate.
+    let m = ctx.read::<f32>(&metrics).unwrap();
+    assert_close(&format!("{name} loss sum"), &m[..1], &[2.0 * loss], TOL);
+    assert_eq!(m[1] as f64, 2.0 * hits, "{name} correct count");
+    assert_eq!(m[2], 2.0 * rows as f32, "{name} row count");
+}
+
+#[test]
+fn losses_match_reference() {
+    loss_case(850, 1, 1, 1);
+    loss_case(851, 33, 33, 1);
+    loss_case(852, 300, 257, 1);
+    loss_case(853, 5, 3, 10);
+    loss_case(854, 300, 299, 3);
+}
+
+#[test]
+fn adam_update_matches_reference() {
+    let (ctx, k) = gpu();
+    for (i, &(len, t)) in [(1usize, 1u32), (1001, 1), (70_001, 7)].iter().enumerate() {
+        let seed = 950 + 10 * i as u64;
+        // Small weights: the f32 rounding of w (ulp(w)) must be small beside the ~1e-3 step.
+        let (w, g) = (random(seed, len, -1e-3, 1e-3), random(seed + 1, len, -1.0, 1.0));
+        let m = random(seed + 2, len, -0.1, 0.1);
+        let v: Vec<f32> = random(seed + 3, len, 0.0, 0.01);
+        let (wv, mv, vv) = (input(ctx, &w), input(ctx, &m), input(ctx, &v));
+        let step = ctx.uniform("step", &StepParams::adam(1e-3, t, 1));
+        let got_w = run(&[k.adam_update(&step, &wv, &input(ctx, &g), &mv, &vv)], &wv);
+        let (want_w, want_m, want_v) = cpu::adam(&w, &g, &m, &v, 1e-3, t);
+        // Compare the step taken, not the weights: a small step hides in a large weight.
+        let got_step: Vec<f32> = got_w.iter().zip(&w).map(|(a, b)| a - b).collect();
+        let want_step: Vec<f64> = want_w.iter().zip(&w).map(|(a, &b)| a - b as f64).collect();
+        assert_close(&format!("adam_update {len} t={t} step"), &got_step, &want_step, TOL);
+        assert_close(&format!("adam_update {len} m"), &ctx.read(&mv).unwrap(), &want_m, TOL);
+        assert_close(&format!("adam_update {len} v"), &ctx.read(&vv).unwrap(), &want_v, TOL);
+    }
+}
