@@ -1,7 +1,9 @@
 // 2D convolution, Keras layouts: activations NHWC, kernel [k_h, k_w, in_c, out_c], bias [out_c].
 // Padding is given as the top/left offsets that Keras 'same' or 'valid' implies (src/model).
-// All three kernels are direct (no shared memory, no barriers): lavapipe runs a workgroup as
-// coroutines and pays for every barrier, and real GPUs keep these loops in cache.
+// All three kernels are direct implicit GEMMs with a 4x4 register tile per invocation and no
+// shared memory or barriers: lavapipe runs a workgroup as SIMD lanes and pays for every barrier,
+// so arithmetic per load (16 multiply-adds per 8 loads) is what makes them fast there, and the
+// same tiling keeps real GPUs busy without shared memory.
 
 struct Conv {
     batch: u32, in_h: u32, in_w: u32, in_c: u32,
@@ -19,7 +21,7 @@ struct Conv {
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>; // [batch, in_h, in_w, in_c]
 @group(0) @binding(7) var<storage, read_write> dw: array<f32>; // [splits, k_h, k_w, in_c, out_c]
 
-// Four channel indices starting at c, clamped to the last one so loads stay in bounds; the
+// Four indices starting at c, clamped to the last valid one so loads stay in bounds; the
 // clamped lanes are computed but never stored.
 fn quad(c: u32, count: u32) -> vec4<u32> {
     let last = count - 1u;
@@ -27,124 +29,164 @@ fn quad(c: u32, count: u32) -> vec4<u32> {
 }
 
 // conv2d_forward: y = act(conv(x, w) + b), act = relu when p.relu != 0.
-// One invocation computes one output pixel for 4 output channels.
-// Dispatch: linear over batch * out_h * out_w * ceil(out_c / 4) invocations.
+// One invocation: 4 adjacent output pixels of one row x 4 output channels.
+// Dispatch: linear over batch * out_h * ceil(out_w / 4) * ceil(out_c / 4) invocations.
 @compute @workgroup_size(64)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
     let groups = (p.out_c + 3u) / 4u;
-    if (id >= p.batch * p.out_h * p.out_w * groups) { return; }
-    let co = (id % groups) * 4u;
-    let pix = id / groups;
-    let ow = pix % p.out_w;
-    let oh = (pix / p.out_w) % p.out_h;
-    let n = pix / (p.out_w * p.out_h);
+    let quads = (p.out_w + 3u) / 4u;
+    if (id >= p.batch * p.out_h * quads * groups) { return; }
+    let row = div(id, groups);
+    let co = (id - row * groups) * 4u;
+    let nh = div(row, quads);
+    let ow0 = (row - nh * quads) * 4u;
+    let n = div(nh, p.out_h);
+    let oh = nh - n * p.out_h;
     let c = quad(co, p.out_c);
-    var acc = vec4<f32>(b[c.x], b[c.y], b[c.z], b[c.w]);
-    let ih0 = i32(oh * p.stride) - i32(p.pad_top);
-    let iw0 = i32(ow * p.stride) - i32(p.pad_left);
+    let bias = vec4<f32>(b[c.x], b[c.y], b[c.z], b[c.w]);
+    var acc = array<vec4<f32>, 4>(bias, bias, bias, bias);
+    let iw0 = vec4<i32>(vec4<u32>(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u) * p.stride) - i32(p.pad_left);
     for (var kh = 0u; kh < p.k_h; kh++) {
-        let ih = ih0 + i32(kh);
+        let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
         if (ih < 0 || ih >= i32(p.in_h)) { continue; }
+        let row_base = (n * p.in_h + u32(ih)) * p.in_w;
         for (var kw = 0u; kw < p.k_w; kw++) {
             let iw = iw0 + i32(kw);
-            if (iw < 0 || iw >= i32(p.in_w)) { continue; }
-            let xb = ((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c;
+            // Taps left or right of the input read a clamped address, times 0.
+            let valid = iw >= vec4<i32>(0) & iw < vec4<i32>(i32(p.in_w));
+            let mask = select(vec4<f32>(0.0), vec4<f32>(1.0), valid);
+            let xb = (row_base + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.in_w) - 1)))) * p.in_c;
             var wr = (kh * p.k_w + kw) * p.in_c * p.out_c;
             for (var ci = 0u; ci < p.in_c; ci++) {
-                acc += x[xb + ci] * vec4<f32>(w[wr + c.x], w[wr + c.y], w[wr + c.z], w[wr + c.w]);
+                let wv = vec4<f32>(w[wr + c.x], w[wr + c.y], w[wr + c.z], w[wr + c.w]);
+                let xv = vec4<f32>(x[xb.x + ci], x[xb.y + ci], x[xb.z + ci], x[xb.w + ci]) * mask;
+                acc[0] += xv.x * wv;
+                acc[1] += xv.y * wv;
+                acc[2] += xv.z * wv;
+                acc[3] += xv.w * wv;
                 wr += p.out_c;
             }
         }
     }
-    if (p.relu != 0u) { acc = max(acc, vec4<f32>(0.0)); }
-    let yb = pix * p.out_c + co;
-    y[yb] = acc.x;
-    if (co + 1u < p.out_c) { y[yb + 1u] = acc.y; }
-    if (co + 2u < p.out_c) { y[yb + 2u] = acc.z; }
-    if (co + 3u < p.out_c) { y[yb + 3u] = acc.w; }
+    for (var j = 0u; j < 4u; j++) {
+        if (ow0 + j >= p.out_w) { break; }
+        var v = acc[j];
+        if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
+        let o = ((n * p.out_h + oh) * p.out_w + ow0 + j) * p.out_c + co;
+        for (var q = 0u; q < min(4u, p.out_c - co); q++) { y[o + q] = v[q]; }
+    }
 }
 
 // conv2d_backward_input: dx = transposed conv of dy (dy already holds the gradient at the
 // pre-activation; see relu_backward). Overwrites dx.
-// One invocation computes one input pixel for 4 input channels.
-// Dispatch: linear over batch * in_h * in_w * ceil(in_c / 4) invocations.
+// One invocation: 4 adjacent input pixels of one row x 4 input channels.
+// Dispatch: linear over batch * in_h * ceil(in_w / 4) * ceil(in_c / 4) invocations.
 @compute @workgroup_size(64)
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
     let groups = (p.in_c + 3u) / 4u;
-    if (id >= p.batch * p.in_h * p.in_w * groups) { return; }
-    let ci = (id % groups) * 4u;
-    let pix = id / groups;
-    let iw = pix % p.in_w;
-    let ih = (pix / p.in_w) % p.in_h;
-    let n = pix / (p.in_w * p.in_h);
+    let quads = (p.in_w + 3u) / 4u;
+    if (id >= p.batch * p.in_h * quads * groups) { return; }
+    let row = div(id, groups);
+    let ci = (id - row * groups) * 4u;
+    let nh = div(row, quads);
+    let iw0 = (row - nh * quads) * 4u;
+    let n = div(nh, p.in_h);
+    let ih = nh - n * p.in_h;
     let c = quad(ci, p.in_c) * p.out_c;
     let s = i32(p.stride);
-    var acc = vec4<f32>(0.0);
+    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    let tw0 = vec4<i32>(vec4<u32>(iw0, iw0 + 1u, iw0 + 2u, iw0 + 3u)) + i32(p.pad_left);
     for (var kh = 0u; kh < p.k_h; kh++) {
-        let th = i32(ih) + i32(p.pad_top) - i32(kh);
+        let th = i32(ih + p.pad_top) - i32(kh);
         if (th < 0 || th % s != 0 || th / s >= i32(p.out_h)) { continue; }
-        let oh = u32(th / s);
+        let row_base = (n * p.out_h + u32(th / s)) * p.out_w;
         for (var kw = 0u; kw < p.k_w; kw++) {
-            let tw = i32(iw) + i32(p.pad_left) - i32(kw);
-            if (tw < 0 || tw % s != 0 || tw / s >= i32(p.out_w)) { continue; }
-            let ow = u32(tw / s);
-            let db = ((n * p.out_h + oh) * p.out_w + ow) * p.out_c;
+            // Output column of each of the 4 pixels under tap kw; invalid ones read 0.
+            let tw = tw0 - i32(kw);
+            let ow = tw / s;
+            let valid = tw >= vec4<i32>(0) & tw - ow * s == vec4<i32>(0) & ow < vec4<i32>(i32(p.out_w));
+            let mask = select(vec4<f32>(0.0), vec4<f32>(1.0), valid);
+            let db = (row_base + vec4<u32>(clamp(ow, vec4<i32>(0), vec4<i32>(i32(p.out_w) - 1)))) * p.out_c;
             let wb = (kh * p.k_w + kw) * p.in_c * p.out_c;
             for (var co = 0u; co < p.out_c; co++) {
                 let wr = wb + co;
-                acc += dy[db + co] * vec4<f32>(w[wr + c.x], w[wr + c.y], w[wr + c.z], w[wr + c.w]);
+                let wv = vec4<f32>(w[wr + c.x], w[wr + c.y], w[wr + c.z], w[wr + c.w]);
+                let dv = vec4<f32>(dy[db.x + co], dy[db.y + co], dy[db.z + co], dy[db.w + co]) * mask;
+                acc[0] += dv.x * wv;
+                acc[1] += dv.y * wv;
+                acc[2] += dv.z * wv;
+                acc[3] += dv.w * wv;
             }
         }
     }
-    let xb = pix * p.in_c + ci;
-    dx[xb] = acc.x;
-    if (ci + 1u < p.in_c) { dx[xb + 1u] = acc.y; }
-    if (ci + 2u < p.in_c) { dx[xb + 2u] = acc.z; }
-    if (ci + 3u < p.in_c) { dx[xb + 3u] = acc.w; }
+    for (var j = 0u; j < 4u; j++) {
+        if (iw0 + j >= p.in_w) { break; }
+        let o = ((n * p.in_h + ih) * p.in_w + iw0 + j) * p.in_c + ci;
+        for (var q = 0u; q < min(4u, p.in_c - ci); q++) { dx[o + q] = acc[j][q]; }
+    }
 }
 
-// conv2d_backward_kernel: dw[s] = sum over output rows r in split s (r = n, oh, ow) of
-// x[patch(r)] * dy[r]. The batch * out_h * out_w rows are cut into p.splits chunks of
+// conv2d_backward_kernel: dw[s] = sum over the output rows r in split s (r = n, oh, ow) of
+// x[patch(r)] (x) dy[r]. The batch * out_h * out_w rows are cut into p.splits chunks of
 // p.rows_per_split so that small kernels still fill the GPU; with splits > 1, dw is a scratch
 // of partial sums that sum_partials (reduce.wgsl) adds in a fixed order. Overwrites dw.
-// One invocation computes one (kh, kw, ci) tap for 4 output channels in one split.
-// Dispatch: linear over splits * k_h * k_w * in_c * ceil(out_c / 4) invocations.
+// One invocation: one (kh, kw) tap x 4 input channels x 4 output channels, in one split.
+// Dispatch: linear over splits * k_h * k_w * ceil(in_c / 4) * ceil(out_c / 4) invocations.
 @compute @workgroup_size(64)
 fn conv2d_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
     let groups = (p.out_c + 3u) / 4u;
-    let taps = p.k_h * p.k_w * p.in_c;
+    let in_groups = (p.in_c + 3u) / 4u;
+    let taps = p.k_h * p.k_w * in_groups;
     if (id >= p.splits * taps * groups) { return; }
-    let co = (id % groups) * 4u;
-    let tap = (id / groups) % taps;
-    let split = id / (groups * taps);
-    let ci = tap % p.in_c;
-    let kw = (tap / p.in_c) % p.k_w;
-    let kh = tap / (p.in_c * p.k_w);
-    let c = quad(co, p.out_c);
+    let t = div(id, groups);
+    let co = (id - t * groups) * 4u;
+    let split = div(t, taps);
+    let tap = t - split * taps;
+    let kk = div(tap, in_groups);
+    let ci = (tap - kk * in_groups) * 4u;
+    let kh = div(kk, p.k_w);
+    let kw = kk - kh * p.k_w;
+    let cx = quad(ci, p.in_c);
+    let cy = quad(co, p.out_c);
     let rows = p.batch * p.out_h * p.out_w;
     let r0 = split * p.rows_per_split;
     let r1 = min(r0 + p.rows_per_split, rows);
-    var acc = vec4<f32>(0.0);
+    var acc = array<vec4<f32>, 4>(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    // Walk (n, oh, ow) incrementally: no division per row.
+    let nh = div(r0, p.out_w);
+    var ow = r0 - nh * p.out_w;
+    var n = div(nh, p.out_h);
+    var oh = nh - n * p.out_h;
     for (var r = r0; r < r1; r++) {
-        let ow = r % p.out_w;
-        let oh = (r / p.out_w) % p.out_h;
-        let n = r / (p.out_w * p.out_h);
         let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
         let iw = i32(ow * p.stride + kw) - i32(p.pad_left);
-        if (ih < 0 || ih >= i32(p.in_h) || iw < 0 || iw >= i32(p.in_w)) { continue; }
-        let xv = x[((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c + ci];
-        let db = r * p.out_c;
-        acc += xv * vec4<f32>(dy[db + c.x], dy[db + c.y], dy[db + c.z], dy[db + c.w]);
+        if (ih >= 0 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w)) {
+            let xb = ((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c;
+            let xv = vec4<f32>(x[xb + cx.x], x[xb + cx.y], x[xb + cx.z], x[xb + cx.w]);
+            let db = r * p.out_c;
+            let dv = vec4<f32>(dy[db + cy.x], dy[db + cy.y], dy[db + cy.z], dy[db + cy.w]);
+            acc[0] += xv.x * dv;
+            acc[1] += xv.y * dv;
+            acc[2] += xv.z * dv;
+            acc[3] += xv.w * dv;
+        }
+        ow += 1u;
+        if (ow == p.out_w) {
+            ow = 0u;
+            oh += 1u;
+            if (oh == p.out_h) { oh = 0u; n += 1u; }
+        }
     }
-    let o = split * taps * p.out_c + tap * p.out_c + co;
-    dw[o] = acc.x;
-    if (co + 1u < p.out_c) { dw[o + 1u] = acc.y; }
-    if (co + 2u < p.out_c) { dw[o + 2u] = acc.z; }
-    if (co + 3u < p.out_c) { dw[o + 3u] = acc.w; }
+    let plane = p.k_h * p.k_w * p.in_c * p.out_c;
+    for (var j = 0u; j < 4u; j++) {
+        if (ci + j >= p.in_c) { break; }
+        let o = split * plane + ((kh * p.k_w + kw) * p.in_c + ci + j) * p.out_c + co;
+        for (var q = 0u; q < min(4u, p.out_c - co); q++) { dw[o + q] = acc[j][q]; }
+    }
 }

@@ -21,10 +21,12 @@ struct Pool {
 fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
     if (id >= p.batch * p.out_h * p.out_w * p.c) { return; }
-    let ch = id % p.c;
-    let ow = (id / p.c) % p.out_w;
-    let oh = (id / (p.c * p.out_w)) % p.out_h;
-    let n = id / (p.c * p.out_w * p.out_h);
+    let pix = div(id, p.c);
+    let ch = id - pix * p.c;
+    let row = div(pix, p.out_w);
+    let ow = pix - row * p.out_w;
+    let n = div(row, p.out_h);
+    let oh = row - n * p.out_h;
     var best = -3.4028235e38;
     var best_i = 0u;
     for (var dh = 0u; dh < p.pool_h; dh++) {
@@ -46,17 +48,19 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
     if (id >= p.batch * p.in_h * p.in_w * p.c) { return; }
-    let ch = id % p.c;
-    let iw = (id / p.c) % p.in_w;
-    let ih = (id / (p.c * p.in_w)) % p.in_h;
-    let n = id / (p.c * p.in_w * p.in_h);
+    let pix = div(id, p.c);
+    let ch = id - pix * p.c;
+    let row = div(pix, p.in_w);
+    let iw = pix - row * p.in_w;
+    let n = div(row, p.in_h);
+    let ih = row - n * p.in_h;
     // Windows oh with oh * stride <= ih < oh * stride + pool.
     var oh0 = 0u;
-    if (ih >= p.pool_h) { oh0 = (ih - p.pool_h) / p.stride_h + 1u; }
+    if (ih >= p.pool_h) { oh0 = div(ih - p.pool_h, p.stride_h) + 1u; }
     var ow0 = 0u;
-    if (iw >= p.pool_w) { ow0 = (iw - p.pool_w) / p.stride_w + 1u; }
-    let oh1 = min(ih / p.stride_h + 1u, p.out_h);
-    let ow1 = min(iw / p.stride_w + 1u, p.out_w);
+    if (iw >= p.pool_w) { ow0 = div(iw - p.pool_w, p.stride_w) + 1u; }
+    let oh1 = min(div(ih, p.stride_h) + 1u, p.out_h);
+    let ow1 = min(div(iw, p.stride_w) + 1u, p.out_w);
     var acc = 0.0;
     for (var oh = oh0; oh < oh1; oh++) {
         for (var ow = ow0; ow < ow1; ow++) {

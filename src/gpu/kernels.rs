@@ -525,8 +525,8 @@ impl Kernels {
     pub fn conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
         let k = Kernel::Conv2dForward;
         let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
-        let n = s.output_rows() * s.out_c.div_ceil(4) as u64;
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (2, Bind::Storage(w)), (3, Bind::Storage(b)), (4, Bind::Storage(y))];
+        let n = s.batch as u64 * s.out_h as u64 * s.out_w.div_ceil(4) as u64 * s.out_c.div_ceil(4) as u64;
         self.dispatch(k, &binds, self.grid(n))
     }
 
@@ -534,7 +534,7 @@ impl Kernels {
     pub fn conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View) -> Dispatch {
         let k = Kernel::Conv2dBackwardInput;
         let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
-        let n = s.input_len() / s.in_c as u64 * s.in_c.div_ceil(4) as u64;
+        let n = s.batch as u64 * s.in_h as u64 * s.in_w.div_ceil(4) as u64 * s.in_c.div_ceil(4) as u64;
         let binds = [(0, Bind::Uniform(&u)), (5, Bind::Storage(dy)), (2, Bind::Storage(w)), (6, Bind::Storage(dx))];
         self.dispatch(k, &binds, self.grid(n))
     }
@@ -544,8 +544,13 @@ impl Kernels {
         scratch_len(Self::conv_kernel_splits(s), s.kernel_len())
     }
 
+    /// Invocations of one split of the kernel gradient: taps x input-channel quads x output-channel quads.
+    fn conv_kernel_tiles(s: &ConvShape) -> u64 {
+        (s.k_h * s.k_w) as u64 * s.in_c.div_ceil(4) as u64 * s.out_c.div_ceil(4) as u64
+    }
+
     fn conv_kernel_splits(s: &ConvShape) -> Splits {
-        Splits::choose((s.kernel_len() / s.out_c as u64) * s.out_c.div_ceil(4) as u64, s.output_rows() as u32)
+        Splits::choose(Self::conv_kernel_tiles(s), s.output_rows() as u32)
     }
 
     /// dw [k_h, k_w, in_c, out_c] = sum over rows of x patches times dy; overwrites dw.
@@ -555,7 +560,7 @@ impl Kernels {
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
         let u = self.uniform(k, &s.params(false, splits));
-        let n = splits.count as u64 * (s.kernel_len() / s.out_c as u64) * s.out_c.div_ceil(4) as u64;
+        let n = splits.count as u64 * Self::conv_kernel_tiles(s);
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (5, Bind::Storage(dy)), (7, Bind::Storage(target))];
         let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
         if splits.count > 1 {
