@@ -5,8 +5,19 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::data::loader::{epoch_order, Augmentation, BatchStream};
+use crate::data::synthetic;
 use crate::gpu::kernels::{ConvShape, Dispatch, GemmShape, Kernels, PoolShape, StepParams};
 use crate::gpu::{GpuContext, GpuError, View};
+use crate::model::summary::thousands;
+use crate::network::{Network, Pass};
 
 /// One measured kernel launch (or launch pair, for split reductions).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -23,6 +34,35 @@ pub struct KernelTiming {
 
 /// How long each kernel is run for (after one warm-up call).
 const BUDGET: Duration = Duration::from_millis(400);
+
+/// GPU time of each dispatch, each in its own timestamped pass (adapters with timestamps).
+fn profile(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<Vec<f64>, GpuError> {
+    let n = dispatches.len() as u32;
+    let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: 2 * n });
+    let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("profile timestamps"),
+        size: 16 * n as u64,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    for (i, d) in dispatches.iter().enumerate() {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(d.kernel.entry()),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            }),
+        });
+        d.record(&mut pass);
+    }
+    encoder.resolve_query_set(&queries, 0..2 * n, &resolved, 0);
+    ctx.queue.submit([encoder.finish()]);
+    let ticks: Vec<u64> = ctx.read(&View::whole(&resolved))?;
+    let period = ctx.queue.get_timestamp_period() as f64;
+    Ok(ticks.chunks(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period * 1e-9).collect())
+}
 
 fn seconds_per_call(ctx: &GpuContext, dispatches: &[Dispatch]) -> Result<(f64, &'static str), GpuError> {
     let once = Instant::now();
@@ -157,4 +197,133 @@ pub fn table(ctx: &GpuContext, results: &[KernelTiming]) -> String {
 
 pub fn to_json(ctx: &GpuContext, results: &[KernelTiming]) -> String {
     serde_json::json!({ "adapter": ctx.describe(), "kernels": results }).to_string()
+}
+
+/// One kernel's share of a training step.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelShare {
+    pub kernel: &'static str,
+    pub calls: usize,
+    pub ms: f64,
+    pub share: f64,
+}
+
+/// What `gpu-cnn bench train` measures.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub adapter: String,
+    pub config: String,
+    pub batch_size: u32,
+    pub params: u64,
+    /// Kernel compilation and allocation, before the first step.
+    pub build_seconds: f64,
+    pub train_images_per_s: f64,
+    pub eval_images_per_s: f64,
+    pub augment_images_per_s: f64,
+    pub augment_workers: usize,
+    /// Per-kernel GPU time of one training step (empty without timestamp queries).
+    pub step_profile: Vec<KernelShare>,
+}
+
+impl TrainReport {
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "adapter: {}\nconfig: {} ({} parameters), batch {}\nready in {:.2} s (kernel compilation and allocation)\n\
+             training:     {:>9.1} images/s\nevaluation:   {:>9.1} images/s\naugmentation: {:>9.1} images/s ({} workers)\n",
+            self.adapter, self.config, thousands(self.params), self.batch_size, self.build_seconds,
+            self.train_images_per_s, self.eval_images_per_s, self.augment_images_per_s, self.augment_workers
+        );
+        if !self.step_profile.is_empty() {
+            let _ = writeln!(out, "\none training step, by kernel (GPU timestamps, each dispatch in its own pass):");
+            for k in &self.step_profile {
+                let _ = writeln!(out, "  {:<24} {:>3} calls {:>9.2} ms {:>5.1}%", k.kernel, k.calls, k.ms, 100.0 * k.share);
+            }
+        }
+        out
+    }
+}
+
+/// Time budget of each steady-state measurement (after warm-up).
+const TRAIN_BUDGET: Duration = Duration::from_secs(6);
+
+fn images_per_s(ctx: &GpuContext, net: &mut Network, pass: Pass) -> f64 {
+    let warmup = 2;
+    let mut inflight = VecDeque::new();
+    let mut steps = 0;
+    let mut start = Instant::now();
+    loop {
+        inflight.push_back(net.run(ctx, pass, 1e-3));
+        while inflight.len() > 2 {
+            let _ = ctx.device.poll(wgpu::PollType::Wait { submission_index: inflight.pop_front(), timeout: None });
+        }
+        steps += 1;
+        if steps == warmup {
+            ctx.wait();
+            inflight.clear();
+            start = Instant::now();
+        }
+        if steps > warmup + 2 && start.elapsed() > TRAIN_BUDGET {
+            break;
+        }
+    }
+    ctx.wait();
+    (steps - warmup) as f64 * net.batch as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Steady-state training and evaluation throughput of `cfg`'s model on random images, the
+/// augmentation pipeline's throughput on its own, and a per-kernel profile of one step.
+pub fn train(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyhow::Result<TrainReport> {
+    let (mut net, build_seconds) = crate::run::build_network(ctx, kernels, cfg)?;
+    let per_image = cfg.model.input.iter().product::<u32>() as usize;
+    let batch = cfg.train.batch_size as usize;
+    let mut rng = StdRng::seed_from_u64(cfg.train.seed);
+    let images: Vec<f32> = (0..batch * per_image).map(|_| rng.random_range(0.0..1.0)).collect();
+    let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..cfg.model.classes())).collect();
+    net.upload(ctx, &images, &labels)?;
+    let train_images_per_s = images_per_s(ctx, &mut net, Pass::Train);
+    let eval_images_per_s = images_per_s(ctx, &mut net, Pass::Evaluate);
+
+    let mut step_profile: Vec<KernelShare> = Vec::new();
+    if ctx.timestamps {
+        net.prepare(ctx, 1e-3);
+        let dispatches = net.dispatches(Pass::Train);
+        let times = profile(ctx, &dispatches)?;
+        let total: f64 = times.iter().sum();
+        for (d, t) in dispatches.iter().zip(&times) {
+            match step_profile.iter_mut().find(|k| k.kernel == d.kernel.entry()) {
+                Some(k) => {
+                    k.calls += 1;
+                    k.ms += t * 1e3;
+                }
+                None => step_profile.push(KernelShare { kernel: d.kernel.entry(), calls: 1, ms: t * 1e3, share: 0.0 }),
+            }
+        }
+        step_profile.iter_mut().for_each(|k| k.share = k.ms / (total * 1e3));
+        step_profile.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    }
+
+    let pool = Arc::new(synthetic::generate(512, cfg.model.input, 1));
+    let augment = Augmentation { config: cfg.augment, seed: 7 };
+    let start = Instant::now();
+    let mut done = 0;
+    let mut epoch = 1;
+    while start.elapsed() < Duration::from_secs(2) {
+        let stream = BatchStream::new(pool.clone(), epoch_order(pool.len(), 1, epoch), batch, Some(augment), cfg.data.workers);
+        done += stream.map(|b| b.labels.len()).sum::<usize>();
+        epoch += 1;
+    }
+    let augment_images_per_s = done as f64 / start.elapsed().as_secs_f64();
+    ctx.check_errors()?;
+    Ok(TrainReport {
+        adapter: ctx.describe(),
+        config: cfg.name.clone(),
+        batch_size: cfg.train.batch_size,
+        params: cfg.model.param_count(),
+        build_seconds,
+        train_images_per_s,
+        eval_images_per_s,
+        augment_images_per_s,
+        augment_workers: cfg.data.workers,
+        step_profile,
+    })
 }

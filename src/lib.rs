@@ -1,7 +1,11 @@
 //! gpu-cnn: convolutional image classifiers trained on the GPU with hand-written WGSL kernels.
 
 pub mod bench;
+pub mod config;
+pub mod data;
 pub mod devices;
 pub mod gpu;
 pub mod model;
 pub mod network;
+pub mod run;
+pub mod train;

@@ -4,6 +4,9 @@
 //! built once here; a training step writes the batch and a 32-byte step uniform, records the
 //! prepared dispatches into one compute pass and submits once, with no readback.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use thiserror::Error;
 
@@ -52,6 +55,44 @@ impl Metrics {
     }
 }
 
+/// Reads the metrics accumulator without stalling a step: when idle, the next step's encoder
+/// also copies the accumulator into a staging buffer, which is then mapped asynchronously;
+/// the trainer's non-blocking polls complete the map and `take` returns the copy.
+struct MetricsProbe {
+    staging: wgpu::Buffer,
+    state: Arc<AtomicU8>,
+}
+
+const IDLE: u8 = 0;
+const PENDING: u8 = 1;
+const READY: u8 = 2;
+
+impl MetricsProbe {
+    fn new(ctx: &GpuContext) -> Self {
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("metrics probe"),
+            size: 12,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Self { staging, state: Arc::new(AtomicU8::new(IDLE)) }
+    }
+
+    fn take(&self) -> Option<Metrics> {
+        if self.state.load(Ordering::Acquire) != READY {
+            return None;
+        }
+        let m = {
+            let view = self.staging.get_mapped_range(..).ok()?;
+            let v: &[f32] = bytemuck::cast_slice(&view);
+            Metrics { loss_sum: v[0] as f64, correct: v[1] as f64, count: v[2] as f64 }
+        };
+        self.staging.unmap();
+        self.state.store(IDLE, Ordering::Release);
+        Some(m)
+    }
+}
+
 /// What one submission runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
@@ -81,6 +122,7 @@ pub struct Network {
     forward: Vec<Dispatch>,
     backward: Vec<Dispatch>,
     update: Dispatch,
+    probe: MetricsProbe,
     /// Adam steps taken.
     pub t: u32,
     rows: u32,
@@ -238,7 +280,7 @@ impl Network {
         }
         let update = kernels.adam_update(&step, &params, &grads, &adam_m, &adam_v);
         ctx.check_errors()?;
-        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations: acts, step, metrics, forward, backward, update, t: 0, rows: batch })
+        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations: acts, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, rows: batch })
     }
 
     fn slot(&self, name: &str) -> Result<&Slot, NetworkError> {
@@ -270,17 +312,47 @@ impl Network {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         {
             let mut cp = encoder.begin_compute_pass(&Default::default());
-            let mut ops: Vec<&Dispatch> = self.forward.iter().collect();
-            if pass != Pass::Evaluate {
-                ops.extend(&self.backward);
-            }
-            if pass == Pass::Train {
-                ops.push(&self.update);
-                self.t += 1;
-            }
-            ops.into_iter().for_each(|d| d.record(&mut cp));
+            self.dispatches(pass).into_iter().for_each(|d| d.record(&mut cp));
         }
-        ctx.queue.submit([encoder.finish()])
+        if pass == Pass::Train {
+            self.t += 1;
+        }
+        let probe = self.probe.state.load(Ordering::Acquire) == IDLE;
+        if probe {
+            encoder.copy_buffer_to_buffer(&self.metrics.buffer, 0, &self.probe.staging, 0, 12);
+        }
+        let index = ctx.queue.submit([encoder.finish()]);
+        if probe {
+            self.probe.state.store(PENDING, Ordering::Release);
+            let state = self.probe.state.clone();
+            self.probe.staging.map_async(wgpu::MapMode::Read, .., move |r| {
+                state.store(if r.is_ok() { READY } else { IDLE }, Ordering::Release);
+            });
+        }
+        index
+    }
+
+    /// The dispatches one pass records, in order.
+    pub fn dispatches(&self, pass: Pass) -> Vec<&Dispatch> {
+        let mut ops: Vec<&Dispatch> = self.forward.iter().collect();
+        if pass != Pass::Evaluate {
+            ops.extend(&self.backward);
+        }
+        if pass == Pass::Train {
+            ops.push(&self.update);
+        }
+        ops
+    }
+
+    /// Writes the step uniform a pass would use, without running it (profiling).
+    pub fn prepare(&self, ctx: &GpuContext, lr: f32) {
+        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&StepParams::adam(lr, self.t + 1, self.rows)));
+    }
+
+    /// The newest running metrics that have reached the host since the last call, if any.
+    /// Never waits: the trainer's non-blocking polls complete the asynchronous copies.
+    pub fn running_metrics(&self) -> Option<Metrics> {
+        self.probe.take()
     }
 
     /// Zeroes the on-GPU loss/accuracy accumulator.

@@ -20,18 +20,18 @@ pub fn thousands(n: u64) -> String {
 pub fn summary(name: &str, spec: &ModelSpec) -> String {
     let shapes = spec.shapes().expect("validated spec");
     let params = spec.params();
-    let rule = "_".repeat(65);
-    let mut out = format!("Model: \"{name}\"\n{rule}\n {:<28}{:<26}{}\n{}\n", "Layer (type)", "Output Shape", "Param #", "=".repeat(65));
+    let rule = "_".repeat(72);
+    let mut out = format!("Model: \"{name}\"\n{rule}\n {:<34}{:<26}{}\n{}\n", "Layer (type)", "Output Shape", "Param #", "=".repeat(72));
     for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
         let count: u64 = params.iter().filter(|p| p.layer == i).map(|p| p.len()).sum();
         let label = format!("{} ({})", layer.name, layer.kind.keras_class());
-        let _ = writeln!(out, " {label:<28}{:<26}{}", shape.keras(), thousands(count));
+        let _ = writeln!(out, " {label:<34}{:<26}{}", shape.keras(), thousands(count));
     }
     let total = spec.param_count();
     let _ = write!(
         out,
         "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{rule}\n",
-        "=".repeat(65),
+        "=".repeat(72),
         thousands(total),
         thousands(total)
     );

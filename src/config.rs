@@ -1,0 +1,353 @@
+//! The TOML configuration: schema, documented defaults and validation. Every error names the
+//! file, the field and, where toml knows it, the line.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::model::{Activation, LayerKind, ModelSpec, Padding};
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: field `{field}`{line}: {message}")]
+    Invalid { file: PathBuf, field: String, line: String, message: String },
+}
+
+/// A whole run: model, data, augmentation, training settings and callbacks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The run's name (default: the file's stem): output goes to `checkpoints/<name>/`.
+    pub name: String,
+    pub model: ModelSpec,
+    pub data: DataConfig,
+    pub augment: AugmentConfig,
+    pub train: TrainConfig,
+}
+
+/// `[data]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Folder with one sub-folder of images per class (Keras `flow_from_directory`).
+    pub train: PathBuf,
+    /// Validation folder, same layout.
+    pub test: PathBuf,
+    /// Use the built-in synthetic two-class set instead of folders.
+    pub synthetic: Option<SyntheticConfig>,
+    /// What an undecodable image does: "skip" (warn and leave it out) or "fail".
+    pub corrupt: CorruptPolicy,
+    /// Threads that decode images and augment batches.
+    pub workers: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { train: "dataset/training_set".into(), test: "dataset/test_set".into(), synthetic: None, corrupt: CorruptPolicy::Skip, workers: 2 }
+    }
+}
+
+/// `[data.synthetic]`: sizes of the generated set.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    pub train: usize,
+    pub test: usize,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self { train: 1200, test: 400 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CorruptPolicy {
+    Skip,
+    Fail,
+}
+
+/// `[augment]`: Keras `ImageDataGenerator` meanings; every default is "off".
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Mirror left-right with probability 1/2.
+    pub horizontal_flip: bool,
+    /// Shear angle drawn from [-s, s], in degrees (as Keras >= 2.1.3).
+    pub shear_range: f32,
+    /// x and y zoom drawn independently from [1 - z, 1 + z]; above 1 zooms out.
+    pub zoom_range: f32,
+    /// Horizontal shift drawn from [-f, f] times the width.
+    pub width_shift_range: f32,
+    /// Vertical shift drawn from [-f, f] times the height.
+    pub height_shift_range: f32,
+    /// Brightness offset drawn from [-b, b] (pixel values in [0, 1]).
+    pub brightness_range: f32,
+    /// Contrast factor drawn from [1 - c, 1 + c], about the image mean.
+    pub contrast_range: f32,
+}
+
+/// `[train]`
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: u32,
+    pub batch_size: u32,
+    /// Adam's learning rate (beta1 0.9, beta2 0.999, eps 1e-7 as Keras).
+    pub learning_rate: f32,
+    /// Seeds initialisation, shuffling, augmentation and dropout.
+    pub seed: u64,
+    /// At most this many images per split, balanced across classes (quick runs).
+    pub limit: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self { epochs: 10, batch_size: 32, learning_rate: 1e-3, seed: 42, limit: None }
+    }
+}
+
+// ---- the raw file, before validation ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: Option<String>,
+    model: RawModel,
+    #[serde(default)]
+    data: DataConfig,
+    #[serde(default)]
+    augment: AugmentConfig,
+    #[serde(default)]
+    train: TrainConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    input: [u32; 3],
+    layers: Vec<toml::Spanned<RawLayer>>,
+}
+
+/// One number for both axes, or `[height, width]`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum Pair {
+    One(u32),
+    Two([u32; 2]),
+}
+
+impl Pair {
+    fn both(self) -> [u32; 2] {
+        match self {
+            Self::One(v) => [v, v],
+            Self::Two(v) => v,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayer {
+    #[serde(rename = "type")]
+    kind: String,
+    name: Option<String>,
+    filters: Option<u32>,
+    kernel: Option<Pair>,
+    stride: Option<Pair>,
+    padding: Option<Padding>,
+    activation: Option<Activation>,
+    pool: Option<Pair>,
+    units: Option<u32>,
+    rate: Option<f32>,
+}
+
+impl RawLayer {
+    /// The fields that are set, by name.
+    fn set_fields(&self) -> Vec<&'static str> {
+        [
+            ("filters", self.filters.is_some()),
+            ("kernel", self.kernel.is_some()),
+            ("stride", self.stride.is_some()),
+            ("padding", self.padding.is_some()),
+            ("activation", self.activation.is_some()),
+            ("pool", self.pool.is_some()),
+            ("units", self.units.is_some()),
+            ("rate", self.rate.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, set)| set.then_some(n))
+        .collect()
+    }
+
+    fn into_kind(self) -> Result<LayerKind, String> {
+        let allowed: &[&str] = match self.kind.as_str() {
+            "conv2d" => &["filters", "kernel", "stride", "padding", "activation"],
+            "maxpool2d" => &["pool", "stride"],
+            "flatten" => &[],
+            "dense" => &["units", "activation"],
+            "dropout" => &["rate"],
+            other => return Err(format!("unknown layer type \"{other}\": expected conv2d, maxpool2d, flatten, dense or dropout")),
+        };
+        if let Some(extra) = self.set_fields().into_iter().find(|f| !allowed.contains(f)) {
+            return Err(format!("`{extra}` does not apply to a {} layer (it takes: {})", self.kind, if allowed.is_empty() { "only name".to_string() } else { allowed.join(", ") }));
+        }
+        let need = |v: Option<u32>, what: &str| v.ok_or_else(|| format!("a {} layer needs `{what}`", self.kind));
+        Ok(match self.kind.as_str() {
+            "conv2d" => {
+                let stride = self.stride.map_or([1, 1], Pair::both);
+                if stride[0] != stride[1] {
+                    return Err("conv2d takes one stride for both axes".into());
+                }
+                LayerKind::Conv2d {
+                    filters: need(self.filters, "filters")?,
+                    kernel: self.kernel.ok_or("a conv2d layer needs `kernel`")?.both(),
+                    stride: stride[0],
+                    padding: self.padding.unwrap_or_default(),
+                    activation: self.activation.unwrap_or_default(),
+                }
+            }
+            "maxpool2d" => {
+                let pool = self.pool.map_or([2, 2], Pair::both);
+                LayerKind::MaxPool2d { pool, stride: self.stride.map(Pair::both) }
+            }
+            "flatten" => LayerKind::Flatten,
+            "dense" => LayerKind::Dense { units: need(self.units, "units")?, activation: self.activation.unwrap_or_default() },
+            _ => LayerKind::Dropout { rate: self.rate.ok_or("a dropout layer needs `rate`")? },
+        })
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> String {
+    format!(" (line {})", text[..offset.min(text.len())].matches('\n').count() + 1)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `text` as if read from `path` (which names the file in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let file = path.to_path_buf();
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.clone(), message: e.to_string().trim_end().to_string() })?;
+        let invalid = |field: &str, line: String, message: String| ConfigError::Invalid { file: file.clone(), field: field.to_string(), line, message };
+
+        let mut layers = Vec::new();
+        for (i, spanned) in raw.model.layers.into_iter().enumerate() {
+            let line = line_of(text, spanned.span().start);
+            let layer = spanned.into_inner();
+            let name = layer.name.clone();
+            let kind = layer.into_kind().map_err(|m| invalid(&format!("model.layers[{i}]"), line, m))?;
+            layers.push((name, kind));
+        }
+        let model = ModelSpec::new(raw.model.input, layers).map_err(|e| invalid("model", String::new(), e.to_string()))?;
+        if raw.model.input.contains(&0) {
+            return Err(invalid("model.input", String::new(), "expected [height, width, channels], each at least 1".into()));
+        }
+        let t = &raw.train;
+        if t.batch_size == 0 {
+            return Err(invalid("train.batch_size", String::new(), "expected at least 1".into()));
+        }
+        if t.epochs == 0 {
+            return Err(invalid("train.epochs", String::new(), "expected at least 1".into()));
+        }
+        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
+            return Err(invalid("train.learning_rate", String::new(), format!("expected a positive number, got {}", t.learning_rate)));
+        }
+        if raw.data.workers == 0 {
+            return Err(invalid("data.workers", String::new(), "expected at least 1".into()));
+        }
+        let a = &raw.augment;
+        for (field, v, max) in [
+            ("augment.shear_range", a.shear_range, 90.0),
+            ("augment.zoom_range", a.zoom_range, 0.99),
+            ("augment.width_shift_range", a.width_shift_range, 1.0),
+            ("augment.height_shift_range", a.height_shift_range, 1.0),
+            ("augment.brightness_range", a.brightness_range, 1.0),
+            ("augment.contrast_range", a.contrast_range, 1.0),
+        ] {
+            if !(0.0..=max).contains(&v) {
+                return Err(invalid(field, String::new(), format!("expected a value in [0, {max}], got {v}")));
+            }
+        }
+        let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));
+        Ok(Self { name, model, data: raw.data, augment: raw.augment, train: raw.train })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("configs/test.toml"), text)
+    }
+
+    const MODEL: &str = r#"
+[model]
+input = [16, 16, 3]
+layers = [
+  { type = "conv2d", filters = 4, kernel = 3, padding = "same", activation = "relu" },
+  { type = "maxpool2d" },
+  { type = "flatten" },
+  { type = "dense", units = 1, activation = "sigmoid" },
+]
+"#;
+
+    #[test]
+    fn defaults_are_keras_like() {
+        let c = parse(MODEL).unwrap();
+        assert_eq!(c.name, "test");
+        assert_eq!(c.train, TrainConfig::default());
+        assert_eq!(c.train.batch_size, 32);
+        assert_eq!(c.augment, AugmentConfig::default());
+        assert_eq!(c.model.layers[1].name, "max_pooling2d_1");
+        assert_eq!(c.model.param_count(), 3 * 3 * 3 * 4 + 4 + 8 * 8 * 4 + 1);
+    }
+
+    #[test]
+    fn errors_name_file_field_and_line() {
+        let e = parse(&MODEL.replace("filters = 4", "filters = 4, units = 3")).unwrap_err().to_string();
+        assert!(e.contains("configs/test.toml") && e.contains("model.layers[0]") && e.contains("(line 5)") && e.contains("`units`"), "{e}");
+
+        let e = parse(&MODEL.replace("\"maxpool2d\"", "\"maxpool\"")).unwrap_err().to_string();
+        assert!(e.contains("model.layers[1]") && e.contains("unknown layer type \"maxpool\""), "{e}");
+
+        let e = parse(&format!("{MODEL}\n[train]\nbatch_sise = 3\n")).unwrap_err().to_string();
+        assert!(e.contains("configs/test.toml") && e.contains("batch_sise") && e.contains("line 12"), "{e}");
+
+        let e = parse(&format!("{MODEL}\n[train]\nbatch_size = 0\n")).unwrap_err().to_string();
+        assert!(e.contains("train.batch_size") && e.contains("at least 1"), "{e}");
+
+        let e = parse(&format!("{MODEL}\n[train]\nlearning_rate = \"fast\"\n")).unwrap_err().to_string();
+        assert!(e.contains("learning_rate") && e.contains("line 12"), "{e}");
+
+        let e = parse(&MODEL.replace("activation = \"sigmoid\"", "activation = \"relu\"")).unwrap_err().to_string();
+        assert!(e.contains("field `model`") && e.contains("sigmoid"), "{e}");
+
+        let e = parse(&format!("{MODEL}\n[augment]\nzoom_range = 2.0\n")).unwrap_err().to_string();
+        assert!(e.contains("augment.zoom_range"), "{e}");
+    }
+
+    #[test]
+    fn reference_configs_describe_the_write_ups_models() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let m1 = Config::load(&root.join("configs/model1.toml")).unwrap();
+        assert_eq!(m1.model, ModelSpec::model1(64));
+        let m2 = Config::load(&root.join("configs/model2.toml")).unwrap();
+        assert_eq!(m2.model, ModelSpec::model2(64));
+        for c in [&m1, &m2] {
+            assert_eq!((c.train.batch_size, c.train.learning_rate), (32, 1e-3));
+            assert!(c.augment.horizontal_flip && c.augment.shear_range > 0.0 && c.augment.zoom_range > 0.0);
+        }
+        Config::load(&root.join("configs/quickstart.toml")).unwrap();
+    }
+}

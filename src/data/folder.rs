@@ -1,0 +1,108 @@
+//! Keras `flow_from_directory` layout: `DIR/<class>/<image>`, classes in sorted order give the
+//! labels. Each image is decoded and resized (nearest, as Keras) once, in parallel.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+
+use super::{DataError, Dataset};
+use crate::config::CorruptPolicy;
+
+/// Class folders and their image files, both sorted.
+pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::Missing(dir.to_path_buf()));
+    }
+    fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
+        move |source| DataError::Io { path: path.to_path_buf(), source }
+    }
+    let mut classes = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if path.is_dir() && !name.starts_with('.') {
+            classes.push((name, path));
+        }
+    }
+    classes.sort();
+    match classes.len() {
+        0 => return Err(DataError::NoClasses(dir.to_path_buf())),
+        1 => return Err(DataError::OneClass(dir.to_path_buf(), classes.remove(0).0)),
+        _ => {}
+    }
+    let mut out = Vec::new();
+    for (name, path) in classes {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&path).map_err(io(&path))? {
+            let file = entry.map_err(io(&path))?.path();
+            let hidden = file.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            // Files whose extension no decoder claims (README, .DS_Store, ...) are not images.
+            if file.is_file() && !hidden && image::ImageFormat::from_path(&file).is_ok() {
+                files.push(file);
+            }
+        }
+        if files.is_empty() {
+            return Err(DataError::EmptyClass(path));
+        }
+        files.sort();
+        out.push((name, files));
+    }
+    Ok(out)
+}
+
+/// Decodes one image to `shape` ([h, w, c], c = 1 or 3), nearest-neighbour resize.
+pub fn decode(path: &Path, shape: [u32; 3]) -> Result<Vec<u8>, DataError> {
+    let corrupt = |e: image::ImageError| DataError::Corrupt { path: path.to_path_buf(), message: e.to_string() };
+    let img = image::ImageReader::open(path)
+        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
+        .with_guessed_format()
+        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
+        .decode()
+        .map_err(corrupt)?;
+    let [h, w, c] = shape;
+    let img = if img.width() == w && img.height() == h { img } else { img.resize_exact(w, h, FilterType::Nearest) };
+    Ok(match c {
+        3 => img.into_rgb8().into_raw(),
+        1 => img.into_luma8().into_raw(),
+        other => return Err(DataError::Channels { expected: other }),
+    })
+}
+
+/// Loads a split. `limit` keeps at most that many images, balanced across classes (the first
+/// files of each class in sorted order). Corrupt images are skipped with a warning, or fail the
+/// load, as `corrupt` says. Decoding runs on `workers` threads.
+pub fn load(dir: &Path, shape: [u32; 3], limit: Option<usize>, corrupt: CorruptPolicy, workers: usize) -> Result<Dataset, DataError> {
+    if !matches!(shape[2], 1 | 3) {
+        return Err(DataError::Channels { expected: shape[2] });
+    }
+    let classes = scan(dir)?;
+    let per_class = limit.map(|n| (n / classes.len()).max(1));
+    let mut jobs: Vec<(u32, PathBuf)> = Vec::new();
+    for (label, (_, files)) in classes.iter().enumerate() {
+        let take = per_class.unwrap_or(files.len()).min(files.len());
+        jobs.extend(files[..take].iter().map(|f| (label as u32, f.clone())));
+    }
+    let chunk = jobs.len().div_ceil(workers.max(1)).max(1);
+    let decoded: Vec<Result<Vec<u8>, DataError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.chunks(chunk).map(|part| s.spawn(move || part.iter().map(|(_, f)| decode(f, shape)).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("decoder thread")).collect()
+    });
+    let mut ds = Dataset { classes: classes.iter().map(|(n, _)| n.clone()).collect(), shape, pixels: Vec::new(), labels: Vec::new(), files: Vec::new() };
+    for ((label, file), result) in jobs.into_iter().zip(decoded) {
+        match result {
+            Ok(px) => {
+                ds.pixels.extend_from_slice(&px);
+                ds.labels.push(label);
+                ds.files.push(file);
+            }
+            Err(e) if corrupt == CorruptPolicy::Skip && matches!(e, DataError::Corrupt { .. }) => log::warn!("skipping {e}"),
+            Err(e) => return Err(e),
+        }
+    }
+    for (label, count) in ds.counts().into_iter().enumerate() {
+        if count == 0 {
+            return Err(DataError::EmptyClass(dir.join(&ds.classes[label])));
+        }
+    }
+    Ok(ds)
+}

@@ -1,0 +1,59 @@
+//! The run's history as CSV and JSON (one record per epoch, Keras key names), rewritten
+//! atomically after every epoch so an interrupted run keeps what it did.
+
+use std::path::{Path, PathBuf};
+
+use super::{Callback, Control, EpochLogs, TrainError};
+use crate::gpu::GpuContext;
+use crate::network::Network;
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename: readers see the old
+/// file or the new one, never half of one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    use std::io::Write;
+    let err = |source| TrainError::Write { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().map_or(String::new(), |e| e.to_string_lossy().into_owned())));
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+pub fn to_csv(history: &[EpochLogs]) -> String {
+    let mut out = String::from("epoch,loss,acc,val_loss,val_acc,lr,step_size,train_seconds,eval_seconds,train_images_per_s\n");
+    for l in history {
+        out += &format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:e},{:e},{:.3},{:.3},{:.1}\n",
+            l.epoch, l.loss, l.acc, l.val_loss, l.val_acc, l.lr, l.step_size, l.train_seconds, l.eval_seconds, l.train_images_per_s
+        );
+    }
+    out
+}
+
+/// Reads a history.json written by a run.
+pub fn read(path: &Path) -> Result<Vec<EpochLogs>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not a gpu-cnn history: {e}", path.display()))
+}
+
+/// Keeps `history.csv` and `history.json` in the run folder up to date.
+pub struct HistoryWriter {
+    pub dir: PathBuf,
+}
+
+impl HistoryWriter {
+    pub fn write(&self, history: &[EpochLogs]) -> Result<(), TrainError> {
+        write_atomic(&self.dir.join("history.csv"), to_csv(history).as_bytes())?;
+        let json = serde_json::to_string_pretty(history).expect("plain data");
+        write_atomic(&self.dir.join("history.json"), json.as_bytes())
+    }
+}
+
+impl Callback for HistoryWriter {
+    fn on_epoch_end(&mut self, _: &GpuContext, _: &Network, _: &EpochLogs, history: &[EpochLogs], _: &mut Control) -> Result<(), TrainError> {
+        self.write(history)
+    }
+}

@@ -1,0 +1,196 @@
+//! The training loop ([`Trainer`]) and what listens to it ([`Callback`]): the loop never prints;
+//! progress, history files, checkpoints and schedules are callbacks.
+
+pub mod history;
+pub mod progress;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::AugmentConfig;
+use crate::data::loader::{epoch_order, mix, Augmentation, BatchStream};
+use crate::data::Dataset;
+use crate::gpu::kernels::StepParams;
+use crate::gpu::GpuContext;
+use crate::network::{Metrics, Network, NetworkError, Pass};
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("the training loss became {value} in epoch {epoch}, step {step}: training stopped (lower the learning rate?); the last good checkpoint is kept")]
+    NotFinite { value: f64, epoch: u32, step: usize },
+    #[error("{0}")]
+    Callback(String),
+    #[error("{path}: cannot write: {source}")]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// One epoch's record, with Keras' key names plus timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLogs {
+    /// 1-based.
+    pub epoch: u32,
+    pub loss: f64,
+    pub acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    /// Learning rate in force during the epoch.
+    pub lr: f64,
+    /// Adam's effective step size at the epoch's end: lr * sqrt(1 - beta2^t) / (1 - beta1^t).
+    pub step_size: f64,
+    /// Seconds spent training (not evaluating).
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+    pub train_images_per_s: f64,
+}
+
+impl EpochLogs {
+    /// A monitored quantity by its Keras name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "loss" => self.loss,
+            "acc" | "accuracy" => self.acc,
+            "val_loss" => self.val_loss,
+            "val_acc" | "val_accuracy" => self.val_acc,
+            "lr" => self.lr,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a step stands, for progress displays.
+#[derive(Debug, Clone, Copy)]
+pub struct StepProgress {
+    pub epoch: u32,
+    pub epochs: u32,
+    pub step: usize,
+    pub steps: usize,
+    /// Running loss and accuracy of this epoch, when a fresh copy has reached the host.
+    pub running: Option<Metrics>,
+    pub images_per_s: f64,
+}
+
+/// What callbacks may change between epochs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Control {
+    pub lr: f32,
+    pub stop: bool,
+}
+
+/// Listens to training. All methods default to doing nothing.
+pub trait Callback {
+    fn on_epoch_begin(&mut self, _epoch: u32, _epochs: u32, _steps: usize) {}
+    fn on_batch_end(&mut self, _progress: &StepProgress) {}
+    /// Called after validation; may change the learning rate or stop training.
+    fn on_epoch_end(&mut self, _ctx: &GpuContext, _net: &Network, _logs: &EpochLogs, _history: &[EpochLogs], _control: &mut Control) -> Result<(), TrainError> {
+        Ok(())
+    }
+}
+
+/// The settings a fit needs beyond the network and the data.
+#[derive(Debug, Clone, Copy)]
+pub struct FitSettings {
+    pub epochs: u32,
+    pub batch_size: u32,
+    pub learning_rate: f32,
+    pub seed: u64,
+    pub augment: AugmentConfig,
+    pub workers: usize,
+}
+
+/// Submissions allowed in flight before the host waits for the oldest: enough to keep the GPU
+/// fed while the next batch is written, few enough to bound staging memory.
+const IN_FLIGHT: usize = 2;
+
+/// Runs `pass` over `ds` in its stored order (no augmentation) and returns the summed metrics.
+pub fn evaluate(ctx: &GpuContext, net: &mut Network, ds: Arc<Dataset>, workers: usize) -> Result<Metrics, TrainError> {
+    net.reset_metrics(ctx);
+    let order: Vec<usize> = (0..ds.len()).collect();
+    let mut inflight = VecDeque::new();
+    for batch in BatchStream::new(ds, order, net.batch as usize, None, workers) {
+        net.upload(ctx, &batch.images, &batch.labels)?;
+        inflight.push_back(net.run(ctx, Pass::Evaluate, 0.0));
+        pace(ctx, &mut inflight);
+    }
+    Ok(net.read_metrics(ctx)?)
+}
+
+fn pace(ctx: &GpuContext, inflight: &mut VecDeque<wgpu::SubmissionIndex>) {
+    let _ = ctx.device.poll(wgpu::PollType::Poll);
+    while inflight.len() > IN_FLIGHT {
+        let oldest = inflight.pop_front().expect("non-empty");
+        let _ = ctx.device.poll(wgpu::PollType::Wait { submission_index: Some(oldest), timeout: None });
+    }
+}
+
+/// Trains `net` for the epochs after `history` (empty for a fresh run, the earlier epochs when
+/// resuming) up to `settings.epochs`; returns the whole history.
+pub fn fit(
+    ctx: &GpuContext,
+    net: &mut Network,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+    settings: &FitSettings,
+    mut history: Vec<EpochLogs>,
+    callbacks: &mut [Box<dyn Callback>],
+) -> Result<Vec<EpochLogs>, TrainError> {
+    let mut control = Control { lr: history.last().map_or(settings.learning_rate, |l| l.lr as f32), stop: false };
+    let first = history.last().map_or(1, |l| l.epoch + 1);
+    let batch = settings.batch_size as usize;
+    for epoch in first..=settings.epochs {
+        let steps = train.len().div_ceil(batch);
+        callbacks.iter_mut().for_each(|c| c.on_epoch_begin(epoch, settings.epochs, steps));
+        net.reset_metrics(ctx);
+        let start = Instant::now();
+        let order = epoch_order(train.len(), settings.seed, epoch);
+        let augment = Augmentation { config: settings.augment, seed: mix(settings.seed ^ mix(0xA0 + epoch as u64)) };
+        let mut inflight = VecDeque::new();
+        let mut seen = 0;
+        for (step, b) in BatchStream::new(train.clone(), order, batch, Some(augment), settings.workers).enumerate() {
+            seen += b.labels.len();
+            net.upload(ctx, &b.images, &b.labels)?;
+            inflight.push_back(net.run(ctx, Pass::Train, control.lr));
+            pace(ctx, &mut inflight);
+            let running = net.running_metrics();
+            if let Some(m) = running {
+                if !m.loss_sum.is_finite() {
+                    return Err(TrainError::NotFinite { value: m.loss_sum, epoch, step: step + 1 });
+                }
+            }
+            let progress = StepProgress { epoch, epochs: settings.epochs, step: step + 1, steps, running, images_per_s: seen as f64 / start.elapsed().as_secs_f64() };
+            callbacks.iter_mut().for_each(|c| c.on_batch_end(&progress));
+        }
+        let train_metrics = net.read_metrics(ctx)?;
+        let train_seconds = start.elapsed().as_secs_f64();
+        if !train_metrics.loss().is_finite() {
+            return Err(TrainError::NotFinite { value: train_metrics.loss(), epoch, step: steps });
+        }
+        let eval_start = Instant::now();
+        let val = evaluate(ctx, net, test.clone(), settings.workers)?;
+        let logs = EpochLogs {
+            epoch,
+            loss: train_metrics.loss(),
+            acc: train_metrics.accuracy(),
+            val_loss: val.loss(),
+            val_acc: val.accuracy(),
+            lr: control.lr as f64,
+            step_size: StepParams::adam(control.lr, net.t.max(1), 0).lr_t as f64,
+            train_seconds,
+            eval_seconds: eval_start.elapsed().as_secs_f64(),
+            train_images_per_s: train.len() as f64 / train_seconds,
+        };
+        history.push(logs.clone());
+        for c in callbacks.iter_mut() {
+            c.on_epoch_end(ctx, net, &logs, &history, &mut control)?;
+        }
+        if control.stop {
+            break;
+        }
+    }
+    Ok(history)
+}
