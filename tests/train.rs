@@ -26,12 +26,12 @@ horizontal_flip = true
 [train]
 epochs = 4
 batch_size = 10
-learning_rate = 0.01
+learning_rate = 0.003
 seed = 3
 "#;
 
-/// Dark images with a bright left half (class 0) or right half (class 1), plus noise:
-/// separable, but only by looking at several pixels.
+/// Dark images with a bright top half (class 0) or bottom half (class 1), plus noise:
+/// separable, but only by looking at several pixels; horizontal flips keep the class.
 fn halves(n: usize, seed: u64) -> Dataset {
     use rand::{rngs::StdRng, Rng, SeedableRng};
     let mut rng = StdRng::seed_from_u64(seed);
@@ -39,16 +39,16 @@ fn halves(n: usize, seed: u64) -> Dataset {
     let mut labels = Vec::new();
     for i in 0..n {
         let label = (i % 2) as u32;
-        for _y in 0..8 {
-            for x in 0..8 {
-                let bright = (x < 4) == (label == 0);
-                let v = if bright { 180.0 } else { 60.0 } + rng.random_range(-50.0..50.0);
+        for y in 0..8 {
+            for _x in 0..8 {
+                let bright = (y < 4) == (label == 0);
+                let v = if bright { 150.0 } else { 100.0 } + rng.random_range(-90.0..90.0);
                 pixels.extend([v as u8; 3]);
             }
         }
         labels.push(label);
     }
-    Dataset { classes: vec!["left".into(), "right".into()], shape: [8, 8, 3], pixels, labels, files: vec![] }
+    Dataset { classes: vec!["bottom".into(), "top".into()], shape: [8, 8, 3], pixels, labels, files: vec![] }
 }
 
 fn fit(dir: &Path) -> Vec<EpochLogs> {
@@ -67,8 +67,9 @@ fn loss_falls_and_accuracy_rises_then_history_repeats() {
     }
     assert_eq!(h.len(), 4);
     assert!(h[3].loss < h[0].loss && h[3].val_loss < h[0].val_loss, "loss did not fall");
-    assert!(h[3].val_acc >= 0.9 && h[3].val_acc > h[0].val_acc.min(0.85), "val_acc {}", h[3].val_acc);
-    assert!(h.iter().all(|l| l.lr == 0.01 as f32 as f64));
+    assert!(h[3].acc > h[0].acc + 0.1, "training accuracy did not rise");
+    assert!(h[3].val_acc >= 0.9, "val_acc {}", h[3].val_acc);
+    assert!(h.iter().all(|l| l.lr == 0.003f32 as f64));
     // 95 images in batches of 10: the last batch is short, every image counts once.
     let csv = std::fs::read_to_string(dir.path().join("history.csv")).unwrap();
     assert!(csv.starts_with("epoch,loss,acc,val_loss,val_acc,lr,"), "{csv}");
