@@ -308,7 +308,7 @@ pub fn train(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyhow::Resul
     let mut done = 0;
     let mut epoch = 1;
     while start.elapsed() < Duration::from_secs(2) {
-        let stream = BatchStream::new(pool.clone(), epoch_order(pool.len(), 1, epoch), batch, Some(augment), cfg.data.workers);
+        let stream = BatchStream::new(pool.clone(), epoch_order(pool.len(), 1, epoch), batch, Some(augment), cfg.data.workers, 0);
         done += stream.map(|b| b.labels.len()).sum::<usize>();
         epoch += 1;
     }

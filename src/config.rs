@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::model::{Activation, LayerKind, ModelSpec, Padding};
+use crate::train::callbacks::{CheckpointConfig, EarlyStoppingConfig, ReduceLrConfig};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -27,6 +28,17 @@ pub struct Config {
     pub data: DataConfig,
     pub augment: AugmentConfig,
     pub train: TrainConfig,
+    pub callbacks: CallbacksConfig,
+}
+
+/// `[callbacks]`: Keras' callbacks. The best-model checkpoint is on by default; the others are
+/// on when their table is present (each field defaults to Keras' default).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbacksConfig {
+    pub checkpoint: CheckpointConfig,
+    pub reduce_lr: Option<ReduceLrConfig>,
+    pub early_stopping: Option<EarlyStoppingConfig>,
 }
 
 /// `[data]`
@@ -125,6 +137,8 @@ struct RawConfig {
     augment: AugmentConfig,
     #[serde(default)]
     train: TrainConfig,
+    #[serde(default)]
+    callbacks: CallbacksConfig,
 }
 
 #[derive(Deserialize)]
@@ -278,8 +292,24 @@ impl Config {
                 return Err(invalid(field, String::new(), format!("expected a value in [0, {max}], got {v}")));
             }
         }
+        let cb = &raw.callbacks;
+        let monitors = [
+            ("callbacks.checkpoint.monitor", Some(&cb.checkpoint.monitor)),
+            ("callbacks.reduce_lr.monitor", cb.reduce_lr.as_ref().map(|r| &r.monitor)),
+            ("callbacks.early_stopping.monitor", cb.early_stopping.as_ref().map(|e| &e.monitor)),
+        ];
+        for (field, monitor) in monitors {
+            if let Some(m) = monitor.filter(|m| !["loss", "acc", "val_loss", "val_acc", "accuracy", "val_accuracy"].contains(&m.as_str())) {
+                return Err(invalid(field, String::new(), format!("unknown metric \"{m}\": expected loss, acc, val_loss or val_acc")));
+            }
+        }
+        if let Some(r) = &cb.reduce_lr {
+            if !(r.factor > 0.0 && r.factor < 1.0) {
+                return Err(invalid("callbacks.reduce_lr.factor", String::new(), format!("expected a value in (0, 1), got {}", r.factor)));
+            }
+        }
         let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));
-        Ok(Self { name, model, data: raw.data, augment: raw.augment, train: raw.train })
+        Ok(Self { name, model, data: raw.data, augment: raw.augment, train: raw.train, callbacks: raw.callbacks })
     }
 }
 
@@ -335,6 +365,9 @@ layers = [
 
         let e = parse(&format!("{MODEL}\n[augment]\nzoom_range = 2.0\n")).unwrap_err().to_string();
         assert!(e.contains("augment.zoom_range"), "{e}");
+
+        let e = parse(&format!("{MODEL}\n[callbacks.reduce_lr]\nmonitor = \"val_accurcy\"\n")).unwrap_err().to_string();
+        assert!(e.contains("callbacks.reduce_lr.monitor") && e.contains("val_accurcy"), "{e}");
     }
 
     #[test]

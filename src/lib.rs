@@ -2,10 +2,13 @@
 
 pub mod bench;
 pub mod config;
+pub mod checkpoint;
 pub mod data;
+pub mod files;
 pub mod devices;
 pub mod gpu;
 pub mod model;
 pub mod network;
+pub mod predict;
 pub mod run;
 pub mod train;

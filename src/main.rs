@@ -1,16 +1,20 @@
 //! The gpu-cnn command line: parses flags, calls the library, prints errors once.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use gpu_cnn::checkpoint::Checkpoint;
 use gpu_cnn::config::Config;
 use gpu_cnn::gpu::context::{parse_backends, AdapterChoice, GpuContext};
 use gpu_cnn::gpu::Kernels;
 use gpu_cnn::model::summary::{summary, thousands};
-use gpu_cnn::run::{self, Overrides};
+use gpu_cnn::run::{self, Overrides, Start};
 use gpu_cnn::train::progress::Progress;
+use gpu_cnn::train::{Callback, StepProgress, TrainError};
 
 #[derive(Parser)]
 #[command(name = "gpu-cnn", version, about = "Train CNN image classifiers on the GPU with hand-written WGSL kernels")]
@@ -59,6 +63,39 @@ enum Command {
         /// The run's folder for history and checkpoints (default: checkpoints/<config name>/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue a run from a resumable checkpoint (its last.safetensors): same weights,
+        /// Adam state, learning rate, schedule state and data order.
+        #[arg(long, conflicts_with = "init")]
+        resume: Option<PathBuf>,
+        /// Start from a checkpoint's weights with a fresh optimizer (the layouts must match;
+        /// see `gpu-cnn transfer` otherwise).
+        #[arg(long)]
+        init: Option<PathBuf>,
+    },
+    /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a folder
+    /// with one sub-folder per class.
+    ///
+    /// Example: gpu-cnn evaluate checkpoints/model1/best.safetensors --data dataset/test_set
+    Evaluate {
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        batch_size: u32,
+        /// One JSON object instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Class and probability of each image.
+    ///
+    /// Example: gpu-cnn predict checkpoints/model1/best.safetensors cat.jpg dog.png --json
+    Predict {
+        checkpoint: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// One JSON array (file, class, probabilities) instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a Keras-style table of a config's model.
     ///
@@ -104,7 +141,7 @@ fn main() {
     }
 }
 
-fn load_config(path: &PathBuf, overrides: &Overrides) -> anyhow::Result<Config> {
+fn load_config(path: &std::path::Path, overrides: &Overrides) -> anyhow::Result<Config> {
     let mut cfg = Config::load(path)?;
     overrides.apply(&mut cfg);
     Ok(cfg)
@@ -119,17 +156,64 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             print!("{}", summary(&cfg.name, &cfg.model));
         }
-        Command::Train { config, run: args, out } => {
+        Command::Train { config, run: args, out, resume, init } => {
             let cfg = load_config(&config, &args.overrides())?;
+            let start = match (resume, init) {
+                (Some(path), _) => Start::Resume(Checkpoint::load(&path)?, path),
+                (_, Some(path)) => Start::Init(Checkpoint::load(&path)?),
+                _ => Start::Fresh,
+            };
             let (train, test) = run::load_datasets(&cfg)?;
             println!("{}", run::describe(&train, "training"));
             println!("{}", run::describe(&test, "validation"));
             let ctx = gpu()?;
             let out = run::out_dir(&cfg, out.as_deref());
             println!("Model \"{}\": {} parameters, batch {}, on {}", cfg.name, thousands(cfg.model.param_count()), cfg.train.batch_size, ctx.describe());
-            let (history, _) = run::train(&ctx, &cfg, train, test, &out, vec![Box::new(Progress::default())])?;
-            let best = history.iter().map(|l| l.val_acc).fold(f64::NAN, f64::max);
-            println!("Best val_acc {best:.4}; history in {}", out.join("history.csv").display());
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let flag = interrupt.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+            let mut extra: Vec<Box<dyn Callback>> = vec![Box::new(Progress::default())];
+            if let Some(n) = std::env::var("GPU_CNN_INTERRUPT_AFTER_STEPS").ok().and_then(|v| v.parse().ok()) {
+                extra.push(Box::new(InterruptAfter { steps: n, seen: 0, flag: interrupt.clone() }));
+            }
+            match run::train(&ctx, &cfg, train, test, &out, start, extra, Some(interrupt)) {
+                Ok((history, _)) => {
+                    let best = history.iter().map(|l| l.val_acc).fold(f64::NAN, f64::max);
+                    println!("Best val_acc {best:.4}; history in {}", out.join("history.csv").display());
+                }
+                Err(e) => match e.downcast_ref::<TrainError>() {
+                    Some(TrainError::Interrupted { epoch, step }) => {
+                        let last = out.join("last.safetensors");
+                        eprintln!("Interrupted after step {step} of epoch {epoch}; resumable checkpoint: {}", last.display());
+                        eprintln!("Resume with: {}", resume_command(&last));
+                        std::process::exit(130);
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+        Command::Evaluate { checkpoint, data, batch_size, json } => {
+            let ckpt = Checkpoint::load(&checkpoint)?;
+            let ctx = gpu()?;
+            let report = gpu_cnn::predict::evaluate(&ctx, &ckpt, &data, batch_size.max(1), 2)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.report());
+            }
+        }
+        Command::Predict { checkpoint, images, json } => {
+            let ckpt = Checkpoint::load(&checkpoint)?;
+            let ctx = gpu()?;
+            let predictions = gpu_cnn::predict::predict(&ctx, &ckpt, &images, 32)?;
+            if json {
+                println!("{}", serde_json::to_string(&predictions)?);
+            } else {
+                for p in &predictions {
+                    let prob = p.probabilities[&p.class].as_f64().unwrap_or(f64::NAN);
+                    println!("{}: {} ({prob:.4})", p.file.display(), p.class);
+                }
+            }
         }
         Command::Bench(Bench::Kernels { json }) => {
             let ctx = gpu()?;
@@ -153,4 +237,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Test hook (`GPU_CNN_INTERRUPT_AFTER_STEPS=N`): acts as a Ctrl-C after N training steps.
+struct InterruptAfter {
+    steps: usize,
+    seen: usize,
+    flag: Arc<AtomicBool>,
+}
+
+impl Callback for InterruptAfter {
+    fn on_batch_end(&mut self, _: &StepProgress) {
+        self.seen += 1;
+        if self.seen == self.steps {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// This process's command line with `--resume <last>` in place of any --resume/--init.
+fn resume_command(last: &std::path::Path) -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        if args[i] == "--resume" || args[i] == "--init" {
+            args.drain(i..(i + 2).min(args.len()));
+        } else if args[i].starts_with("--resume=") || args[i].starts_with("--init=") {
+            args.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    args.push("--resume".into());
+    args.push(last.display().to_string());
+    args.join(" ")
 }

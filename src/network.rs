@@ -360,6 +360,11 @@ impl Network {
         ctx.queue.write_buffer(&self.metrics.buffer, 0, bytemuck::cast_slice(&[0f32; 3]));
     }
 
+    /// Sets the accumulator (resuming an interrupted epoch).
+    pub fn write_metrics(&self, ctx: &GpuContext, values: [f32; 3]) {
+        ctx.queue.write_buffer(&self.metrics.buffer, 0, bytemuck::cast_slice(&values));
+    }
+
     /// Reads the accumulator (waits for the GPU: call at epoch ends).
     pub fn read_metrics(&self, ctx: &GpuContext) -> Result<Metrics, NetworkError> {
         let m: Vec<f32> = ctx.read(&self.metrics)?;

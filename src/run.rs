@@ -2,13 +2,16 @@
 //! the CLI, the benchmarks and the tests so that they all exercise the same path.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
 use crate::config::Config;
 use crate::data::{folder, synthetic, DataError, Dataset};
 use crate::gpu::{GpuContext, Kernels};
 use crate::network::Network;
+use crate::train::callbacks::{EarlyStopping, LastCheckpoint, ModelCheckpoint, ReduceLrOnPlateau};
 use crate::train::history::HistoryWriter;
 use crate::train::{fit, Callback, EpochLogs, FitSettings};
 
@@ -89,7 +92,7 @@ pub fn out_dir(cfg: &Config, out: Option<&Path>) -> PathBuf {
     out.map_or_else(|| Path::new("checkpoints").join(&cfg.name), Path::to_path_buf)
 }
 
-pub fn fit_settings(cfg: &Config) -> FitSettings {
+pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSettings {
     FitSettings {
         epochs: cfg.train.epochs,
         batch_size: cfg.train.batch_size,
@@ -97,6 +100,7 @@ pub fn fit_settings(cfg: &Config) -> FitSettings {
         seed: cfg.train.seed,
         augment: cfg.augment,
         workers: cfg.data.workers,
+        interrupt,
     }
 }
 
@@ -107,13 +111,68 @@ pub fn build_network(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyho
     Ok((net, start.elapsed().as_secs_f64()))
 }
 
-/// Trains from scratch with the default listeners (history files) plus `extra`; returns the
-/// history and the trained network.
-pub fn train(ctx: &GpuContext, cfg: &Config, train: Dataset, test: Dataset, out: &Path, extra: Vec<Box<dyn Callback>>) -> anyhow::Result<(Vec<EpochLogs>, Network)> {
+/// How a run begins.
+pub enum Start {
+    /// Glorot-uniform weights (seeded), fresh optimizer.
+    Fresh,
+    /// A checkpoint's weights with a fresh optimizer (`--init`).
+    Init(Checkpoint),
+    /// Everything a resumable checkpoint holds: weights, Adam state, epoch, step, schedule
+    /// states, history and seed (`--resume`).
+    Resume(Checkpoint, PathBuf),
+}
+
+/// The run's standard listeners: history files, best-model checkpoint, the configured
+/// schedules, and the resumable `last.safetensors`.
+pub fn standard_callbacks(cfg: &Config, classes: &[String], out: &Path) -> Vec<Box<dyn Callback>> {
+    let mut cbs: Vec<Box<dyn Callback>> = vec![Box::new(HistoryWriter { dir: out.to_path_buf() })];
+    if cfg.callbacks.checkpoint.enabled {
+        cbs.push(Box::new(ModelCheckpoint::new(cfg.callbacks.checkpoint.clone(), out.to_path_buf(), cfg.name.clone(), classes.to_vec())));
+    }
+    if let Some(r) = &cfg.callbacks.reduce_lr {
+        cbs.push(Box::new(ReduceLrOnPlateau::new(r.clone())));
+    }
+    if let Some(e) = &cfg.callbacks.early_stopping {
+        cbs.push(Box::new(EarlyStopping::new(e.clone())));
+    }
+    cbs.push(Box::new(LastCheckpoint { path: out.join("last.safetensors"), classes: classes.to_vec() }));
+    cbs
+}
+
+/// Trains `cfg` from `start` with the standard listeners, `extra` first (progress display),
+/// writing into `out`; returns the history and the trained network.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    ctx: &GpuContext,
+    cfg: &Config,
+    train: Dataset,
+    test: Dataset,
+    out: &Path,
+    start: Start,
+    extra: Vec<Box<dyn Callback>>,
+    interrupt: Option<Arc<AtomicBool>>,
+) -> anyhow::Result<(Vec<EpochLogs>, Network)> {
     let kernels = Kernels::new(ctx);
+    let mut settings = fit_settings(cfg, interrupt);
+    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, ..Default::default() };
     let (mut net, _) = build_network(ctx, &kernels, cfg)?;
-    let mut callbacks: Vec<Box<dyn Callback>> = vec![Box::new(HistoryWriter { dir: out.to_path_buf() })];
-    callbacks.extend(extra);
-    let history = fit(ctx, &mut net, Arc::new(train), Arc::new(test), &fit_settings(cfg), Vec::new(), &mut callbacks)?;
+    match &start {
+        Start::Fresh => {}
+        Start::Init(ckpt) => ckpt.apply(ctx, &mut net, false)?,
+        Start::Resume(ckpt, path) => {
+            if ckpt.optimizer.is_none() {
+                return Err(CheckpointError::NotResumable(path.clone()).into());
+            }
+            ckpt.apply(ctx, &mut net, true)?;
+            if ckpt.state.seed != cfg.train.seed {
+                log::warn!("resuming with the checkpoint's seed {} (the config says {})", ckpt.state.seed, cfg.train.seed);
+            }
+            settings.seed = ckpt.state.seed;
+            state = ckpt.state.clone();
+        }
+    }
+    let mut callbacks = extra;
+    callbacks.extend(standard_callbacks(cfg, &train.classes, out));
+    let history = fit(ctx, &mut net, Arc::new(train), Arc::new(test), &settings, state, &mut callbacks)?;
     Ok((history, net))
 }

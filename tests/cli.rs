@@ -71,3 +71,49 @@ fn devices_lists_and_marks_an_adapter() {
     assert!(s.lines().any(|l| l.starts_with("* [")), "an adapter is marked as chosen");
     assert!(s.contains("storage binding") && s.contains("timestamps:"));
 }
+
+#[test]
+fn ctrl_c_writes_a_resumable_checkpoint_and_the_printed_command_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = root().join("configs/quickstart.toml");
+    let cfg = cfg.to_str().unwrap();
+    let args = ["train", cfg, "--epochs", "2", "--limit", "64", "--out", "run"];
+    let o = Command::new(env!("CARGO_BIN_EXE_gpu-cnn")).args(args).env("GPU_CNN_INTERRUPT_AFTER_STEPS", "3").current_dir(dir.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    eprintln!("{err}");
+    assert_eq!(o.status.code(), Some(130), "interrupted runs exit non-zero");
+    let command = err.lines().find_map(|l| l.strip_prefix("Resume with: ")).expect("the resume command is printed");
+    assert!(command.ends_with("--resume run/last.safetensors"), "{command}");
+    let words: Vec<&str> = command.split(' ').skip(1).collect();
+    let o = gpu_cnn(dir.path(), &words);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Epoch 2/2 - "));
+    let history = std::fs::read_to_string(dir.path().join("run/history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+
+    // evaluate and predict work from the checkpoint alone.
+    let data = dir.path().join("data");
+    for (class, value) in [("crosses", 30u8), ("rings", 200u8)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        image::RgbImage::from_pixel(40, 40, image::Rgb([value, 90, 255 - value])).save(data.join(class).join("one.png")).unwrap();
+    }
+    let o = gpu_cnn(dir.path(), &["evaluate", "run/best.safetensors", "--data", "data", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(v["loss"].as_f64().unwrap().is_finite() && v["accuracy"].as_f64().is_some());
+    assert_eq!(v["confusion"].as_array().unwrap().len(), 2);
+    let o = gpu_cnn(dir.path(), &["evaluate", "run/best.safetensors", "--data", "data"]);
+    assert!(stdout(&o).contains("confusion matrix"));
+
+    let o = gpu_cnn(dir.path(), &["predict", "run/best.safetensors", "data/rings/one.png", "data/crosses/one.png", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let first = &v.as_array().unwrap()[0];
+    assert_eq!(first["file"], "data/rings/one.png");
+    assert!(["crosses", "rings"].contains(&first["class"].as_str().unwrap()));
+    let p = &first["probabilities"];
+    assert!((p["crosses"].as_f64().unwrap() + p["rings"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+
+    let o = gpu_cnn(dir.path(), &["predict", "missing.safetensors", "x.png"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("missing.safetensors: cannot read"));
+}

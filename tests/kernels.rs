@@ -16,7 +16,9 @@ const TOL: f64 = 1e-5;
 const EXACT: f64 = 0.0;
 
 /// (batch, [h, w, c], filters, [kh, kw], stride, same)
-const CONV_SHAPES: &[(u32, [u32; 3], u32, [u32; 2], u32, bool)] = &[
+type ConvCase = (u32, [u32; 3], u32, [u32; 2], u32, bool);
+
+const CONV_SHAPES: &[ConvCase] = &[
     (1, [5, 7, 3], 5, [3, 3], 1, true),
     (2, [9, 6, 4], 6, [2, 2], 2, true),
     (3, [11, 10, 5], 7, [5, 3], 2, false),
@@ -26,10 +28,10 @@ const CONV_SHAPES: &[(u32, [u32; 3], u32, [u32; 2], u32, bool)] = &[
 ];
 
 /// Model 1/2's first conv and Model 2's second, at batch 32.
-const CONV_REFERENCE: &[(u32, [u32; 3], u32, [u32; 2], u32, bool)] =
+const CONV_REFERENCE: &[ConvCase] =
     &[(32, [64, 64, 3], 32, [3, 3], 1, true), (32, [32, 32, 32], 32, [3, 3], 1, true)];
 
-fn conv_case(seed: u64, shape: (u32, [u32; 3], u32, [u32; 2], u32, bool)) {
+fn conv_case(seed: u64, shape: ConvCase) {
     let (ctx, k) = gpu();
     let (batch, inp, filters, kernel, stride, same) = shape;
     let s = ConvShape::keras(batch, inp, filters, kernel, stride, same);
@@ -87,7 +89,9 @@ fn keras_conv_output_shapes() {
 }
 
 /// (batch, in_h, in_w, c, pool, stride)
-const POOL_SHAPES: &[(u32, u32, u32, u32, [u32; 2], [u32; 2])] = &[
+type PoolCase = (u32, u32, u32, u32, [u32; 2], [u32; 2]);
+
+const POOL_SHAPES: &[PoolCase] = &[
     (2, 7, 9, 3, [2, 2], [2, 2]),
     (1, 6, 6, 5, [3, 3], [2, 2]),
     (3, 5, 5, 1, [2, 2], [1, 1]),

@@ -70,9 +70,10 @@ pub struct BatchStream {
 }
 
 impl BatchStream {
-    /// Starts `workers` threads producing ceil(order.len() / batch) batches.
-    pub fn new(ds: Arc<Dataset>, order: Vec<usize>, batch: usize, augment: Option<Augmentation>, workers: usize) -> Self {
-        let count = order.len().div_ceil(batch);
+    /// Starts `workers` threads producing the batches from `first` (0-based; a resumed epoch
+    /// skips the ones it already did) to ceil(order.len() / batch).
+    pub fn new(ds: Arc<Dataset>, order: Vec<usize>, batch: usize, augment: Option<Augmentation>, workers: usize, first: usize) -> Self {
+        let count = order.len().div_ceil(batch).saturating_sub(first);
         let order = Arc::new(order);
         let workers_n = workers.clamp(1, count.max(1));
         let mut receivers = Vec::new();
@@ -81,7 +82,7 @@ impl BatchStream {
             let (tx, rx) = sync_channel(2);
             let (ds, order) = (ds.clone(), order.clone());
             handles.push(std::thread::spawn(move || {
-                for b in (k..count).step_by(workers_n) {
+                for b in (first + k..first + count).step_by(workers_n) {
                     let range = b * batch..((b + 1) * batch).min(order.len());
                     // The consumer hung up (training stopped): nothing more to do.
                     if tx.send(make_batch(&ds, &order, range, augment)).is_err() {
@@ -134,8 +135,10 @@ mod tests {
         let ds = Arc::new(synthetic::generate(23, [6, 5, 3], 4));
         let order = epoch_order(ds.len(), 1, 1);
         let aug = Some(Augmentation { config: AugmentConfig { horizontal_flip: true, zoom_range: 0.2, ..Default::default() }, seed: 5 });
-        let one: Vec<Batch> = BatchStream::new(ds.clone(), order.clone(), 4, aug, 1).collect();
-        let three: Vec<Batch> = BatchStream::new(ds.clone(), order.clone(), 4, aug, 3).collect();
+        let one: Vec<Batch> = BatchStream::new(ds.clone(), order.clone(), 4, aug, 1, 0).collect();
+        let three: Vec<Batch> = BatchStream::new(ds.clone(), order.clone(), 4, aug, 3, 0).collect();
+        let tail: Vec<Batch> = BatchStream::new(ds.clone(), order.clone(), 4, aug, 2, 4).collect();
+        assert_eq!(tail, one[4..], "a resumed epoch sees the same batches");
         assert_eq!(one.len(), 6);
         assert_eq!(one, three);
         let labels: Vec<u32> = one.iter().flat_map(|b| b.labels.clone()).collect();

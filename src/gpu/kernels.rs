@@ -596,6 +596,7 @@ impl Kernels {
 
     /// c [m, n] = act(a . b + bias); overwrites c. One or two dispatches (split-K partial sums
     /// in `scratch`, then `sum_partials` with the bias and ReLU).
+    #[allow(clippy::too_many_arguments)]
     pub fn gemm(&self, g: &GemmShape, a: &View, b: &View, bias: Option<&View>, relu: bool, c: &View, scratch: &View) -> Vec<Dispatch> {
         let k = Kernel::Gemm;
         let splits = g.splits();

@@ -7,19 +7,8 @@ use super::{Callback, Control, EpochLogs, TrainError};
 use crate::gpu::GpuContext;
 use crate::network::Network;
 
-/// Writes `bytes` to `path` through a temporary file, fsync and rename: readers see the old
-/// file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    use std::io::Write;
-    let err = |source| TrainError::Write { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().map_or(String::new(), |e| e.to_string_lossy().into_owned())));
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    crate::files::write_atomic(path, bytes).map_err(|source| TrainError::Write { path: path.to_path_buf(), source })
 }
 
 pub fn to_csv(history: &[EpochLogs]) -> String {

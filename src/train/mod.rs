@@ -1,16 +1,19 @@
 //! The training loop ([`Trainer`]) and what listens to it ([`Callback`]): the loop never prints;
 //! progress, history files, checkpoints and schedules are callbacks.
 
+pub mod callbacks;
 pub mod history;
 pub mod progress;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::checkpoint::TrainState;
 use crate::config::AugmentConfig;
 use crate::data::loader::{epoch_order, mix, Augmentation, BatchStream};
 use crate::data::Dataset;
@@ -26,6 +29,8 @@ pub enum TrainError {
     NotFinite { value: f64, epoch: u32, step: usize },
     #[error("{0}")]
     Callback(String),
+    #[error("interrupted after step {step} of epoch {epoch}")]
+    Interrupted { epoch: u32, step: usize },
     #[error("{path}: cannot write: {source}")]
     Write { path: std::path::PathBuf, source: std::io::Error },
 }
@@ -84,6 +89,20 @@ pub struct Control {
 
 /// Listens to training. All methods default to doing nothing.
 pub trait Callback {
+    /// Key of this callback's state in a resumable checkpoint.
+    fn name(&self) -> &'static str {
+        "callback"
+    }
+    /// State to carry across a resume, if any.
+    fn state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    fn restore(&mut self, _state: &serde_json::Value) {}
+    /// Called with the whole resumable state after every epoch (once all `on_epoch_end` calls
+    /// are done) and when training is interrupted.
+    fn on_state(&mut self, _ctx: &GpuContext, _net: &Network, _state: &TrainState) -> Result<(), TrainError> {
+        Ok(())
+    }
     fn on_epoch_begin(&mut self, _epoch: u32, _epochs: u32, _steps: usize) {}
     fn on_batch_end(&mut self, _progress: &StepProgress) {}
     /// Called after validation; may change the learning rate or stop training.
@@ -93,7 +112,7 @@ pub trait Callback {
 }
 
 /// The settings a fit needs beyond the network and the data.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FitSettings {
     pub epochs: u32,
     pub batch_size: u32,
@@ -101,6 +120,8 @@ pub struct FitSettings {
     pub seed: u64,
     pub augment: AugmentConfig,
     pub workers: usize,
+    /// Set (by Ctrl-C) to stop after the current step with a resumable checkpoint.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// Submissions allowed in flight before the host waits for the oldest: enough to keep the GPU
@@ -112,7 +133,7 @@ pub fn evaluate(ctx: &GpuContext, net: &mut Network, ds: Arc<Dataset>, workers: 
     net.reset_metrics(ctx);
     let order: Vec<usize> = (0..ds.len()).collect();
     let mut inflight = VecDeque::new();
-    for batch in BatchStream::new(ds, order, net.batch as usize, None, workers) {
+    for batch in BatchStream::new(ds, order, net.batch as usize, None, workers, 0) {
         net.upload(ctx, &batch.images, &batch.labels)?;
         inflight.push_back(net.run(ctx, Pass::Evaluate, 0.0));
         pace(ctx, &mut inflight);
@@ -128,30 +149,47 @@ fn pace(ctx: &GpuContext, inflight: &mut VecDeque<wgpu::SubmissionIndex>) {
     }
 }
 
-/// Trains `net` for the epochs after `history` (empty for a fresh run, the earlier epochs when
-/// resuming) up to `settings.epochs`; returns the whole history.
+fn snapshot(callbacks: &[Box<dyn Callback>], mut state: TrainState) -> TrainState {
+    state.callbacks = callbacks.iter().filter_map(|c| c.state().map(|s| (c.name().to_string(), s))).collect();
+    state
+}
+
+/// Trains `net` from `start` (`TrainState::default()` with the seed and learning rate for a
+/// fresh run; a checkpoint's state to resume, even mid-epoch) up to `settings.epochs`; returns
+/// the whole history.
 pub fn fit(
     ctx: &GpuContext,
     net: &mut Network,
     train: Arc<Dataset>,
     test: Arc<Dataset>,
     settings: &FitSettings,
-    mut history: Vec<EpochLogs>,
+    start: TrainState,
     callbacks: &mut [Box<dyn Callback>],
 ) -> Result<Vec<EpochLogs>, TrainError> {
-    let mut control = Control { lr: history.last().map_or(settings.learning_rate, |l| l.lr as f32), stop: false };
-    let first = history.last().map_or(1, |l| l.epoch + 1);
+    for c in callbacks.iter_mut() {
+        if let Some(s) = start.callbacks.get(c.name()) {
+            c.restore(s);
+        }
+    }
+    let mut control = Control { lr: start.lr, stop: false };
+    let mut history = start.history;
     let batch = settings.batch_size as usize;
-    for epoch in first..=settings.epochs {
-        let steps = train.len().div_ceil(batch);
+    let steps = train.len().div_ceil(batch);
+    let mut skip = start.step;
+    for epoch in start.epoch + 1..=settings.epochs {
         callbacks.iter_mut().for_each(|c| c.on_epoch_begin(epoch, settings.epochs, steps));
-        net.reset_metrics(ctx);
-        let start = Instant::now();
+        if skip > 0 {
+            net.write_metrics(ctx, start.partial_metrics);
+        } else {
+            net.reset_metrics(ctx);
+        }
+        let started = Instant::now();
         let order = epoch_order(train.len(), settings.seed, epoch);
         let augment = Augmentation { config: settings.augment, seed: mix(settings.seed ^ mix(0xA0 + epoch as u64)) };
         let mut inflight = VecDeque::new();
         let mut seen = 0;
-        for (step, b) in BatchStream::new(train.clone(), order, batch, Some(augment), settings.workers).enumerate() {
+        for (i, b) in BatchStream::new(train.clone(), order, batch, Some(augment), settings.workers, skip).enumerate() {
+            let step = skip + i + 1;
             seen += b.labels.len();
             net.upload(ctx, &b.images, &b.labels)?;
             inflight.push_back(net.run(ctx, Pass::Train, control.lr));
@@ -159,14 +197,32 @@ pub fn fit(
             let running = net.running_metrics();
             if let Some(m) = running {
                 if !m.loss_sum.is_finite() {
-                    return Err(TrainError::NotFinite { value: m.loss_sum, epoch, step: step + 1 });
+                    return Err(TrainError::NotFinite { value: m.loss_sum, epoch, step });
                 }
             }
-            let progress = StepProgress { epoch, epochs: settings.epochs, step: step + 1, steps, running, images_per_s: seen as f64 / start.elapsed().as_secs_f64() };
+            let progress = StepProgress { epoch, epochs: settings.epochs, step, steps, running, images_per_s: seen as f64 / started.elapsed().as_secs_f64() };
             callbacks.iter_mut().for_each(|c| c.on_batch_end(&progress));
+            if settings.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) && step < steps {
+                let m = net.read_metrics(ctx)?;
+                let state = TrainState {
+                    epoch: epoch - 1,
+                    step,
+                    partial_metrics: [m.loss_sum as f32, m.correct as f32, m.count as f32],
+                    lr: control.lr,
+                    seed: settings.seed,
+                    history: history.clone(),
+                    callbacks: Default::default(),
+                };
+                let state = snapshot(callbacks, state);
+                for c in callbacks.iter_mut() {
+                    c.on_state(ctx, net, &state)?;
+                }
+                return Err(TrainError::Interrupted { epoch, step });
+            }
         }
+        skip = 0;
         let train_metrics = net.read_metrics(ctx)?;
-        let train_seconds = start.elapsed().as_secs_f64();
+        let train_seconds = started.elapsed().as_secs_f64();
         if !train_metrics.loss().is_finite() {
             return Err(TrainError::NotFinite { value: train_metrics.loss(), epoch, step: steps });
         }
@@ -187,6 +243,10 @@ pub fn fit(
         history.push(logs.clone());
         for c in callbacks.iter_mut() {
             c.on_epoch_end(ctx, net, &logs, &history, &mut control)?;
+        }
+        let state = snapshot(callbacks, TrainState { epoch, lr: control.lr, seed: settings.seed, history: history.clone(), ..Default::default() });
+        for c in callbacks.iter_mut() {
+            c.on_state(ctx, net, &state)?;
         }
         if control.stop {
             break;

@@ -1,0 +1,241 @@
+//! Checkpoints: a safetensors file with every parameter under its Keras name
+//! (`conv2d_1.kernel`, ...), for resumable checkpoints the Adam moments (`adam.m.<name>`,
+//! `adam.v.<name>`), and metadata that makes the file self-describing: format version, model
+//! spec, class names, training state (epoch, step, learning rate, schedule states, history,
+//! seed) and, for transferred models, provenance. Written atomically; loading validates
+//! everything and names what is wrong.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::gpu::GpuContext;
+use crate::model::ModelSpec;
+use crate::network::{Network, NetworkError};
+use crate::train::EpochLogs;
+
+pub const FORMAT: &str = "gpu-cnn";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("{0}: cannot read: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: cannot write: {1}")]
+    Write(PathBuf, std::io::Error),
+    #[error("{0}: not a safetensors file, or truncated ({1})")]
+    NotSafetensors(PathBuf, String),
+    #[error("{0}: not a gpu-cnn checkpoint (no '{FORMAT}' format metadata)")]
+    NotOurs(PathBuf),
+    #[error("{0}: format version {1} is not supported (this gpu-cnn reads version {FORMAT_VERSION})")]
+    Version(PathBuf, String),
+    #[error("{0}: metadata '{1}' is missing or invalid: {2}")]
+    Metadata(PathBuf, &'static str, String),
+    #[error("{0}: tensor '{1}' is missing")]
+    MissingTensor(PathBuf, String),
+    #[error("{0}: unexpected tensor '{1}'")]
+    ExtraTensor(PathBuf, String),
+    #[error("{0}: tensor '{1}' has dtype {2}, expected F32")]
+    Dtype(PathBuf, String, String),
+    #[error("{0}: tensor '{1}' has shape {2:?}, but the model's layout needs {3:?}")]
+    Shape(PathBuf, String, Vec<usize>, Vec<u32>),
+    #[error("the checkpoint's model differs from the config's at layer {layer}: {detail}; to start from a different layout, use `gpu-cnn transfer`")]
+    Layout { layer: String, detail: String },
+    #[error("{0}: has no optimizer state (not a resumable checkpoint); use --init to start from its weights")]
+    NotResumable(PathBuf),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+}
+
+/// Where training stands, enough to continue exactly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Completed epochs.
+    pub epoch: u32,
+    /// Steps done in epoch `epoch + 1` (non-zero only for an interrupted epoch).
+    pub step: usize,
+    /// The metrics accumulator at that step: [loss sum, correct, count].
+    pub partial_metrics: [f32; 3],
+    pub lr: f32,
+    pub seed: u64,
+    pub history: Vec<EpochLogs>,
+    /// Each stateful callback's state, by its name.
+    pub callbacks: HashMap<String, serde_json::Value>,
+}
+
+/// Adam's state for every parameter tensor, in the model's parameter order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimizer {
+    pub t: u32,
+    pub m: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub model: ModelSpec,
+    pub classes: Vec<String>,
+    /// Parameter tensors in the model's parameter order.
+    pub params: Vec<Vec<f32>>,
+    pub optimizer: Option<Optimizer>,
+    pub state: TrainState,
+    /// Where the weights came from (`gpu-cnn transfer` records its plan here).
+    pub provenance: Option<serde_json::Value>,
+}
+
+fn f32_view<'a>(data: &'a [f32], shape: &[u32]) -> safetensors::tensor::TensorView<'a> {
+    let shape = shape.iter().map(|&d| d as usize).collect();
+    safetensors::tensor::TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(data)).expect("shape matches data")
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+impl Checkpoint {
+    /// Reads the network's parameters (and Adam state when `resumable`) from the GPU.
+    pub fn capture(ctx: &GpuContext, net: &Network, classes: &[String], state: TrainState, resumable: bool) -> Result<Self, CheckpointError> {
+        let names: Vec<String> = net.slots.iter().map(|s| s.info.name.clone()).collect();
+        let params = names.iter().map(|n| net.read_param(ctx, n)).collect::<Result<Vec<_>, _>>()?;
+        let optimizer = if resumable {
+            let (mut m, mut v) = (Vec::new(), Vec::new());
+            for n in &names {
+                let (a, b) = net.read_moments(ctx, n)?;
+                m.push(a);
+                v.push(b);
+            }
+            Some(Optimizer { t: net.t, m, v })
+        } else {
+            None
+        };
+        Ok(Self { model: net.spec.clone(), classes: classes.to_vec(), params, optimizer, state, provenance: None })
+    }
+
+    /// Writes the checkpoint atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let infos = self.model.params();
+        let mut tensors = Vec::new();
+        for (i, (info, data)) in infos.iter().zip(&self.params).enumerate() {
+            tensors.push((info.name.clone(), f32_view(data, &info.shape)));
+            if let Some(opt) = &self.optimizer {
+                tensors.push((format!("adam.m.{}", info.name), f32_view(&opt.m[i], &info.shape)));
+                tensors.push((format!("adam.v.{}", info.name), f32_view(&opt.v[i], &info.shape)));
+            }
+        }
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), FORMAT.to_string());
+        meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+        meta.insert("model".to_string(), json(&self.model));
+        meta.insert("classes".to_string(), json(&self.classes));
+        meta.insert("input".to_string(), json(&self.model.input));
+        meta.insert("state".to_string(), json(&self.state));
+        if let Some(opt) = &self.optimizer {
+            meta.insert("adam_step".to_string(), opt.t.to_string());
+        }
+        if let Some(p) = &self.provenance {
+            meta.insert("provenance".to_string(), p.to_string());
+        }
+        let bytes = safetensors::serialize(tensors, Some(meta)).map_err(|e| CheckpointError::Write(path.to_path_buf(), std::io::Error::other(e.to_string())))?;
+        crate::files::write_atomic(path, &bytes).map_err(|e| CheckpointError::Write(path.to_path_buf(), e))
+    }
+
+    /// Reads and validates a checkpoint: format, version, metadata, every tensor's presence,
+    /// dtype and shape, and no tensor the model does not have.
+    pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        let p = || path.to_path_buf();
+        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Read(p(), e))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(CheckpointError::NotOurs(p()));
+        }
+        let version = meta.get("format_version").cloned().unwrap_or_default();
+        if version != FORMAT_VERSION.to_string() {
+            return Err(CheckpointError::Version(p(), version));
+        }
+        fn field<T: serde::de::DeserializeOwned>(path: &Path, meta: &HashMap<String, String>, key: &'static str) -> Result<T, CheckpointError> {
+            let text = meta.get(key).ok_or_else(|| CheckpointError::Metadata(path.to_path_buf(), key, "missing".into()))?;
+            serde_json::from_str(text).map_err(|e| CheckpointError::Metadata(path.to_path_buf(), key, e.to_string()))
+        }
+        let model: ModelSpec = field(path, &meta, "model")?;
+        model.validate().map_err(|e| CheckpointError::Metadata(p(), "model", e.to_string()))?;
+        let classes: Vec<String> = field(path, &meta, "classes")?;
+        if classes.len() != model.classes() as usize {
+            return Err(CheckpointError::Metadata(p(), "classes", format!("{} names for a {}-class model", classes.len(), model.classes())));
+        }
+        let state: TrainState = field(path, &meta, "state")?;
+        let provenance = meta.get("provenance").map(|s| serde_json::from_str(s)).transpose().map_err(|e| CheckpointError::Metadata(p(), "provenance", e.to_string()))?;
+        let adam_step: Option<u32> = meta.get("adam_step").map(|s| s.parse()).transpose().map_err(|e: std::num::ParseIntError| CheckpointError::Metadata(p(), "adam_step", e.to_string()))?;
+
+        let infos = model.params();
+        let read = |name: &str, shape: &[u32]| -> Result<Vec<f32>, CheckpointError> {
+            let t = st.tensor(name).map_err(|_| CheckpointError::MissingTensor(p(), name.to_string()))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(CheckpointError::Dtype(p(), name.to_string(), format!("{:?}", t.dtype())));
+            }
+            if t.shape().iter().map(|&d| d as u64).ne(shape.iter().map(|&d| d as u64)) {
+                return Err(CheckpointError::Shape(p(), name.to_string(), t.shape().to_vec(), shape.to_vec()));
+            }
+            Ok(bytemuck::pod_collect_to_vec(t.data()))
+        };
+        let params = infos.iter().map(|i| read(&i.name, &i.shape)).collect::<Result<Vec<_>, _>>()?;
+        let optimizer = match adam_step {
+            Some(t) => Some(Optimizer {
+                t,
+                m: infos.iter().map(|i| read(&format!("adam.m.{}", i.name), &i.shape)).collect::<Result<_, _>>()?,
+                v: infos.iter().map(|i| read(&format!("adam.v.{}", i.name), &i.shape)).collect::<Result<_, _>>()?,
+            }),
+            None => None,
+        };
+        let expected = infos.len() * if optimizer.is_some() { 3 } else { 1 };
+        if st.len() != expected {
+            let known: Vec<String> = infos.iter().flat_map(|i| [i.name.clone(), format!("adam.m.{}", i.name), format!("adam.v.{}", i.name)]).collect();
+            let unexpected = |n: &&str| !known.iter().any(|k| k == n) || (optimizer.is_none() && n.starts_with("adam."));
+            let extra = st.names().into_iter().find(unexpected).map(str::to_string).unwrap_or_default();
+            return Err(CheckpointError::ExtraTensor(p(), extra));
+        }
+        Ok(Self { model, classes, params, optimizer, state, provenance })
+    }
+
+    /// Fails unless `spec` has exactly this checkpoint's layout, naming the first layer that
+    /// differs.
+    pub fn check_layout(&self, spec: &ModelSpec) -> Result<(), CheckpointError> {
+        let diff = |layer: &str, detail: String| Err(CheckpointError::Layout { layer: layer.to_string(), detail });
+        if spec.input != self.model.input {
+            return diff("input", format!("input {:?} vs {:?}", spec.input, self.model.input));
+        }
+        for (i, want) in spec.layers.iter().enumerate() {
+            match self.model.layers.get(i) {
+                Some(have) if have == want => {}
+                Some(have) => return diff(&want.name, format!("the config has {:?}, the checkpoint {} {:?}", want.kind, have.name, have.kind)),
+                None => return diff(&want.name, "the checkpoint has no such layer".into()),
+            }
+        }
+        if let Some(extra) = self.model.layers.get(spec.layers.len()) {
+            return diff(&extra.name, "only the checkpoint has this layer".into());
+        }
+        Ok(())
+    }
+
+    /// Writes the parameters into `net` (which must have this layout), and Adam's state when
+    /// `with_optimizer`.
+    pub fn apply(&self, ctx: &GpuContext, net: &mut Network, with_optimizer: bool) -> Result<(), CheckpointError> {
+        self.check_layout(&net.spec)?;
+        let names: Vec<String> = net.slots.iter().map(|s| s.info.name.clone()).collect();
+        for (name, data) in names.iter().zip(&self.params) {
+            net.write_param(ctx, name, data)?;
+        }
+        if with_optimizer {
+            let opt = self.optimizer.as_ref().expect("checked by the caller");
+            for (i, name) in names.iter().enumerate() {
+                net.write_moments(ctx, name, &opt.m[i], &opt.v[i])?;
+            }
+            net.t = opt.t;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! Checkpoints: save/load identity, exact resume (at an epoch boundary and mid-epoch), every
+//! corrupt-file case, layout checks and the NaN stop that keeps the last good checkpoint.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::gpu;
+use gpu_cnn::checkpoint::{Checkpoint, CheckpointError, TrainState};
+use gpu_cnn::config::Config;
+use gpu_cnn::data::synthetic;
+use gpu_cnn::network::{Network, Pass};
+use gpu_cnn::run::{self, Start};
+use gpu_cnn::train::{Callback, EpochLogs, StepProgress, TrainError};
+
+const CONFIG: &str = r#"
+[model]
+input = [12, 12, 3]
+layers = [
+  { type = "conv2d", filters = 4, kernel = 3, padding = "same", activation = "relu" },
+  { type = "maxpool2d" },
+  { type = "flatten" },
+  { type = "dropout", rate = 0.2 },
+  { type = "dense", units = 6, activation = "relu" },
+  { type = "dense", units = 1, activation = "sigmoid" },
+]
+[augment]
+horizontal_flip = true
+zoom_range = 0.1
+[train]
+epochs = 4
+batch_size = 8
+learning_rate = 0.003
+seed = 5
+[callbacks.reduce_lr]
+monitor = "loss"
+patience = 1
+factor = 0.5
+"#;
+
+fn config(epochs: u32, lr: f32) -> Config {
+    let mut c = Config::parse(Path::new("ckpt.toml"), CONFIG).unwrap();
+    c.train.epochs = epochs;
+    c.train.learning_rate = lr;
+    c
+}
+
+fn train(cfg: &Config, out: &Path, start: Start, interrupt_after: Option<usize>) -> Result<Vec<EpochLogs>, anyhow::Error> {
+    let (ctx, _) = gpu();
+    let flag = Arc::new(AtomicBool::new(false));
+    let mut extra: Vec<Box<dyn Callback>> = Vec::new();
+    if let Some(n) = interrupt_after {
+        extra.push(Box::new(StopAt { n, seen: 0, flag: flag.clone() }));
+    }
+    let (train_set, test_set) = (synthetic::generate(44, [12, 12, 3], 1), synthetic::generate(16, [12, 12, 3], 2));
+    run::train(ctx, cfg, train_set, test_set, out, start, extra, Some(flag)).map(|(h, _)| h)
+}
+
+struct StopAt {
+    n: usize,
+    seen: usize,
+    flag: Arc<AtomicBool>,
+}
+
+impl Callback for StopAt {
+    fn on_batch_end(&mut self, _: &StepProgress) {
+        self.seen += 1;
+        if self.seen == self.n {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn numbers(h: &[EpochLogs]) -> Vec<(u32, f64, f64, f64, f64, f64)> {
+    h.iter().map(|l| (l.epoch, l.loss, l.acc, l.val_loss, l.val_acc, l.lr)).collect()
+}
+
+fn resume(dir: &Path) -> Start {
+    let path = dir.join("last.safetensors");
+    Start::Resume(Checkpoint::load(&path).unwrap(), path)
+}
+
+#[test]
+fn resuming_gives_the_same_history_and_weights_as_one_run() {
+    let straight = tempfile::tempdir().unwrap();
+    let whole = train(&config(8, 0.003), straight.path(), Start::Fresh, None).unwrap();
+    assert!(whole.iter().any(|l| l.lr < 0.003), "the schedule acted, so its state must survive the resume");
+
+    // 4 epochs, then resume to 8.
+    let split = tempfile::tempdir().unwrap();
+    train(&config(4, 0.003), split.path(), Start::Fresh, None).unwrap();
+    let resumed = train(&config(8, 0.003), split.path(), resume(split.path()), None).unwrap();
+    assert_eq!(numbers(&resumed), numbers(&whole));
+
+    // Interrupted in the middle of epoch 3 (44 images / batch 8 = 6 steps an epoch), then resumed.
+    let cut = tempfile::tempdir().unwrap();
+    let err = train(&config(8, 0.003), cut.path(), Start::Fresh, Some(6 * 2 + 3)).unwrap_err();
+    assert!(matches!(err.downcast_ref::<TrainError>(), Some(TrainError::Interrupted { epoch: 3, step: 3 })), "{err}");
+    let state = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap().state;
+    assert_eq!((state.epoch, state.step, state.history.len()), (2, 3, 2));
+    let after_cut = train(&config(8, 0.003), cut.path(), resume(cut.path()), None).unwrap();
+    assert_eq!(numbers(&after_cut), numbers(&whole));
+
+    let a = Checkpoint::load(&straight.path().join("last.safetensors")).unwrap();
+    for other in [split.path(), cut.path()] {
+        let b = Checkpoint::load(&other.join("last.safetensors")).unwrap();
+        assert_eq!(a.params, b.params, "weights after 8 epochs");
+        assert_eq!(a.optimizer, b.optimizer, "Adam state after 8 epochs");
+    }
+    // The best-model checkpoint is there too, and is not resumable.
+    let best = Checkpoint::load(&straight.path().join("best.safetensors")).unwrap();
+    assert!(best.optimizer.is_none() && best.classes == ["crosses", "rings"]);
+}
+
+#[test]
+fn save_then_load_gives_identical_outputs() {
+    let (ctx, kernels) = gpu();
+    let cfg = config(1, 0.003);
+    let mut a = Network::new(ctx, kernels, &cfg.model, 4, 11).unwrap();
+    let images: Vec<f32> = (0..4 * 12 * 12 * 3).map(|i| (i % 17) as f32 / 17.0).collect();
+    a.upload(ctx, &images, &[0, 1, 1, 0]).unwrap();
+    a.run(ctx, Pass::Train, 0.01);
+    a.run(ctx, Pass::Evaluate, 0.0);
+    let want = a.read_logits(ctx).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.safetensors");
+    let classes = vec!["x".to_string(), "y".to_string()];
+    Checkpoint::capture(ctx, &a, &classes, TrainState::default(), true).unwrap().save(&path).unwrap();
+    let loaded = Checkpoint::load(&path).unwrap();
+    assert_eq!(loaded.classes, classes);
+    assert_eq!(loaded.optimizer.as_ref().unwrap().t, 1);
+    let mut b = Network::new(ctx, kernels, &loaded.model, 4, 99).unwrap();
+    loaded.apply(ctx, &mut b, true).unwrap();
+    b.upload(ctx, &images, &[0, 1, 1, 0]).unwrap();
+    b.run(ctx, Pass::Evaluate, 0.0);
+    assert_eq!(b.read_logits(ctx).unwrap(), want);
+}
+
+/// Writes a safetensors file with the given tensors and metadata.
+fn write(path: &Path, tensors: Vec<(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)>, meta: std::collections::HashMap<String, String>) {
+    let views: Vec<_> = tensors.iter().map(|(n, d, s, b)| (n.to_string(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    std::fs::write(path, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+}
+
+#[test]
+fn every_corrupt_checkpoint_gets_a_clear_error() {
+    let (ctx, kernels) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.safetensors");
+    let cfg = config(1, 0.003);
+    let net = Network::new(ctx, kernels, &cfg.model, 2, 1).unwrap();
+    Checkpoint::capture(ctx, &net, &["a".into(), "b".into()], TrainState::default(), false).unwrap().save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let meta = safetensors::SafeTensors::read_metadata(&bytes).unwrap().1.metadata().clone().unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st.tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec(), t.data().to_vec())).collect();
+    let f32s = |skip: &str| tensors.iter().filter(|t| t.0 != skip).map(|(n, s, b)| (n.as_str(), safetensors::Dtype::F32, s.clone(), b.clone())).collect::<Vec<_>>();
+    let load = |name: &str| Checkpoint::load(&dir.path().join(name)).unwrap_err();
+
+    std::fs::write(dir.path().join("text.safetensors"), "hello, not a checkpoint").unwrap();
+    assert!(matches!(load("text.safetensors"), CheckpointError::NotSafetensors(..)));
+
+    std::fs::write(dir.path().join("cut.safetensors"), &bytes[..bytes.len() - 100]).unwrap();
+    let e = load("cut.safetensors");
+    assert!(matches!(e, CheckpointError::NotSafetensors(..)), "{e}");
+    assert!(e.to_string().contains("cut.safetensors"));
+
+    write(&dir.path().join("missing.safetensors"), f32s("dense_1.bias"), meta.clone());
+    let e = load("missing.safetensors");
+    assert!(matches!(e, CheckpointError::MissingTensor(_, ref n) if n == "dense_1.bias"), "{e}");
+
+    let mut extra = f32s("");
+    extra.push(("surprise", safetensors::Dtype::F32, vec![1], vec![0; 4]));
+    write(&dir.path().join("extra.safetensors"), extra, meta.clone());
+    let e = load("extra.safetensors");
+    assert!(matches!(e, CheckpointError::ExtraTensor(_, ref n) if n == "surprise"), "{e}");
+
+    let mut f16 = f32s("dense_2.bias");
+    f16.push(("dense_2.bias", safetensors::Dtype::F16, vec![1], vec![0; 2]));
+    write(&dir.path().join("dtype.safetensors"), f16, meta.clone());
+    assert!(matches!(load("dtype.safetensors"), CheckpointError::Dtype(_, ref n, _) if n == "dense_2.bias"));
+
+    let mut shaped = f32s("dense_2.bias");
+    shaped.push(("dense_2.bias", safetensors::Dtype::F32, vec![2], vec![0; 8]));
+    write(&dir.path().join("shape.safetensors"), shaped, meta.clone());
+    let e = load("shape.safetensors");
+    assert!(matches!(e, CheckpointError::Shape(_, ref n, ..) if n == "dense_2.bias"), "{e}");
+
+    let mut future = meta.clone();
+    future.insert("format_version".into(), "99".into());
+    write(&dir.path().join("future.safetensors"), f32s(""), future);
+    assert!(matches!(load("future.safetensors"), CheckpointError::Version(_, ref v) if v == "99"));
+
+    write(&dir.path().join("foreign.safetensors"), f32s(""), Default::default());
+    assert!(matches!(load("foreign.safetensors"), CheckpointError::NotOurs(_)));
+
+    let mut bad_model = meta.clone();
+    bad_model.insert("model".into(), "{\"input\": [1]}".into());
+    write(&dir.path().join("model.safetensors"), f32s(""), bad_model);
+    assert!(matches!(load("model.safetensors"), CheckpointError::Metadata(_, "model", _)));
+}
+
+#[test]
+fn init_refuses_another_layout_and_points_to_transfer() {
+    let (ctx, kernels) = gpu();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    let net = Network::new(ctx, kernels, &config(1, 0.003).model, 2, 1).unwrap();
+    Checkpoint::capture(ctx, &net, &["a".into(), "b".into()], TrainState::default(), false).unwrap().save(&path).unwrap();
+    let other = Config::parse(Path::new("x.toml"), &CONFIG.replace("units = 6", "units = 7")).unwrap();
+    let e = Checkpoint::load(&path).unwrap().check_layout(&other.model).unwrap_err();
+    assert!(matches!(e, CheckpointError::Layout { ref layer, .. } if layer == "dense_1"), "{e}");
+    assert!(e.to_string().contains("gpu-cnn transfer"));
+    // A weights-only checkpoint cannot be resumed.
+    let err = train(&config(2, 0.003), dir.path(), Start::Resume(Checkpoint::load(&path).unwrap(), path.clone()), None).unwrap_err();
+    assert!(err.to_string().contains("not a resumable checkpoint"), "{err}");
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    train(&config(1, 0.003), dir.path(), Start::Fresh, None).unwrap();
+    let before = std::fs::read(dir.path().join("last.safetensors")).unwrap();
+    let err = train(&config(2, 1e30), dir.path(), Start::Fresh, None).unwrap_err();
+    assert!(matches!(err.downcast_ref::<TrainError>(), Some(TrainError::NotFinite { .. })), "{err}");
+    assert!(err.to_string().contains("last good checkpoint is kept"));
+    assert_eq!(std::fs::read(dir.path().join("last.safetensors")).unwrap(), before);
+}
