@@ -97,6 +97,52 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move a trained checkpoint's parameters into a new model layout, layer by layer, and say
+    /// what moved and why the rest could not.
+    ///
+    /// Example: gpu-cnn transfer --from checkpoints/model1/best.safetensors --to configs/model2.toml --out model2-init.safetensors --strategy grow
+    Transfer {
+        #[arg(long)]
+        from: PathBuf,
+        /// The target model's config.
+        #[arg(long)]
+        to: PathBuf,
+        /// The new checkpoint (train it with `gpu-cnn train CONFIG --init OUT`).
+        #[arg(long, required_unless_present = "dry_run")]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "prefix")]
+        strategy: gpu_cnn::transfer::Strategy,
+        /// Copy the overlapping slice where unit or channel counts differ.
+        #[arg(long)]
+        partial: bool,
+        /// Print the plan, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also report both models' validation accuracy before training (DIR/test_set, or DIR
+        /// itself if it holds class folders).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Train a source model, transfer it into a target layout with each strategy, train the
+    /// target from each transfer and from scratch; write every history, a chart and a table.
+    ///
+    /// Example: gpu-cnn experiment configs/experiment.toml --data ../shared/datasets/cifar10-catdog
+    Experiment {
+        config: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Draw accuracy and loss curves (train and validation) of one or more runs.
+    ///
+    /// Example: gpu-cnn plot checkpoints/model1/history.json checkpoints/model2/history.json -o curves.png
+    Plot {
+        /// history.json files, or run folders holding one.
+        #[arg(required = true)]
+        histories: Vec<PathBuf>,
+        /// Output file, .png or .svg.
+        #[arg(short, long, default_value = "curves.png")]
+        output: PathBuf,
+    },
     /// Print a Keras-style table of a config's model.
     ///
     /// Example: gpu-cnn summary configs/model2.toml
@@ -191,6 +237,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     _ => return Err(e),
                 },
             }
+        }
+        Command::Transfer { from, to, out, strategy, partial, dry_run, data } => {
+            let source = Checkpoint::load(&from)?;
+            let cfg = Config::load(&to)?;
+            let (plan, ckpt) = gpu_cnn::transfer::transfer(&source, &from, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, partial);
+            println!("Transfer {} -> {} ({:?} strategy{})", from.display(), to.display(), strategy, if partial { ", partial" } else { "" });
+            print!("{}", plan.table());
+            if let Some(dir) = data {
+                let dir = if dir.join("test_set").is_dir() { dir.join("test_set") } else { dir };
+                let ctx = gpu()?;
+                let before = gpu_cnn::predict::evaluate(&ctx, &source, &dir, 32, 2)?;
+                let after = gpu_cnn::predict::evaluate(&ctx, &ckpt, &dir, 32, 2)?;
+                println!("Validation accuracy before any training ({}): source {:.4}, new model {:.4}", dir.display(), before.accuracy, after.accuracy);
+            }
+            match (dry_run, out) {
+                (false, Some(out)) => {
+                    ckpt.save(&out)?;
+                    println!("Wrote {} (train it with: gpu-cnn train {} --init {})", out.display(), to.display(), out.display());
+                }
+                _ => println!("Dry run: nothing written"),
+            }
+        }
+        Command::Experiment { config, run: args } => {
+            let exp = gpu_cnn::experiment::ExperimentConfig::load(&config)?;
+            let ctx = gpu()?;
+            let progress = || -> Vec<Box<dyn Callback>> { vec![Box::new(Progress::default())] };
+            let (source_best, results, out) = gpu_cnn::experiment::run(&ctx, &exp, &args.overrides(), &progress)?;
+            println!("\n{}", gpu_cnn::experiment::table(source_best, &results));
+            println!("Chart: {}; table: {}", out.join("comparison.png").display(), out.join("results.md").display());
+        }
+        Command::Plot { histories, output } => {
+            let mut runs = Vec::new();
+            for path in &histories {
+                let file = if path.is_dir() { path.join("history.json") } else { path.clone() };
+                let name = file.parent().and_then(|p| p.file_name()).map_or("run".into(), |n| n.to_string_lossy().into_owned());
+                runs.push((name, gpu_cnn::train::history::read(&file).map_err(anyhow::Error::msg)?));
+            }
+            let refs: Vec<(&str, &[gpu_cnn::train::EpochLogs])> = runs.iter().map(|(n, h)| (n.as_str(), h.as_slice())).collect();
+            gpu_cnn::plot::plot(&refs, &output).map_err(anyhow::Error::msg)?;
+            println!("Wrote {}", output.display());
         }
         Command::Evaluate { checkpoint, data, batch_size, json } => {
             let ckpt = Checkpoint::load(&checkpoint)?;

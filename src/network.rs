@@ -142,6 +142,25 @@ pub fn glorot_init(slots: &[Slot], total: u64, seed: u64) -> Vec<f32> {
     data
 }
 
+/// Where each parameter tensor of `spec` sits in the flat buffers, and their total length.
+pub fn layout(spec: &ModelSpec) -> (Vec<Slot>, u64) {
+    let mut slots = Vec::new();
+    let mut total = 0;
+    for info in spec.params() {
+        let len = info.len();
+        slots.push(Slot { info, offset: total });
+        total += len.div_ceil(ALIGN) * ALIGN;
+    }
+    (slots, total)
+}
+
+/// The parameters `Network::new` starts from for this spec and seed, tensor by tensor.
+pub fn initial_params(spec: &ModelSpec, seed: u64) -> Vec<Vec<f32>> {
+    let (slots, total) = layout(spec);
+    let flat = glorot_init(&slots, total, seed);
+    slots.iter().map(|s| flat[s.offset as usize..(s.offset + s.info.len()) as usize].to_vec()).collect()
+}
+
 fn fnv(seed: u64, i: usize) -> u32 {
     let h = (seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0x1000_0000_01b3);
     (h ^ (h >> 32)) as u32
@@ -152,13 +171,7 @@ impl Network {
     /// the forward, backward and update dispatches for batches of up to `batch` images.
     pub fn new(ctx: &GpuContext, kernels: &Kernels, spec: &ModelSpec, batch: u32, seed: u64) -> Result<Self, NetworkError> {
         let shapes = spec.shapes().expect("validated spec");
-        let mut slots = Vec::new();
-        let mut total = 0;
-        for info in spec.params() {
-            let len = info.len();
-            slots.push(Slot { info, offset: total });
-            total += len.div_ceil(ALIGN) * ALIGN;
-        }
+        let (slots, total) = layout(spec);
         let params = View::whole(&ctx.upload("parameters", &glorot_init(&slots, total, seed))?);
         let grads = View::whole(&ctx.storage("gradients", total)?);
         let adam_m = View::whole(&ctx.storage("Adam first moments", total)?);

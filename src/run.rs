@@ -125,7 +125,7 @@ pub enum Start {
 /// The run's standard listeners: history files, best-model checkpoint, the configured
 /// schedules, and the resumable `last.safetensors`.
 pub fn standard_callbacks(cfg: &Config, classes: &[String], out: &Path) -> Vec<Box<dyn Callback>> {
-    let mut cbs: Vec<Box<dyn Callback>> = vec![Box::new(HistoryWriter { dir: out.to_path_buf() })];
+    let mut cbs: Vec<Box<dyn Callback>> = vec![Box::new(HistoryWriter { dir: out.to_path_buf(), name: cfg.name.clone() })];
     if cfg.callbacks.checkpoint.enabled {
         cbs.push(Box::new(ModelCheckpoint::new(cfg.callbacks.checkpoint.clone(), out.to_path_buf(), cfg.name.clone(), classes.to_vec())));
     }

@@ -117,3 +117,77 @@ fn ctrl_c_writes_a_resumable_checkpoint_and_the_printed_command_resumes() {
     let o = gpu_cnn(dir.path(), &["predict", "missing.safetensors", "x.png"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("missing.safetensors: cannot read"));
 }
+
+/// A class folder of flat-coloured PNGs, enough for evaluation.
+fn class_folder(dir: &Path, classes: &[&str]) {
+    for (k, class) in classes.iter().enumerate() {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for i in 0..3u8 {
+            image::RgbImage::from_pixel(32, 32, image::Rgb([40 * i, 120 * k as u8, 90])).save(dir.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(dir.path().join("small.toml"), &quick).unwrap();
+    // The target: wider second conv and dense layer, same input and classes.
+    std::fs::write(dir.path().join("wide.toml"), quick.replace("filters = 16", "filters = 24").replace("units = 32", "units = 40")).unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "small.toml", "--epochs", "1", "--limit", "64", "--out", "small"]);
+    assert!(o.status.success());
+    class_folder(&dir.path().join("val"), &["crosses", "rings"]);
+
+    let o = gpu_cnn(dir.path(), &["transfer", "--from", "small/best.safetensors", "--to", "wide.toml", "--strategy", "grow", "--dry-run"]);
+    assert!(o.status.success() && stdout(&o).contains("Dry run: nothing written"));
+    assert!(!dir.path().join("wide.safetensors").exists());
+
+    let o = gpu_cnn(dir.path(), &["transfer", "--from", "small/best.safetensors", "--to", "wide.toml", "--out", "wide.safetensors", "--strategy", "grow", "--data", "val"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(s.contains("widened 16 -> 24") && s.contains("computes the same function as the source"), "{s}");
+    // The same function: the same accuracy before any training.
+    let line = s.lines().find(|l| l.starts_with("Validation accuracy before any training")).expect("accuracy line");
+    let accs: Vec<&str> = line.split_whitespace().filter(|w| w.starts_with("0.") || w.starts_with("1.")).collect();
+    assert_eq!(accs.len(), 2, "{line}");
+    assert_eq!(accs[0].trim_end_matches(','), accs[1], "{line}");
+
+    let o = gpu_cnn(dir.path(), &["transfer", "--from", "small/best.safetensors", "--to", "wide.toml", "--out", "prefix.safetensors"]);
+    assert!(stdout(&o).contains("after the first mismatch (prefix mode, at conv2d_2)"));
+
+    let o = gpu_cnn(dir.path(), &["train", "wide.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64", "--out", "wide"]);
+    assert!(o.status.success());
+    // The wrong layout is refused with a pointer to transfer.
+    let o = gpu_cnn(dir.path(), &["train", "small.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("gpu-cnn transfer"));
+}
+
+#[test]
+fn experiment_writes_histories_a_chart_and_a_table_and_plot_draws_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(dir.path().join("source.toml"), quick.replace("\n  { type = \"conv2d\", filters = 16, kernel = 3, padding = \"same\", activation = \"relu\" },\n  { type = \"maxpool2d\", pool = 2 },", "")).unwrap();
+    std::fs::write(dir.path().join("target.toml"), &quick).unwrap();
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        "source = \"source.toml\"\ntarget = \"target.toml\"\nstrategies = [\"prefix\", \"grow\"]\nepochs = 2\nsource_epochs = 1\nlimit = 64\nout = \"exp\"\n",
+    )
+    .unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    assert!(o.status.success());
+    let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
+    for run in ["source source", "target from prefix", "target from grow", "target from scratch"] {
+        assert!(table.contains(run), "{run} missing from\n{table}");
+    }
+    assert!(dir.path().join("exp/comparison.png").is_file());
+    for run in ["source", "prefix", "grow", "scratch"] {
+        assert!(dir.path().join("exp").join(run).join("history.json").is_file(), "{run}");
+    }
+    let o = gpu_cnn(dir.path(), &["plot", "exp/prefix", "exp/scratch/history.json", "-o", "both.svg"]);
+    assert!(o.status.success());
+    let svg = std::fs::read_to_string(dir.path().join("both.svg")).unwrap();
+    assert!(svg.contains("prefix (validation)") && svg.contains("scratch (train)"));
+    let o = gpu_cnn(dir.path(), &["plot", "exp/prefix", "-o", "chart.jpg"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(".png or .svg"));
+}

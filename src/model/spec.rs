@@ -337,9 +337,34 @@ impl ModelSpec {
     }
 }
 
+/// The candidate nearest to `name` by edit distance, if close enough to be a likely typo.
+pub fn closest_name<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, &cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    candidates.map(|c| (distance(name, c), c)).filter(|&(d, c)| d > 0 && d <= 2.max(c.len() / 4)).min_by_key(|&(d, _)| d).map(|(_, c)| c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn did_you_mean() {
+        assert_eq!(closest_name("dense_3", ["dense_1", "conv2d_1"].into_iter()), Some("dense_1"));
+        assert_eq!(closest_name("classifier", ["dense_1", "conv2d_1"].into_iter()), None);
+    }
 
     #[test]
     fn reference_models_have_the_write_ups_parameter_counts() {

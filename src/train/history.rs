@@ -28,16 +28,23 @@ pub fn read(path: &Path) -> Result<Vec<EpochLogs>, String> {
     serde_json::from_str(&text).map_err(|e| format!("{}: not a gpu-cnn history: {e}", path.display()))
 }
 
-/// Keeps `history.csv` and `history.json` in the run folder up to date.
+/// Keeps `history.csv`, `history.json` and the chart `curves.png` in the run folder up to date.
 pub struct HistoryWriter {
     pub dir: PathBuf,
+    /// The run's name, for the chart's legend.
+    pub name: String,
 }
 
 impl HistoryWriter {
     pub fn write(&self, history: &[EpochLogs]) -> Result<(), TrainError> {
         write_atomic(&self.dir.join("history.csv"), to_csv(history).as_bytes())?;
         let json = serde_json::to_string_pretty(history).expect("plain data");
-        write_atomic(&self.dir.join("history.json"), json.as_bytes())
+        write_atomic(&self.dir.join("history.json"), json.as_bytes())?;
+        // A chart that cannot be drawn (no font on this machine, say) is not worth stopping for.
+        if let Err(e) = crate::plot::plot(&[(&self.name, history)], &self.dir.join("curves.png")) {
+            log::warn!("{e}");
+        }
+        Ok(())
     }
 }
 

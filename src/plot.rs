@@ -1,0 +1,72 @@
+//! Training curves: accuracy and loss per epoch (train dashed, validation solid) for one or
+//! more runs, as PNG or SVG by the file's extension.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::train::EpochLogs;
+
+const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(255, 127, 14), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+
+type Run<'a> = (&'a str, &'a [EpochLogs]);
+
+fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[Run<'_>], title: &str, train: fn(&EpochLogs) -> f64, val: fn(&EpochLogs) -> f64) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let epochs = runs.iter().flat_map(|(_, h)| h.iter().map(|l| l.epoch)).max().unwrap_or(1).max(2) as f64;
+    let values: Vec<f64> = runs.iter().flat_map(|(_, h)| h.iter().flat_map(|l| [train(l), val(l)])).filter(|v| v.is_finite()).collect();
+    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let pad = ((hi - lo) * 0.08).max(0.01);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(1f64..epochs, (lo - pad)..(hi + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(title)
+        .x_labels((epochs as usize).min(20))
+        .x_label_formatter(&|x| format!("{}", x.round() as i64))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err)?;
+    for (i, (name, history)) in runs.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let points = |f: fn(&EpochLogs) -> f64| history.iter().map(move |l| (l.epoch as f64, f(l))).collect::<Vec<_>>();
+        chart
+            .draw_series(LineSeries::new(points(val), color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{name} (validation)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(DashedLineSeries::new(points(train), 6, 4, color.stroke_width(1)))
+            .map_err(err)?
+            .label(format!("{name} (train)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    Ok(())
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[Run<'_>]) -> Result<(), String> {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+    panel(&left, runs, "accuracy", |l| l.acc, |l| l.val_acc)?;
+    panel(&right, runs, "loss", |l| l.loss, |l| l.val_loss)?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Draws the runs' curves into `path` (.png or .svg).
+pub fn plot(runs: &[Run<'_>], path: &Path) -> Result<(), String> {
+    let size = (1280, 520);
+    match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
+        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), runs),
+        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), runs),
+        _ => Err(format!("{}: the chart's file name must end in .png or .svg", path.display())),
+    }
+    .map_err(|e| format!("{}: cannot draw the chart: {e}", path.display()))
+}

@@ -1,0 +1,196 @@
+//! Transfer: the planner on many layout pairs (plain data, no GPU), and on the GPU, that `grow`
+//! preserves the source's function where it claims to.
+
+mod common;
+
+use common::gpu;
+use gpu_cnn::model::{Activation, LayerKind, ModelSpec, Padding};
+use gpu_cnn::network::{initial_params, Network, Pass};
+use gpu_cnn::transfer::{apply, plan, Action, Strategy};
+
+fn conv(filters: u32) -> (Option<String>, LayerKind) {
+    (None, LayerKind::Conv2d { filters, kernel: [3, 3], stride: 1, padding: Padding::Same, activation: Activation::Relu })
+}
+fn pool() -> (Option<String>, LayerKind) {
+    (None, LayerKind::MaxPool2d { pool: [2, 2], stride: None })
+}
+fn flat() -> (Option<String>, LayerKind) {
+    (None, LayerKind::Flatten)
+}
+fn dense(units: u32) -> (Option<String>, LayerKind) {
+    (None, LayerKind::Dense { units, activation: Activation::Relu })
+}
+fn head(classes: u32) -> (Option<String>, LayerKind) {
+    if classes == 2 {
+        (None, LayerKind::Dense { units: 1, activation: Activation::Sigmoid })
+    } else {
+        (None, LayerKind::Dense { units: classes, activation: Activation::Softmax })
+    }
+}
+fn spec(input: [u32; 3], layers: Vec<(Option<String>, LayerKind)>) -> ModelSpec {
+    ModelSpec::new(input, layers).unwrap()
+}
+
+fn actions(p: &gpu_cnn::transfer::Plan) -> Vec<(&str, Action)> {
+    p.layers.iter().map(|l| (l.target.as_str(), l.action)).collect()
+}
+
+#[test]
+fn prefix_copies_model1s_conv_into_model2_and_stops() {
+    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Prefix, false);
+    println!("{}", p.table());
+    assert_eq!(
+        actions(&p),
+        [
+            ("conv2d_1", Action::Copied),
+            ("max_pooling2d_1", Action::NoParameters),
+            ("conv2d_2", Action::FreshInit),
+            ("max_pooling2d_2", Action::NoParameters),
+            ("flatten_1", Action::NoParameters),
+            ("dense_1", Action::FreshInit),
+            ("dense_2", Action::FreshInit),
+        ]
+    );
+    assert_eq!(p.moved, 896);
+    assert!(p.layers[2].reason.as_ref().unwrap().contains("type differs (Conv2D vs Dense)"), "{:?}", p.layers[2].reason);
+    assert!(p.layers[5].reason.as_ref().unwrap().contains("after the first mismatch"));
+    assert_eq!(p.unused, ["dense_1", "dense_2"]);
+    assert!(p.table().contains("896 of 1,058,977 parameters (0.1%)"));
+}
+
+#[test]
+fn match_copies_every_layer_whose_name_and_shape_agree() {
+    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Match, false);
+    let a = actions(&p);
+    assert_eq!(a[0], ("conv2d_1", Action::Copied));
+    assert_eq!(a[2], ("conv2d_2", Action::FreshInit));
+    assert_eq!(a[5], ("dense_1", Action::FreshInit));
+    assert!(p.layers[5].reason.as_ref().unwrap().contains("shape differs ([8192, 128] vs [32768, 128])"));
+    assert_eq!(a[6], ("dense_2", Action::Copied), "match finds the head past the mismatch");
+    assert_eq!(p.moved, 896 + 129);
+}
+
+#[test]
+fn grow_turns_model1_into_model2_with_an_identity_conv_and_a_pooled_remap() {
+    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Grow, false);
+    println!("{}", p.table());
+    let a = actions(&p);
+    assert_eq!(a[0].1, Action::Copied);
+    assert_eq!(a[2].1, Action::Identity);
+    assert_eq!(a[5].1, Action::Remapped);
+    assert!(p.layers[5].reason.as_ref().unwrap().contains("approximate"));
+    assert_eq!(a[6].1, Action::Copied);
+    assert!(!p.function_preserving, "the inserted pool makes it approximate");
+    assert!(p.unused.is_empty());
+}
+
+#[test]
+fn identical_layouts_copy_everything() {
+    for strategy in [Strategy::Prefix, Strategy::Match, Strategy::Grow] {
+        let p = plan(&ModelSpec::model2(32), &ModelSpec::model2(32), strategy, false);
+        assert_eq!(p.moved, p.total, "{strategy:?}");
+        assert!(p.layers.iter().all(|l| matches!(l.action, Action::Copied | Action::NoParameters)));
+    }
+}
+
+#[test]
+fn wider_narrower_reordered_resized_and_reclassed_layouts() {
+    let base = spec([16, 16, 3], vec![conv(8), pool(), conv(8), pool(), flat(), dense(16), head(2)]);
+
+    // Wider: grow replicates; prefix and match cannot copy the changed shapes.
+    let wide = spec([16, 16, 3], vec![conv(12), pool(), conv(8), pool(), flat(), dense(20), head(2)]);
+    let g = plan(&base, &wide, Strategy::Grow, false);
+    assert_eq!(actions(&g).iter().map(|a| a.1).collect::<Vec<_>>(), [Action::Grown, Action::NoParameters, Action::Grown, Action::NoParameters, Action::NoParameters, Action::Grown, Action::Grown]);
+    assert!(g.function_preserving && g.moved == g.total);
+    let pre = plan(&base, &wide, Strategy::Prefix, false);
+    assert_eq!(pre.moved, 0);
+    assert!(pre.layers[0].reason.as_ref().unwrap().contains("shape differs"));
+
+    // Narrower: growth cannot shrink; --partial copies the overlapping slice.
+    let narrow = spec([16, 16, 3], vec![conv(4), pool(), conv(8), pool(), flat(), dense(16), head(2)]);
+    let g = plan(&base, &narrow, Strategy::Grow, false);
+    assert_eq!(g.layers[0].action, Action::FreshInit);
+    assert!(g.layers[0].reason.as_ref().unwrap().contains("narrower"));
+    let m = plan(&base, &narrow, Strategy::Match, true);
+    assert_eq!(m.layers[0].action, Action::Partial);
+    assert_eq!(m.layers[0].moved, 3 * 3 * 3 * 4 + 4);
+    assert_eq!(m.layers[2].action, Action::Partial, "conv2d_2's input channels shrank");
+
+    // Reordered (dense widths swapped between named layers): match pairs by name and explains.
+    let named = |a: &str, b: &str, ua: u32, ub: u32| {
+        spec([8, 8, 3], vec![conv(4), pool(), flat(), (Some(a.into()), LayerKind::Dense { units: ua, activation: Activation::Relu }), (Some(b.into()), LayerKind::Dense { units: ub, activation: Activation::Relu }), head(2)])
+    };
+    let p = plan(&named("fc_a", "fc_b", 10, 6), &named("fc_b", "fc_a", 6, 10), Strategy::Match, false);
+    assert_eq!(p.layers[3].action, Action::FreshInit);
+    assert!(p.layers[3].reason.as_ref().unwrap().contains("shape differs"));
+
+    // Another input size: convs still fit; the dense layer after flatten does not.
+    let big = spec([32, 32, 3], vec![conv(8), pool(), conv(8), pool(), flat(), dense(16), head(2)]);
+    let m = plan(&base, &big, Strategy::Match, false);
+    assert_eq!(actions(&m).iter().map(|a| a.1).collect::<Vec<_>>()[..6], [Action::Copied, Action::NoParameters, Action::Copied, Action::NoParameters, Action::NoParameters, Action::FreshInit]);
+    assert_eq!(m.layers[6].action, Action::Copied);
+    let g = plan(&base, &big, Strategy::Grow, false);
+    assert!(g.layers[0].reason.as_ref().unwrap().contains("input size differs"));
+
+    // Another class count: everything but the head.
+    let ten = spec([16, 16, 3], vec![conv(8), pool(), conv(8), pool(), flat(), dense(16), head(10)]);
+    for strategy in [Strategy::Match, Strategy::Grow, Strategy::Prefix] {
+        let p = plan(&base, &ten, strategy, false);
+        assert_eq!(p.layers[6].action, Action::FreshInit, "{strategy:?}");
+        assert_eq!(p.moved, p.total - (16 * 10 + 10), "{strategy:?}");
+    }
+}
+
+/// Outputs of `source` and of `target` (after `grow`) on the same random batch.
+fn outputs(source: &ModelSpec, target: &ModelSpec) -> (Vec<f32>, Vec<f32>) {
+    let (ctx, kernels) = gpu();
+    let p = plan(source, target, Strategy::Grow, false);
+    println!("{}", p.table());
+    assert!(p.function_preserving, "grow should be exact here");
+    let batch = 5;
+    let mut a = Network::new(ctx, kernels, source, batch, 3).unwrap();
+    let mut b = Network::new(ctx, kernels, target, batch, 4).unwrap();
+    // Non-zero source biases, so replicated biases are exercised.
+    let names: Vec<String> = a.slots.iter().map(|s| s.info.name.clone()).collect();
+    for (i, n) in names.iter().enumerate() {
+        let mut w = a.read_param(ctx, n).unwrap();
+        if n.ends_with(".bias") {
+            w.iter_mut().enumerate().for_each(|(k, v)| *v = 0.05 * ((k + i) % 5) as f32 - 0.1);
+            a.write_param(ctx, n, &w).unwrap();
+        }
+    }
+    let src: Vec<Vec<f32>> = names.iter().map(|n| a.read_param(ctx, n).unwrap()).collect();
+    let slots = b.slots.clone();
+    for (s, w) in slots.iter().zip(apply(&p, source, &src, target, initial_params(target, 9))) {
+        b.write_param(ctx, &s.info.name, &w).unwrap();
+    }
+    let n = batch as usize * source.input.iter().product::<u32>() as usize;
+    let images: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    let labels = vec![0; batch as usize];
+    for net in [&mut a, &mut b] {
+        net.upload(ctx, &images, &labels).unwrap();
+        net.run(ctx, Pass::Evaluate, 0.0);
+    }
+    (a.read_logits(ctx).unwrap(), b.read_logits(ctx).unwrap())
+}
+
+fn assert_same_function(what: &str, (a, b): (Vec<f32>, Vec<f32>)) {
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+    println!("{what}: source {a:?}\n{what}: grown  {b:?}\nrelative difference {err:.2e}");
+    assert!(err < 1e-5, "{what}: grown network differs by {err:e}");
+}
+
+#[test]
+fn grow_preserves_the_function_for_an_inserted_conv() {
+    let source = spec([10, 9, 3], vec![conv(6), pool(), flat(), dense(7), head(2)]);
+    let target = spec([10, 9, 3], vec![conv(6), conv(6), pool(), flat(), dense(7), head(2)]);
+    assert_same_function("inserted conv", outputs(&source, &target));
+}
+
+#[test]
+fn grow_preserves_the_function_when_widening() {
+    let source = spec([10, 9, 3], vec![conv(5), pool(), conv(6), pool(), flat(), dense(7), head(3)]);
+    let target = spec([10, 9, 3], vec![conv(9), pool(), conv(11), pool(), flat(), dense(12), head(3)]);
+    assert_same_function("widened convs and dense", outputs(&source, &target));
+}
