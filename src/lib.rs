@@ -4,6 +4,7 @@ pub mod bench;
 pub mod config;
 pub mod checkpoint;
 pub mod data;
+pub mod dataset;
 pub mod experiment;
 pub mod files;
 pub mod devices;

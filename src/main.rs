@@ -143,6 +143,9 @@ enum Command {
         #[arg(short, long, default_value = "curves.png")]
         output: PathBuf,
     },
+    /// Put data on disk in the class-folder layout, and look at it.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Print a Keras-style table of a config's model.
     ///
     /// Example: gpu-cnn summary configs/model2.toml
@@ -154,6 +157,85 @@ enum Command {
     /// Benchmarks on the chosen adapter.
     #[command(subcommand)]
     Bench(Bench),
+}
+
+#[derive(Args)]
+struct CifarArgs {
+    /// Comma-separated class names (airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck).
+    #[arg(long, value_delimiter = ',', required = true)]
+    classes: Vec<String>,
+    #[arg(long, default_value = "dataset")]
+    out: PathBuf,
+    /// seed: 80/20 split of the training batches (the write-up's 8,000 / 2,000 for cat,dog);
+    /// official: training batches / test batch.
+    #[arg(long, value_enum, default_value = "seed")]
+    split: gpu_cnn::dataset::cifar::Split,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Download CIFAR-10 (binary version, checksum verified) and write the chosen classes.
+    ///
+    /// Example: gpu-cnn dataset fetch cifar10 --classes cat,dog --out dataset/
+    Fetch {
+        /// Only cifar10 for now.
+        #[arg(value_parser = ["cifar10"])]
+        name: String,
+        #[command(flatten)]
+        cifar: CifarArgs,
+        /// Mirror of the archive.
+        #[arg(long, default_value = gpu_cnn::dataset::fetch::CIFAR10_URL)]
+        url: String,
+        /// Expected MD5 of the archive.
+        #[arg(long, default_value = gpu_cnn::dataset::fetch::CIFAR10_MD5)]
+        md5: String,
+        /// Seconds to wait for a connection and a response.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// HTTP(S) proxy (default: HTTPS_PROXY / ALL_PROXY from the environment).
+        #[arg(long)]
+        proxy: Option<String>,
+    },
+    /// Same as fetch, from a local copy: the .tar.gz or its extracted cifar-10-batches-bin/.
+    ///
+    /// Example: gpu-cnn dataset import ~/Downloads/cifar-10-binary.tar.gz --classes cat,dog --out dataset/
+    Import {
+        source: PathBuf,
+        #[command(flatten)]
+        cifar: CifarArgs,
+        /// Check the archive against the official MD5 (local copies may be re-packed).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Write the built-in synthetic two-class set (crosses, rings) as PNG class folders.
+    ///
+    /// Example: gpu-cnn dataset synth --out synthetic/
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1200)]
+        train: usize,
+        #[arg(long, default_value_t = 400)]
+        test: usize,
+        #[arg(long, default_value_t = 32)]
+        size: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Class counts, image sizes, formats and corrupt files; optionally contact sheets.
+    ///
+    /// Example: gpu-cnn dataset stats dataset/ --out sheet.png --augment configs/model1.toml
+    Stats {
+        dir: PathBuf,
+        /// Contact sheet PNG of samples per class (of the training split).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write <out>-augmented.png: the same samples through this config's augmentation.
+        #[arg(long, requires = "out")]
+        augment: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -278,6 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             gpu_cnn::plot::plot(&refs, &output).map_err(anyhow::Error::msg)?;
             println!("Wrote {}", output.display());
         }
+        Command::Dataset(cmd) => dataset(cmd)?,
         Command::Evaluate { checkpoint, data, batch_size, json } => {
             let ckpt = Checkpoint::load(&checkpoint)?;
             let ctx = gpu()?;
@@ -357,4 +440,70 @@ fn resume_command(last: &std::path::Path) -> String {
     args.push("--resume".into());
     args.push(last.display().to_string());
     args.join(" ")
+}
+
+fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
+    use gpu_cnn::dataset::{cifar, fetch, stats};
+    let export = |batches: &cifar::Batches, source: &str, a: &CifarArgs| -> anyhow::Result<()> {
+        if cifar::export(batches, source, &a.classes, a.split, a.seed, &a.out)? {
+            println!("Wrote {} ({:?} split)", a.out.display(), a.split);
+            print!("{}", stats::report(&stats::stats(&a.out)?));
+        } else {
+            println!("{} already holds this dataset: nothing to do", a.out.display());
+        }
+        Ok(())
+    };
+    match cmd {
+        DatasetCommand::Fetch { name, cifar: a, url, md5, timeout, proxy } => {
+            cifar::class_indices(&a.classes)?;
+            let split = match a.split {
+                cifar::Split::Seed => format!("seed {}", a.seed),
+                cifar::Split::Official => "official".into(),
+            };
+            if gpu_cnn::dataset::Marker::complete(&a.out, &name, &a.classes, &split)? {
+                println!("{} already holds {name} ({}, {split} split): nothing to do", a.out.display(), a.classes.join(","));
+                return Ok(());
+            }
+            let archive = a.out.join("cifar-10-binary.tar.gz");
+            let d = fetch::Download { url: url.clone(), md5: Some(md5), timeout: std::time::Duration::from_secs(timeout), proxy };
+            if fetch::fetch(&d, &archive)? {
+                println!("Downloaded {url} (checksum verified)");
+            }
+            export(&cifar::read(&archive)?, &name, &a)?;
+        }
+        DatasetCommand::Import { source, cifar: a, verify } => {
+            cifar::class_indices(&a.classes)?;
+            if verify && source.is_file() {
+                let actual = fetch::md5_file(&source)?;
+                if actual != fetch::CIFAR10_MD5 {
+                    let hint = " (not the official archive; leave out --verify to import a re-packed copy)";
+                    return Err(gpu_cnn::dataset::DatasetError::Checksum { path: source, expected: fetch::CIFAR10_MD5.into(), actual, hint }.into());
+                }
+            }
+            export(&cifar::read(&source)?, "cifar10", &a)?;
+        }
+        DatasetCommand::Synth { out, train, test, size, seed } => {
+            if gpu_cnn::dataset::synth(&out, train, test, size, seed)? {
+                println!("Wrote the synthetic set to {}", out.display());
+                print!("{}", stats::report(&stats::stats(&out)?));
+            } else {
+                println!("{} already holds this synthetic set: nothing to do", out.display());
+            }
+        }
+        DatasetCommand::Stats { dir, out, augment } => {
+            print!("{}", stats::report(&stats::stats(&dir)?));
+            if let Some(out) = out {
+                let (_, first) = stats::splits(&dir).into_iter().next().expect("at least one split");
+                let (w, h) = stats::contact_sheet(&first, &out, None)?;
+                println!("Contact sheet: {} ({w}x{h})", out.display());
+                if let Some(cfg) = augment {
+                    let cfg = Config::load(&cfg)?;
+                    let path = out.with_file_name(format!("{}-augmented.png", out.file_stem().unwrap_or_default().to_string_lossy()));
+                    stats::contact_sheet(&first, &path, Some(&cfg.augment))?;
+                    println!("Augmented sheet: {}", path.display());
+                }
+            }
+        }
+    }
+    Ok(())
 }
