@@ -12,6 +12,9 @@ use super::{GpuContext, View};
 /// Invocations per workgroup of every linear kernel (`WG` in common.wgsl).
 pub const WG: u32 = 64;
 
+/// Rows and columns of c per GEMM invocation (the 4x4 register tile of matmul.wgsl).
+const GEMM_TILE: u32 = 4;
+
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 /// The kernel families, one WGSL file each.
@@ -346,7 +349,12 @@ impl GemmShape {
         self.m as u64 * self.n as u64 * self.k as u64
     }
     fn splits(&self) -> Splits {
-        Splits::choose(self.m.div_ceil(4) as u64 * self.n.div_ceil(4) as u64, self.k)
+        Splits::choose(self.tiles(), self.k)
+    }
+
+    /// Invocations of one split (`TM` x `TN` tiles in matmul.wgsl).
+    fn tiles(&self) -> u64 {
+        self.m.div_ceil(GEMM_TILE) as u64 * self.n.div_ceil(GEMM_TILE) as u64
     }
 }
 
@@ -618,7 +626,7 @@ impl Kernels {
                 _pad: 0,
             },
         );
-        let n = splits.count as u64 * g.m.div_ceil(4) as u64 * g.n.div_ceil(4) as u64;
+        let n = splits.count as u64 * g.tiles();
         let binds = [
             (0, Bind::Uniform(&u)),
             (1, Bind::Storage(a)),
