@@ -44,3 +44,12 @@ fn div(a: u32, b: u32) -> u32 {
     }
     return q;
 }
+
+// (n, y, x, c) of flat index `id` in an NHWC tensor of h x w x channels per image. The conv
+// kernels pass quads of pixels and channels (ceil(w / 4), ceil(c / 4)) to get a tile's origin.
+fn unflatten_nhwc(id: u32, h: u32, w: u32, channels: u32) -> vec4<u32> {
+    let pix = div(id, channels);
+    let row = div(pix, w);
+    let n = div(row, h);
+    return vec4<u32>(n, row - n * h, pix - row * w, id - pix * channels);
+}

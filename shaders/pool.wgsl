@@ -21,12 +21,11 @@ struct Pool {
 fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
     if (id >= p.batch * p.out_h * p.out_w * p.c) { return; }
-    let pix = div(id, p.c);
-    let ch = id - pix * p.c;
-    let row = div(pix, p.out_w);
-    let ow = pix - row * p.out_w;
-    let n = div(row, p.out_h);
-    let oh = row - n * p.out_h;
+    let o = unflatten_nhwc(id, p.out_h, p.out_w, p.c);
+    let n = o.x;
+    let oh = o.y;
+    let ow = o.z;
+    let ch = o.w;
     var best = -3.4028235e38;
     var best_i = 0u;
     for (var dh = 0u; dh < p.pool_h; dh++) {
@@ -48,12 +47,11 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
     if (id >= p.batch * p.in_h * p.in_w * p.c) { return; }
-    let pix = div(id, p.c);
-    let ch = id - pix * p.c;
-    let row = div(pix, p.in_w);
-    let iw = pix - row * p.in_w;
-    let n = div(row, p.in_h);
-    let ih = row - n * p.in_h;
+    let i = unflatten_nhwc(id, p.in_h, p.in_w, p.c);
+    let n = i.x;
+    let ih = i.y;
+    let iw = i.z;
+    let ch = i.w;
     // Windows oh with oh * stride <= ih < oh * stride + pool.
     var oh0 = 0u;
     if (ih >= p.pool_h) { oh0 = div(ih - p.pool_h, p.stride_h) + 1u; }
