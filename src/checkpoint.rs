@@ -61,6 +61,9 @@ pub struct TrainState {
     pub partial_metrics: [f32; 3],
     pub lr: f32,
     pub seed: u64,
+    /// Batch size and training-set size the step count refers to (an exact resume needs both).
+    pub batch_size: u32,
+    pub train_images: usize,
     pub history: Vec<EpochLogs>,
     /// Each stateful callback's state, by its name.
     pub callbacks: HashMap<String, serde_json::Value>,
@@ -168,6 +171,9 @@ impl Checkpoint {
             return Err(CheckpointError::Metadata(p(), "classes", format!("{} names for a {}-class model", classes.len(), model.classes())));
         }
         let state: TrainState = field(path, &meta, "state")?;
+        if !(state.lr >= 0.0 && state.lr.is_finite()) {
+            return Err(CheckpointError::Metadata(p(), "state", format!("learning rate {}", state.lr)));
+        }
         let provenance = meta.get("provenance").map(|s| serde_json::from_str(s)).transpose().map_err(|e| CheckpointError::Metadata(p(), "provenance", e.to_string()))?;
         let adam_step: Option<u32> = meta.get("adam_step").map(|s| s.parse()).transpose().map_err(|e: std::num::ParseIntError| CheckpointError::Metadata(p(), "adam_step", e.to_string()))?;
 

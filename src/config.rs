@@ -262,10 +262,10 @@ impl Config {
             let kind = layer.into_kind().map_err(|m| invalid(&format!("model.layers[{i}]"), line, m))?;
             layers.push((name, kind));
         }
-        let model = ModelSpec::new(raw.model.input, layers).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         if raw.model.input.contains(&0) {
             return Err(invalid("model.input", String::new(), "expected [height, width, channels], each at least 1".into()));
         }
+        let model = ModelSpec::new(raw.model.input, layers).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let t = &raw.train;
         if t.batch_size == 0 {
             return Err(invalid("train.batch_size", String::new(), "expected at least 1".into()));

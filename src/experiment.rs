@@ -103,7 +103,9 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, prog
             let result = RunResult { name: format!("source {}", cfg.name), history, seconds: started.elapsed().as_secs_f64() };
             let best = result.best();
             results.push(result);
-            let path = dir.join("best.safetensors");
+            // The best model if the source's config saves one there, else the last epoch's.
+            let best_path = dir.join("best.safetensors");
+            let path = if best_path.is_file() { best_path } else { dir.join("last.safetensors") };
             (Checkpoint::load(&path)?, path, best)
         }
     };

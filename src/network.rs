@@ -4,7 +4,7 @@
 //! built once here; a training step writes the batch and a 32-byte step uniform, records the
 //! prepared dispatches into one compute pass and submits once, with no readback.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -61,6 +61,8 @@ impl Metrics {
 struct MetricsProbe {
     staging: wgpu::Buffer,
     state: Arc<AtomicU8>,
+    /// Set when the accumulator is reset while a copy is in flight: that copy is dropped.
+    stale: AtomicBool,
 }
 
 const IDLE: u8 = 0;
@@ -75,11 +77,21 @@ impl MetricsProbe {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Self { staging, state: Arc::new(AtomicU8::new(IDLE)) }
+        Self { staging, state: Arc::new(AtomicU8::new(IDLE)), stale: AtomicBool::new(false) }
+    }
+
+    /// Forgets any copy made before the accumulator was reset or rewritten.
+    fn discard(&self) {
+        self.stale.store(self.state.load(Ordering::Acquire) != IDLE, Ordering::Release);
     }
 
     fn take(&self) -> Option<Metrics> {
         if self.state.load(Ordering::Acquire) != READY {
+            return None;
+        }
+        if self.stale.swap(false, Ordering::AcqRel) {
+            self.staging.unmap();
+            self.state.store(IDLE, Ordering::Release);
             return None;
         }
         let m = {
@@ -370,11 +382,13 @@ impl Network {
 
     /// Zeroes the on-GPU loss/accuracy accumulator.
     pub fn reset_metrics(&self, ctx: &GpuContext) {
+        self.probe.discard();
         ctx.queue.write_buffer(&self.metrics.buffer, 0, bytemuck::cast_slice(&[0f32; 3]));
     }
 
     /// Sets the accumulator (resuming an interrupted epoch).
     pub fn write_metrics(&self, ctx: &GpuContext, values: [f32; 3]) {
+        self.probe.discard();
         ctx.queue.write_buffer(&self.metrics.buffer, 0, bytemuck::cast_slice(&values));
     }
 

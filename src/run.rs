@@ -96,7 +96,6 @@ pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSett
     FitSettings {
         epochs: cfg.train.epochs,
         batch_size: cfg.train.batch_size,
-        learning_rate: cfg.train.learning_rate,
         seed: cfg.train.seed,
         augment: cfg.augment,
         workers: cfg.data.workers,
@@ -109,6 +108,14 @@ pub fn build_network(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyho
     let start = Instant::now();
     let net = Network::new(ctx, kernels, &cfg.model, cfg.train.batch_size, cfg.train.seed)?;
     Ok((net, start.elapsed().as_secs_f64()))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: was saved with batch size {} on {} training images; this run has batch size {} on {}: an exact resume needs the same (use --init to start from its weights instead)", then.0, then.1, now.0, now.1)]
+pub struct ResumeMismatch {
+    pub path: PathBuf,
+    pub then: (u32, usize),
+    pub now: (u32, usize),
 }
 
 /// How a run begins.
@@ -153,24 +160,30 @@ pub fn train(
     interrupt: Option<Arc<AtomicBool>>,
 ) -> anyhow::Result<(Vec<EpochLogs>, Network)> {
     let kernels = Kernels::new(ctx);
-    let mut settings = fit_settings(cfg, interrupt);
-    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, ..Default::default() };
-    let (mut net, _) = build_network(ctx, &kernels, cfg)?;
+    let mut cfg = cfg.clone();
+    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), ..Default::default() };
+    if let Start::Resume(ckpt, path) = &start {
+        if ckpt.optimizer.is_none() || ckpt.state.lr <= 0.0 {
+            return Err(CheckpointError::NotResumable(path.clone()).into());
+        }
+        // The data order, augmentation and dropout masks all derive from the seed.
+        if ckpt.state.seed != cfg.train.seed {
+            log::warn!("resuming with the checkpoint's seed {} (the config says {})", ckpt.state.seed, cfg.train.seed);
+            cfg.train.seed = ckpt.state.seed;
+        }
+        if (ckpt.state.batch_size, ckpt.state.train_images) != (cfg.train.batch_size, train.len()) {
+            return Err(ResumeMismatch { path: path.clone(), then: (ckpt.state.batch_size, ckpt.state.train_images), now: (cfg.train.batch_size, train.len()) }.into());
+        }
+        state = ckpt.state.clone();
+    }
+    let (mut net, _) = build_network(ctx, &kernels, &cfg)?;
     match &start {
         Start::Fresh => {}
         Start::Init(ckpt) => ckpt.apply(ctx, &mut net, false)?,
-        Start::Resume(ckpt, path) => {
-            if ckpt.optimizer.is_none() {
-                return Err(CheckpointError::NotResumable(path.clone()).into());
-            }
-            ckpt.apply(ctx, &mut net, true)?;
-            if ckpt.state.seed != cfg.train.seed {
-                log::warn!("resuming with the checkpoint's seed {} (the config says {})", ckpt.state.seed, cfg.train.seed);
-            }
-            settings.seed = ckpt.state.seed;
-            state = ckpt.state.clone();
-        }
+        Start::Resume(ckpt, _) => ckpt.apply(ctx, &mut net, true)?,
     }
+    let settings = fit_settings(&cfg, interrupt);
+    let cfg = &cfg;
     let mut callbacks = extra;
     callbacks.extend(standard_callbacks(cfg, &train.classes, out));
     let history = fit(ctx, &mut net, Arc::new(train), Arc::new(test), &settings, state, &mut callbacks)?;

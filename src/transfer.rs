@@ -340,6 +340,19 @@ fn identity_conv(kind: &LayerKind, input: Shape) -> Result<(), String> {
     }
 }
 
+/// An identity conv followed by ReLU is exact only on non-negative inputs: the model's input
+/// (pixels in [0, 1]) or the output of a ReLU layer, possibly through max-pools and dropouts.
+fn non_negative_input(spec: &ModelSpec, t: usize) -> Result<(), String> {
+    for layer in spec.layers[..t].iter().rev() {
+        match &layer.kind {
+            LayerKind::MaxPool2d { .. } | LayerKind::Dropout { .. } => continue,
+            LayerKind::Conv2d { activation: Activation::Relu, .. } | LayerKind::Dense { activation: Activation::Relu, .. } => return Ok(()),
+            _ => return Err(format!("its input (from {}) can be negative, so a ReLU identity would not be exact", layer.name)),
+        }
+    }
+    Ok(())
+}
+
 fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
     let mut b = Builder::new(source, target);
     let mut rng = StdRng::seed_from_u64(0x004E_324E);
@@ -369,7 +382,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         if !(j < source.layers.len() && same_but_width(tk, &source.layers[j].kind)) {
             // An inserted layer.
             match tk {
-                LayerKind::Conv2d { .. } => match identity_conv(tk, target.input_of(t)) {
+                LayerKind::Conv2d { .. } => match identity_conv(tk, target.input_of(t)).and_then(|()| non_negative_input(target, t)) {
                     Ok(()) => b.push(t, None, Action::Identity, Some("inserted: starts as the identity".into()), None),
                     Err(why) => {
                         broken = Some(format!("after {} could not be grown", target.layers[t].name));
@@ -392,7 +405,14 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         let s = j;
         j += 1;
         if let LayerKind::Flatten = tk {
-            if let Shape::Image([h, w, _]) = source.input_of(s) {
+            if let (Shape::Image([h, w, _]), Shape::Image([th, tw, _])) = (source.input_of(s), target.input_of(t)) {
+                // The pooled remap needs the target's grid to be the source's divided by the
+                // inserted pools' window (a 'valid' or strided conv in between breaks that).
+                if [h / window[0], w / window[1]] != [th, tw] {
+                    broken = Some(format!("after {}: the flattened grid {th}x{tw} is not the source's {h}x{w} pooled by {}x{}", target.layers[t].name, window[0], window[1]));
+                    b.push(t, Some(s), Action::NoParameters, None, None);
+                    continue;
+                }
                 grid = Some([h, w]);
             }
         }

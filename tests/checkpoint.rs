@@ -115,6 +115,16 @@ fn resuming_gives_the_same_history_and_weights_as_one_run() {
 }
 
 #[test]
+fn resume_refuses_another_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    train(&config(1, 0.003), dir.path(), Start::Fresh, None).unwrap();
+    let mut cfg = config(2, 0.003);
+    cfg.train.batch_size = 4;
+    let err = train(&cfg, dir.path(), resume(dir.path()), None).unwrap_err();
+    assert!(err.to_string().contains("batch size 8 on 44 training images; this run has batch size 4"), "{err}");
+}
+
+#[test]
 fn save_then_load_gives_identical_outputs() {
     let (ctx, kernels) = gpu();
     let cfg = config(1, 0.003);

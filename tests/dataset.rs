@@ -180,6 +180,13 @@ fn synth_stats_and_contact_sheets() {
     let o = gpu_cnn(dir.path(), &["dataset", "synth", "--out", "s", "--train", "20", "--test", "6", "--size", "24"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to do"));
 
+    // A hand-made folder is never replaced.
+    std::fs::create_dir_all(dir.path().join("mine/training_set/cats")).unwrap();
+    std::fs::write(dir.path().join("mine/training_set/cats/precious.png"), b"keep me").unwrap();
+    let o = gpu_cnn(dir.path(), &["dataset", "synth", "--out", "mine"]);
+    assert!(!o.status.success() && stderr(&o).contains("without a gpu-cnn marker"), "{}", stderr(&o));
+    assert!(dir.path().join("mine/training_set/cats/precious.png").is_file());
+
     std::fs::write(dir.path().join("s/training_set/rings/broken.png"), b"not a png").unwrap();
     let quick = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml");
     let o = gpu_cnn(dir.path(), &["dataset", "stats", "s", "--out", "sheet.png", "--augment", quick.to_str().unwrap()]);

@@ -141,6 +141,28 @@ fn wider_narrower_reordered_resized_and_reclassed_layouts() {
     }
 }
 
+#[test]
+fn grow_refuses_what_it_cannot_do_exactly_or_consistently() {
+    // A 'valid' conv after an inserted pool: the flattened grid no longer matches the source's
+    // pooled grid, so the dense layer cannot be remapped (and nothing panics).
+    let source = spec([32, 32, 3], vec![conv(4), pool(), flat(), dense(8), head(2)]);
+    let valid = (None, LayerKind::Conv2d { filters: 4, kernel: [3, 3], stride: 1, padding: Padding::Valid, activation: Activation::Relu });
+    let target = spec([32, 32, 3], vec![conv(4), pool(), pool(), valid, flat(), dense(8), head(2)]);
+    let p = plan(&source, &target, Strategy::Grow, false);
+    println!("{}", p.table());
+    assert_eq!(p.layers[5].action, Action::FreshInit);
+    assert!(!p.function_preserving);
+
+    // An identity conv after a linear conv would meet negative inputs: not claimed exact.
+    let linear = (None, LayerKind::Conv2d { filters: 4, kernel: [3, 3], stride: 1, padding: Padding::Same, activation: Activation::Linear });
+    let source = spec([8, 8, 3], vec![linear.clone(), pool(), flat(), dense(8), head(2)]);
+    let target = spec([8, 8, 3], vec![linear, conv(4), pool(), flat(), dense(8), head(2)]);
+    let p = plan(&source, &target, Strategy::Grow, false);
+    assert_eq!(p.layers[1].action, Action::FreshInit);
+    assert!(p.layers[1].reason.as_ref().unwrap().contains("can be negative"), "{:?}", p.layers[1].reason);
+    assert!(!p.function_preserving);
+}
+
 /// Outputs of `source` and of `target` (after `grow`) on the same random batch.
 fn outputs(source: &ModelSpec, target: &ModelSpec) -> (Vec<f32>, Vec<f32>) {
     let (ctx, kernels) = gpu();

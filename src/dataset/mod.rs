@@ -24,7 +24,7 @@ pub enum DatasetError {
     Checksum { path: PathBuf, expected: String, actual: String, hint: &'static str },
     #[error("download of {url} failed: {message}")]
     Download { url: String, message: String },
-    #[error("{0}: the folder exists and holds a different dataset ({1}); choose another --out or remove it")]
+    #[error("{0}: the folder already holds {1}")]
     Occupied(PathBuf, String),
 }
 
@@ -52,7 +52,7 @@ impl Marker {
     pub fn complete(dir: &Path, source: &str, classes: &[String], split: &str) -> Result<bool, DatasetError> {
         match Marker::read(dir) {
             Some(m) if m.source == source && m.classes == classes && m.split == split => Ok(true),
-            Some(m) => Err(DatasetError::Occupied(dir.to_path_buf(), format!("{} {} split {}", m.source, m.classes.join(","), m.split))),
+            Some(m) => Err(DatasetError::Occupied(dir.to_path_buf(), format!("another dataset ({} {} split {}); choose another --out or remove it", m.source, m.classes.join(","), m.split))),
             None => Ok(false),
         }
     }
@@ -75,6 +75,11 @@ pub fn write_layout(out: &Path, items: Vec<Item>, marker: Marker) -> Result<(), 
     splits.sort_unstable();
     splits.dedup();
     for split in &splits {
+        // Never replace folders gpu-cnn did not finish writing (callers already refuse a
+        // different dataset's marker).
+        if out.join(split).exists() {
+            return Err(DatasetError::Occupied(out.to_path_buf(), format!("a {split}/ folder without a gpu-cnn marker; remove it or choose another --out")));
+        }
         let tmp = out.join(format!(".{split}.partial"));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -91,9 +96,6 @@ pub fn write_layout(out: &Path, items: Vec<Item>, marker: Marker) -> Result<(), 
     }
     for split in splits {
         let (tmp, dst) = (out.join(format!(".{split}.partial")), out.join(split));
-        if dst.exists() {
-            std::fs::remove_dir_all(&dst).map_err(io(&dst))?;
-        }
         std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
     }
     let json = serde_json::to_string_pretty(&marker).expect("plain data");

@@ -1,7 +1,8 @@
 //! One typed wrapper per WGSL entry point. Pipelines are compiled once per context (lazily, on
 //! first use); a wrapper builds the uniform and bind group once and returns a [`Dispatch`] that
-//! only records into a compute pass the caller owns. Every wrapper states whether it overwrites
-//! its output (all of them do: gradients are never accumulated across steps).
+//! only records into a compute pass the caller owns. Every wrapper states what it writes:
+//! outputs and gradients are overwritten (never accumulated across steps); `relu_backward` and
+//! `adam_update` work in place, and `loss` adds to the metrics accumulator.
 
 use std::sync::OnceLock;
 

@@ -144,6 +144,8 @@ impl ParamInfo {
 pub enum SpecError {
     #[error("the model has no layers")]
     Empty,
+    #[error("input {0:?}: expected [height, width, channels], each at least 1")]
+    Input([u32; 3]),
     #[error("layer '{layer}': {message}")]
     Layer { layer: String, message: String },
     #[error("two layers are named '{0}'")]
@@ -179,6 +181,9 @@ impl ModelSpec {
 
     /// Checks names, shapes and the output head.
     pub fn validate(&self) -> Result<(), SpecError> {
+        if self.input.contains(&0) {
+            return Err(SpecError::Input(self.input));
+        }
         let last = self.layers.last().ok_or(SpecError::Empty)?;
         let mut seen = std::collections::HashSet::new();
         for l in &self.layers {
@@ -382,5 +387,8 @@ mod tests {
         assert_eq!(no_head, Err(SpecError::Head("dense_1".into())));
         let big_pool = ModelSpec::new([1, 8, 3], vec![(None, LayerKind::MaxPool2d { pool: [2, 2], stride: None })]);
         assert!(matches!(big_pool, Err(SpecError::Layer { .. })));
+        let same = LayerKind::Conv2d { filters: 1, kernel: [3, 3], stride: 1, padding: Padding::Same, activation: Activation::Relu };
+        let empty = ModelSpec::new([0, 8, 3], vec![(None, same), (None, LayerKind::Flatten), (None, LayerKind::Dense { units: 1, activation: Activation::Sigmoid })]);
+        assert_eq!(empty, Err(SpecError::Input([0, 8, 3])));
     }
 }

@@ -307,17 +307,24 @@ impl Callback for EarlyStopping {
         };
         let decision = self.update(logs.epoch, current);
         let names: Vec<String> = net.slots.iter().map(|s| s.info.name.clone()).collect();
-        if self.config.restore_best_weights && (decision.improved || self.best_weights.is_none()) {
+        // Only weights seen improving are kept (after a resume, the best ones may predate it).
+        if self.config.restore_best_weights && decision.improved {
             self.best_weights = Some(names.iter().map(|n| net.read_param(ctx, n)).collect::<Result<_, _>>()?);
         }
         if decision.stop {
             println!("Epoch {}: early stopping ({} did not improve for {} epochs)", logs.epoch, self.config.monitor, self.wait);
             control.stop = true;
-            if let Some(weights) = &self.best_weights {
-                println!("Restoring the weights of the best epoch ({} = {:.5})", self.config.monitor, self.best);
-                for (n, w) in names.iter().zip(weights) {
-                    net.write_param(ctx, n, w)?;
+            match &self.best_weights {
+                Some(weights) => {
+                    println!("Restoring the weights of the best epoch ({} = {:.5})", self.config.monitor, self.best);
+                    for (n, w) in names.iter().zip(weights) {
+                        net.write_param(ctx, n, w)?;
+                    }
                 }
+                None if self.config.restore_best_weights => {
+                    println!("The best epoch came before this run was resumed: its weights are in the best-model checkpoint, not restored here");
+                }
+                None => {}
             }
         }
         Ok(())

@@ -116,7 +116,6 @@ pub trait Callback {
 pub struct FitSettings {
     pub epochs: u32,
     pub batch_size: u32,
-    pub learning_rate: f32,
     pub seed: u64,
     pub augment: AugmentConfig,
     pub workers: usize,
@@ -147,6 +146,10 @@ fn pace(ctx: &GpuContext, inflight: &mut VecDeque<wgpu::SubmissionIndex>) {
         let oldest = inflight.pop_front().expect("non-empty");
         let _ = ctx.device.poll(wgpu::PollType::Wait { submission_index: Some(oldest), timeout: None });
     }
+}
+
+fn interrupted(settings: &FitSettings) -> bool {
+    settings.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
 fn snapshot(callbacks: &[Box<dyn Callback>], mut state: TrainState) -> TrainState {
@@ -202,7 +205,7 @@ pub fn fit(
             }
             let progress = StepProgress { epoch, epochs: settings.epochs, step, steps, running, images_per_s: seen as f64 / started.elapsed().as_secs_f64() };
             callbacks.iter_mut().for_each(|c| c.on_batch_end(&progress));
-            if settings.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) && step < steps {
+            if interrupted(settings) {
                 let m = net.read_metrics(ctx)?;
                 let state = TrainState {
                     epoch: epoch - 1,
@@ -210,6 +213,8 @@ pub fn fit(
                     partial_metrics: [m.loss_sum as f32, m.correct as f32, m.count as f32],
                     lr: control.lr,
                     seed: settings.seed,
+                    batch_size: settings.batch_size,
+                    train_images: train.len(),
                     history: history.clone(),
                     callbacks: Default::default(),
                 };
@@ -244,12 +249,17 @@ pub fn fit(
         for c in callbacks.iter_mut() {
             c.on_epoch_end(ctx, net, &logs, &history, &mut control)?;
         }
-        let state = snapshot(callbacks, TrainState { epoch, lr: control.lr, seed: settings.seed, history: history.clone(), ..Default::default() });
+        let state = TrainState { epoch, lr: control.lr, seed: settings.seed, batch_size: settings.batch_size, train_images: train.len(), history: history.clone(), ..Default::default() };
+        let state = snapshot(callbacks, state);
         for c in callbacks.iter_mut() {
             c.on_state(ctx, net, &state)?;
         }
         if control.stop {
             break;
+        }
+        // Ctrl-C during the epoch's last step or its evaluation: the state just saved resumes.
+        if interrupted(settings) && epoch < settings.epochs {
+            return Err(TrainError::Interrupted { epoch, step: steps });
         }
     }
     Ok(history)
