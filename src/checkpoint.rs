@@ -101,19 +101,8 @@ fn json<T: Serialize>(value: &T) -> String {
 impl Checkpoint {
     /// Reads the network's parameters (and Adam state when `resumable`) from the GPU.
     pub fn capture(ctx: &GpuContext, net: &Network, classes: &[String], state: TrainState, resumable: bool) -> Result<Self, CheckpointError> {
-        let names: Vec<String> = net.slots.iter().map(|s| s.info.name.clone()).collect();
-        let params = names.iter().map(|n| net.read_param(ctx, n)).collect::<Result<Vec<_>, _>>()?;
-        let optimizer = if resumable {
-            let (mut m, mut v) = (Vec::new(), Vec::new());
-            for n in &names {
-                let (a, b) = net.read_moments(ctx, n)?;
-                m.push(a);
-                v.push(b);
-            }
-            Some(Optimizer { t: net.t, m, v })
-        } else {
-            None
-        };
+        let (params, moments) = net.read_all(ctx, resumable)?;
+        let optimizer = moments.map(|(m, v)| Optimizer { t: net.t, m, v });
         Ok(Self { model: net.spec.clone(), classes: classes.to_vec(), params, optimizer, state, provenance: None })
     }
 

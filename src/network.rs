@@ -410,17 +410,21 @@ impl Network {
         Ok(ctx.read(&buffer.slice(s.offset, s.info.len()))?)
     }
 
+    /// Every parameter tensor (and, when `moments`, Adam's m and v), in slot order, with one
+    /// readback per flat buffer.
+    pub fn read_all(&self, ctx: &GpuContext, moments: bool) -> Result<(Vec<Vec<f32>>, Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>), NetworkError> {
+        let split = |flat: Vec<f32>| self.slots.iter().map(|s| flat[s.offset as usize..(s.offset + s.info.len()) as usize].to_vec()).collect::<Vec<_>>();
+        let params = split(ctx.read(&self.params)?);
+        let adam = if moments { Some((split(ctx.read(&self.adam_m)?), split(ctx.read(&self.adam_v)?))) } else { None };
+        Ok((params, adam))
+    }
+
     pub fn read_param(&self, ctx: &GpuContext, name: &str) -> Result<Vec<f32>, NetworkError> {
         self.read_slot(ctx, &self.params, name)
     }
 
     pub fn read_grad(&self, ctx: &GpuContext, name: &str) -> Result<Vec<f32>, NetworkError> {
         self.read_slot(ctx, &self.grads, name)
-    }
-
-    /// The Adam moments (m, v) of one tensor.
-    pub fn read_moments(&self, ctx: &GpuContext, name: &str) -> Result<(Vec<f32>, Vec<f32>), NetworkError> {
-        Ok((self.read_slot(ctx, &self.adam_m, name)?, self.read_slot(ctx, &self.adam_v, name)?))
     }
 
     fn write_slot(&self, ctx: &GpuContext, buffer: &View, name: &str, data: &[f32]) -> Result<(), NetworkError> {
