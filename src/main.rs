@@ -14,7 +14,7 @@ use gpu_cnn::gpu::Kernels;
 use gpu_cnn::model::summary::{summary, thousands};
 use gpu_cnn::run::{self, Overrides, Start};
 use gpu_cnn::train::progress::Progress;
-use gpu_cnn::train::{Callback, StepProgress, TrainError};
+use gpu_cnn::train::{Callback, InterruptAfter, TrainError};
 
 #[derive(Parser)]
 #[command(name = "gpu-cnn", version, about = "Train CNN image classifiers on the GPU with hand-written WGSL kernels")]
@@ -302,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
             let mut extra: Vec<Box<dyn Callback>> = vec![Box::new(Progress::default())];
             if let Some(n) = std::env::var("GPU_CNN_INTERRUPT_AFTER_STEPS").ok().and_then(|v| v.parse().ok()) {
-                extra.push(Box::new(InterruptAfter { steps: n, seen: 0, flag: interrupt.clone() }));
+                extra.push(Box::new(InterruptAfter::new(n, interrupt.clone())));
             }
             match run::train(&ctx, &cfg, train, test, &out, start, extra, Some(interrupt)) {
                 Ok((history, _)) => {
@@ -406,22 +406,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Test hook (`GPU_CNN_INTERRUPT_AFTER_STEPS=N`): acts as a Ctrl-C after N training steps.
-struct InterruptAfter {
-    steps: usize,
-    seen: usize,
-    flag: Arc<AtomicBool>,
-}
-
-impl Callback for InterruptAfter {
-    fn on_batch_end(&mut self, _: &StepProgress) {
-        self.seen += 1;
-        if self.seen == self.steps {
-            self.flag.store(true, Ordering::SeqCst);
-        }
-    }
 }
 
 /// This process's command line with `--resume <last>` in place of any --resume/--init.

@@ -28,6 +28,9 @@ pub enum NetworkError {
     ImageLength { got: usize, rows: usize, per_image: u64 },
 }
 
+/// Parameter-shaped tensors in slot order.
+pub type Tensors = Vec<Vec<f32>>;
+
 /// Offsets of bound views must be multiples of 256 bytes on every adapter.
 const ALIGN: u64 = 64;
 
@@ -412,7 +415,7 @@ impl Network {
 
     /// Every parameter tensor (and, when `moments`, Adam's m and v), in slot order, with one
     /// readback per flat buffer.
-    pub fn read_all(&self, ctx: &GpuContext, moments: bool) -> Result<(Vec<Vec<f32>>, Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>), NetworkError> {
+    pub fn read_all(&self, ctx: &GpuContext, moments: bool) -> Result<(Tensors, Option<(Tensors, Tensors)>), NetworkError> {
         let split = |flat: Vec<f32>| self.slots.iter().map(|s| flat[s.offset as usize..(s.offset + s.info.len()) as usize].to_vec()).collect::<Vec<_>>();
         let params = split(ctx.read(&self.params)?);
         let adam = if moments { Some((split(ctx.read(&self.adam_m)?), split(ctx.read(&self.adam_v)?))) } else { None };

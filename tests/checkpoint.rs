@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use common::gpu;
@@ -13,7 +13,7 @@ use gpu_cnn::config::Config;
 use gpu_cnn::data::synthetic;
 use gpu_cnn::network::{Network, Pass};
 use gpu_cnn::run::{self, Start};
-use gpu_cnn::train::{Callback, EpochLogs, StepProgress, TrainError};
+use gpu_cnn::train::{Callback, EpochLogs, InterruptAfter, TrainError};
 
 const CONFIG: &str = r#"
 [model]
@@ -52,25 +52,10 @@ fn train(cfg: &Config, out: &Path, start: Start, interrupt_after: Option<usize>)
     let flag = Arc::new(AtomicBool::new(false));
     let mut extra: Vec<Box<dyn Callback>> = Vec::new();
     if let Some(n) = interrupt_after {
-        extra.push(Box::new(StopAt { n, seen: 0, flag: flag.clone() }));
+        extra.push(Box::new(InterruptAfter::new(n, flag.clone())));
     }
     let (train_set, test_set) = (synthetic::generate(44, [12, 12, 3], 1), synthetic::generate(16, [12, 12, 3], 2));
     run::train(ctx, cfg, train_set, test_set, out, start, extra, Some(flag)).map(|(h, _)| h)
-}
-
-struct StopAt {
-    n: usize,
-    seen: usize,
-    flag: Arc<AtomicBool>,
-}
-
-impl Callback for StopAt {
-    fn on_batch_end(&mut self, _: &StepProgress) {
-        self.seen += 1;
-        if self.seen == self.n {
-            self.flag.store(true, Ordering::SeqCst);
-        }
-    }
 }
 
 fn numbers(h: &[EpochLogs]) -> Vec<(u32, f64, f64, f64, f64, f64)> {

@@ -111,6 +111,29 @@ pub trait Callback {
     }
 }
 
+/// Raises the interrupt flag after a number of training steps, as a Ctrl-C would: the CLI's
+/// test hook `GPU_CNN_INTERRUPT_AFTER_STEPS=N` and the resume tests use it.
+pub struct InterruptAfter {
+    steps: usize,
+    seen: usize,
+    flag: Arc<AtomicBool>,
+}
+
+impl InterruptAfter {
+    pub fn new(steps: usize, flag: Arc<AtomicBool>) -> Self {
+        Self { steps, seen: 0, flag }
+    }
+}
+
+impl Callback for InterruptAfter {
+    fn on_batch_end(&mut self, _: &StepProgress) {
+        self.seen += 1;
+        if self.seen == self.steps {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The settings a fit needs beyond the network and the data.
 #[derive(Debug, Clone)]
 pub struct FitSettings {
