@@ -286,7 +286,7 @@ pub fn train(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyhow::Resul
     let mut step_profile: Vec<KernelShare> = Vec::new();
     if ctx.timestamps {
         net.prepare(ctx, 1e-3);
-        let dispatches = net.dispatches(Pass::Train);
+        let dispatches: Vec<_> = net.dispatches(Pass::Train).collect();
         let times = profile(ctx, &dispatches)?;
         let total: f64 = times.iter().sum();
         for (d, t) in dispatches.iter().zip(&times) {

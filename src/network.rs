@@ -340,7 +340,7 @@ impl Network {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         {
             let mut cp = encoder.begin_compute_pass(&Default::default());
-            self.dispatches(pass).into_iter().for_each(|d| d.record(&mut cp));
+            self.dispatches(pass).for_each(|d| d.record(&mut cp));
         }
         if pass == Pass::Train {
             self.t += 1;
@@ -361,15 +361,9 @@ impl Network {
     }
 
     /// The dispatches one pass records, in order.
-    pub fn dispatches(&self, pass: Pass) -> Vec<&Dispatch> {
-        let mut ops: Vec<&Dispatch> = self.forward.iter().collect();
-        if pass != Pass::Evaluate {
-            ops.extend(&self.backward);
-        }
-        if pass == Pass::Train {
-            ops.push(&self.update);
-        }
-        ops
+    pub fn dispatches(&self, pass: Pass) -> impl Iterator<Item = &Dispatch> {
+        let backward: &[Dispatch] = if pass == Pass::Evaluate { &[] } else { &self.backward };
+        self.forward.iter().chain(backward).chain((pass == Pass::Train).then_some(&self.update))
     }
 
     /// Writes the step uniform a pass would use, without running it (profiling).
