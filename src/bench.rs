@@ -117,7 +117,7 @@ struct Case {
 fn buffer(ctx: &GpuContext, len: u64) -> Result<View, GpuError> {
     let b = ctx.storage("bench", len)?;
     ctx.fill(&b, 0.01);
-    Ok(View::whole(&b))
+    Ok(b)
 }
 
 fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
@@ -142,7 +142,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     out.push(Case { kernel: "maxpool2d_forward", shape: shape.clone(), dispatches: vec![k.maxpool2d_forward(&p, &x, &y, &arg)], flops: None, bytes });
     out.push(Case { kernel: "maxpool2d_backward", shape: shape.clone(), dispatches: vec![k.maxpool2d_backward(&p, &arg, &y, &x)], flops: None, bytes });
     let grad = buffer(ctx, p.input_len())?;
-    out.push(Case { kernel: "relu_backward", shape: "32x64x64x32".into(), dispatches: vec![k.relu_backward(p.input_len(), &x, &grad)], flops: None, bytes: Some(12.0 * p.input_len() as f64) });
+    out.push(Case { kernel: "relu_backward", shape: "32x64x64x32".into(), dispatches: vec![k.relu_backward(&x, &grad)], flops: None, bytes: Some(12.0 * p.input_len() as f64) });
 
     let (b, i, o) = (32u32, 32768u32, 128u32);
     let (x, w, bias, yv) = (buffer(ctx, (b * i) as u64)?, buffer(ctx, (i * o) as u64)?, buffer(ctx, o as u64)?, buffer(ctx, (b * o) as u64)?);
@@ -157,7 +157,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         out.push(Case { kernel, shape: dense.into(), dispatches: d, flops: Some(2.0 * g.macs() as f64), bytes: None });
     }
     let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, 32));
-    let (logits, labels, grad, metrics) = (buffer(ctx, 32)?, View::whole(&ctx.upload("labels", &[1u32; 32])?), buffer(ctx, 32)?, buffer(ctx, 3)?);
+    let (logits, labels, grad, metrics) = (buffer(ctx, 32)?, ctx.upload("labels", &[1u32; 32])?, buffer(ctx, 32)?, buffer(ctx, 3)?);
     out.push(Case { kernel: "sigmoid_bce_loss", shape: "batch 32".into(), dispatches: vec![k.loss(32, 1, &step, &logits, &labels, &grad, &metrics)], flops: None, bytes: Some(4.0 * 96.0) });
     let n = 4_195_457u64;
     let (pw, pg, pm, pv) = (buffer(ctx, n)?, buffer(ctx, n)?, buffer(ctx, n)?, buffer(ctx, n)?);

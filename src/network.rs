@@ -187,16 +187,16 @@ impl Network {
     pub fn new(ctx: &GpuContext, kernels: &Kernels, spec: &ModelSpec, batch: u32, seed: u64) -> Result<Self, NetworkError> {
         let shapes = spec.shapes().expect("validated spec");
         let (slots, total) = layout(spec);
-        let params = View::whole(&ctx.upload("parameters", &glorot_init(&slots, total, seed))?);
-        let grads = View::whole(&ctx.storage("gradients", total)?);
-        let adam_m = View::whole(&ctx.storage("Adam first moments", total)?);
-        let adam_v = View::whole(&ctx.storage("Adam second moments", total)?);
+        let params = ctx.upload("parameters", &glorot_init(&slots, total, seed))?;
+        let grads = ctx.storage("gradients", total)?;
+        let adam_m = ctx.storage("Adam first moments", total)?;
+        let adam_v = ctx.storage("Adam second moments", total)?;
 
         let b = batch as u64;
-        let input = View::whole(&ctx.storage("input batch", b * Shape::Image(spec.input).len())?);
-        let labels = View::whole(&ctx.storage("labels", b)?);
+        let input = ctx.storage("input batch", b * Shape::Image(spec.input).len())?;
+        let labels = ctx.storage("labels", b)?;
         let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, batch));
-        let metrics = View::whole(&ctx.storage("metrics", 3)?);
+        let metrics = ctx.storage("metrics", 3)?;
 
         // Activation and gradient buffers: index 0 is the input, i + 1 the output of layer i.
         let mut acts = vec![input.clone()];
@@ -210,9 +210,9 @@ impl Network {
                 continue;
             }
             let len = b * shape.len();
-            acts.push(View::whole(&ctx.storage(&format!("{} output", layer.name), len)?));
+            acts.push(ctx.storage(&format!("{} output", layer.name), len)?);
             let needs_grad = i >= first_param_layer;
-            act_grads.push(if needs_grad { Some(View::whole(&ctx.storage(&format!("{} output gradient", layer.name), len)?)) } else { None });
+            act_grads.push(if needs_grad { Some(ctx.storage(&format!("{} output gradient", layer.name), len)?) } else { None });
         }
 
         let slot = |name: String| -> View {
@@ -241,7 +241,7 @@ impl Network {
                 _ => {}
             }
         }
-        let scratch = View::whole(&ctx.storage("reduction scratch", scratch_len)?);
+        let scratch = ctx.storage("reduction scratch", scratch_len)?;
 
         let mut forward = Vec::new();
         let mut backward = Vec::new();
@@ -258,7 +258,7 @@ impl Network {
                     forward.push(kernels.conv2d_forward(&s, relu, x, &w, &bias, y));
                     let dy = dy.expect("layers with parameters have output gradients");
                     if relu {
-                        back.push(kernels.relu_backward(s.output_len(), y, dy));
+                        back.push(kernels.relu_backward(y, dy));
                     }
                     back.extend(kernels.conv2d_backward_kernel(&s, x, dy, &grad_slot(format!("{}.kernel", layer.name)), &scratch));
                     back.extend(kernels.column_sum(s.output_rows(), *filters, dy, &grad_slot(format!("{}.bias", layer.name)), &scratch));
@@ -268,7 +268,7 @@ impl Network {
                 }
                 (LayerKind::MaxPool2d { pool, stride }, Shape::Image([h, w, c])) => {
                     let s = PoolShape { batch, in_h: h, in_w: w, c, pool: *pool, stride: stride.unwrap_or(*pool) };
-                    let argmax = View::whole(&ctx.storage(&format!("{} argmax", layer.name), s.output_len())?);
+                    let argmax = ctx.storage(&format!("{} argmax", layer.name), s.output_len())?;
                     forward.push(kernels.maxpool2d_forward(&s, x, y, &argmax));
                     if let (Some(dx), Some(dy)) = (dx, dy) {
                         back.push(kernels.maxpool2d_backward(&s, &argmax, dy, dx));
@@ -280,7 +280,7 @@ impl Network {
                     forward.extend(kernels.gemm(&GemmShape::nn(batch, *units, n), x, &w, Some(&bias), relu, y, &scratch));
                     let dy = dy.expect("layers with parameters have output gradients");
                     if relu {
-                        back.push(kernels.relu_backward(b * *units as u64, y, dy));
+                        back.push(kernels.relu_backward(y, dy));
                     }
                     back.extend(kernels.gemm(&GemmShape::tn(n, *units, batch), x, dy, None, false, &grad_slot(format!("{}.kernel", layer.name)), &scratch));
                     back.extend(kernels.column_sum(b, *units, dy, &grad_slot(format!("{}.bias", layer.name)), &scratch));

@@ -11,6 +11,7 @@ mod common;
 
 use common::{assert_close, gpu, input, poisoned, random, reference as cpu, run};
 use gpu_cnn::gpu::kernels::{ConvShape, GemmShape, Kernels, PoolShape, StepParams};
+use gpu_cnn::gpu::View;
 
 const TOL: f64 = 1e-5;
 const EXACT: f64 = 0.0;
@@ -135,7 +136,8 @@ fn gemm_case(seed: u64, g: GemmShape, a_len: usize, b_len: usize, bias: bool, re
 
 #[test]
 fn gemm_matches_reference_for_every_layout() {
-    let cases = [(1, 1, 1), (5, 7, 3), (3, 130, 2049), (33, 17, 1000), (1, 5, 4099)];
+    // Odd sizes take the scalar kernel; multiples of 4 the quad kernel (with and without split-K).
+    let cases = [(1, 1, 1), (5, 7, 3), (3, 130, 2049), (33, 17, 1000), (1, 5, 4099), (4, 12, 8), (12, 20, 2052), (36, 8, 516)];
     for (i, &(m, n, kk)) in cases.iter().enumerate() {
         let len = (m * kk) as usize;
         let seed = 400 + 10 * i as u64;
@@ -185,7 +187,7 @@ fn activations_match_reference() {
         let g = random(710 + i as u64, len as usize, -1.0, 1.0);
         let act = input(ctx, &got.iter().zip(&x).map(|(_, &v)| v.max(0.0)).collect::<Vec<_>>());
         let grad = input(ctx, &g);
-        let got = run(&[k.relu_backward(len, &act, &grad)], &grad);
+        let got = run(&[k.relu_backward(&act, &grad)], &grad);
         let want: Vec<f64> = g.iter().zip(&x).map(|(&g, &v)| if v > 0.0 { g as f64 } else { 0.0 }).collect();
         assert_close(&format!("relu_backward {len}"), &got, &want, EXACT);
     }
@@ -252,7 +254,7 @@ fn loss_case(seed: u64, capacity: u32, rows: u32, classes: u32) {
     let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, rows));
     let grad = poisoned(ctx, n as u64);
     let metrics = input(ctx, &[0.0f32; 3]);
-    let labels_view = gpu_cnn::gpu::View::whole(&ctx.upload("labels", &labels).unwrap());
+    let labels_view = ctx.upload("labels", &labels).unwrap();
     let d = k.loss(capacity, classes, &step, &input(ctx, &logits), &labels_view, &grad, &metrics);
     let got_grad = run(&[d.clone(), d], &grad);
     let (loss, hits, want_grad) = if classes == 1 {
@@ -297,5 +299,8 @@ fn adam_update_matches_reference() {
         assert_close(&format!("adam_update {len} t={t} step"), &got_step, &want_step, TOL);
         assert_close(&format!("adam_update {len} m"), &ctx.read(&mv).unwrap(), &want_m, TOL);
         assert_close(&format!("adam_update {len} v"), &ctx.read(&vv).unwrap(), &want_v, TOL);
+        // Quads: the zero padding after the last parameter must stay zero.
+        let padded: Vec<f32> = ctx.read(&View::whole(&wv.buffer)).unwrap();
+        assert!(padded[len..].iter().all(|&p| p == 0.0), "adam_update {len}: padding changed");
     }
 }

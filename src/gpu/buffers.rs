@@ -29,11 +29,19 @@ impl View {
     }
 
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: self.offset * 4,
-            size: wgpu::BufferSize::new(self.len.max(1) * 4),
-        })
+        self.bind(self.len.max(1))
+    }
+
+    /// The view as `array<vec4<f32>>`: its length rounded up to whole quads, which stays inside
+    /// the buffer because allocations are padded to quads and views start on one.
+    pub fn quads(&self) -> wgpu::BindingResource<'_> {
+        let len = self.len.max(1).next_multiple_of(4);
+        assert!(self.offset % 4 == 0 && (self.offset + len) * 4 <= self.buffer.size(), "view is not quad-aligned");
+        self.bind(len)
+    }
+
+    fn bind(&self, len: u64) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: self.offset * 4, size: wgpu::BufferSize::new(len * 4) })
     }
 }
 
@@ -43,22 +51,24 @@ const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 
 impl GpuContext {
     /// A zeroed storage buffer of `len` 4-byte elements, checked against the adapter's limits.
-    pub fn storage(&self, name: &str, len: u64) -> Result<wgpu::Buffer, GpuError> {
-        let bytes = len.max(1) * 4;
+    /// The allocation is padded to whole quads (zeros) so vec4 kernels can bind it as quads.
+    pub fn storage(&self, name: &str, len: u64) -> Result<View, GpuError> {
+        let bytes = len.max(1).next_multiple_of(4) * 4;
         self.check_fits(name, bytes)?;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size: bytes,
             usage: STORAGE,
             mapped_at_creation: false,
-        }))
+        });
+        Ok(View { buffer, offset: 0, len })
     }
 
     /// A storage buffer holding `data`.
-    pub fn upload<T: Pod>(&self, name: &str, data: &[T]) -> Result<wgpu::Buffer, GpuError> {
-        let buffer = self.storage(name, data.len() as u64)?;
-        self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
-        Ok(buffer)
+    pub fn upload<T: Pod>(&self, name: &str, data: &[T]) -> Result<View, GpuError> {
+        let view = self.storage(name, data.len() as u64)?;
+        self.queue.write_buffer(&view.buffer, 0, bytemuck::cast_slice(data));
+        Ok(view)
     }
 
     /// A uniform buffer holding `value`.
@@ -101,9 +111,10 @@ impl GpuContext {
         Ok(out)
     }
 
-    /// Overwrites a whole buffer with one f32 value (tests poison outputs with NaN).
-    pub fn fill(&self, buffer: &wgpu::Buffer, value: f32) {
-        let data = vec![value; (buffer.size() / 4) as usize];
-        self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&data));
+    /// Overwrites a view's whole buffer, padding included, with one f32 value (tests poison
+    /// outputs with NaN).
+    pub fn fill(&self, view: &View, value: f32) {
+        let data = vec![value; (view.buffer.size() / 4) as usize];
+        self.queue.write_buffer(&view.buffer, 0, bytemuck::cast_slice(&data));
     }
 }

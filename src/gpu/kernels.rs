@@ -55,6 +55,8 @@ pub enum Kernel {
     Maxpool2dForward,
     Maxpool2dBackward,
     Gemm,
+    /// `gemm_quads` specialised for a layout: a [m, k] or [k, m] x b [k, n] or [n, k].
+    GemmQuads { a_k_contiguous: bool, b_n_contiguous: bool },
     ColumnSum,
     SumPartials,
     ReluForward,
@@ -68,13 +70,16 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 19] = [
         Self::Conv2dForward,
         Self::Conv2dBackwardInput,
         Self::Conv2dBackwardKernel,
         Self::Maxpool2dForward,
         Self::Maxpool2dBackward,
         Self::Gemm,
+        Self::GemmQuads { a_k_contiguous: true, b_n_contiguous: true },
+        Self::GemmQuads { a_k_contiguous: true, b_n_contiguous: false },
+        Self::GemmQuads { a_k_contiguous: false, b_n_contiguous: true },
         Self::ColumnSum,
         Self::SumPartials,
         Self::ReluForward,
@@ -95,6 +100,7 @@ impl Kernel {
             Self::Maxpool2dForward => "maxpool2d_forward",
             Self::Maxpool2dBackward => "maxpool2d_backward",
             Self::Gemm => "gemm",
+            Self::GemmQuads { .. } => "gemm_quads",
             Self::ColumnSum => "column_sum",
             Self::SumPartials => "sum_partials",
             Self::ReluForward => "relu_forward",
@@ -108,11 +114,21 @@ impl Kernel {
         }
     }
 
+    /// Pipeline-overridable constants the entry point is specialised with.
+    fn constants(self) -> Vec<(&'static str, f64)> {
+        match self {
+            Self::GemmQuads { a_k_contiguous, b_n_contiguous } => {
+                vec![("A_K_CONTIGUOUS", a_k_contiguous as u8 as f64), ("B_N_CONTIGUOUS", b_n_contiguous as u8 as f64)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn family(self) -> Family {
         match self {
             Self::Conv2dForward | Self::Conv2dBackwardInput | Self::Conv2dBackwardKernel => Family::Conv2d,
             Self::Maxpool2dForward | Self::Maxpool2dBackward => Family::Pool,
-            Self::Gemm => Family::Matmul,
+            Self::Gemm | Self::GemmQuads { .. } => Family::Matmul,
             Self::ColumnSum | Self::SumPartials => Family::Reduce,
             Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
                 Family::Activation
@@ -349,8 +365,26 @@ impl GemmShape {
     pub fn macs(&self) -> u64 {
         self.m as u64 * self.n as u64 * self.k as u64
     }
+    /// Whether `gemm_quads` applies: every dimension a multiple of 4 (then every row of every
+    /// operand starts on a quad).
+    fn quads(&self) -> bool {
+        [self.m, self.n, self.k].iter().all(|d| d % 4 == 0)
+    }
+
     fn splits(&self) -> Splits {
+        if self.quads() {
+            let s = Splits::choose(self.tiles(), self.k / 4);
+            return Splits { count: s.count, chunk: s.chunk * 4 };
+        }
         Splits::choose(self.tiles(), self.k)
+    }
+
+    /// The kernel for this shape: `gemm_quads` in the layout's specialisation, else `gemm`.
+    fn kernel(&self) -> Kernel {
+        match self.quads() {
+            true => Kernel::GemmQuads { a_k_contiguous: self.a_col == 1, b_n_contiguous: self.b_col == 1 },
+            false => Kernel::Gemm,
+        }
     }
 
     /// Invocations of one split (`TM` x `TN` tiles in matmul.wgsl).
@@ -437,6 +471,8 @@ fn scratch_len(splits: Splits, outputs: u64) -> u64 {
 enum Bind<'a> {
     Uniform(&'a wgpu::Buffer),
     Storage(&'a View),
+    /// Bound as `array<vec4<f32>>` (see [`View::quads`]).
+    Quads(&'a View),
 }
 
 /// The compiled pipelines of one device, each built on first use and kept.
@@ -480,9 +516,9 @@ impl Kernels {
                 module,
                 entry_point: Some(kernel.entry()),
                 compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &kernel.constants(),
                     // Every kernel writes its workgroup memory before reading it.
                     zero_initialize_workgroup_memory: false,
-                    ..Default::default()
                 },
                 cache: None,
             })
@@ -508,6 +544,7 @@ impl Kernels {
                 resource: match b {
                     Bind::Uniform(buffer) => buffer.as_entire_binding(),
                     Bind::Storage(view) => view.binding(),
+                    Bind::Quads(view) => view.quads(),
                 },
             })
             .collect();
@@ -607,7 +644,7 @@ impl Kernels {
     /// in `scratch`, then `sum_partials` with the bias and ReLU).
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(&self, g: &GemmShape, a: &View, b: &View, bias: Option<&View>, relu: bool, c: &View, scratch: &View) -> Vec<Dispatch> {
-        let k = Kernel::Gemm;
+        let k = g.kernel();
         let splits = g.splits();
         let target = if splits.count > 1 { scratch } else { c };
         let u = self.uniform(
@@ -628,13 +665,12 @@ impl Kernels {
             },
         );
         let n = splits.count as u64 * g.tiles();
-        let binds = [
-            (0, Bind::Uniform(&u)),
-            (1, Bind::Storage(a)),
-            (2, Bind::Storage(b)),
-            (3, Bind::Storage(bias.unwrap_or(a))),
-            (4, Bind::Storage(target)),
-        ];
+        let bias_or_a = bias.unwrap_or(a);
+        let binds = match k {
+            Kernel::Gemm => [(1, Bind::Storage(a)), (2, Bind::Storage(b)), (3, Bind::Storage(bias_or_a)), (4, Bind::Storage(target))],
+            _ => [(5, Bind::Quads(a)), (6, Bind::Quads(b)), (7, Bind::Quads(bias_or_a)), (8, Bind::Quads(target))],
+        };
+        let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
         let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
         if splits.count > 1 {
             out.push(self.sum_partials_cols(splits.count, g.m as u64 * g.n as u64, g.n, bias, relu, scratch, c));
@@ -718,9 +754,11 @@ impl Kernels {
     }
 
     /// In place: grad *= (act > 0), act being the ReLU's output.
-    pub fn relu_backward(&self, len: u64, act: &View, grad: &View) -> Dispatch {
-        let p = ElementwiseParams { len: len as u32, cols: 1, seed: 0, rate: 0.0 };
-        self.elementwise(Kernel::ReluBackward, p, [(4, act), (5, grad)], None, len)
+    pub fn relu_backward(&self, act: &View, grad: &View) -> Dispatch {
+        assert_eq!(act.len, grad.len, "relu_backward: activation and gradient differ in length");
+        let k = Kernel::ReluBackward;
+        let binds = [(4, Bind::Quads(act)), (5, Bind::Quads(grad))];
+        self.dispatch(k, &binds, self.grid(grad.len.div_ceil(4)))
     }
 
     /// y = sigmoid(x); overwrites y.
@@ -769,12 +807,12 @@ impl Kernels {
         let k = Kernel::AdamUpdate;
         let binds = [
             (0, Bind::Uniform(step)),
-            (1, Bind::Storage(params)),
-            (2, Bind::Storage(grads)),
-            (3, Bind::Storage(m)),
-            (4, Bind::Storage(v)),
+            (1, Bind::Quads(params)),
+            (2, Bind::Quads(grads)),
+            (3, Bind::Quads(m)),
+            (4, Bind::Quads(v)),
         ];
-        self.dispatch(k, &binds, self.grid(params.len))
+        self.dispatch(k, &binds, self.grid(params.len.div_ceil(4)))
     }
 }
 

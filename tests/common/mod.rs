@@ -28,7 +28,7 @@ pub fn random(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
 
 /// A buffer holding `data`, seen whole.
 pub fn input(ctx: &GpuContext, data: &[f32]) -> View {
-    View::whole(&ctx.upload("test input", data).unwrap())
+    ctx.upload("test input", data).unwrap()
 }
 
 /// An output buffer of `len` elements poisoned with NaN, so an element a kernel fails to write
@@ -36,7 +36,7 @@ pub fn input(ctx: &GpuContext, data: &[f32]) -> View {
 pub fn poisoned(ctx: &GpuContext, len: u64) -> View {
     let b = ctx.storage("test output", len).unwrap();
     ctx.fill(&b, f32::NAN);
-    View::whole(&b)
+    b
 }
 
 /// Largest |gpu - reference| divided by the largest |reference| (a relative error that stays
