@@ -68,3 +68,62 @@ fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     }
     dx[id] = acc;
 }
+
+// The quad path, for channel counts that are multiples of 4: every pixel's channels are whole
+// quads, so each invocation moves 4 channels with one vec4 load or store (CPU adapters run
+// each load lane by lane; this is what makes pooling cheap there).
+@group(0) @binding(7) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> argmax4: array<vec4<u32>>;
+@group(0) @binding(10) var<storage, read> arg4: array<vec4<u32>>;
+@group(0) @binding(11) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read_write> dx4: array<vec4<f32>>;
+
+// maxpool2d_forward_quads: maxpool2d_forward for 4 channels at once (same first-maximum rule).
+// Dispatch: linear over batch * out_h * out_w * c / 4 invocations.
+@compute @workgroup_size(64)
+fn maxpool2d_forward_quads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    let quads = p.c / 4u;
+    if (id >= p.batch * p.out_h * p.out_w * quads) { return; }
+    let o = unflatten_nhwc(id, p.out_h, p.out_w, quads);
+    var best = vec4<f32>(-3.4028235e38);
+    var best_i = vec4<u32>(0u);
+    for (var dh = 0u; dh < p.pool_h; dh++) {
+        let row = (o.x * p.in_h + o.y * p.stride_h + dh) * p.in_w;
+        for (var dw = 0u; dw < p.pool_w; dw++) {
+            let q = (row + o.z * p.stride_w + dw) * quads + o.w;
+            let v = x4[q];
+            let take = v > best | vec4<bool>(dh == 0u && dw == 0u);
+            best = select(best, v, take);
+            best_i = select(best_i, vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u), take);
+        }
+    }
+    y4[id] = best;
+    argmax4[id] = best_i;
+}
+
+// maxpool2d_backward_quads: a scatter for windows that do not overlap (stride >= pool): each
+// output quad writes the stride_h x stride_w block of dx its window starts (the last window of
+// a row or column also takes the rows or columns past it), dy where the argmax points and 0
+// elsewhere, so every dx element is written exactly once. Overwrites dx.
+// Dispatch: linear over batch * out_h * out_w * c / 4 invocations.
+@compute @workgroup_size(64)
+fn maxpool2d_backward_quads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    let quads = p.c / 4u;
+    if (id >= p.batch * p.out_h * p.out_w * quads) { return; }
+    let o = unflatten_nhwc(id, p.out_h, p.out_w, quads);
+    let g = dy4[id];
+    let a = arg4[id];
+    let h0 = o.y * p.stride_h;
+    let h1 = select(h0 + p.stride_h, p.in_h, o.y + 1u == p.out_h);
+    let w0 = o.z * p.stride_w;
+    let w1 = select(w0 + p.stride_w, p.in_w, o.z + 1u == p.out_w);
+    for (var ih = h0; ih < h1; ih++) {
+        for (var iw = w0; iw < w1; iw++) {
+            let q = ((o.x * p.in_h + ih) * p.in_w + iw) * quads + o.w;
+            dx4[q] = select(vec4<f32>(0.0), g, a == vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u));
+        }
+    }
+}

@@ -98,6 +98,11 @@ const POOL_SHAPES: &[PoolCase] = &[
     (3, 5, 5, 1, [2, 2], [1, 1]),
     (1, 5, 8, 2, [3, 2], [1, 3]),
     (32, 64, 64, 32, [2, 2], [2, 2]),
+    // Channel quads: scatter backward with leftover rows/columns, gaps (stride > pool), and
+    // the gather for overlapping windows.
+    (2, 7, 9, 8, [2, 2], [2, 2]),
+    (1, 9, 10, 4, [2, 3], [3, 4]),
+    (1, 6, 7, 12, [3, 3], [2, 2]),
 ];
 
 #[test]

@@ -36,7 +36,7 @@ impl View {
     /// the buffer because allocations are padded to quads and views start on one.
     pub fn quads(&self) -> wgpu::BindingResource<'_> {
         let len = self.len.max(1).next_multiple_of(4);
-        assert!(self.offset % 4 == 0 && (self.offset + len) * 4 <= self.buffer.size(), "view is not quad-aligned");
+        assert!(self.offset.is_multiple_of(4) && (self.offset + len) * 4 <= self.buffer.size(), "view is not quad-aligned");
         self.bind(len)
     }
 

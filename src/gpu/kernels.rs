@@ -54,6 +54,8 @@ pub enum Kernel {
     Conv2dBackwardKernel,
     Maxpool2dForward,
     Maxpool2dBackward,
+    Maxpool2dForwardQuads,
+    Maxpool2dBackwardQuads,
     Gemm,
     /// `gemm_quads` specialised for a layout: a [m, k] or [k, m] x b [k, n] or [n, k].
     GemmQuads { a_k_contiguous: bool, b_n_contiguous: bool },
@@ -70,12 +72,14 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 21] = [
         Self::Conv2dForward,
         Self::Conv2dBackwardInput,
         Self::Conv2dBackwardKernel,
         Self::Maxpool2dForward,
         Self::Maxpool2dBackward,
+        Self::Maxpool2dForwardQuads,
+        Self::Maxpool2dBackwardQuads,
         Self::Gemm,
         Self::GemmQuads { a_k_contiguous: true, b_n_contiguous: true },
         Self::GemmQuads { a_k_contiguous: true, b_n_contiguous: false },
@@ -99,6 +103,8 @@ impl Kernel {
             Self::Conv2dBackwardKernel => "conv2d_backward_kernel",
             Self::Maxpool2dForward => "maxpool2d_forward",
             Self::Maxpool2dBackward => "maxpool2d_backward",
+            Self::Maxpool2dForwardQuads => "maxpool2d_forward_quads",
+            Self::Maxpool2dBackwardQuads => "maxpool2d_backward_quads",
             Self::Gemm => "gemm",
             Self::GemmQuads { .. } => "gemm_quads",
             Self::ColumnSum => "column_sum",
@@ -127,7 +133,7 @@ impl Kernel {
     fn family(self) -> Family {
         match self {
             Self::Conv2dForward | Self::Conv2dBackwardInput | Self::Conv2dBackwardKernel => Family::Conv2d,
-            Self::Maxpool2dForward | Self::Maxpool2dBackward => Family::Pool,
+            Self::Maxpool2dForward | Self::Maxpool2dBackward | Self::Maxpool2dForwardQuads | Self::Maxpool2dBackwardQuads => Family::Pool,
             Self::Gemm | Self::GemmQuads { .. } => Family::Matmul,
             Self::ColumnSum | Self::SumPartials => Family::Reduce,
             Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
@@ -618,19 +624,31 @@ impl Kernels {
     // ---- pool.wgsl ----
 
     /// y = window max, argmax = flat x index of the first maximum; overwrites both.
+    /// Channel quads when the channel count allows (`*_quads` kernels), else one channel each.
     pub fn maxpool2d_forward(&self, s: &PoolShape, x: &View, y: &View, argmax: &View) -> Dispatch {
-        let k = Kernel::Maxpool2dForward;
+        let quads = s.c % 4 == 0;
+        let k = if quads { Kernel::Maxpool2dForwardQuads } else { Kernel::Maxpool2dForward };
         let u = self.uniform(k, &pool_params(s));
-        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (2, Bind::Storage(y)), (3, Bind::Storage(argmax))];
-        self.dispatch(k, &binds, self.grid(s.output_len()))
+        let binds = match quads {
+            true => [(7, Bind::Quads(x)), (8, Bind::Quads(y)), (9, Bind::Quads(argmax))],
+            false => [(1, Bind::Storage(x)), (2, Bind::Storage(y)), (3, Bind::Storage(argmax))],
+        };
+        let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
+        self.dispatch(k, &binds, self.grid(s.output_len() / if quads { 4 } else { 1 }))
     }
 
-    /// dx = dy routed back to the argmax positions; overwrites dx.
+    /// dx = dy routed back to the argmax positions; overwrites dx. A scatter over channel
+    /// quads when windows do not overlap and the channel count allows, else a gather.
     pub fn maxpool2d_backward(&self, s: &PoolShape, argmax: &View, dy: &View, dx: &View) -> Dispatch {
-        let k = Kernel::Maxpool2dBackward;
+        let scatter = s.c % 4 == 0 && s.stride[0] >= s.pool[0] && s.stride[1] >= s.pool[1];
+        let k = if scatter { Kernel::Maxpool2dBackwardQuads } else { Kernel::Maxpool2dBackward };
         let u = self.uniform(k, &pool_params(s));
-        let binds = [(0, Bind::Uniform(&u)), (4, Bind::Storage(argmax)), (5, Bind::Storage(dy)), (6, Bind::Storage(dx))];
-        self.dispatch(k, &binds, self.grid(s.input_len()))
+        let (binds, invocations) = match scatter {
+            true => ([(10, Bind::Quads(argmax)), (11, Bind::Quads(dy)), (12, Bind::Quads(dx))], s.output_len() / 4),
+            false => ([(4, Bind::Storage(argmax)), (5, Bind::Storage(dy)), (6, Bind::Storage(dx))], s.input_len()),
+        };
+        let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
+        self.dispatch(k, &binds, self.grid(invocations))
     }
 
     // ---- matmul.wgsl ----
