@@ -26,6 +26,11 @@ const CONV_SHAPES: &[ConvCase] = &[
     (2, [8, 8, 3], 1, [1, 1], 1, false),
     (1, [6, 5, 9], 3, [4, 4], 1, true),
     (2, [7, 7, 2], 13, [3, 3], 2, true),
+    // out_c % 4 == 0: the quad kernels, with x read by scalars (in_c odd) or by quads.
+    (1, [5, 7, 3], 8, [3, 3], 1, true),
+    (2, [5, 6, 6], 12, [3, 3], 1, false),
+    (2, [7, 9, 8], 4, [3, 3], 2, true),
+    (1, [6, 5, 12], 8, [4, 2], 1, false),
 ];
 
 /// Model 1/2's first conv and Model 2's second, at batch 32.
