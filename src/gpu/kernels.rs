@@ -49,13 +49,11 @@ impl Family {
 /// Every WGSL entry point; the variant's snake_case name is the entry point's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Conv2dForward,
-    Conv2dBackwardInput,
-    Conv2dBackwardKernel,
-    /// The `*_quads` conv kernels (out_c % 4 == 0); `x_quads`: in_c % 4 == 0 as well.
-    Conv2dForwardQuads { x_quads: bool },
-    Conv2dBackwardInputQuads,
-    Conv2dBackwardKernelQuads { x_quads: bool },
+    /// The conv kernels, specialised for quad loads along in_c (`x_quads`: in_c % 4 == 0)
+    /// and out_c (`out_quads`: out_c % 4 == 0).
+    Conv2dForward { x_quads: bool, out_quads: bool },
+    Conv2dBackwardInput { out_quads: bool },
+    Conv2dBackwardKernel { x_quads: bool, out_quads: bool },
     Maxpool2dForward,
     Maxpool2dBackward,
     Maxpool2dForwardQuads,
@@ -76,15 +74,17 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 26] = [
-        Self::Conv2dForward,
-        Self::Conv2dBackwardInput,
-        Self::Conv2dBackwardKernel,
-        Self::Conv2dForwardQuads { x_quads: false },
-        Self::Conv2dForwardQuads { x_quads: true },
-        Self::Conv2dBackwardInputQuads,
-        Self::Conv2dBackwardKernelQuads { x_quads: false },
-        Self::Conv2dBackwardKernelQuads { x_quads: true },
+    pub const ALL: [Kernel; 28] = [
+        Self::Conv2dForward { x_quads: false, out_quads: false },
+        Self::Conv2dForward { x_quads: false, out_quads: true },
+        Self::Conv2dForward { x_quads: true, out_quads: false },
+        Self::Conv2dForward { x_quads: true, out_quads: true },
+        Self::Conv2dBackwardInput { out_quads: false },
+        Self::Conv2dBackwardInput { out_quads: true },
+        Self::Conv2dBackwardKernel { x_quads: false, out_quads: false },
+        Self::Conv2dBackwardKernel { x_quads: false, out_quads: true },
+        Self::Conv2dBackwardKernel { x_quads: true, out_quads: false },
+        Self::Conv2dBackwardKernel { x_quads: true, out_quads: true },
         Self::Maxpool2dForward,
         Self::Maxpool2dBackward,
         Self::Maxpool2dForwardQuads,
@@ -107,12 +107,9 @@ impl Kernel {
 
     pub fn entry(self) -> &'static str {
         match self {
-            Self::Conv2dForward => "conv2d_forward",
-            Self::Conv2dBackwardInput => "conv2d_backward_input",
-            Self::Conv2dBackwardKernel => "conv2d_backward_kernel",
-            Self::Conv2dForwardQuads { .. } => "conv2d_forward_quads",
-            Self::Conv2dBackwardInputQuads => "conv2d_backward_input_quads",
-            Self::Conv2dBackwardKernelQuads { .. } => "conv2d_backward_kernel_quads",
+            Self::Conv2dForward { .. } => "conv2d_forward",
+            Self::Conv2dBackwardInput { .. } => "conv2d_backward_input",
+            Self::Conv2dBackwardKernel { .. } => "conv2d_backward_kernel",
             Self::Maxpool2dForward => "maxpool2d_forward",
             Self::Maxpool2dBackward => "maxpool2d_backward",
             Self::Maxpool2dForwardQuads => "maxpool2d_forward_quads",
@@ -138,19 +135,17 @@ impl Kernel {
             Self::GemmQuads { a_k_contiguous, b_n_contiguous } => {
                 vec![("A_K_CONTIGUOUS", a_k_contiguous as u8 as f64), ("B_N_CONTIGUOUS", b_n_contiguous as u8 as f64)]
             }
-            Self::Conv2dForwardQuads { x_quads } | Self::Conv2dBackwardKernelQuads { x_quads } => vec![("X_QUADS", x_quads as u8 as f64)],
+            Self::Conv2dForward { x_quads, out_quads } | Self::Conv2dBackwardKernel { x_quads, out_quads } => {
+                vec![("X_QUADS", x_quads as u8 as f64), ("OUT_QUADS", out_quads as u8 as f64)]
+            }
+            Self::Conv2dBackwardInput { out_quads } => vec![("OUT_QUADS", out_quads as u8 as f64)],
             _ => Vec::new(),
         }
     }
 
     fn family(self) -> Family {
         match self {
-            Self::Conv2dForward
-            | Self::Conv2dBackwardInput
-            | Self::Conv2dBackwardKernel
-            | Self::Conv2dForwardQuads { .. }
-            | Self::Conv2dBackwardInputQuads
-            | Self::Conv2dBackwardKernelQuads { .. } => Family::Conv2d,
+            Self::Conv2dForward { .. } | Self::Conv2dBackwardInput { .. } | Self::Conv2dBackwardKernel { .. } => Family::Conv2d,
             Self::Maxpool2dForward | Self::Maxpool2dBackward | Self::Maxpool2dForwardQuads | Self::Maxpool2dBackwardQuads => Family::Pool,
             Self::Gemm | Self::GemmQuads { .. } => Family::Matmul,
             Self::ColumnSum | Self::SumPartials => Family::Reduce,
@@ -593,27 +588,34 @@ impl Kernels {
 
     /// y [batch, out_h, out_w, out_c] = act(conv(x, w) + b); overwrites y.
     pub fn conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
-        let k = if s.out_c % 4 == 0 { Kernel::Conv2dForwardQuads { x_quads: s.in_c % 4 == 0 } } else { Kernel::Conv2dForward };
+        let k = Kernel::Conv2dForward { x_quads: s.in_c % 4 == 0, out_quads: s.out_c % 4 == 0 };
         let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
-        let mut binds = vec![(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (3, Bind::Storage(b)), (4, Bind::Storage(y))];
-        match k {
-            Kernel::Conv2dForward => binds.push((2, Bind::Storage(w))),
-            _ => binds.extend([(8, Bind::Quads(x)), (9, Bind::Quads(w))]),
-        }
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Storage(x)),
+            (8, Bind::Quads(x)),
+            (2, Bind::Storage(w)),
+            (9, Bind::Quads(w)),
+            (3, Bind::Storage(b)),
+            (4, Bind::Storage(y)),
+        ];
         let n = s.batch as u64 * s.out_h as u64 * s.out_w.div_ceil(4) as u64 * s.out_c.div_ceil(4) as u64;
         self.dispatch(k, &binds, self.grid(n))
     }
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
     pub fn conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View) -> Dispatch {
-        let quads = s.out_c % 4 == 0;
-        let k = if quads { Kernel::Conv2dBackwardInputQuads } else { Kernel::Conv2dBackwardInput };
+        let k = Kernel::Conv2dBackwardInput { out_quads: s.out_c % 4 == 0 };
         let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
         let n = s.batch as u64 * s.in_h as u64 * s.in_w.div_ceil(4) as u64 * s.in_c.div_ceil(4) as u64;
-        let binds = match quads {
-            true => [(0, Bind::Uniform(&u)), (10, Bind::Quads(dy)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))],
-            false => [(0, Bind::Uniform(&u)), (5, Bind::Storage(dy)), (2, Bind::Storage(w)), (6, Bind::Storage(dx))],
-        };
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (5, Bind::Storage(dy)),
+            (10, Bind::Quads(dy)),
+            (2, Bind::Storage(w)),
+            (9, Bind::Quads(w)),
+            (6, Bind::Storage(dx)),
+        ];
         self.dispatch(k, &binds, self.grid(n))
     }
 
@@ -634,16 +636,19 @@ impl Kernels {
     /// dw [k_h, k_w, in_c, out_c] = sum over rows of x patches times dy; overwrites dw.
     /// One or two dispatches (split reduction, then `sum_partials` through `scratch`).
     pub fn conv2d_backward_kernel(&self, s: &ConvShape, x: &View, dy: &View, dw: &View, scratch: &View) -> Vec<Dispatch> {
-        let k = if s.out_c % 4 == 0 { Kernel::Conv2dBackwardKernelQuads { x_quads: s.in_c % 4 == 0 } } else { Kernel::Conv2dBackwardKernel };
+        let k = Kernel::Conv2dBackwardKernel { x_quads: s.in_c % 4 == 0, out_quads: s.out_c % 4 == 0 };
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
         let u = self.uniform(k, &s.params(false, splits));
         let n = splits.count as u64 * Self::conv_kernel_tiles(s);
-        let mut binds = vec![(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (7, Bind::Storage(target))];
-        match k {
-            Kernel::Conv2dBackwardKernel => binds.push((5, Bind::Storage(dy))),
-            _ => binds.extend([(8, Bind::Quads(x)), (10, Bind::Quads(dy))]),
-        }
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Storage(x)),
+            (8, Bind::Quads(x)),
+            (5, Bind::Storage(dy)),
+            (10, Bind::Quads(dy)),
+            (7, Bind::Storage(target)),
+        ];
         let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
         if splits.count > 1 {
             out.push(self.sum_partials(splits.count, s.kernel_len(), None, false, scratch, dw));
