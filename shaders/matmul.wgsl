@@ -89,6 +89,15 @@ override B_N_CONTIGUOUS: bool = true;  // b stored [k, n] (b_col = 1), else [n, 
 @group(0) @binding(7) var<storage, read> bias4: array<vec4<f32>>;     // read when has_bias != 0
 @group(0) @binding(8) var<storage, read_write> c4: array<vec4<f32>>;  // [splits, m, n]
 
+// Quads q, q + s, q + 2s and q + 3s of a (or b), as the columns of a matrix.
+fn a_quads(q: u32, s: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(a4[q], a4[q + s], a4[q + 2u * s], a4[q + 3u * s]);
+}
+
+fn b_quads(q: u32, s: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(b4[q], b4[q + s], b4[q + 2u * s], b4[q + 3u * s]);
+}
+
 // gemm_quads: one invocation computes a 4x4 tile of c; k_per_split is a multiple of 4.
 // Dispatch: linear over splits * (m / 4) * (n / 4) invocations, column tiles fastest.
 @compute @workgroup_size(64)
@@ -102,48 +111,30 @@ fn gemm_quads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let split = id / (tiles_n * tiles_m);
     let k0 = split * p.k_per_split;
     let k1 = min(k0 + p.k_per_split, p.k);
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    var acc = mat4x4<f32>();  // column i: row m0 + i of the tile
     for (var k = k0; k < k1; k += 4u) {
         // ar[i]: row m0 + i of a over k..k+3; bk[j]: row k + j of b over n0..n0+3.
         var ar: mat4x4<f32>;
         if (A_K_CONTIGUOUS) {
-            let q = (m0 * p.a_row + k) / 4u;
-            let s = p.a_row / 4u;
-            ar = mat4x4<f32>(a4[q], a4[q + s], a4[q + 2u * s], a4[q + 3u * s]);
+            ar = a_quads((m0 * p.a_row + k) / 4u, p.a_row / 4u);
         } else {
-            let q = (k * p.a_col + m0) / 4u;
-            let s = p.a_col / 4u;
-            ar = transpose(mat4x4<f32>(a4[q], a4[q + s], a4[q + 2u * s], a4[q + 3u * s]));
+            ar = transpose(a_quads((k * p.a_col + m0) / 4u, p.a_col / 4u));
         }
         var bk: mat4x4<f32>;
         if (B_N_CONTIGUOUS) {
-            let q = (k * p.b_row + n0) / 4u;
-            let s = p.b_row / 4u;
-            bk = mat4x4<f32>(b4[q], b4[q + s], b4[q + 2u * s], b4[q + 3u * s]);
+            bk = b_quads((k * p.b_row + n0) / 4u, p.b_row / 4u);
         } else {
-            let q = (n0 * p.b_col + k) / 4u;
-            let s = p.b_col / 4u;
-            bk = transpose(mat4x4<f32>(b4[q], b4[q + s], b4[q + 2u * s], b4[q + 3u * s]));
+            bk = transpose(b_quads((n0 * p.b_col + k) / 4u, p.b_col / 4u));
         }
-        acc0 += bk * ar[0];
-        acc1 += bk * ar[1];
-        acc2 += bk * ar[2];
-        acc3 += bk * ar[3];
-    }
-    var tile = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    if (p.splits == 1u) {
-        var add = vec4<f32>(0.0);
-        if (p.has_bias != 0u) { add = bias4[n0 / 4u]; }
-        for (var i = 0u; i < 4u; i++) {
-            tile[i] += add;
-            if (p.relu != 0u) { tile[i] = max(tile[i], vec4<f32>(0.0)); }
-        }
+        acc += bk * ar;
     }
     let base = (split * p.m * p.n + m0 * p.n + n0) / 4u;
     for (var i = 0u; i < 4u; i++) {
-        c4[base + i * p.n / 4u] = tile[i];
+        var row = acc[i];
+        if (p.splits == 1u) {
+            if (p.has_bias != 0u) { row += bias4[n0 / 4u]; }
+            if (p.relu != 0u) { row = max(row, vec4<f32>(0.0)); }
+        }
+        c4[base + i * p.n / 4u] = row;
     }
 }

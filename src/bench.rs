@@ -33,7 +33,7 @@ pub struct KernelTiming {
 }
 
 /// How long each kernel is run for (after one warm-up call).
-const BUDGET: Duration = Duration::from_millis(400);
+const BUDGET: Duration = Duration::from_millis(1500);
 
 /// GPU time of each dispatch, each in its own timestamped pass (adapters with timestamps).
 fn profile(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<Vec<f64>, GpuError> {
