@@ -387,7 +387,7 @@ impl GemmShape {
     /// Whether `gemm_quads` applies: every dimension a multiple of 4 (then every row of every
     /// operand starts on a quad).
     fn quads(&self) -> bool {
-        [self.m, self.n, self.k].iter().all(|d| d % 4 == 0)
+        [self.m, self.n, self.k].iter().all(|d| d.is_multiple_of(4))
     }
 
     fn splits(&self) -> Splits {
@@ -588,7 +588,7 @@ impl Kernels {
 
     /// y [batch, out_h, out_w, out_c] = act(conv(x, w) + b); overwrites y.
     pub fn conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
-        let k = Kernel::Conv2dForward { x_quads: s.in_c % 4 == 0, out_quads: s.out_c % 4 == 0 };
+        let k = Kernel::Conv2dForward { x_quads: s.in_c.is_multiple_of(4), out_quads: s.out_c.is_multiple_of(4) };
         let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
         let binds = [
             (0, Bind::Uniform(&u)),
@@ -605,7 +605,7 @@ impl Kernels {
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
     pub fn conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View) -> Dispatch {
-        let k = Kernel::Conv2dBackwardInput { out_quads: s.out_c % 4 == 0 };
+        let k = Kernel::Conv2dBackwardInput { out_quads: s.out_c.is_multiple_of(4) };
         let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
         let n = s.batch as u64 * s.in_h as u64 * s.in_w.div_ceil(4) as u64 * s.in_c.div_ceil(4) as u64;
         let binds = [
@@ -636,7 +636,7 @@ impl Kernels {
     /// dw [k_h, k_w, in_c, out_c] = sum over rows of x patches times dy; overwrites dw.
     /// One or two dispatches (split reduction, then `sum_partials` through `scratch`).
     pub fn conv2d_backward_kernel(&self, s: &ConvShape, x: &View, dy: &View, dw: &View, scratch: &View) -> Vec<Dispatch> {
-        let k = Kernel::Conv2dBackwardKernel { x_quads: s.in_c % 4 == 0, out_quads: s.out_c % 4 == 0 };
+        let k = Kernel::Conv2dBackwardKernel { x_quads: s.in_c.is_multiple_of(4), out_quads: s.out_c.is_multiple_of(4) };
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
         let u = self.uniform(k, &s.params(false, splits));
@@ -661,7 +661,7 @@ impl Kernels {
     /// y = window max, argmax = flat x index of the first maximum; overwrites both.
     /// Channel quads when the channel count allows (`*_quads` kernels), else one channel each.
     pub fn maxpool2d_forward(&self, s: &PoolShape, x: &View, y: &View, argmax: &View) -> Dispatch {
-        let quads = s.c % 4 == 0;
+        let quads = s.c.is_multiple_of(4);
         let k = if quads { Kernel::Maxpool2dForwardQuads } else { Kernel::Maxpool2dForward };
         let u = self.uniform(k, &pool_params(s));
         let binds = match quads {
@@ -675,7 +675,7 @@ impl Kernels {
     /// dx = dy routed back to the argmax positions; overwrites dx. A scatter over channel
     /// quads when windows do not overlap and the channel count allows, else a gather.
     pub fn maxpool2d_backward(&self, s: &PoolShape, argmax: &View, dy: &View, dx: &View) -> Dispatch {
-        let scatter = s.c % 4 == 0 && s.stride[0] >= s.pool[0] && s.stride[1] >= s.pool[1];
+        let scatter = s.c.is_multiple_of(4) && s.stride[0] >= s.pool[0] && s.stride[1] >= s.pool[1];
         let k = if scatter { Kernel::Maxpool2dBackwardQuads } else { Kernel::Maxpool2dBackward };
         let u = self.uniform(k, &pool_params(s));
         let (binds, invocations) = match scatter {
