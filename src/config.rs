@@ -11,8 +11,8 @@ use crate::train::callbacks::{CheckpointConfig, EarlyStoppingConfig, ReduceLrCon
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: cannot read: {error}")]
+    Read { file: PathBuf, error: std::io::Error },
     #[error("{file}: {message}")]
     Parse { file: PathBuf, message: String },
     #[error("{file}: field `{field}`{line}: {message}")]
@@ -244,7 +244,7 @@ fn line_of(text: &str, offset: usize) -> String {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: path.to_path_buf(), error })?;
         Self::parse(path, &text)
     }
 

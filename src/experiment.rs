@@ -45,7 +45,7 @@ fn all_strategies() -> Vec<Strategy> {
 
 impl ExperimentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: path.to_path_buf(), error })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse { file: path.to_path_buf(), message: e.to_string().trim_end().to_string() })
     }
 }

@@ -114,8 +114,15 @@ fn ctrl_c_writes_a_resumable_checkpoint_and_the_printed_command_resumes() {
     let p = &first["probabilities"];
     assert!((p["crosses"].as_f64().unwrap() + p["rings"].as_f64().unwrap() - 1.0).abs() < 1e-9);
 
+    // One message, with the cause said once (an error's own text and its source chain must not
+    // both print it).
     let o = gpu_cnn(dir.path(), &["predict", "missing.safetensors", "x.png"]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("missing.safetensors: cannot read"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("missing.safetensors: cannot read"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    let o = gpu_cnn(dir.path(), &["train", "missing.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("missing.toml: cannot read") && err.matches("os error 2").count() == 1, "{err}");
 }
 
 /// A class folder of flat-coloured PNGs, enough for evaluation.

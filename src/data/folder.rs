@@ -14,7 +14,7 @@ pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
         return Err(DataError::Missing(dir.to_path_buf()));
     }
     fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
-        move |source| DataError::Io { path: path.to_path_buf(), source }
+        move |error| DataError::Io { path: path.to_path_buf(), error }
     }
     let mut classes = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
@@ -54,9 +54,9 @@ pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
 pub fn decode(path: &Path, shape: [u32; 3]) -> Result<Vec<u8>, DataError> {
     let corrupt = |e: image::ImageError| DataError::Corrupt { path: path.to_path_buf(), message: e.to_string() };
     let img = image::ImageReader::open(path)
-        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
+        .map_err(|error| DataError::Io { path: path.to_path_buf(), error })?
         .with_guessed_format()
-        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })?
+        .map_err(|error| DataError::Io { path: path.to_path_buf(), error })?
         .decode()
         .map_err(corrupt)?;
     let [h, w, c] = shape;

@@ -15,8 +15,8 @@ use thiserror::Error;
 pub enum DataError {
     #[error("{0}: no such folder (expected one sub-folder of images per class)")]
     Missing(PathBuf),
-    #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{0}: no class sub-folders (expected e.g. {0}/cats/*.jpg and {0}/dogs/*.jpg)")]
     NoClasses(PathBuf),
     #[error("{0}: only one class sub-folder ('{1}'); a classifier needs at least two")]

@@ -14,8 +14,8 @@ pub enum GpuError {
     NoMatch { wanted: String, available: String },
     #[error("unknown backend '{0}': expected vulkan, metal, dx12 or gl")]
     UnknownBackend(String),
-    #[error("could not open a device on '{adapter}': {source}")]
-    Device { adapter: String, source: wgpu::RequestDeviceError },
+    #[error("could not open a device on '{adapter}': {error}")]
+    Device { adapter: String, error: wgpu::RequestDeviceError },
     #[error("buffer '{name}' needs {needed} bytes but adapter '{adapter}' allows at most {limit} bytes for {what}")]
     TooLarge { name: String, needed: u64, limit: u64, what: &'static str, adapter: String },
     #[error("the GPU reported an error: {0}")]
@@ -171,7 +171,7 @@ impl GpuContext {
             required_limits: limits.clone(),
             ..Default::default()
         }))
-        .map_err(|source| GpuError::Device { adapter: info.name.clone(), source })?;
+        .map_err(|error| GpuError::Device { adapter: info.name.clone(), error })?;
         let errors = Arc::new(ErrorSink::default());
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {

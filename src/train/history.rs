@@ -8,7 +8,7 @@ use crate::gpu::GpuContext;
 use crate::network::Network;
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    crate::files::write_atomic(path, bytes).map_err(|source| TrainError::Write { path: path.to_path_buf(), source })
+    crate::files::write_atomic(path, bytes).map_err(|error| TrainError::Write { path: path.to_path_buf(), error })
 }
 
 pub fn to_csv(history: &[EpochLogs]) -> String {

@@ -31,8 +31,8 @@ pub enum TrainError {
     Callback(String),
     #[error("interrupted after step {step} of epoch {epoch}")]
     Interrupted { epoch: u32, step: usize },
-    #[error("{path}: cannot write: {source}")]
-    Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{path}: cannot write: {error}")]
+    Write { path: std::path::PathBuf, error: std::io::Error },
 }
 
 /// One epoch's record, with Keras' key names plus timings.
