@@ -400,6 +400,8 @@ impl GemmShape {
 
     /// The kernel for this shape: `gemm_quads` in the layout's specialisation, else `gemm`.
     fn kernel(&self) -> Kernel {
+        assert!(self.a_col == 1 || self.a_row == 1, "gemm: a must be contiguous along k or m");
+        assert!(self.b_col == 1 || self.b_row == 1, "gemm: b must be contiguous along n or k");
         match self.quads() {
             true => Kernel::GemmQuads { a_k_contiguous: self.a_col == 1, b_n_contiguous: self.b_col == 1 },
             false => Kernel::Gemm,
