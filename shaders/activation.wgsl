@@ -12,7 +12,7 @@ struct Elementwise {
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> act: array<vec4<f32>>;       // relu_backward: the relu output
-@group(0) @binding(5) var<storage, read_write> grad: array<vec4<f32>>; // (quads: a third of the time)
+@group(0) @binding(5) var<storage, read_write> grad: array<vec4<f32>>; // relu_backward: in place
 
 // relu_forward: y = max(x, 0). Dispatch: linear over len invocations.
 @compute @workgroup_size(64)
