@@ -12,7 +12,8 @@
 struct Gemm {
     m: u32, n: u32, k: u32, splits: u32,
     a_row: u32, a_col: u32, b_row: u32, b_col: u32,
-    k_per_split: u32, has_bias: u32, relu: u32, _pad: u32,
+    k_per_split: u32, has_bias: u32, relu: u32,
+    rows_fastest: u32,  // gemm_subgroup only: b (k x n) is larger than a (m x k)
 }
 
 @group(0) @binding(0) var<uniform> p: Gemm;
@@ -98,6 +99,36 @@ fn b_quads(q: u32, s: u32) -> mat4x4<f32> {
     return mat4x4<f32>(b4[q], b4[q + s], b4[q + 2u * s], b4[q + 3u * s]);
 }
 
+// Rows m0..m0+3 of a over k..k+3, as the columns of a matrix (column i: row m0 + i).
+fn a_rows(m0: u32, k: u32) -> mat4x4<f32> {
+    if (A_K_CONTIGUOUS) {
+        return a_quads((m0 * p.a_row + k) / 4u, p.a_row / 4u);
+    }
+    return transpose(a_quads((k * p.a_col + m0) / 4u, p.a_col / 4u));
+}
+
+// Rows k..k+3 of b over n0..n0+3, as the columns of a matrix (column j: row k + j).
+fn b_rows(k: u32, n0: u32) -> mat4x4<f32> {
+    if (B_N_CONTIGUOUS) {
+        return b_quads((k * p.b_row + n0) / 4u, p.b_row / 4u);
+    }
+    return transpose(b_quads((n0 * p.b_col + k) / 4u, p.b_col / 4u));
+}
+
+// Stores the 4x4 tile at (m0, n0) of split `split` (column i of acc: row m0 + i), with the
+// bias/ReLU epilogue when there is a single split.
+fn store_tile_quads(acc: mat4x4<f32>, m0: u32, n0: u32, split: u32) {
+    let base = (split * p.m * p.n + m0 * p.n + n0) / 4u;
+    for (var i = 0u; i < 4u; i++) {
+        var row = acc[i];
+        if (p.splits == 1u) {
+            if (p.has_bias != 0u) { row += bias4[n0 / 4u]; }
+            if (p.relu != 0u) { row = max(row, vec4<f32>(0.0)); }
+        }
+        c4[base + i * p.n / 4u] = row;
+    }
+}
+
 // gemm_quads: one invocation computes a 4x4 tile of c; k_per_split is a multiple of 4.
 // Dispatch: linear over splits * (m / 4) * (n / 4) invocations, column tiles fastest.
 @compute @workgroup_size(64)
@@ -111,30 +142,9 @@ fn gemm_quads(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let split = id / (tiles_n * tiles_m);
     let k0 = split * p.k_per_split;
     let k1 = min(k0 + p.k_per_split, p.k);
-    var acc = mat4x4<f32>();  // column i: row m0 + i of the tile
+    var acc = mat4x4<f32>();
     for (var k = k0; k < k1; k += 4u) {
-        // ar[i]: row m0 + i of a over k..k+3; bk[j]: row k + j of b over n0..n0+3.
-        var ar: mat4x4<f32>;
-        if (A_K_CONTIGUOUS) {
-            ar = a_quads((m0 * p.a_row + k) / 4u, p.a_row / 4u);
-        } else {
-            ar = transpose(a_quads((k * p.a_col + m0) / 4u, p.a_col / 4u));
-        }
-        var bk: mat4x4<f32>;
-        if (B_N_CONTIGUOUS) {
-            bk = b_quads((k * p.b_row + n0) / 4u, p.b_row / 4u);
-        } else {
-            bk = transpose(b_quads((n0 * p.b_col + k) / 4u, p.b_col / 4u));
-        }
-        acc += bk * ar;
+        acc += b_rows(k, n0) * a_rows(m0, k);
     }
-    let base = (split * p.m * p.n + m0 * p.n + n0) / 4u;
-    for (var i = 0u; i < 4u; i++) {
-        var row = acc[i];
-        if (p.splits == 1u) {
-            if (p.has_bias != 0u) { row += bias4[n0 / 4u]; }
-            if (p.relu != 0u) { row = max(row, vec4<f32>(0.0)); }
-        }
-        c4[base + i * p.n / 4u] = row;
-    }
+    store_tile_quads(acc, m0, n0, split);
 }

@@ -165,21 +165,26 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     Ok(out)
 }
 
-/// Runs every case on `ctx`.
+/// Runs every case on `ctx`; where a case takes a subgroup kernel, the plain kernel that
+/// adapters without subgroups run follows it as a row of its own.
 pub fn kernels(ctx: &GpuContext) -> Result<Vec<KernelTiming>, GpuError> {
-    let k = Kernels::new(ctx);
+    let (k, plain) = (Kernels::new(ctx), Kernels::with_subgroups(ctx, false));
     k.compile_all();
+    plain.compile_all();
     let mut results = Vec::new();
-    for case in cases(ctx, &k)? {
-        let (s, timer) = seconds_per_call(ctx, &case.dispatches)?;
-        results.push(KernelTiming {
-            kernel: case.kernel.into(),
-            shape: case.shape,
-            ms_per_call: s * 1e3,
-            gflops: case.flops.map(|f| f / s / 1e9),
-            gbytes_per_s: case.bytes.map(|b| b / s / 1e9),
-            timer,
-        });
+    for (case, plain_case) in cases(ctx, &k)?.into_iter().zip(cases(ctx, &plain)?) {
+        let subgroups = case.dispatches[0].kernel.uses_subgroups();
+        for (case, suffix) in [(case, ""), (plain_case, " (no subgroups)")].into_iter().take(1 + subgroups as usize) {
+            let (s, timer) = seconds_per_call(ctx, &case.dispatches)?;
+            results.push(KernelTiming {
+                kernel: format!("{}{suffix}", case.kernel),
+                shape: case.shape,
+                ms_per_call: s * 1e3,
+                gflops: case.flops.map(|f| f / s / 1e9),
+                gbytes_per_s: case.bytes.map(|b| b / s / 1e9),
+                timer,
+            });
+        }
     }
     ctx.check_errors()?;
     Ok(results)

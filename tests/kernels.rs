@@ -9,8 +9,8 @@
 
 mod common;
 
-use common::{assert_close, gpu, input, poisoned, random, reference as cpu, run};
-use gpu_cnn::gpu::kernels::{ConvShape, GemmShape, Kernels, PoolShape, StepParams};
+use common::{assert_close, gpu, input, kernel_paths, poisoned, random, reference as cpu, run};
+use gpu_cnn::gpu::kernels::{ConvShape, GemmShape, Kernel, Kernels, PoolShape, StepParams};
 use gpu_cnn::gpu::View;
 
 const TOL: f64 = 1e-5;
@@ -130,32 +130,65 @@ fn maxpool2d_forward_and_backward_match_reference() {
     }
 }
 
-fn gemm_case(seed: u64, g: GemmShape, a_len: usize, b_len: usize, bias: bool, relu: bool) {
-    let (ctx, k) = gpu();
+/// Checks the GEMM through both kernel paths; returns the kernels they used.
+fn gemm_case(seed: u64, g: GemmShape, a_len: usize, b_len: usize, bias: bool, relu: bool) -> Vec<Kernel> {
+    let (ctx, _) = gpu();
     let a = random(seed, a_len, -1.0, 1.0);
     let b = random(seed + 1, b_len, -1.0, 1.0);
     let bias_data = random(seed + 2, g.n as usize, -1.0, 1.0);
-    let c = poisoned(ctx, g.m as u64 * g.n as u64);
-    let scratch = poisoned(ctx, Kernels::gemm_scratch(&g).max(1));
-    let bias_view = input(ctx, &bias_data);
-    let d = k.gemm(&g, &input(ctx, &a), &input(ctx, &b), bias.then_some(&bias_view), relu, &c, &scratch);
-    let got = run(&d, &c);
+    let (av, bv, bias_view) = (input(ctx, &a), input(ctx, &b), input(ctx, &bias_data));
     let want = cpu::gemm(&g, &a, &b, bias.then_some(&bias_data[..]), relu);
-    assert_close(&format!("gemm {g:?} bias={bias} relu={relu} ({} dispatches)", d.len()), &got, &want, TOL);
+    let mut used = Vec::new();
+    for (path, k) in kernel_paths() {
+        let c = poisoned(ctx, g.m as u64 * g.n as u64);
+        let scratch = poisoned(ctx, Kernels::gemm_scratch(&g).max(1));
+        let d = k.gemm(&g, &av, &bv, bias.then_some(&bias_view), relu, &c, &scratch);
+        let got = run(&d, &c);
+        assert_close(&format!("gemm {g:?} bias={bias} relu={relu} {path}: {:?} ({} dispatches)", d[0].kernel, d.len()), &got, &want, TOL);
+        used.push(d[0].kernel);
+    }
+    used
+}
+
+/// On an adapter with usable subgroups, some case must have exercised `kernel`.
+fn assert_subgroup_path_ran(used: &[Kernel], is_subgroup: impl Fn(&Kernel) -> bool) {
+    if gpu().1.subgroup_lanes().is_some() {
+        assert!(used.iter().any(is_subgroup), "no case took the subgroup kernel: {used:?}");
+    }
 }
 
 #[test]
 fn gemm_matches_reference_for_every_layout() {
-    // Odd sizes take the scalar kernel; multiples of 4 the quad kernel (with and without split-K).
-    let cases = [(1, 1, 1), (5, 7, 3), (3, 130, 2049), (33, 17, 1000), (1, 5, 4099), (4, 12, 8), (12, 20, 2052), (36, 8, 516)];
+    // Odd sizes take the scalar kernel; multiples of 4 the quad kernel (with and without split-K),
+    // and m a multiple of 8 with n a multiple of 4 x the subgroup size (32 or 64 on lavapipe)
+    // the subgroup kernel, with k shorter than a subgroup's reach, not a multiple of it, and
+    // split, with the tiles ordered along m (m > n) or along n; (12, 64, 36) has m = 12, so the
+    // quad kernel.
+    let cases = [
+        (1, 1, 1),
+        (5, 7, 3),
+        (3, 130, 2049),
+        (33, 17, 1000),
+        (1, 5, 4099),
+        (4, 12, 8),
+        (12, 20, 2052),
+        (36, 8, 516),
+        (24, 32, 4),
+        (12, 64, 36),
+        (16, 64, 36),
+        (8, 32, 2060),
+        (72, 32, 12),
+    ];
+    let mut used = Vec::new();
     for (i, &(m, n, kk)) in cases.iter().enumerate() {
         let len = (m * kk) as usize;
         let seed = 400 + 10 * i as u64;
-        gemm_case(seed, GemmShape::nn(m, n, kk), len, (kk * n) as usize, true, false);
-        gemm_case(seed + 1, GemmShape::nn(m, n, kk), len, (kk * n) as usize, true, true);
-        gemm_case(seed + 2, GemmShape::nt(m, n, kk), len, (n * kk) as usize, false, false);
-        gemm_case(seed + 3, GemmShape::tn(m, n, kk), len, (kk * n) as usize, false, false);
+        used.extend(gemm_case(seed, GemmShape::nn(m, n, kk), len, (kk * n) as usize, true, false));
+        used.extend(gemm_case(seed + 1, GemmShape::nn(m, n, kk), len, (kk * n) as usize, true, true));
+        used.extend(gemm_case(seed + 2, GemmShape::nt(m, n, kk), len, (n * kk) as usize, false, false));
+        used.extend(gemm_case(seed + 3, GemmShape::tn(m, n, kk), len, (kk * n) as usize, false, false));
     }
+    assert_subgroup_path_ran(&used, |k| matches!(k, Kernel::GemmSubgroup { .. }));
 }
 
 #[test]

@@ -163,7 +163,8 @@ impl GpuContext {
     fn open(adapter: wgpu::Adapter) -> Result<Self, GpuError> {
         let info = adapter.get_info();
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("gpu-cnn"),
@@ -178,6 +179,14 @@ impl GpuContext {
             sink.0.lock().unwrap().push(e.to_string());
         }));
         Ok(Self { adapter, device, queue, info, limits, timestamps, errors })
+    }
+
+    /// Lanes per subgroup, when the device has subgroup operations and every subgroup of a
+    /// 64-invocation workgroup is known to have the same size.
+    pub fn subgroup_size(&self) -> Option<u32> {
+        let (min, max) = (self.info.subgroup_min_size, self.info.subgroup_max_size);
+        let fixed = self.device.features().contains(wgpu::Features::SUBGROUP) && min == max;
+        (fixed && super::kernels::WG.is_multiple_of(min)).then_some(min)
     }
 
     /// One line naming the adapter, for benchmark and training output.

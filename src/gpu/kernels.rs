@@ -19,11 +19,17 @@ const GEMM_TILE: u32 = 4;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 /// The kernel families, one WGSL file each.
+/// The subgroup variants of a family: its file, then `SUBGROUP`, then their own file. They are
+/// separate modules because a module using subgroup operations fails to build without them.
+const SUBGROUP: &str = include_str!("../../shaders/subgroup.wgsl");
+
+/// The kernel families, one WGSL file each (plus one for a family's subgroup variants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     Conv2d,
     Pool,
     Matmul,
+    MatmulSubgroup,
     Reduce,
     Activation,
     Loss,
@@ -31,18 +37,27 @@ enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 7] = [Self::Conv2d, Self::Pool, Self::Matmul, Self::Reduce, Self::Activation, Self::Loss, Self::Adam];
+    const ALL: [Family; 8] =
+        [Self::Conv2d, Self::Pool, Self::Matmul, Self::MatmulSubgroup, Self::Reduce, Self::Activation, Self::Loss, Self::Adam];
 
-    fn source(self) -> &'static str {
-        match self {
+    fn source(self) -> String {
+        let file = match self {
             Self::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Self::Pool => include_str!("../../shaders/pool.wgsl"),
             Self::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Self::MatmulSubgroup => {
+                return format!("{}\n{SUBGROUP}\n{}", Self::Matmul.source(), include_str!("../../shaders/matmul_subgroup.wgsl"))
+            }
             Self::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Self::Activation => include_str!("../../shaders/activation.wgsl"),
             Self::Loss => include_str!("../../shaders/loss.wgsl"),
             Self::Adam => include_str!("../../shaders/adam.wgsl"),
-        }
+        };
+        format!("{COMMON}\n{file}")
+    }
+
+    fn needs_subgroups(self) -> bool {
+        matches!(self, Self::MatmulSubgroup)
     }
 }
 
@@ -61,6 +76,8 @@ pub enum Kernel {
     Gemm,
     /// `gemm_quads` specialised for a layout: a [m, k] or [k, m] x b [k, n] or [n, k].
     GemmQuads { a_k_contiguous: bool, b_n_contiguous: bool },
+    /// `gemm_subgroup`: `gemm_quads` with a's rows shared across a subgroup.
+    GemmSubgroup { a_k_contiguous: bool, b_n_contiguous: bool },
     ColumnSum,
     SumPartials,
     ReluForward,
@@ -74,7 +91,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 28] = [
+    pub const ALL: [Kernel; 31] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -93,6 +110,9 @@ impl Kernel {
         Self::GemmQuads { a_k_contiguous: true, b_n_contiguous: true },
         Self::GemmQuads { a_k_contiguous: true, b_n_contiguous: false },
         Self::GemmQuads { a_k_contiguous: false, b_n_contiguous: true },
+        Self::GemmSubgroup { a_k_contiguous: true, b_n_contiguous: true },
+        Self::GemmSubgroup { a_k_contiguous: true, b_n_contiguous: false },
+        Self::GemmSubgroup { a_k_contiguous: false, b_n_contiguous: true },
         Self::ColumnSum,
         Self::SumPartials,
         Self::ReluForward,
@@ -116,6 +136,7 @@ impl Kernel {
             Self::Maxpool2dBackwardQuads => "maxpool2d_backward_quads",
             Self::Gemm => "gemm",
             Self::GemmQuads { .. } => "gemm_quads",
+            Self::GemmSubgroup { .. } => "gemm_subgroup",
             Self::ColumnSum => "column_sum",
             Self::SumPartials => "sum_partials",
             Self::ReluForward => "relu_forward",
@@ -132,7 +153,7 @@ impl Kernel {
     /// Pipeline-overridable constants the entry point is specialised with.
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            Self::GemmQuads { a_k_contiguous, b_n_contiguous } => {
+            Self::GemmQuads { a_k_contiguous, b_n_contiguous } | Self::GemmSubgroup { a_k_contiguous, b_n_contiguous } => {
                 vec![("A_K_CONTIGUOUS", a_k_contiguous as u8 as f64), ("B_N_CONTIGUOUS", b_n_contiguous as u8 as f64)]
             }
             Self::Conv2dForward { x_quads, out_quads } | Self::Conv2dBackwardKernel { x_quads, out_quads } => {
@@ -143,11 +164,17 @@ impl Kernel {
         }
     }
 
+    /// Whether this is a subgroup variant (see subgroup.wgsl).
+    pub fn uses_subgroups(self) -> bool {
+        self.family().needs_subgroups()
+    }
+
     fn family(self) -> Family {
         match self {
             Self::Conv2dForward { .. } | Self::Conv2dBackwardInput { .. } | Self::Conv2dBackwardKernel { .. } => Family::Conv2d,
             Self::Maxpool2dForward | Self::Maxpool2dBackward | Self::Maxpool2dForwardQuads | Self::Maxpool2dBackwardQuads => Family::Pool,
             Self::Gemm | Self::GemmQuads { .. } => Family::Matmul,
+            Self::GemmSubgroup { .. } => Family::MatmulSubgroup,
             Self::ColumnSum | Self::SumPartials => Family::Reduce,
             Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
                 Family::Activation
@@ -398,13 +425,17 @@ impl GemmShape {
         Splits::choose(self.tiles(), self.k)
     }
 
-    /// The kernel for this shape: `gemm_quads` in the layout's specialisation, else `gemm`.
-    fn kernel(&self) -> Kernel {
+    /// The kernel for this shape: `gemm_subgroup` when a subgroup of `lanes` fits in a row of
+    /// column tiles and m in 8-row tiles, else `gemm_quads`, in the layout's specialisation;
+    /// else `gemm`.
+    fn kernel(&self, lanes: Option<u32>) -> Kernel {
         assert!(self.a_col == 1 || self.a_row == 1, "gemm: a must be contiguous along k or m");
         assert!(self.b_col == 1 || self.b_row == 1, "gemm: b must be contiguous along n or k");
-        match self.quads() {
-            true => Kernel::GemmQuads { a_k_contiguous: self.a_col == 1, b_n_contiguous: self.b_col == 1 },
-            false => Kernel::Gemm,
+        let (a_k_contiguous, b_n_contiguous) = (self.a_col == 1, self.b_col == 1);
+        match (self.quads(), lanes) {
+            (true, Some(s)) if self.n.is_multiple_of(4 * s) && self.m.is_multiple_of(8) => Kernel::GemmSubgroup { a_k_contiguous, b_n_contiguous },
+            (true, _) => Kernel::GemmQuads { a_k_contiguous, b_n_contiguous },
+            (false, _) => Kernel::Gemm,
         }
     }
 
@@ -428,7 +459,7 @@ struct GemmParams {
     k_per_split: u32,
     has_bias: u32,
     relu: u32,
-    _pad: u32,
+    rows_fastest: u32,
 }
 
 #[repr(C)]
@@ -500,23 +531,38 @@ enum Bind<'a> {
 pub struct Kernels {
     device: wgpu::Device,
     max_groups: u32,
+    /// Lanes per subgroup when the subgroup variants may be used (see subgroup.wgsl).
+    lanes: Option<u32>,
     modules: [OnceLock<wgpu::ShaderModule>; Family::ALL.len()],
     pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
 }
 
 impl Kernels {
+    /// The kernels of `ctx`, with the subgroup variants where the adapter allows them.
     pub fn new(ctx: &GpuContext) -> Self {
+        Self::with_subgroups(ctx, true)
+    }
+
+    /// `subgroups: false` keeps to the kernels every adapter runs (tests check both paths).
+    pub fn with_subgroups(ctx: &GpuContext, subgroups: bool) -> Self {
         Self {
             device: ctx.device.clone(),
             max_groups: ctx.limits.max_compute_workgroups_per_dimension,
+            lanes: ctx.subgroup_size().filter(|_| subgroups),
             modules: Default::default(),
             pipelines: Default::default(),
         }
     }
 
-    /// Compiles every pipeline now (benchmarks call this so compilation is not timed).
+    /// Lanes per subgroup when the subgroup kernels are in use.
+    pub fn subgroup_lanes(&self) -> Option<u32> {
+        self.lanes
+    }
+
+    /// Compiles every pipeline this adapter can use now (benchmarks call this so compilation is
+    /// not timed).
     pub fn compile_all(&self) {
-        for k in Kernel::ALL {
+        for k in Kernel::ALL.into_iter().filter(|k| self.lanes.is_some() || !k.uses_subgroups()) {
             self.pipeline(k);
         }
     }
@@ -528,7 +574,7 @@ impl Kernels {
             let module = self.modules[Family::ALL.iter().position(|&f| f == family).expect("listed family")].get_or_init(|| {
                 self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(kernel.entry()),
-                    source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{}", family.source()).into()),
+                    source: wgpu::ShaderSource::Wgsl(family.source().into()),
                 })
             });
             self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -699,7 +745,7 @@ impl Kernels {
     /// in `scratch`, then `sum_partials` with the bias and ReLU).
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(&self, g: &GemmShape, a: &View, b: &View, bias: Option<&View>, relu: bool, c: &View, scratch: &View) -> Vec<Dispatch> {
-        let k = g.kernel();
+        let k = g.kernel(self.lanes);
         let splits = g.splits();
         let target = if splits.count > 1 { scratch } else { c };
         let u = self.uniform(
@@ -716,10 +762,11 @@ impl Kernels {
                 k_per_split: splits.chunk,
                 has_bias: bias.is_some() as u32,
                 relu: relu as u32,
-                _pad: 0,
+                rows_fastest: (g.n > g.m) as u32,
             },
         );
-        let n = splits.count as u64 * g.tiles();
+        // gemm_subgroup's invocations take 8 rows, the others 4.
+        let n = splits.count as u64 * g.tiles() / if k.uses_subgroups() { 2 } else { 1 };
         let bias_or_a = bias.unwrap_or(a);
         let binds = match k {
             Kernel::Gemm => [(1, Bind::Storage(a)), (2, Bind::Storage(b)), (3, Bind::Storage(bias_or_a)), (4, Bind::Storage(target))],

@@ -21,6 +21,19 @@ pub fn gpu() -> &'static (GpuContext, Kernels) {
     })
 }
 
+/// The kernels of the test GPU without the subgroup variants (the path adapters without
+/// subgroups take).
+pub fn plain_kernels() -> &'static Kernels {
+    static PLAIN: OnceLock<Kernels> = OnceLock::new();
+    PLAIN.get_or_init(|| Kernels::with_subgroups(&gpu().0, false))
+}
+
+/// Both kernel paths, named: the default (subgroup variants where the adapter has them) and
+/// the plain one. Kernel tests run each case through both.
+pub fn kernel_paths() -> [(&'static str, &'static Kernels); 2] {
+    [("default", &gpu().1), ("plain", plain_kernels())]
+}
+
 pub fn random(seed: u64, len: usize, lo: f32, hi: f32) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..len).map(|_| rng.random_range(lo..hi)).collect()
