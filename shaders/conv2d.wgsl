@@ -116,7 +116,12 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
             }
         }
     }
-    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    store_forward_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, oh, ow0, co);
+}
+
+// Stores output pixels ow0..ow0+3 of row oh (column j of acc: pixel ow0 + j) over channels
+// co..co+3, after the ReLU when p.relu != 0; pixels and channels past the edge are skipped.
+fn store_forward_tile(acc: array<vec4<f32>, 4>, n: u32, oh: u32, ow0: u32, co: u32) {
     for (var j = 0u; j < 4u; j++) {
         if (ow0 + j >= p.out_w) { break; }
         var v = acc[j];
@@ -183,7 +188,12 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
             }
         }
     }
-    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    store_input_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, ih, iw0, ci);
+}
+
+// Stores dx for input pixels iw0..iw0+3 of row ih (column j of acc: pixel iw0 + j) over
+// channels ci..ci+3; pixels and channels past the edge are skipped.
+fn store_input_tile(acc: array<vec4<f32>, 4>, n: u32, ih: u32, iw0: u32, ci: u32) {
     for (var j = 0u; j < 4u; j++) {
         if (iw0 + j >= p.in_w) { break; }
         let o = ((n * p.in_h + ih) * p.in_w + iw0 + j) * p.in_c + ci;
@@ -243,11 +253,16 @@ fn conv2d_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32>,
             if (oh == p.out_h) { oh = 0u; n += 1u; }
         }
     }
+    store_kernel_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), split, kh * p.k_w + kw, ci, co);
+}
+
+// Stores split `split`'s dw for tap `tap` (kh * k_w + kw), input channels ci..ci+3 (row j of
+// the tile: acc[j]) and output channels co..co+3; channels past the edge are skipped.
+fn store_kernel_tile(acc: array<vec4<f32>, 4>, split: u32, tap: u32, ci: u32, co: u32) {
     let plane = p.k_h * p.k_w * p.in_c * p.out_c;
-    let acc = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var j = 0u; j < 4u; j++) {
         if (ci + j >= p.in_c) { break; }
-        let o = split * plane + ((kh * p.k_w + kw) * p.in_c + ci + j) * p.out_c + co;
+        let o = split * plane + (tap * p.in_c + ci + j) * p.out_c + co;
         for (var q = 0u; q < min(4u, p.out_c - co); q++) { dw[o + q] = acc[j][q]; }
     }
 }

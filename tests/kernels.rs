@@ -31,14 +31,24 @@ const CONV_SHAPES: &[ConvCase] = &[
     (2, [5, 6, 6], 12, [3, 3], 1, false),
     (2, [7, 9, 8], 4, [3, 3], 2, true),
     (1, [6, 5, 12], 8, [4, 2], 1, false),
+    // Channel counts a multiple of 4 x the subgroup size (8 lanes on lavapipe) take the subgroup
+    // kernels: 3 input channels (fewer than a subgroup's reach), 12 (x quads, 27 kernel units:
+    // an odd count), 32 input channels for the input gradient, with stride 2, 'valid' padding
+    // and widths that leave part of the last 8 pixels empty.
+    (1, [5, 7, 3], 32, [3, 3], 1, true),
+    (2, [6, 5, 12], 32, [3, 3], 1, false),
+    (2, [7, 9, 32], 12, [3, 3], 2, true),
+    (1, [5, 11, 32], 32, [2, 3], 1, false),
 ];
 
 /// Model 1/2's first conv and Model 2's second, at batch 32.
 const CONV_REFERENCE: &[ConvCase] =
     &[(32, [64, 64, 3], 32, [3, 3], 1, true), (32, [32, 32, 32], 32, [3, 3], 1, true)];
 
-fn conv_case(seed: u64, shape: ConvCase) {
-    let (ctx, k) = gpu();
+/// Checks the three conv kernels and the bias gradient through both kernel paths; returns the
+/// kernels they used.
+fn conv_case(seed: u64, shape: ConvCase) -> Vec<Kernel> {
+    let (ctx, _) = gpu();
     let (batch, inp, filters, kernel, stride, same) = shape;
     let s = ConvShape::keras(batch, inp, filters, kernel, stride, same);
     let name = format!("{batch}x{inp:?} -> {filters} k{kernel:?} s{stride} {}", if same { "same" } else { "valid" });
@@ -47,31 +57,43 @@ fn conv_case(seed: u64, shape: ConvCase) {
     let b = random(seed + 2, filters as usize, -0.5, 0.5);
     let dy = random(seed + 3, s.output_len() as usize, -1.0, 1.0);
     let (xv, wv, bv, dyv) = (input(ctx, &x), input(ctx, &w), input(ctx, &b), input(ctx, &dy));
-    let scratch = poisoned(ctx, Kernels::conv2d_backward_kernel_scratch(&s).max(1));
+    let mut used = Vec::new();
+    for (path, k) in kernel_paths() {
+        for relu in [false, true] {
+            let y = poisoned(ctx, s.output_len());
+            let d = k.conv2d_forward(&s, relu, &xv, &wv, &bv, &y);
+            used.push(d.kernel);
+            let got = run(&[d], &y);
+            assert_close(&format!("conv2d_forward {name} relu={relu} {path}"), &got, &cpu::conv2d_forward(&s, relu, &x, &w, &b), TOL);
+        }
+        let dx = poisoned(ctx, s.input_len());
+        let d = k.conv2d_backward_input(&s, &dyv, &wv, &dx);
+        used.push(d.kernel);
+        let got = run(&[d], &dx);
+        assert_close(&format!("conv2d_backward_input {name} {path}"), &got, &cpu::conv2d_backward_input(&s, &dy, &w), TOL);
 
-    for relu in [false, true] {
-        let y = poisoned(ctx, s.output_len());
-        let got = run(&[k.conv2d_forward(&s, relu, &xv, &wv, &bv, &y)], &y);
-        assert_close(&format!("conv2d_forward {name} relu={relu}"), &got, &cpu::conv2d_forward(&s, relu, &x, &w, &b), TOL);
+        let dw = poisoned(ctx, s.kernel_len());
+        let scratch = poisoned(ctx, Kernels::conv2d_backward_kernel_scratch(&s).max(1));
+        let d = k.conv2d_backward_kernel(&s, &xv, &dyv, &dw, &scratch);
+        used.push(d[0].kernel);
+        let got = run(&d, &dw);
+        assert_close(&format!("conv2d_backward_kernel {name} {path}"), &got, &cpu::conv2d_backward_kernel(&s, &x, &dy), TOL);
     }
-    let dx = poisoned(ctx, s.input_len());
-    let got = run(&[k.conv2d_backward_input(&s, &dyv, &wv, &dx)], &dx);
-    assert_close(&format!("conv2d_backward_input {name}"), &got, &cpu::conv2d_backward_input(&s, &dy, &w), TOL);
-
-    let dw = poisoned(ctx, s.kernel_len());
-    let got = run(&k.conv2d_backward_kernel(&s, &xv, &dyv, &dw, &scratch), &dw);
-    assert_close(&format!("conv2d_backward_kernel {name}"), &got, &cpu::conv2d_backward_kernel(&s, &x, &dy), TOL);
-
     let db = poisoned(ctx, filters as u64);
     let col_scratch = poisoned(ctx, Kernels::column_sum_scratch(s.output_rows(), filters).max(1));
-    let got = run(&k.column_sum(s.output_rows(), filters, &dyv, &db, &col_scratch), &db);
+    let got = run(&gpu().1.column_sum(s.output_rows(), filters, &dyv, &db, &col_scratch), &db);
     assert_close(&format!("conv2d bias gradient {name}"), &got, &cpu::column_sum(s.output_rows() as usize, filters as usize, &dy), TOL);
+    used
 }
 
 #[test]
 fn conv2d_forward_and_backward_match_reference() {
+    let mut used = Vec::new();
     for (i, &shape) in CONV_SHAPES.iter().enumerate() {
-        conv_case(100 + 10 * i as u64, shape);
+        used.extend(conv_case(100 + 10 * i as u64, shape));
+    }
+    for subgroup_kernel in ["conv2d_forward_subgroup", "conv2d_backward_input_subgroup", "conv2d_backward_kernel_subgroup"] {
+        assert_subgroup_path_ran(&used, |k| k.entry() == subgroup_kernel);
     }
 }
 

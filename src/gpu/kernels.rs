@@ -28,6 +28,7 @@ const SUBGROUP: &str = include_str!("../../shaders/subgroup.wgsl");
 enum Family {
     Conv2d,
     Pool,
+    Conv2dSubgroup,
     Matmul,
     MatmulSubgroup,
     Reduce,
@@ -37,17 +38,25 @@ enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 8] =
-        [Self::Conv2d, Self::Pool, Self::Matmul, Self::MatmulSubgroup, Self::Reduce, Self::Activation, Self::Loss, Self::Adam];
+    const ALL: [Family; 9] = [
+        Self::Conv2d,
+        Self::Conv2dSubgroup,
+        Self::Pool,
+        Self::Matmul,
+        Self::MatmulSubgroup,
+        Self::Reduce,
+        Self::Activation,
+        Self::Loss,
+        Self::Adam,
+    ];
 
     fn source(self) -> String {
         let file = match self {
             Self::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
+            Self::Conv2dSubgroup => return Self::Conv2d.with_subgroup_file(include_str!("../../shaders/conv2d_subgroup.wgsl")),
             Self::Pool => include_str!("../../shaders/pool.wgsl"),
             Self::Matmul => include_str!("../../shaders/matmul.wgsl"),
-            Self::MatmulSubgroup => {
-                return format!("{}\n{SUBGROUP}\n{}", Self::Matmul.source(), include_str!("../../shaders/matmul_subgroup.wgsl"))
-            }
+            Self::MatmulSubgroup => return Self::Matmul.with_subgroup_file(include_str!("../../shaders/matmul_subgroup.wgsl")),
             Self::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Self::Activation => include_str!("../../shaders/activation.wgsl"),
             Self::Loss => include_str!("../../shaders/loss.wgsl"),
@@ -56,8 +65,12 @@ impl Family {
         format!("{COMMON}\n{file}")
     }
 
+    fn with_subgroup_file(self, file: &str) -> String {
+        format!("{}\n{SUBGROUP}\n{file}", self.source())
+    }
+
     fn needs_subgroups(self) -> bool {
-        matches!(self, Self::MatmulSubgroup)
+        matches!(self, Self::Conv2dSubgroup | Self::MatmulSubgroup)
     }
 }
 
@@ -69,6 +82,11 @@ pub enum Kernel {
     Conv2dForward { x_quads: bool, out_quads: bool },
     Conv2dBackwardInput { out_quads: bool },
     Conv2dBackwardKernel { x_quads: bool, out_quads: bool },
+    /// Subgroup variants of the conv kernels (out_c, or in_c for the input gradient, a
+    /// multiple of 4 x the subgroup size).
+    Conv2dForwardSubgroup { x_quads: bool },
+    Conv2dBackwardInputSubgroup,
+    Conv2dBackwardKernelSubgroup { x_quads: bool },
     Maxpool2dForward,
     Maxpool2dBackward,
     Maxpool2dForwardQuads,
@@ -91,7 +109,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 31] = [
+    pub const ALL: [Kernel; 36] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -102,6 +120,11 @@ impl Kernel {
         Self::Conv2dBackwardKernel { x_quads: false, out_quads: true },
         Self::Conv2dBackwardKernel { x_quads: true, out_quads: false },
         Self::Conv2dBackwardKernel { x_quads: true, out_quads: true },
+        Self::Conv2dForwardSubgroup { x_quads: false },
+        Self::Conv2dForwardSubgroup { x_quads: true },
+        Self::Conv2dBackwardInputSubgroup,
+        Self::Conv2dBackwardKernelSubgroup { x_quads: false },
+        Self::Conv2dBackwardKernelSubgroup { x_quads: true },
         Self::Maxpool2dForward,
         Self::Maxpool2dBackward,
         Self::Maxpool2dForwardQuads,
@@ -130,6 +153,9 @@ impl Kernel {
             Self::Conv2dForward { .. } => "conv2d_forward",
             Self::Conv2dBackwardInput { .. } => "conv2d_backward_input",
             Self::Conv2dBackwardKernel { .. } => "conv2d_backward_kernel",
+            Self::Conv2dForwardSubgroup { .. } => "conv2d_forward_subgroup",
+            Self::Conv2dBackwardInputSubgroup => "conv2d_backward_input_subgroup",
+            Self::Conv2dBackwardKernelSubgroup { .. } => "conv2d_backward_kernel_subgroup",
             Self::Maxpool2dForward => "maxpool2d_forward",
             Self::Maxpool2dBackward => "maxpool2d_backward",
             Self::Maxpool2dForwardQuads => "maxpool2d_forward_quads",
@@ -160,6 +186,9 @@ impl Kernel {
                 vec![("X_QUADS", x_quads as u8 as f64), ("OUT_QUADS", out_quads as u8 as f64)]
             }
             Self::Conv2dBackwardInput { out_quads } => vec![("OUT_QUADS", out_quads as u8 as f64)],
+            Self::Conv2dForwardSubgroup { x_quads } | Self::Conv2dBackwardKernelSubgroup { x_quads } => {
+                vec![("X_QUADS", x_quads as u8 as f64), ("OUT_QUADS", 1.0)]
+            }
             _ => Vec::new(),
         }
     }
@@ -172,6 +201,9 @@ impl Kernel {
     fn family(self) -> Family {
         match self {
             Self::Conv2dForward { .. } | Self::Conv2dBackwardInput { .. } | Self::Conv2dBackwardKernel { .. } => Family::Conv2d,
+            Self::Conv2dForwardSubgroup { .. } | Self::Conv2dBackwardInputSubgroup | Self::Conv2dBackwardKernelSubgroup { .. } => {
+                Family::Conv2dSubgroup
+            }
             Self::Maxpool2dForward | Self::Maxpool2dBackward | Self::Maxpool2dForwardQuads | Self::Maxpool2dBackwardQuads => Family::Pool,
             Self::Gemm | Self::GemmQuads { .. } => Family::Matmul,
             Self::GemmSubgroup { .. } => Family::MatmulSubgroup,
@@ -550,7 +582,7 @@ impl Kernels {
             max_groups: ctx.limits.max_compute_workgroups_per_dimension,
             lanes: ctx.subgroup_size().filter(|_| subgroups),
             modules: Default::default(),
-            pipelines: Default::default(),
+            pipelines: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
@@ -634,36 +666,52 @@ impl Kernels {
 
     // ---- conv2d.wgsl ----
 
+    /// Whether the subgroup conv kernels apply to a channel count their lanes split: one
+    /// channel quad per lane, whole subgroups (conv2d_subgroup.wgsl).
+    fn shares_lanes(&self, channels: u32) -> bool {
+        self.lanes.is_some_and(|s| channels.is_multiple_of(4 * s))
+    }
+
     /// y [batch, out_h, out_w, out_c] = act(conv(x, w) + b); overwrites y.
     pub fn conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
-        let k = Kernel::Conv2dForward { x_quads: s.in_c.is_multiple_of(4), out_quads: s.out_c.is_multiple_of(4) };
+        let x_quads = s.in_c.is_multiple_of(4);
+        let k = match self.shares_lanes(s.out_c) {
+            true => Kernel::Conv2dForwardSubgroup { x_quads },
+            false => Kernel::Conv2dForward { x_quads, out_quads: s.out_c.is_multiple_of(4) },
+        };
         let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
-        let binds = [
+        let mut binds = vec![
             (0, Bind::Uniform(&u)),
             (1, Bind::Storage(x)),
             (8, Bind::Quads(x)),
-            (2, Bind::Storage(w)),
             (9, Bind::Quads(w)),
             (3, Bind::Storage(b)),
             (4, Bind::Storage(y)),
         ];
-        let n = s.batch as u64 * s.out_h as u64 * s.out_w.div_ceil(4) as u64 * s.out_c.div_ceil(4) as u64;
+        if !k.uses_subgroups() {
+            binds.push((2, Bind::Storage(w)));
+        }
+        // Pixels per invocation: 8 in the subgroup kernel, else 4.
+        let pixels = if k.uses_subgroups() { 8 } else { 4 };
+        let n = s.batch as u64 * s.out_h as u64 * s.out_w.div_ceil(pixels) as u64 * s.out_c.div_ceil(4) as u64;
         self.dispatch(k, &binds, self.grid(n))
     }
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
     pub fn conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View) -> Dispatch {
-        let k = Kernel::Conv2dBackwardInput { out_quads: s.out_c.is_multiple_of(4) };
+        let out_quads = s.out_c.is_multiple_of(4);
+        let k = match out_quads && self.shares_lanes(s.in_c) {
+            true => Kernel::Conv2dBackwardInputSubgroup,
+            false => Kernel::Conv2dBackwardInput { out_quads },
+        };
         let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
-        let n = s.batch as u64 * s.in_h as u64 * s.in_w.div_ceil(4) as u64 * s.in_c.div_ceil(4) as u64;
-        let binds = [
-            (0, Bind::Uniform(&u)),
-            (5, Bind::Storage(dy)),
-            (10, Bind::Quads(dy)),
-            (2, Bind::Storage(w)),
-            (9, Bind::Quads(w)),
-            (6, Bind::Storage(dx)),
-        ];
+        // Pixels per invocation: 8 in the subgroup kernel, else 4.
+        let pixels = if k.uses_subgroups() { 8 } else { 4 };
+        let n = s.batch as u64 * s.in_h as u64 * s.in_w.div_ceil(pixels) as u64 * s.in_c.div_ceil(4) as u64;
+        let mut binds = vec![(0, Bind::Uniform(&u)), (10, Bind::Quads(dy)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
+        if !k.uses_subgroups() {
+            binds.extend([(5, Bind::Storage(dy)), (2, Bind::Storage(w))]);
+        }
         self.dispatch(k, &binds, self.grid(n))
     }
 
@@ -684,11 +732,20 @@ impl Kernels {
     /// dw [k_h, k_w, in_c, out_c] = sum over rows of x patches times dy; overwrites dw.
     /// One or two dispatches (split reduction, then `sum_partials` through `scratch`).
     pub fn conv2d_backward_kernel(&self, s: &ConvShape, x: &View, dy: &View, dw: &View, scratch: &View) -> Vec<Dispatch> {
-        let k = Kernel::Conv2dBackwardKernel { x_quads: s.in_c.is_multiple_of(4), out_quads: s.out_c.is_multiple_of(4) };
+        let x_quads = s.in_c.is_multiple_of(4);
+        let k = match self.shares_lanes(s.out_c) {
+            true => Kernel::Conv2dBackwardKernelSubgroup { x_quads },
+            false => Kernel::Conv2dBackwardKernel { x_quads, out_quads: s.out_c.is_multiple_of(4) },
+        };
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
         let u = self.uniform(k, &s.params(false, splits));
-        let n = splits.count as u64 * Self::conv_kernel_tiles(s);
+        // The subgroup kernel's invocations take two (tap, input-channel quad) units.
+        let n = splits.count as u64
+            * match k.uses_subgroups() {
+                true => ((s.k_h * s.k_w * s.in_c.div_ceil(4)).div_ceil(2) * s.out_c / 4) as u64,
+                false => Self::conv_kernel_tiles(s),
+            };
         let binds = [
             (0, Bind::Uniform(&u)),
             (1, Bind::Storage(x)),
