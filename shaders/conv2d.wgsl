@@ -38,6 +38,18 @@ fn quad(c: u32, count: u32) -> vec4<u32> {
     return vec4<u32>(c, min(c + 1u, last), min(c + 2u, last), min(c + 3u, last));
 }
 
+// The conv kernels cut an NHWC tensor (h x w x c per image) into tiles of `pixels` adjacent
+// pixels of a row x 4 channels: how many tiles the batch has, and the origin (n, row, first
+// pixel, first channel) of tile `id`, channel tiles varying fastest.
+fn pixel_tiles(h: u32, w: u32, c: u32, pixels: u32) -> u32 {
+    return p.batch * h * ((w + pixels - 1u) / pixels) * ((c + 3u) / 4u);
+}
+
+fn pixel_tile(id: u32, h: u32, w: u32, c: u32, pixels: u32) -> vec4<u32> {
+    let t = unflatten_nhwc(id, h, (w + pixels - 1u) / pixels, (c + 3u) / 4u);
+    return vec4<u32>(t.x, t.y, t.z * pixels, t.w * 4u);
+}
+
 // Channels c..c+3 of the pixel (or kernel row) whose channel 0 is at element e, clamped as in
 // quad(): one quad load when the channel count allows it, else four scalar loads.
 fn x_quad(e: u32, c: u32) -> vec4<f32> {
@@ -65,14 +77,12 @@ fn dy_quad(e: u32, c: u32) -> vec4<f32> {
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
-    let groups = (p.out_c + 3u) / 4u;
-    let quads = (p.out_w + 3u) / 4u;
-    if (id >= p.batch * p.out_h * quads * groups) { return; }
-    let tile = unflatten_nhwc(id, p.out_h, quads, groups);
+    if (id >= pixel_tiles(p.out_h, p.out_w, p.out_c, 4u)) { return; }
+    let tile = pixel_tile(id, p.out_h, p.out_w, p.out_c, 4u);
     let n = tile.x;
     let oh = tile.y;
-    let ow0 = tile.z * 4u;
-    let co = tile.w * 4u;
+    let ow0 = tile.z;
+    let co = tile.w;
     let c = quad(co, p.out_c);
     let bias = vec4<f32>(b[c.x], b[c.y], b[c.z], b[c.w]);
     // Four named accumulators: a dynamically indexed array would live in memory on CPU adapters.
@@ -139,14 +149,12 @@ fn store_forward_tile(acc: array<vec4<f32>, 4>, n: u32, oh: u32, ow0: u32, co: u
 fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
-    let groups = (p.in_c + 3u) / 4u;
-    let quads = (p.in_w + 3u) / 4u;
-    if (id >= p.batch * p.in_h * quads * groups) { return; }
-    let tile = unflatten_nhwc(id, p.in_h, quads, groups);
+    if (id >= pixel_tiles(p.in_h, p.in_w, p.in_c, 4u)) { return; }
+    let tile = pixel_tile(id, p.in_h, p.in_w, p.in_c, 4u);
     let n = tile.x;
     let ih = tile.y;
-    let iw0 = tile.z * 4u;
-    let ci = tile.w * 4u;
+    let iw0 = tile.z;
+    let ci = tile.w;
     let c = quad(ci, p.in_c) * p.out_c;
     let s = i32(p.stride);
     var acc0 = vec4<f32>(0.0);

@@ -13,14 +13,12 @@ fn conv2d_forward_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
                            @builtin(subgroup_id) sg: u32, @builtin(subgroup_size) lanes: u32,
                            @builtin(subgroup_invocation_id) lane: u32) {
     let id = subgroup_linear_id(wid, nwg, sg, lanes, lane);
-    let groups = p.out_c / 4u;
-    let octets = (p.out_w + 7u) / 8u;
-    if (id >= p.batch * p.out_h * octets * groups) { return; }
-    let tile = unflatten_nhwc(id, p.out_h, octets, groups);
+    if (id >= pixel_tiles(p.out_h, p.out_w, p.out_c, 8u)) { return; }
+    let tile = pixel_tile(id, p.out_h, p.out_w, p.out_c, 8u);
     let n = tile.x;
     let oh = tile.y;
-    let ow0 = tile.z * 8u;
-    let co = tile.w * 4u;
+    let ow0 = tile.z;
+    let co = tile.w;
     let bias = vec4<f32>(b[co], b[co + 1u], b[co + 2u], b[co + 3u]);
     // Pixel ow0 + i accumulates in acc[i / 4][i % 4] (named: arrays indexed at run time would
     // live in memory on CPU adapters).
@@ -110,14 +108,12 @@ fn conv2d_backward_input_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builti
                                   @builtin(subgroup_id) sg: u32, @builtin(subgroup_size) lanes: u32,
                                   @builtin(subgroup_invocation_id) lane: u32) {
     let id = subgroup_linear_id(wid, nwg, sg, lanes, lane);
-    let groups = p.in_c / 4u;
-    let octets = (p.in_w + 7u) / 8u;
-    if (id >= p.batch * p.in_h * octets * groups) { return; }
-    let tile = unflatten_nhwc(id, p.in_h, octets, groups);
+    if (id >= pixel_tiles(p.in_h, p.in_w, p.in_c, 8u)) { return; }
+    let tile = pixel_tile(id, p.in_h, p.in_w, p.in_c, 8u);
     let n = tile.x;
     let ih = tile.y;
-    let iw0 = tile.z * 8u;
-    let ci = tile.w * 4u;
+    let iw0 = tile.z;
+    let ci = tile.w;
     let s = i32(p.stride);
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);

@@ -6,7 +6,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::gpu;
+use common::{gpu, kernel_paths};
+use gpu_cnn::gpu::Kernels;
 use gpu_cnn::model::{Activation, LayerKind, ModelSpec, Padding};
 use gpu_cnn::network::{Network, Pass};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -132,13 +133,21 @@ impl Reference {
 }
 
 /// Forward, loss, every gradient and three Adam steps of Model 2 (batch 4, 64x64x3) agree with
-/// PyTorch in float64. Tolerances (relative norm): logits and loss 1e-5, gradients 1e-4 (the
-/// dense kernel's gradient sums 8192-long products in f32), weight changes after Adam 1e-3
-/// (Adam divides by sqrt(v), amplifying gradient rounding where v is tiny).
+/// PyTorch in float64, through both kernel paths (on lavapipe the default one runs the subgroup
+/// conv kernels). Tolerances (relative norm): logits and loss 1e-5, gradients 1e-4 (the dense
+/// kernel's gradient sums 8192-long products in f32), weight changes after Adam 1e-3 (Adam
+/// divides by sqrt(v), amplifying gradient rounding where v is tiny).
 #[test]
 fn model2_step_matches_pytorch_float64() {
-    let (ctx, kernels) = gpu();
     let r = Reference::load();
+    for (path, kernels) in kernel_paths() {
+        eprintln!("kernel path: {path}");
+        check_model2_step(kernels, &r);
+    }
+}
+
+fn check_model2_step(kernels: &Kernels, r: &Reference) {
+    let (ctx, _) = gpu();
     let spec = ModelSpec::model2(64);
     let mut net = Network::new(ctx, kernels, &spec, 4, 0).unwrap();
     let names: Vec<String> = net.slots.iter().map(|s| s.info.name.clone()).collect();
