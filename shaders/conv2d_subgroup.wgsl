@@ -171,31 +171,45 @@ fn conv2d_backward_input_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builti
     store_input_tile(array<vec4<f32>, 4>(acc4, acc5, acc6, acc7), n, ih, iw0 + 4u, ci);
 }
 
-// x at output row r for the kernel tile `unit` (tap * ceil(in_c / 4) + input-channel quad),
-// 0 where the tap falls in the padding.
-fn patch_quad(r: u32, unit: u32) -> vec4<f32> {
+// (kh, kw, first input channel) of kernel unit `unit` (tap * ceil(in_c / 4) + channel quad).
+fn unit_tap(unit: u32) -> vec3<u32> {
     let in_groups = (p.in_c + 3u) / 4u;
     let tap = unit / in_groups;
-    let ci = (unit - tap * in_groups) * 4u;
     let kh = tap / p.k_w;
-    let kw = tap - kh * p.k_w;
+    return vec3<u32>(kh, tap - kh * p.k_w, (unit - tap * in_groups) * 4u);
+}
+
+// (n, oh, ow) of output row r.
+fn output_pixel(r: u32) -> vec3<u32> {
     let nh = div(r, p.out_w);
-    let ow = r - nh * p.out_w;
     let n = div(nh, p.out_h);
-    let oh = nh - n * p.out_h;
-    let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
-    let iw = i32(ow * p.stride + kw) - i32(p.pad_left);
+    return vec3<u32>(n, nh - n * p.out_h, r - nh * p.out_w);
+}
+
+// The x quad that tap (kh, kw, ci) of output pixel (n, oh, ow) reads, 0 in the padding.
+fn patch_quad(o: vec3<u32>, tap: vec3<u32>) -> vec4<f32> {
+    let ih = i32(o.y * p.stride + tap.x) - i32(p.pad_top);
+    let iw = i32(o.z * p.stride + tap.y) - i32(p.pad_left);
     let inside = ih >= 0 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w);
-    let e = ((n * p.in_h + u32(clamp(ih, 0, i32(p.in_h) - 1))) * p.in_w + u32(clamp(iw, 0, i32(p.in_w) - 1))) * p.in_c;
-    return select(vec4<f32>(0.0), x_quad(e, ci), inside);
+    let e = ((o.x * p.in_h + u32(clamp(ih, 0, i32(p.in_h) - 1))) * p.in_w + u32(clamp(iw, 0, i32(p.in_w) - 1))) * p.in_c;
+    return select(vec4<f32>(0.0), x_quad(e, tap.z), inside);
+}
+
+// dy quad d times x quad x as a matrix whose column j is input channel j's row of the tile.
+fn outer(d: vec4<f32>, x: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(d * x.x, d * x.y, d * x.z, d * x.w);
+}
+
+fn rows_of(m: mat4x4<f32>) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(m[0], m[1], m[2], m[3]);
 }
 
 // conv2d_backward_kernel_subgroup: conv2d_backward_kernel with x shared. An invocation computes
-// two kernel tiles, units u and u + 1 (unit: tap x input-channel quad; each dy quad serves both)
-// x 4 output channels, over one split of the rows; lanes take S consecutive output-channel
-// quads of the same units (the host checks out_c % (4 * S) == 0). For every S rows, lane l
-// loads both units' x at row l.
-// Dispatch: linear over splits * ceil(units / 2) * (out_c / 4) invocations.
+// four kernel tiles, units u0..u0+3 (unit: tap x input-channel quad; each dy quad serves all
+// four) x 4 output channels, over one split of the rows; lanes take S consecutive
+// output-channel quads of the same units (the host checks out_c % (4 * S) == 0). For every S
+// rows, lane l loads the four units' x at row l.
+// Dispatch: linear over splits * ceil(units / 4) * (out_c / 4) invocations.
 @compute @workgroup_size(64)
 fn conv2d_backward_kernel_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                    @builtin(subgroup_id) sg: u32, @builtin(subgroup_size) lanes: u32,
@@ -204,47 +218,45 @@ fn conv2d_backward_kernel_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @built
     let groups = p.out_c / 4u;
     let in_groups = (p.in_c + 3u) / 4u;
     let units = p.k_h * p.k_w * in_groups;
-    let pairs = (units + 1u) / 2u;
-    if (id >= p.splits * pairs * groups) { return; }
+    let quads = (units + 3u) / 4u;
+    if (id >= p.splits * quads * groups) { return; }
     let t = div(id, groups);
     let co = (id - t * groups) * 4u;
-    let split = div(t, pairs);
-    let u0 = (t - split * pairs) * 2u;
-    // An odd unit count leaves the last pair one unit short: it repeats unit u0, never stored.
-    let u1 = min(u0 + 1u, units - 1u);
+    let split = div(t, quads);
+    let u0 = (t - split * quads) * 4u;
+    // Units past the last repeat it and are never stored.
+    let u = min(vec4<u32>(u0, u0 + 1u, u0 + 2u, u0 + 3u), vec4<u32>(units - 1u));
+    let tap0 = unit_tap(u.x);
+    let tap1 = unit_tap(u.y);
+    let tap2 = unit_tap(u.z);
+    let tap3 = unit_tap(u.w);
     let rows = p.batch * p.out_h * p.out_w;
     let r0 = split * p.rows_per_split;
     let r1 = min(r0 + p.rows_per_split, rows);
-    var a0 = vec4<f32>(0.0);  // unit u0, input channels +0..+3
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    var b0 = vec4<f32>(0.0);  // unit u1
-    var b1 = vec4<f32>(0.0);
-    var b2 = vec4<f32>(0.0);
-    var b3 = vec4<f32>(0.0);
+    var acc0 = mat4x4<f32>();
+    var acc1 = mat4x4<f32>();
+    var acc2 = mat4x4<f32>();
+    var acc3 = mat4x4<f32>();
     for (var rc = r0; rc < r1; rc += lanes) {
         // Rows past r1 load a valid row that no lane asks for.
-        let r = min(rc + lane, r1 - 1u);
-        let mine_a = patch_quad(r, u0);
-        let mine_b = patch_quad(r, u1);
+        let o = output_pixel(min(rc + lane, r1 - 1u));
+        let mine0 = patch_quad(o, tap0);
+        let mine1 = patch_quad(o, tap1);
+        let mine2 = patch_quad(o, tap2);
+        let mine3 = patch_quad(o, tap3);
         let count = min(lanes, r1 - rc);
         for (var j = 0u; j < count; j++) {
             let dv = dy_quad((rc + j) * p.out_c, co);
-            let xa = subgroupShuffle(mine_a, j);
-            let xb = subgroupShuffle(mine_b, j);
-            a0 += xa.x * dv;
-            a1 += xa.y * dv;
-            a2 += xa.z * dv;
-            a3 += xa.w * dv;
-            b0 += xb.x * dv;
-            b1 += xb.y * dv;
-            b2 += xb.z * dv;
-            b3 += xb.w * dv;
+            acc0 += outer(dv, subgroupShuffle(mine0, j));
+            acc1 += outer(dv, subgroupShuffle(mine1, j));
+            acc2 += outer(dv, subgroupShuffle(mine2, j));
+            acc3 += outer(dv, subgroupShuffle(mine3, j));
         }
     }
-    store_kernel_tile(array<vec4<f32>, 4>(a0, a1, a2, a3), split, u0 / in_groups, (u0 % in_groups) * 4u, co);
-    if (u0 + 1u < units) {
-        store_kernel_tile(array<vec4<f32>, 4>(b0, b1, b2, b3), split, u1 / in_groups, (u1 % in_groups) * 4u, co);
+    let acc = array<mat4x4<f32>, 4>(acc0, acc1, acc2, acc3);
+    for (var i = 0u; i < 4u; i++) {
+        if (u0 + i >= units) { break; }
+        let tap = unit_tap(u0 + i);
+        store_kernel_tile(rows_of(acc[i]), split, tap.x * p.k_w + tap.y, tap.z, co);
     }
 }

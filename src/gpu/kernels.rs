@@ -740,10 +740,10 @@ impl Kernels {
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
         let u = self.uniform(k, &s.params(false, splits));
-        // The subgroup kernel's invocations take two (tap, input-channel quad) units.
+        // The subgroup kernel's invocations take four (tap, input-channel quad) units.
         let n = splits.count as u64
             * match k.uses_subgroups() {
-                true => ((s.k_h * s.k_w * s.in_c.div_ceil(4)).div_ceil(2) * s.out_c / 4) as u64,
+                true => ((s.k_h * s.k_w * s.in_c.div_ceil(4)).div_ceil(4) * s.out_c / 4) as u64,
                 false => Self::conv_kernel_tiles(s),
             };
         let binds = [
