@@ -2,173 +2,211 @@
 // consecutive channel groups of the same pixels (or taps), so the operand indexed by pixel is
 // loaded once per subgroup, each lane loading one slice, and passed round by subgroupShuffle.
 
-// conv2d_forward_subgroup: conv2d_forward with x shared. An invocation computes 8 adjacent
-// output pixels of a row (so each weight quad serves 8 pixels) x 4 output channels; lanes take
-// S consecutive output-channel quads of the same pixels (the host checks out_c % (4 * S) == 0,
-// so the branches on pixels are uniform per subgroup). For every S input-channel units (quads
-// with X_QUADS, else single channels), lane l loads unit l of the 8 pixels' inputs.
-// Dispatch: linear over batch * out_h * ceil(out_w / 8) * (out_c / 4) invocations.
+// Four input pixels of one row: their elements (channel 0) and 1 where they lie inside the
+// input, 0 in the padding (their elements are then clamped to a valid pixel).
+struct Pixels {
+    e: vec4<u32>,
+    mask: vec4<f32>,
+}
+
+// The pixels at columns iw of row ih of image n (rows outside are masked too).
+fn input_pixels(n: u32, ih: i32, iw: vec4<i32>) -> Pixels {
+    let row = (n * p.in_h + u32(clamp(ih, 0, i32(p.in_h) - 1))) * p.in_w;
+    let inside = iw >= vec4<i32>(0) & iw < vec4<i32>(i32(p.in_w)) & vec4<bool>(ih >= 0 && ih < i32(p.in_h));
+    let e = (row + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.in_w) - 1)))) * p.in_c;
+    return Pixels(e, select(vec4<f32>(0.0), vec4<f32>(1.0), inside));
+}
+
+// Channels c..c+3 of the four pixels, as columns (X_QUADS).
+fn pixel_quads(px: Pixels, c: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(x4[(px.e.x + c) / 4u] * px.mask.x, x4[(px.e.y + c) / 4u] * px.mask.y,
+                       x4[(px.e.z + c) / 4u] * px.mask.z, x4[(px.e.w + c) / 4u] * px.mask.w);
+}
+
+// Channel c of the four pixels.
+fn pixel_channel(px: Pixels, c: u32) -> vec4<f32> {
+    return vec4<f32>(x[px.e.x + c], x[px.e.y + c], x[px.e.z + c], x[px.e.w + c]) * px.mask;
+}
+
+// The outer product whose column j is d * x[j] (a quad of d for each of 4 pixels or channels).
+fn outer(d: vec4<f32>, x: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(d * x.x, d * x.y, d * x.z, d * x.w);
+}
+
+fn columns_of(m: mat4x4<f32>) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(m[0], m[1], m[2], m[3]);
+}
+
+// Lane `lane`'s matrix, column by column.
+fn shuffle_columns(m: mat4x4<f32>, lane: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(subgroupShuffle(m[0], lane), subgroupShuffle(m[1], lane),
+                       subgroupShuffle(m[2], lane), subgroupShuffle(m[3], lane));
+}
+
+// The bias-initialised accumulator of 4 pixels x 4 output channels (column j: pixel j).
+fn bias_block(co: u32) -> mat4x4<f32> {
+    let v = vec4<f32>(b[co], b[co + 1u], b[co + 2u], b[co + 3u]);
+    return mat4x4<f32>(v, v, v, v);
+}
+
+// conv2d_forward_subgroup: conv2d_forward with x shared. An invocation computes 16 adjacent
+// output pixels of a row (so each weight quad serves 16 pixels) x 4 output channels, as four
+// blocks of 4 pixels; lanes take S consecutive output-channel quads of the same pixels (the host
+// checks out_c % (4 * S) == 0, so the branches on pixels are uniform per subgroup). For every S
+// input-channel units (quads with X_QUADS, else single channels), lane l loads unit l of the
+// 16 pixels' inputs.
+// Dispatch: linear over batch * out_h * ceil(out_w / 16) * (out_c / 4) invocations.
 @compute @workgroup_size(64)
 fn conv2d_forward_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(subgroup_id) sg: u32, @builtin(subgroup_size) lanes: u32,
                            @builtin(subgroup_invocation_id) lane: u32) {
     let id = subgroup_linear_id(wid, nwg, sg, lanes, lane);
-    if (id >= pixel_tiles(p.out_h, p.out_w, p.out_c, 8u)) { return; }
-    let tile = pixel_tile(id, p.out_h, p.out_w, p.out_c, 8u);
+    if (id >= pixel_tiles(p.out_h, p.out_w, p.out_c, 16u)) { return; }
+    let tile = pixel_tile(id, p.out_h, p.out_w, p.out_c, 16u);
     let n = tile.x;
     let oh = tile.y;
     let ow0 = tile.z;
     let co = tile.w;
-    let bias = vec4<f32>(b[co], b[co + 1u], b[co + 2u], b[co + 3u]);
-    // Pixel ow0 + i accumulates in acc[i / 4][i % 4] (named: arrays indexed at run time would
-    // live in memory on CPU adapters).
-    var acc0 = bias;
-    var acc1 = bias;
-    var acc2 = bias;
-    var acc3 = bias;
-    var acc4 = bias;
-    var acc5 = bias;
-    var acc6 = bias;
-    var acc7 = bias;
-    let iw_lo = vec4<i32>(vec4<u32>(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u) * p.stride) - i32(p.pad_left);
-    let iw_hi = iw_lo + i32(4u * p.stride);
+    // Column j of block i: output pixel ow0 + 4i + j.
+    var acc0 = bias_block(co);
+    var acc1 = acc0;
+    var acc2 = acc0;
+    var acc3 = acc0;
+    let s = i32(p.stride);
+    let iw0 = vec4<i32>(vec4<u32>(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u) * p.stride) - i32(p.pad_left);
+    let q = p.out_c / 4u;
     for (var kh = 0u; kh < p.k_h; kh++) {
         let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
         if (ih < 0 || ih >= i32(p.in_h)) { continue; }
-        let row_base = (n * p.in_h + u32(ih)) * p.in_w;
         for (var kw = 0u; kw < p.k_w; kw++) {
-            // Taps left or right of the input read a clamped address, times 0.
-            let lo = iw_lo + i32(kw);
-            let hi = iw_hi + i32(kw);
-            let last = vec4<i32>(i32(p.in_w) - 1);
-            let mask_lo = select(vec4<f32>(0.0), vec4<f32>(1.0), lo >= vec4<i32>(0) & lo <= last);
-            let mask_hi = select(vec4<f32>(0.0), vec4<f32>(1.0), hi >= vec4<i32>(0) & hi <= last);
-            let xb_lo = (row_base + vec4<u32>(clamp(lo, vec4<i32>(0), last))) * p.in_c;
-            let xb_hi = (row_base + vec4<u32>(clamp(hi, vec4<i32>(0), last))) * p.in_c;
-            let wr = (kh * p.k_w + kw) * p.in_c * p.out_c + co;
+            let iw = iw0 + i32(kw);
+            let px0 = input_pixels(n, ih, iw);
+            let px1 = input_pixels(n, ih, iw + 4 * s);
+            let px2 = input_pixels(n, ih, iw + 8 * s);
+            let px3 = input_pixels(n, ih, iw + 12 * s);
+            let wr = ((kh * p.k_w + kw) * p.in_c * p.out_c + co) / 4u;
             if (X_QUADS) {
                 for (var c0 = 0u; c0 < p.in_c; c0 += 4u * lanes) {
-                    // Columns: the pixels' channels c..c+3 (clamped past in_c, never used).
+                    // Channels past in_c are clamped, loaded and never used.
                     let c = min(c0 + 4u * lane, p.in_c - 4u);
-                    let mine_lo = mat4x4<f32>(x4[(xb_lo.x + c) / 4u] * mask_lo.x, x4[(xb_lo.y + c) / 4u] * mask_lo.y,
-                                              x4[(xb_lo.z + c) / 4u] * mask_lo.z, x4[(xb_lo.w + c) / 4u] * mask_lo.w);
-                    let mine_hi = mat4x4<f32>(x4[(xb_hi.x + c) / 4u] * mask_hi.x, x4[(xb_hi.y + c) / 4u] * mask_hi.y,
-                                              x4[(xb_hi.z + c) / 4u] * mask_hi.z, x4[(xb_hi.w + c) / 4u] * mask_hi.w);
+                    let mine0 = pixel_quads(px0, c);
+                    let mine1 = pixel_quads(px1, c);
+                    let mine2 = pixel_quads(px2, c);
+                    let mine3 = pixel_quads(px3, c);
                     let units = min(lanes, (p.in_c - c0) / 4u);
                     for (var j = 0u; j < units; j++) {
                         // Columns: the weights of input channels c0 + 4j.. over co..co+3.
-                        let r = (wr + (c0 + 4u * j) * p.out_c) / 4u;
-                        let q = p.out_c / 4u;
+                        let r = wr + (c0 + 4u * j) * q;
                         let wm = mat4x4<f32>(w4[r], w4[r + q], w4[r + 2u * q], w4[r + 3u * q]);
-                        acc0 += wm * subgroupShuffle(mine_lo[0], j);
-                        acc1 += wm * subgroupShuffle(mine_lo[1], j);
-                        acc2 += wm * subgroupShuffle(mine_lo[2], j);
-                        acc3 += wm * subgroupShuffle(mine_lo[3], j);
-                        acc4 += wm * subgroupShuffle(mine_hi[0], j);
-                        acc5 += wm * subgroupShuffle(mine_hi[1], j);
-                        acc6 += wm * subgroupShuffle(mine_hi[2], j);
-                        acc7 += wm * subgroupShuffle(mine_hi[3], j);
+                        acc0 += wm * shuffle_columns(mine0, j);
+                        acc1 += wm * shuffle_columns(mine1, j);
+                        acc2 += wm * shuffle_columns(mine2, j);
+                        acc3 += wm * shuffle_columns(mine3, j);
                     }
                 }
             } else {
                 for (var c0 = 0u; c0 < p.in_c; c0 += lanes) {
-                    // The pixels' channel c (clamped past in_c, never used).
                     let c = min(c0 + lane, p.in_c - 1u);
-                    let mine_lo = vec4<f32>(x[xb_lo.x + c], x[xb_lo.y + c], x[xb_lo.z + c], x[xb_lo.w + c]) * mask_lo;
-                    let mine_hi = vec4<f32>(x[xb_hi.x + c], x[xb_hi.y + c], x[xb_hi.z + c], x[xb_hi.w + c]) * mask_hi;
+                    let mine0 = pixel_channel(px0, c);
+                    let mine1 = pixel_channel(px1, c);
+                    let mine2 = pixel_channel(px2, c);
+                    let mine3 = pixel_channel(px3, c);
                     let units = min(lanes, p.in_c - c0);
                     for (var j = 0u; j < units; j++) {
-                        let wv = w4[(wr + (c0 + j) * p.out_c) / 4u];
-                        let xl = subgroupShuffle(mine_lo, j);
-                        let xh = subgroupShuffle(mine_hi, j);
-                        acc0 += xl.x * wv;
-                        acc1 += xl.y * wv;
-                        acc2 += xl.z * wv;
-                        acc3 += xl.w * wv;
-                        acc4 += xh.x * wv;
-                        acc5 += xh.y * wv;
-                        acc6 += xh.z * wv;
-                        acc7 += xh.w * wv;
+                        let wv = w4[wr + (c0 + j) * q];
+                        acc0 += outer(wv, subgroupShuffle(mine0, j));
+                        acc1 += outer(wv, subgroupShuffle(mine1, j));
+                        acc2 += outer(wv, subgroupShuffle(mine2, j));
+                        acc3 += outer(wv, subgroupShuffle(mine3, j));
                     }
                 }
             }
         }
     }
-    store_forward_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, oh, ow0, co);
-    store_forward_tile(array<vec4<f32>, 4>(acc4, acc5, acc6, acc7), n, oh, ow0 + 4u, co);
+    store_forward_tile(columns_of(acc0), n, oh, ow0, co);
+    store_forward_tile(columns_of(acc1), n, oh, ow0 + 4u, co);
+    store_forward_tile(columns_of(acc2), n, oh, ow0 + 8u, co);
+    store_forward_tile(columns_of(acc3), n, oh, ow0 + 12u, co);
+}
+
+// The four output pixels whose tap kw reads input columns iw (tw = iw + pad_left - kw) in
+// output row oh of image n: their dy elements (channel 0) and 1 where such a pixel exists.
+fn output_pixels(n: u32, oh: u32, tw: vec4<i32>) -> Pixels {
+    let s = i32(p.stride);
+    let ow = tw / s;
+    let last = vec4<i32>(i32(p.out_w) - 1);
+    let valid = tw >= vec4<i32>(0) & tw - ow * s == vec4<i32>(0) & ow <= last;
+    let e = ((n * p.out_h + oh) * p.out_w + vec4<u32>(clamp(ow, vec4<i32>(0), last))) * p.out_c;
+    return Pixels(e, select(vec4<f32>(0.0), vec4<f32>(1.0), valid));
+}
+
+// dy over channels c..c+3 at the four pixels, as columns.
+fn dy_quads(px: Pixels, c: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(dy4[(px.e.x + c) / 4u] * px.mask.x, dy4[(px.e.y + c) / 4u] * px.mask.y,
+                       dy4[(px.e.z + c) / 4u] * px.mask.z, dy4[(px.e.w + c) / 4u] * px.mask.w);
 }
 
 // conv2d_backward_input_subgroup: conv2d_backward_input with dy shared. An invocation computes
-// 8 adjacent input pixels of a row x 4 input channels; lanes take S consecutive input-channel
-// quads of the same pixels (the host checks in_c % (4 * S) == 0 and out_c % 4 == 0). For every
-// S output-channel quads, lane l loads quad l of dy at the 8 pixels' taps.
-// Dispatch: linear over batch * in_h * ceil(in_w / 8) * (in_c / 4) invocations.
+// 16 adjacent input pixels of a row x 4 input channels, as four blocks of 4 pixels; lanes take
+// S consecutive input-channel quads of the same pixels (the host checks in_c % (4 * S) == 0 and
+// out_c % 4 == 0). For every S output-channel quads, lane l loads quad l of dy at the pixels'
+// taps.
+// Dispatch: linear over batch * in_h * ceil(in_w / 16) * (in_c / 4) invocations.
 @compute @workgroup_size(64)
 fn conv2d_backward_input_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                                   @builtin(subgroup_id) sg: u32, @builtin(subgroup_size) lanes: u32,
                                   @builtin(subgroup_invocation_id) lane: u32) {
     let id = subgroup_linear_id(wid, nwg, sg, lanes, lane);
-    if (id >= pixel_tiles(p.in_h, p.in_w, p.in_c, 8u)) { return; }
-    let tile = pixel_tile(id, p.in_h, p.in_w, p.in_c, 8u);
+    if (id >= pixel_tiles(p.in_h, p.in_w, p.in_c, 16u)) { return; }
+    let tile = pixel_tile(id, p.in_h, p.in_w, p.in_c, 16u);
     let n = tile.x;
     let ih = tile.y;
     let iw0 = tile.z;
     let ci = tile.w;
     let s = i32(p.stride);
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    let tw_lo = vec4<i32>(vec4<u32>(iw0, iw0 + 1u, iw0 + 2u, iw0 + 3u)) + i32(p.pad_left);
-    let tw_hi = tw_lo + 4;
-    let last = vec4<i32>(i32(p.out_w) - 1);
+    // Column j of block i: input pixel iw0 + 4i + j.
+    var acc0 = mat4x4<f32>();
+    var acc1 = mat4x4<f32>();
+    var acc2 = mat4x4<f32>();
+    var acc3 = mat4x4<f32>();
+    let tw0 = vec4<i32>(vec4<u32>(iw0, iw0 + 1u, iw0 + 2u, iw0 + 3u)) + i32(p.pad_left);
+    let q = p.out_c / 4u;
     for (var kh = 0u; kh < p.k_h; kh++) {
         let th = i32(ih + p.pad_top) - i32(kh);
         if (th < 0 || th % s != 0 || th / s >= i32(p.out_h)) { continue; }
-        let row_base = (n * p.out_h + u32(th / s)) * p.out_w;
+        let oh = u32(th / s);
         for (var kw = 0u; kw < p.k_w; kw++) {
-            // Output column of each pixel under tap kw; invalid ones read a clamped address, times 0.
-            let lo = tw_lo - i32(kw);
-            let hi = tw_hi - i32(kw);
-            let ow_lo = lo / s;
-            let ow_hi = hi / s;
-            let mask_lo = select(vec4<f32>(0.0), vec4<f32>(1.0), lo >= vec4<i32>(0) & lo - ow_lo * s == vec4<i32>(0) & ow_lo <= last);
-            let mask_hi = select(vec4<f32>(0.0), vec4<f32>(1.0), hi >= vec4<i32>(0) & hi - ow_hi * s == vec4<i32>(0) & ow_hi <= last);
-            let db_lo = (row_base + vec4<u32>(clamp(ow_lo, vec4<i32>(0), last))) * p.out_c;
-            let db_hi = (row_base + vec4<u32>(clamp(ow_hi, vec4<i32>(0), last))) * p.out_c;
-            let wr = ((kh * p.k_w + kw) * p.in_c + ci) * p.out_c;
+            let tw = tw0 - i32(kw);
+            let px0 = output_pixels(n, oh, tw);
+            let px1 = output_pixels(n, oh, tw + 4);
+            let px2 = output_pixels(n, oh, tw + 8);
+            let px3 = output_pixels(n, oh, tw + 12);
+            let wr = ((kh * p.k_w + kw) * p.in_c + ci) * q;
             for (var c0 = 0u; c0 < p.out_c; c0 += 4u * lanes) {
-                // Columns: the pixels' dy over channels c..c+3 (clamped past out_c, never used).
+                // Channels past out_c are clamped, loaded and never used.
                 let c = min(c0 + 4u * lane, p.out_c - 4u);
-                let mine_lo = mat4x4<f32>(dy4[(db_lo.x + c) / 4u] * mask_lo.x, dy4[(db_lo.y + c) / 4u] * mask_lo.y,
-                                          dy4[(db_lo.z + c) / 4u] * mask_lo.z, dy4[(db_lo.w + c) / 4u] * mask_lo.w);
-                let mine_hi = mat4x4<f32>(dy4[(db_hi.x + c) / 4u] * mask_hi.x, dy4[(db_hi.y + c) / 4u] * mask_hi.y,
-                                          dy4[(db_hi.z + c) / 4u] * mask_hi.z, dy4[(db_hi.w + c) / 4u] * mask_hi.w);
+                let mine0 = dy_quads(px0, c);
+                let mine1 = dy_quads(px1, c);
+                let mine2 = dy_quads(px2, c);
+                let mine3 = dy_quads(px3, c);
                 let units = min(lanes, (p.out_c - c0) / 4u);
                 for (var j = 0u; j < units; j++) {
-                    // Columns: the weights of input channels ci..ci+3 over c0 + 4j..; dv * wm
-                    // is the vector of their dot products with dv.
-                    let r = (wr + c0 + 4u * j) / 4u;
-                    let q = p.out_c / 4u;
-                    let wm = mat4x4<f32>(w4[r], w4[r + q], w4[r + 2u * q], w4[r + 3u * q]);
-                    acc0 += subgroupShuffle(mine_lo[0], j) * wm;
-                    acc1 += subgroupShuffle(mine_lo[1], j) * wm;
-                    acc2 += subgroupShuffle(mine_lo[2], j) * wm;
-                    acc3 += subgroupShuffle(mine_lo[3], j) * wm;
-                    acc4 += subgroupShuffle(mine_hi[0], j) * wm;
-                    acc5 += subgroupShuffle(mine_hi[1], j) * wm;
-                    acc6 += subgroupShuffle(mine_hi[2], j) * wm;
-                    acc7 += subgroupShuffle(mine_hi[3], j) * wm;
+                    // Rows: the weights of input channels ci..ci+3 over c0 + 4j.., so wt times a
+                    // pixel's dy quad is that pixel's dx over ci..ci+3.
+                    let r = wr + c0 / 4u + j;
+                    let wt = transpose(mat4x4<f32>(w4[r], w4[r + q], w4[r + 2u * q], w4[r + 3u * q]));
+                    acc0 += wt * shuffle_columns(mine0, j);
+                    acc1 += wt * shuffle_columns(mine1, j);
+                    acc2 += wt * shuffle_columns(mine2, j);
+                    acc3 += wt * shuffle_columns(mine3, j);
                 }
             }
         }
     }
-    store_input_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, ih, iw0, ci);
-    store_input_tile(array<vec4<f32>, 4>(acc4, acc5, acc6, acc7), n, ih, iw0 + 4u, ci);
+    store_input_tile(columns_of(acc0), n, ih, iw0, ci);
+    store_input_tile(columns_of(acc1), n, ih, iw0 + 4u, ci);
+    store_input_tile(columns_of(acc2), n, ih, iw0 + 8u, ci);
+    store_input_tile(columns_of(acc3), n, ih, iw0 + 12u, ci);
 }
 
 // (kh, kw, first input channel) of kernel unit `unit` (tap * ceil(in_c / 4) + channel quad).
@@ -195,14 +233,6 @@ fn patch_quad(o: vec3<u32>, tap: vec3<u32>) -> vec4<f32> {
     return select(vec4<f32>(0.0), x_quad(e, tap.z), inside);
 }
 
-// dy quad d times x quad x as a matrix whose column j is input channel j's row of the tile.
-fn outer(d: vec4<f32>, x: vec4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(d * x.x, d * x.y, d * x.z, d * x.w);
-}
-
-fn rows_of(m: mat4x4<f32>) -> array<vec4<f32>, 4> {
-    return array<vec4<f32>, 4>(m[0], m[1], m[2], m[3]);
-}
 
 // conv2d_backward_kernel_subgroup: conv2d_backward_kernel with x shared. An invocation computes
 // four kernel tiles, units u0..u0+3 (unit: tap x input-channel quad; each dy quad serves all
@@ -257,6 +287,6 @@ fn conv2d_backward_kernel_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @built
     for (var i = 0u; i < 4u; i++) {
         if (u0 + i >= units) { break; }
         let tap = unit_tap(u0 + i);
-        store_kernel_tile(rows_of(acc[i]), split, tap.x * p.k_w + tap.y, tap.z, co);
+        store_kernel_tile(columns_of(acc[i]), split, tap.x * p.k_w + tap.y, tap.z, co);
     }
 }

@@ -32,13 +32,17 @@ const CONV_SHAPES: &[ConvCase] = &[
     (2, [7, 9, 8], 4, [3, 3], 2, true),
     (1, [6, 5, 12], 8, [4, 2], 1, false),
     // Channel counts a multiple of 4 x the subgroup size (8 lanes on lavapipe) take the subgroup
-    // kernels: 3 input channels (fewer than a subgroup's reach), 12 (x quads, 27 kernel units:
-    // an odd count), 32 input channels for the input gradient, with stride 2, 'valid' padding
-    // and widths that leave part of the last 8 pixels empty.
+    // kernels: 3 or 5 input channels (fewer than a subgroup's reach), 4 or 12 (x quads; 27
+    // kernel units, not a multiple of 4), 32 input channels for the input gradient; with stride
+    // 2, 'valid' padding, and widths that leave part of the last pixel tile empty (some of them
+    // more than one tile wide).
     (1, [5, 7, 3], 32, [3, 3], 1, true),
     (2, [6, 5, 12], 32, [3, 3], 1, false),
     (2, [7, 9, 32], 12, [3, 3], 2, true),
     (1, [5, 11, 32], 32, [2, 3], 1, false),
+    (1, [4, 21, 5], 32, [3, 3], 1, true),
+    (1, [3, 37, 4], 32, [3, 3], 2, true),
+    (1, [3, 19, 32], 8, [3, 3], 1, true),
 ];
 
 /// Model 1/2's first conv and Model 2's second, at batch 32.

@@ -691,8 +691,8 @@ impl Kernels {
         if !k.uses_subgroups() {
             binds.push((2, Bind::Storage(w)));
         }
-        // Pixels per invocation: 8 in the subgroup kernel, else 4.
-        let pixels = if k.uses_subgroups() { 8 } else { 4 };
+        // Pixels per invocation: 16 in the subgroup kernel, else 4.
+        let pixels = if k.uses_subgroups() { 16 } else { 4 };
         let n = s.batch as u64 * s.out_h as u64 * s.out_w.div_ceil(pixels) as u64 * s.out_c.div_ceil(4) as u64;
         self.dispatch(k, &binds, self.grid(n))
     }
@@ -705,8 +705,8 @@ impl Kernels {
             false => Kernel::Conv2dBackwardInput { out_quads },
         };
         let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
-        // Pixels per invocation: 8 in the subgroup kernel, else 4.
-        let pixels = if k.uses_subgroups() { 8 } else { 4 };
+        // Pixels per invocation: 16 in the subgroup kernel, else 4.
+        let pixels = if k.uses_subgroups() { 16 } else { 4 };
         let n = s.batch as u64 * s.in_h as u64 * s.in_w.div_ceil(pixels) as u64 * s.in_c.div_ceil(4) as u64;
         let mut binds = vec![(0, Bind::Uniform(&u)), (10, Bind::Quads(dy)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
         if !k.uses_subgroups() {
