@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::gpu::context::{enumerate, select, AdapterChoice};
+use crate::gpu::context::{enumerate, fixed_subgroup_size, select, AdapterChoice};
 
 fn mib(bytes: u64) -> String {
     format!("{} MiB", bytes >> 20)
@@ -33,6 +33,13 @@ pub fn report(choice: &AdapterChoice, backends: wgpu::Backends) -> String {
             l.max_storage_buffers_per_shader_stage,
             if ts { "yes" } else { "no" },
         );
+        let (min, max) = (info.subgroup_min_size, info.subgroup_max_size);
+        let subgroups = match fixed_subgroup_size(&info, adapter.features()) {
+            Some(lanes) => format!("{lanes} lanes (subgroup kernels)"),
+            None if adapter.features().contains(wgpu::Features::SUBGROUP) => format!("{min}-{max} lanes (plain kernels)"),
+            None => "none (plain kernels)".into(),
+        };
+        let _ = writeln!(out, "      subgroups: {subgroups}");
     }
     match chosen {
         Some(i) => {

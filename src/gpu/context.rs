@@ -120,6 +120,15 @@ pub fn select(adapters: &[wgpu::Adapter], choice: &AdapterChoice) -> Option<usiz
 #[derive(Default)]
 struct ErrorSink(Mutex<Vec<String>>);
 
+/// Lanes per subgroup when an adapter with `features` has subgroup operations and every
+/// subgroup of a 64-invocation workgroup is known to have the same size, which the subgroup
+/// kernels need (shaders/subgroup.wgsl).
+pub fn fixed_subgroup_size(info: &wgpu::AdapterInfo, features: wgpu::Features) -> Option<u32> {
+    let (min, max) = (info.subgroup_min_size, info.subgroup_max_size);
+    let fixed = features.contains(wgpu::Features::SUBGROUP) && min == max;
+    (fixed && super::kernels::WG.is_multiple_of(min)).then_some(min)
+}
+
 /// A device and queue on the chosen adapter, with the limits it was opened with.
 pub struct GpuContext {
     pub adapter: wgpu::Adapter,
@@ -181,12 +190,9 @@ impl GpuContext {
         Ok(Self { adapter, device, queue, info, limits, timestamps, errors })
     }
 
-    /// Lanes per subgroup, when the device has subgroup operations and every subgroup of a
-    /// 64-invocation workgroup is known to have the same size.
+    /// Lanes per subgroup when the subgroup kernels can run here (see [`fixed_subgroup_size`]).
     pub fn subgroup_size(&self) -> Option<u32> {
-        let (min, max) = (self.info.subgroup_min_size, self.info.subgroup_max_size);
-        let fixed = self.device.features().contains(wgpu::Features::SUBGROUP) && min == max;
-        (fixed && super::kernels::WG.is_multiple_of(min)).then_some(min)
+        fixed_subgroup_size(&self.info, self.device.features())
     }
 
     /// One line naming the adapter, for benchmark and training output.
