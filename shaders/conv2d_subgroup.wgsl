@@ -2,8 +2,8 @@
 // consecutive channel groups of the same pixels (or taps), so the operand indexed by pixel is
 // loaded once per subgroup, each lane loading one slice, and passed round by subgroupShuffle.
 
-// Four input pixels of one row: their elements (channel 0) and 1 where they lie inside the
-// input, 0 in the padding (their elements are then clamped to a valid pixel).
+// Four pixels of one row of x (or dy): their elements (channel 0) and a mask, 1 where the pixel
+// exists, 0 where it falls in the padding (its element is then clamped to a valid pixel).
 struct Pixels {
     e: vec4<u32>,
     mask: vec4<f32>,
@@ -232,7 +232,6 @@ fn patch_quad(o: vec3<u32>, tap: vec3<u32>) -> vec4<f32> {
     let e = ((o.x * p.in_h + u32(clamp(ih, 0, i32(p.in_h) - 1))) * p.in_w + u32(clamp(iw, 0, i32(p.in_w) - 1))) * p.in_c;
     return select(vec4<f32>(0.0), x_quad(e, tap.z), inside);
 }
-
 
 // conv2d_backward_kernel_subgroup: conv2d_backward_kernel with x shared. An invocation computes
 // four kernel tiles, units u0..u0+3 (unit: tap x input-channel quad; each dy quad serves all
