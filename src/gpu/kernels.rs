@@ -16,6 +16,21 @@ pub const WG: u32 = 64;
 /// Rows and columns of c per GEMM invocation (the 4x4 register tile of matmul.wgsl).
 const GEMM_TILE: u32 = 4;
 
+/// The other register tiles the dispatch grids follow (each WGSL entry point states its own):
+/// conv invocations take 4 pixels of a row (16 in the subgroup kernels) x 4 channels;
+/// `gemm_subgroup` takes 8 rows; the subgroup kernel gradient 4 (tap, input-channel quad) units.
+const CONV_PIXELS: u32 = 4;
+const CONV_SUBGROUP_PIXELS: u32 = 16;
+const GEMM_SUBGROUP_ROWS: u32 = 8;
+const KERNEL_GRADIENT_SUBGROUP_UNITS: u32 = 4;
+
+/// Invocations of conv kernel `k` over a batch of h x w x c tensors (`pixel_tiles` in
+/// conv2d.wgsl).
+fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 {
+    let pixels = if k.uses_subgroups() { CONV_SUBGROUP_PIXELS } else { CONV_PIXELS };
+    batch as u64 * h as u64 * w.div_ceil(pixels) as u64 * c.div_ceil(4) as u64
+}
+
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 /// The kernel families, one WGSL file each.
@@ -465,7 +480,7 @@ impl GemmShape {
         assert!(self.b_col == 1 || self.b_row == 1, "gemm: b must be contiguous along n or k");
         let (a_k_contiguous, b_n_contiguous) = (self.a_col == 1, self.b_col == 1);
         match (self.quads(), lanes) {
-            (true, Some(s)) if self.n.is_multiple_of(4 * s) && self.m.is_multiple_of(8) => Kernel::GemmSubgroup { a_k_contiguous, b_n_contiguous },
+            (true, Some(s)) if self.n.is_multiple_of(GEMM_TILE * s) && self.m.is_multiple_of(GEMM_SUBGROUP_ROWS) => Kernel::GemmSubgroup { a_k_contiguous, b_n_contiguous },
             (true, _) => Kernel::GemmQuads { a_k_contiguous, b_n_contiguous },
             (false, _) => Kernel::Gemm,
         }
@@ -691,10 +706,7 @@ impl Kernels {
         if !k.uses_subgroups() {
             binds.push((2, Bind::Storage(w)));
         }
-        // Pixels per invocation: 16 in the subgroup kernel, else 4.
-        let pixels = if k.uses_subgroups() { 16 } else { 4 };
-        let n = s.batch as u64 * s.out_h as u64 * s.out_w.div_ceil(pixels) as u64 * s.out_c.div_ceil(4) as u64;
-        self.dispatch(k, &binds, self.grid(n))
+        self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
     }
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
@@ -705,14 +717,11 @@ impl Kernels {
             false => Kernel::Conv2dBackwardInput { out_quads },
         };
         let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
-        // Pixels per invocation: 16 in the subgroup kernel, else 4.
-        let pixels = if k.uses_subgroups() { 16 } else { 4 };
-        let n = s.batch as u64 * s.in_h as u64 * s.in_w.div_ceil(pixels) as u64 * s.in_c.div_ceil(4) as u64;
         let mut binds = vec![(0, Bind::Uniform(&u)), (10, Bind::Quads(dy)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
         if !k.uses_subgroups() {
             binds.extend([(5, Bind::Storage(dy)), (2, Bind::Storage(w))]);
         }
-        self.dispatch(k, &binds, self.grid(n))
+        self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.in_h, s.in_w, s.in_c)))
     }
 
     /// Scratch elements [`Self::conv2d_backward_kernel`] needs for this shape.
@@ -740,10 +749,9 @@ impl Kernels {
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
         let u = self.uniform(k, &s.params(false, splits));
-        // The subgroup kernel's invocations take four (tap, input-channel quad) units.
         let n = splits.count as u64
             * match k.uses_subgroups() {
-                true => ((s.k_h * s.k_w * s.in_c.div_ceil(4)).div_ceil(4) * s.out_c / 4) as u64,
+                true => ((s.k_h * s.k_w * s.in_c.div_ceil(4)).div_ceil(KERNEL_GRADIENT_SUBGROUP_UNITS) * s.out_c / 4) as u64,
                 false => Self::conv_kernel_tiles(s),
             };
         let binds = [
@@ -822,8 +830,8 @@ impl Kernels {
                 rows_fastest: (g.n > g.m) as u32,
             },
         );
-        // gemm_subgroup's invocations take 8 rows, the others 4.
-        let n = splits.count as u64 * g.tiles() / if k.uses_subgroups() { 2 } else { 1 };
+        let rows = if k.uses_subgroups() { GEMM_SUBGROUP_ROWS } else { GEMM_TILE };
+        let n = splits.count as u64 * (g.m.div_ceil(rows) * g.n.div_ceil(GEMM_TILE)) as u64;
         let bias_or_a = bias.unwrap_or(a);
         let binds = match k {
             Kernel::Gemm => [(1, Bind::Storage(a)), (2, Bind::Storage(b)), (3, Bind::Storage(bias_or_a)), (4, Bind::Storage(target))],
