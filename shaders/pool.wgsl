@@ -1,4 +1,4 @@
-// Max pooling, NHWC, padding 'valid' with Keras floor semantics:
+// Max and average pooling, NHWC, padding 'valid' with Keras floor semantics:
 // out = floor((in - pool) / stride) + 1 along each axis.
 
 struct Pool {
@@ -40,6 +40,16 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     argmax[id] = best_i;
 }
 
+// The windows containing input pixel (ih, iw): oh in [x, y), ow in [z, w), those with
+// oh * stride <= ih < oh * stride + pool.
+fn windows_of(ih: u32, iw: u32) -> vec4<u32> {
+    var oh0 = 0u;
+    if (ih >= p.pool_h) { oh0 = div(ih - p.pool_h, p.stride_h) + 1u; }
+    var ow0 = 0u;
+    if (iw >= p.pool_w) { ow0 = div(iw - p.pool_w, p.stride_w) + 1u; }
+    return vec4<u32>(oh0, min(div(ih, p.stride_h) + 1u, p.out_h), ow0, min(div(iw, p.stride_w) + 1u, p.out_w));
+}
+
 // maxpool2d_backward: a gather, one invocation per x element, summing dy over the windows
 // that contain it and chose it (overlapping windows, stride < pool, are handled). No atomics.
 // Overwrites dx. Dispatch: linear over batch * in_h * in_w * c invocations.
@@ -48,25 +58,50 @@ fn maxpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     let id = linear_id(gid, nwg);
     if (id >= p.batch * p.in_h * p.in_w * p.c) { return; }
     let i = unflatten_nhwc(id, p.in_h, p.in_w, p.c);
-    let n = i.x;
-    let ih = i.y;
-    let iw = i.z;
-    let ch = i.w;
-    // Windows oh with oh * stride <= ih < oh * stride + pool.
-    var oh0 = 0u;
-    if (ih >= p.pool_h) { oh0 = div(ih - p.pool_h, p.stride_h) + 1u; }
-    var ow0 = 0u;
-    if (iw >= p.pool_w) { ow0 = div(iw - p.pool_w, p.stride_w) + 1u; }
-    let oh1 = min(div(ih, p.stride_h) + 1u, p.out_h);
-    let ow1 = min(div(iw, p.stride_w) + 1u, p.out_w);
+    let win = windows_of(i.y, i.z);
     var acc = 0.0;
-    for (var oh = oh0; oh < oh1; oh++) {
-        for (var ow = ow0; ow < ow1; ow++) {
-            let o = ((n * p.out_h + oh) * p.out_w + ow) * p.c + ch;
+    for (var oh = win.x; oh < win.y; oh++) {
+        for (var ow = win.z; ow < win.w; ow++) {
+            let o = ((i.x * p.out_h + oh) * p.out_w + ow) * p.c + i.w;
             if (arg[o] == id) { acc += dy[o]; }
         }
     }
     dx[id] = acc;
+}
+
+// avgpool2d_forward: y = the window's mean. With the window the whole image it is global
+// average pooling. Overwrites y. Dispatch: linear over batch * out_h * out_w * c invocations.
+@compute @workgroup_size(64)
+fn avgpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    if (id >= p.batch * p.out_h * p.out_w * p.c) { return; }
+    let o = unflatten_nhwc(id, p.out_h, p.out_w, p.c);
+    var acc = 0.0;
+    for (var dh = 0u; dh < p.pool_h; dh++) {
+        let row = (o.x * p.in_h + o.y * p.stride_h + dh) * p.in_w;
+        for (var dw = 0u; dw < p.pool_w; dw++) {
+            acc += x[(row + o.z * p.stride_w + dw) * p.c + o.w];
+        }
+    }
+    y[id] = acc / f32(p.pool_h * p.pool_w);
+}
+
+// avgpool2d_backward: a gather, one invocation per x element: the sum of dy over the windows
+// that contain it, over the window size. Overwrites dx.
+// Dispatch: linear over batch * in_h * in_w * c invocations.
+@compute @workgroup_size(64)
+fn avgpool2d_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    if (id >= p.batch * p.in_h * p.in_w * p.c) { return; }
+    let i = unflatten_nhwc(id, p.in_h, p.in_w, p.c);
+    let win = windows_of(i.y, i.z);
+    var acc = 0.0;
+    for (var oh = win.x; oh < win.y; oh++) {
+        for (var ow = win.z; ow < win.w; ow++) {
+            acc += dy[((i.x * p.out_h + oh) * p.out_w + ow) * p.c + i.w];
+        }
+    }
+    dx[id] = acc / f32(p.pool_h * p.pool_w);
 }
 
 // The quad path, for channel counts that are multiples of 4: every pixel's channels are whole

@@ -1,6 +1,7 @@
 //! `gpu-cnn bench kernels`: every kernel at the reference models' shapes (batch 32, 64x64x3
-//! input, 32 filters, dense 32768 -> 128), timed with GPU timestamp queries where the adapter
-//! has them, else by the wall clock around many dispatches with one final wait.
+//! input, 32 filters, dense 32768 -> 128; Model 3's BatchNorm and pooling), timed with GPU
+//! timestamp queries where the adapter has them, else by the wall clock around many dispatches
+//! with one final wait.
 
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -14,7 +15,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::data::loader::{epoch_order, Augmentation, BatchStream};
 use crate::data::synthetic;
-use crate::gpu::kernels::{ConvShape, Dispatch, GemmShape, Kernels, PoolShape, StepParams};
+use crate::gpu::kernels::{Dispatch, GemmShape, Kernels, NormShape, StepParams};
+use crate::model::{ConvShape, PoolShape};
 use crate::gpu::{GpuContext, GpuError, View};
 use crate::model::summary::thousands;
 use crate::network::{Network, Pass};
@@ -144,6 +146,40 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     out.push(Case { kernel: "maxpool2d_backward", shape: shape.clone(), dispatches: vec![k.maxpool2d_backward(&p, &arg, &y, &x)], flops: None, bytes });
     let grad = buffer(ctx, p.input_len())?;
     out.push(Case { kernel: "relu_backward", shape: "32x64x64x32".into(), dispatches: vec![k.relu_backward(&x, &grad)], flops: None, bytes: Some(12.0 * p.input_len() as f64) });
+    // The yardstick a BatchNorm layer is held to: a ReLU backward plus a column sum.
+    let mut yardstick = vec![k.relu_backward(&x, &grad)];
+    yardstick.extend(k.column_sum(p.input_len() / 32, 32, &grad, &y, &scratch));
+    out.push(Case { kernel: "relu_backward + column_sum", shape: "32x64x64x32".into(), dispatches: yardstick, flops: None, bytes: Some(16.0 * p.input_len() as f64) });
+
+    // Model 3's BatchNorms (the largest, after conv2d_1) and its pools.
+    let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, 32));
+    let n = NormShape { batch: 32, pixels: 64 * 64, channels: 32, momentum: 0.99, epsilon: 1e-3 };
+    let (ones, zeros, stats) = (buffer(ctx, 32)?, buffer(ctx, 32)?, buffer(ctx, 128)?);
+    let moving = [buffer(ctx, 32)?, buffer(ctx, 32)?];
+    let (dg, db) = (buffer(ctx, 32)?, buffer(ctx, 32)?);
+    let shape = "batchnorm 32x64x64x32".to_string();
+    let len = n.len() as f64;
+    let (bx, by, bdy, bdx) = (buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?);
+    let mut forward = k.batchnorm_stats(&n, &step, &bx, &moving, &stats, &scratch);
+    forward.push(k.batchnorm_forward(&n, true, &step, &bx, &ones, &zeros, &moving, &stats, &by));
+    let mut backward = vec![k.relu_backward(&by, &bdy)];
+    backward.extend(k.batchnorm_backward_stats(&n, &step, &bx, &bdy, &stats, &dg, &db, &scratch));
+    backward.push(k.batchnorm_backward_input(&n, &step, &bx, &bdy, &ones, &stats, &bdx));
+    out.push(Case { kernel: "batchnorm_stats", shape: shape.clone(), dispatches: forward[..2].to_vec(), flops: None, bytes: Some(4.0 * len) });
+    out.push(Case { kernel: "batchnorm_forward (+ relu)", shape: shape.clone(), dispatches: forward[2..].to_vec(), flops: None, bytes: Some(8.0 * len) });
+    out.push(Case { kernel: "batchnorm_backward_stats", shape: shape.clone(), dispatches: backward[1..3].to_vec(), flops: None, bytes: Some(8.0 * len) });
+    out.push(Case { kernel: "batchnorm_backward_input", shape: shape.clone(), dispatches: backward[3..].to_vec(), flops: None, bytes: Some(12.0 * len) });
+    let bytes = Some(4.0 * len * 4.0 + 12.0 * len);
+    out.push(Case { kernel: "batchnorm layer, fwd + bwd", shape: shape.clone(), dispatches: [forward, backward].concat(), flops: None, bytes });
+    let a = PoolShape { batch: 32, in_h: 16, in_w: 16, c: 64, pool: [2, 2], stride: [2, 2] };
+    let (ax, ay) = (buffer(ctx, a.input_len())?, buffer(ctx, a.output_len())?);
+    let bytes = Some(4.0 * (a.input_len() + a.output_len()) as f64);
+    out.push(Case { kernel: "avgpool2d_forward", shape: "32x16x16x64 pool 2x2".into(), dispatches: vec![k.avgpool2d_forward(&a, &ax, &ay)], flops: None, bytes });
+    out.push(Case { kernel: "avgpool2d_backward", shape: "32x16x16x64 pool 2x2".into(), dispatches: vec![k.avgpool2d_backward(&a, &ay, &ax)], flops: None, bytes });
+    let g = PoolShape { pool: [16, 16], stride: [16, 16], ..a };
+    let bytes = Some(4.0 * (g.input_len() + g.output_len()) as f64);
+    out.push(Case { kernel: "globalavgpool2d forward", shape: "32x16x16x64".into(), dispatches: vec![k.avgpool2d_forward(&g, &ax, &ay)], flops: None, bytes });
+    out.push(Case { kernel: "globalavgpool2d backward", shape: "32x16x16x64".into(), dispatches: vec![k.avgpool2d_backward(&g, &ay, &ax)], flops: None, bytes });
 
     let (b, i, o) = (32u32, 32768u32, 128u32);
     let (x, w, bias, yv) = (buffer(ctx, (b * i) as u64)?, buffer(ctx, (i * o) as u64)?, buffer(ctx, o as u64)?, buffer(ctx, (b * o) as u64)?);
@@ -157,7 +193,6 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         let d = k.gemm(&g, a, bm, with_bias.then_some(&bias), with_bias, c, &scratch);
         out.push(Case { kernel, shape: dense.into(), dispatches: d, flops: Some(2.0 * g.macs() as f64), bytes: None });
     }
-    let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, 32));
     let (logits, labels, grad, metrics) = (buffer(ctx, 32)?, ctx.upload("labels", &[1u32; 32])?, buffer(ctx, 32)?, buffer(ctx, 3)?);
     out.push(Case { kernel: "sigmoid_bce_loss", shape: "batch 32".into(), dispatches: vec![k.loss(32, 1, &step, &logits, &labels, &grad, &metrics)], flops: None, bytes: Some(4.0 * 96.0) });
     let n = 4_195_457u64;
@@ -233,6 +268,9 @@ pub struct TrainReport {
     /// Kernel compilation and allocation, before the first step.
     pub build_seconds: f64,
     pub train_images_per_s: f64,
+    /// Host time per training step: writing the step uniform, recording and submitting (the
+    /// GPU's work excluded).
+    pub host_ms_per_step: f64,
     pub eval_images_per_s: f64,
     pub augment_images_per_s: f64,
     pub augment_workers: usize,
@@ -244,9 +282,9 @@ impl TrainReport {
     pub fn table(&self) -> String {
         let mut out = format!(
             "adapter: {}\nconfig: {} ({} parameters), batch {}\nready in {:.2} s (kernel compilation and allocation)\n\
-             training:     {:>9.1} images/s\nevaluation:   {:>9.1} images/s\naugmentation: {:>9.1} images/s ({} workers)\n",
+             training:     {:>9.1} images/s (host: {:.3} ms per step to record and submit)\nevaluation:   {:>9.1} images/s\naugmentation: {:>9.1} images/s ({} workers)\n",
             self.adapter, self.config, thousands(self.params), self.batch_size, self.build_seconds,
-            self.train_images_per_s, self.eval_images_per_s, self.augment_images_per_s, self.augment_workers
+            self.train_images_per_s, self.host_ms_per_step, self.eval_images_per_s, self.augment_images_per_s, self.augment_workers
         );
         if !self.step_profile.is_empty() {
             let _ = writeln!(out, "\none training step, by kernel (GPU timestamps, each dispatch in its own pass):");
@@ -262,11 +300,16 @@ impl TrainReport {
 /// fastest round reported, as for the kernels.
 const TRAIN_ROUND: Duration = Duration::from_secs(2);
 
-fn images_per_s(ctx: &GpuContext, net: &mut Network, pass: Pass) -> f64 {
+/// Images per second of the best round, and the host's mean time per `Network::run` call.
+fn images_per_s(ctx: &GpuContext, net: &mut Network, pass: Pass) -> (f64, f64) {
     let batch = net.batch as f64;
     let mut inflight = VecDeque::new();
+    let (mut host, mut calls) = (Duration::ZERO, 0u32);
     let mut step = |inflight: &mut VecDeque<_>| {
+        let start = Instant::now();
         inflight.push_back(net.run(ctx, pass, 1e-3));
+        host += start.elapsed();
+        calls += 1;
         while inflight.len() > 2 {
             let _ = ctx.device.poll(wgpu::PollType::Wait { submission_index: inflight.pop_front(), timeout: None });
         }
@@ -286,7 +329,7 @@ fn images_per_s(ctx: &GpuContext, net: &mut Network, pass: Pass) -> f64 {
         ctx.wait();
         best = best.max(steps as f64 * batch / start.elapsed().as_secs_f64());
     }
-    best
+    (best, host.as_secs_f64() * 1e3 / calls as f64)
 }
 
 /// Steady-state training and evaluation throughput of `cfg`'s model on random images, the
@@ -299,8 +342,8 @@ pub fn train(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyhow::Resul
     let images: Vec<f32> = (0..batch * per_image).map(|_| rng.random_range(0.0..1.0)).collect();
     let labels: Vec<u32> = (0..batch).map(|_| rng.random_range(0..cfg.model.classes())).collect();
     net.upload(ctx, &images, &labels)?;
-    let train_images_per_s = images_per_s(ctx, &mut net, Pass::Train);
-    let eval_images_per_s = images_per_s(ctx, &mut net, Pass::Evaluate);
+    let (train_images_per_s, host_ms_per_step) = images_per_s(ctx, &mut net, Pass::Train);
+    let (eval_images_per_s, _) = images_per_s(ctx, &mut net, Pass::Evaluate);
 
     let mut step_profile: Vec<KernelShare> = Vec::new();
     if ctx.timestamps {
@@ -340,6 +383,7 @@ pub fn train(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyhow::Resul
         params: cfg.model.param_count(),
         build_seconds,
         train_images_per_s,
+        host_ms_per_step,
         eval_images_per_s,
         augment_images_per_s,
         augment_workers: cfg.data.workers,

@@ -69,7 +69,7 @@ pub struct TrainState {
     pub callbacks: HashMap<String, serde_json::Value>,
 }
 
-/// Adam's state for every parameter tensor, in the model's parameter order.
+/// Adam's state for every trainable tensor, in the model's parameter order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Optimizer {
     pub t: u32,
@@ -81,7 +81,7 @@ pub struct Optimizer {
 pub struct Checkpoint {
     pub model: ModelSpec,
     pub classes: Vec<String>,
-    /// Parameter tensors in the model's parameter order.
+    /// Every tensor (moving statistics included) in the model's parameter order.
     pub params: Vec<Vec<f32>>,
     pub optimizer: Option<Optimizer>,
     pub state: TrainState,
@@ -110,9 +110,11 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
         let infos = self.model.params();
         let mut tensors = Vec::new();
-        for (i, (info, data)) in infos.iter().zip(&self.params).enumerate() {
+        for (info, data) in infos.iter().zip(&self.params) {
             tensors.push((info.name.clone(), f32_view(data, &info.shape)));
-            if let Some(opt) = &self.optimizer {
+        }
+        if let Some(opt) = &self.optimizer {
+            for (i, info) in infos.iter().filter(|i| i.trainable).enumerate() {
                 tensors.push((format!("adam.m.{}", info.name), f32_view(&opt.m[i], &info.shape)));
                 tensors.push((format!("adam.v.{}", info.name), f32_view(&opt.v[i], &info.shape)));
             }
@@ -178,17 +180,19 @@ impl Checkpoint {
             Ok(bytemuck::pod_collect_to_vec(t.data()))
         };
         let params = infos.iter().map(|i| read(&i.name, &i.shape)).collect::<Result<Vec<_>, _>>()?;
+        let trainable: Vec<_> = infos.iter().filter(|i| i.trainable).collect();
         let optimizer = match adam_step {
             Some(t) => Some(Optimizer {
                 t,
-                m: infos.iter().map(|i| read(&format!("adam.m.{}", i.name), &i.shape)).collect::<Result<_, _>>()?,
-                v: infos.iter().map(|i| read(&format!("adam.v.{}", i.name), &i.shape)).collect::<Result<_, _>>()?,
+                m: trainable.iter().map(|i| read(&format!("adam.m.{}", i.name), &i.shape)).collect::<Result<_, _>>()?,
+                v: trainable.iter().map(|i| read(&format!("adam.v.{}", i.name), &i.shape)).collect::<Result<_, _>>()?,
             }),
             None => None,
         };
-        let expected = infos.len() * if optimizer.is_some() { 3 } else { 1 };
+        let expected = infos.len() + if optimizer.is_some() { 2 * trainable.len() } else { 0 };
         if st.len() != expected {
-            let known: Vec<String> = infos.iter().flat_map(|i| [i.name.clone(), format!("adam.m.{}", i.name), format!("adam.v.{}", i.name)]).collect();
+            let moments = trainable.iter().flat_map(|i| [format!("adam.m.{}", i.name), format!("adam.v.{}", i.name)]);
+            let known: Vec<String> = infos.iter().map(|i| i.name.clone()).chain(moments).collect();
             let unexpected = |n: &&str| !known.iter().any(|k| k == n) || (optimizer.is_none() && n.starts_with("adam."));
             let extra = st.names().into_iter().find(unexpected).map(str::to_string).unwrap_or_default();
             return Err(CheckpointError::ExtraTensor(p(), extra));
@@ -220,14 +224,13 @@ impl Checkpoint {
     /// `with_optimizer`.
     pub fn apply(&self, ctx: &GpuContext, net: &mut Network, with_optimizer: bool) -> Result<(), CheckpointError> {
         self.check_layout(&net.spec)?;
-        let names: Vec<String> = net.slots.iter().map(|s| s.info.name.clone()).collect();
-        for (name, data) in names.iter().zip(&self.params) {
-            net.write_param(ctx, name, data)?;
+        for (slot, data) in net.slots.iter().zip(&self.params) {
+            net.write_param(ctx, &slot.info.name, data)?;
         }
         if with_optimizer {
             let opt = self.optimizer.as_ref().expect("checked by the caller");
-            for (i, name) in names.iter().enumerate() {
-                net.write_moments(ctx, name, &opt.m[i], &opt.v[i])?;
+            for (i, slot) in net.slots.iter().filter(|s| s.info.trainable).enumerate() {
+                net.write_moments(ctx, &slot.info.name, &opt.m[i], &opt.v[i])?;
             }
             net.t = opt.t;
         }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::model::{Activation, LayerKind, ModelSpec, Padding};
+use crate::layers::LayerKind;
+use crate::model::ModelSpec;
 use crate::train::callbacks::{CheckpointConfig, EarlyStoppingConfig, ReduceLrConfig};
 
 #[derive(Debug, Error)]
@@ -145,96 +146,22 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawModel {
     input: [u32; 3],
-    layers: Vec<toml::Spanned<RawLayer>>,
+    /// Each layer's table: `type`, an optional `name`, and its kind's fields.
+    layers: Vec<toml::Spanned<toml::Table>>,
 }
 
-/// One number for both axes, or `[height, width]`.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(untagged)]
-enum Pair {
-    One(u32),
-    Two([u32; 2]),
-}
-
-impl Pair {
-    fn both(self) -> [u32; 2] {
-        match self {
-            Self::One(v) => [v, v],
-            Self::Two(v) => v,
-        }
+/// One layer's table as (name, kind): the kind's own serde schema reads everything but `name`.
+fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind), String> {
+    let name = match table.remove("name") {
+        Some(toml::Value::String(n)) => Some(n),
+        Some(other) => return Err(format!("`name` must be a string, got {other}")),
+        None => None,
+    };
+    if !table.contains_key("type") {
+        return Err(format!("a layer needs `type` ({})", LayerKind::TYPES.join(", ")));
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLayer {
-    #[serde(rename = "type")]
-    kind: String,
-    name: Option<String>,
-    filters: Option<u32>,
-    kernel: Option<Pair>,
-    stride: Option<Pair>,
-    padding: Option<Padding>,
-    activation: Option<Activation>,
-    pool: Option<Pair>,
-    units: Option<u32>,
-    rate: Option<f32>,
-}
-
-impl RawLayer {
-    /// The fields that are set, by name.
-    fn set_fields(&self) -> Vec<&'static str> {
-        [
-            ("filters", self.filters.is_some()),
-            ("kernel", self.kernel.is_some()),
-            ("stride", self.stride.is_some()),
-            ("padding", self.padding.is_some()),
-            ("activation", self.activation.is_some()),
-            ("pool", self.pool.is_some()),
-            ("units", self.units.is_some()),
-            ("rate", self.rate.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(n, set)| set.then_some(n))
-        .collect()
-    }
-
-    fn into_kind(self) -> Result<LayerKind, String> {
-        let allowed: &[&str] = match self.kind.as_str() {
-            "conv2d" => &["filters", "kernel", "stride", "padding", "activation"],
-            "maxpool2d" => &["pool", "stride"],
-            "flatten" => &[],
-            "dense" => &["units", "activation"],
-            "dropout" => &["rate"],
-            other => return Err(format!("unknown layer type \"{other}\": expected conv2d, maxpool2d, flatten, dense or dropout")),
-        };
-        if let Some(extra) = self.set_fields().into_iter().find(|f| !allowed.contains(f)) {
-            return Err(format!("`{extra}` does not apply to a {} layer (it takes: {})", self.kind, if allowed.is_empty() { "only name".to_string() } else { allowed.join(", ") }));
-        }
-        let need = |v: Option<u32>, what: &str| v.ok_or_else(|| format!("a {} layer needs `{what}`", self.kind));
-        Ok(match self.kind.as_str() {
-            "conv2d" => {
-                let stride = self.stride.map_or([1, 1], Pair::both);
-                if stride[0] != stride[1] {
-                    return Err("conv2d takes one stride for both axes".into());
-                }
-                LayerKind::Conv2d {
-                    filters: need(self.filters, "filters")?,
-                    kernel: self.kernel.ok_or("a conv2d layer needs `kernel`")?.both(),
-                    stride: stride[0],
-                    padding: self.padding.unwrap_or_default(),
-                    activation: self.activation.unwrap_or_default(),
-                }
-            }
-            "maxpool2d" => {
-                let pool = self.pool.map_or([2, 2], Pair::both);
-                LayerKind::MaxPool2d { pool, stride: self.stride.map(Pair::both) }
-            }
-            "flatten" => LayerKind::Flatten,
-            "dense" => LayerKind::Dense { units: need(self.units, "units")?, activation: self.activation.unwrap_or_default() },
-            _ => LayerKind::Dropout { rate: self.rate.ok_or("a dropout layer needs `rate`")? },
-        })
-    }
+    let kind = toml::Value::Table(table).try_into::<LayerKind>().map_err(|e| e.message().to_string())?;
+    Ok((name, kind))
 }
 
 fn line_of(text: &str, offset: usize) -> String {
@@ -257,10 +184,7 @@ impl Config {
         let mut layers = Vec::new();
         for (i, spanned) in raw.model.layers.into_iter().enumerate() {
             let line = line_of(text, spanned.span().start);
-            let layer = spanned.into_inner();
-            let name = layer.name.clone();
-            let kind = layer.into_kind().map_err(|m| invalid(&format!("model.layers[{i}]"), line, m))?;
-            layers.push((name, kind));
+            layers.push(parse_layer(spanned.into_inner()).map_err(|m| invalid(&format!("model.layers[{i}]"), line, m))?);
         }
         if raw.model.input.contains(&0) {
             return Err(invalid("model.input", String::new(), "expected [height, width, channels], each at least 1".into()));
@@ -349,7 +273,10 @@ layers = [
         assert!(e.contains("configs/test.toml") && e.contains("model.layers[0]") && e.contains("(line 5)") && e.contains("`units`"), "{e}");
 
         let e = parse(&MODEL.replace("\"maxpool2d\"", "\"maxpool\"")).unwrap_err().to_string();
-        assert!(e.contains("model.layers[1]") && e.contains("unknown layer type \"maxpool\""), "{e}");
+        assert!(e.contains("model.layers[1]") && e.contains("unknown variant `maxpool`") && e.contains("avgpool2d"), "{e}");
+
+        let e = parse(&MODEL.replace("type = \"flatten\"", "type = \"batchnorm\", momentum = 1.5 }, { type = \"flatten\"")).unwrap_err().to_string();
+        assert!(e.contains("field `model`") && e.contains("batch_normalization_1") && e.contains("momentum"), "{e}");
 
         let e = parse(&format!("{MODEL}\n[train]\nbatch_sise = 3\n")).unwrap_err().to_string();
         assert!(e.contains("configs/test.toml") && e.contains("batch_sise") && e.contains("line 12"), "{e}");

@@ -1,8 +1,10 @@
 //! A model resident on the GPU. Parameters, gradients and Adam moments each live in one flat
-//! buffer (every tensor at a 256-byte aligned offset, so one `adam_update` dispatch serves the
-//! whole model); activations and their gradients get a buffer per layer. All dispatches are
-//! built once here; a training step writes the batch and a 32-byte step uniform, records the
-//! prepared dispatches into one compute pass and submits once, with no readback.
+//! buffer (every tensor at a 256-byte aligned offset; the trainable tensors first, so one
+//! `adam_update` dispatch over that prefix serves the whole model and never touches the moving
+//! statistics after it); activations and their gradients get a buffer per layer. The network
+//! walks the layers and each kind records its own dispatches (`crate::layers`), all built once
+//! here; a training step writes the batch and a 32-byte step uniform, records the prepared
+//! dispatches into one compute pass and submits once, with no readback.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -10,9 +12,10 @@ use std::sync::Arc;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use thiserror::Error;
 
-use crate::gpu::kernels::{ConvShape, Dispatch, GemmShape, Kernels, PoolShape, StepParams};
+use crate::gpu::kernels::{Dispatch, Kernels, StepParams};
 use crate::gpu::{GpuContext, GpuError, View};
-use crate::model::{Activation, LayerKind, ModelSpec, ParamInfo, Shape};
+use crate::layers::{Build, Init};
+use crate::model::{ModelSpec, ParamInfo, Shape};
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
@@ -143,36 +146,49 @@ pub struct Network {
     rows: u32,
 }
 
-/// Glorot-uniform kernels (limit sqrt(6 / (fan_in + fan_out))) and zero biases, as Keras.
-pub fn glorot_init(slots: &[Slot], total: u64, seed: u64) -> Vec<f32> {
+/// Each tensor's initial values, flat: glorot-uniform kernels (limit sqrt(6 / (fan_in +
+/// fan_out))), zero biases, unit gammas and moving variances, as Keras.
+pub fn initial_flat(slots: &[Slot], total: u64, seed: u64) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut data = vec![0f32; total as usize];
     for s in slots {
-        if let Some((fan_in, fan_out)) = s.info.fans {
-            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-            let range = s.offset as usize..(s.offset + s.info.len()) as usize;
-            data[range].iter_mut().for_each(|w| *w = rng.random_range(-limit..=limit));
+        let values = &mut data[s.offset as usize..(s.offset + s.info.len()) as usize];
+        match s.info.init {
+            Init::Glorot { fan_in, fan_out } => {
+                let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+                values.iter_mut().for_each(|w| *w = rng.random_range(-limit..=limit));
+            }
+            Init::Ones => values.fill(1.0),
+            Init::Zeros => {}
         }
     }
     data
 }
 
-/// Where each parameter tensor of `spec` sits in the flat buffers, and their total length.
-pub fn layout(spec: &ModelSpec) -> (Vec<Slot>, u64) {
-    let mut slots = Vec::new();
+/// Where each tensor of `spec` sits in the flat buffers (trainable ones first), the length of
+/// the trainable prefix, and the total length.
+pub fn layout(spec: &ModelSpec) -> (Vec<Slot>, u64, u64) {
+    let infos = spec.params();
+    let mut offsets = vec![0; infos.len()];
     let mut total = 0;
-    for info in spec.params() {
-        let len = info.len();
-        slots.push(Slot { info, offset: total });
-        total += len.div_ceil(ALIGN) * ALIGN;
+    let mut trainable = 0;
+    for pass in [true, false] {
+        for (i, info) in infos.iter().enumerate().filter(|(_, p)| p.trainable == pass) {
+            offsets[i] = total;
+            total += info.len().div_ceil(ALIGN) * ALIGN;
+        }
+        if pass {
+            trainable = total;
+        }
     }
-    (slots, total)
+    let slots = infos.into_iter().zip(offsets).map(|(info, offset)| Slot { info, offset }).collect();
+    (slots, trainable, total)
 }
 
-/// The parameters `Network::new` starts from for this spec and seed, tensor by tensor.
+/// The tensors `Network::new` starts from for this spec and seed, tensor by tensor.
 pub fn initial_params(spec: &ModelSpec, seed: u64) -> Vec<Vec<f32>> {
-    let (slots, total) = layout(spec);
-    let flat = glorot_init(&slots, total, seed);
+    let (slots, _, total) = layout(spec);
+    let flat = initial_flat(&slots, total, seed);
     slots.iter().map(|s| flat[s.offset as usize..(s.offset + s.info.len()) as usize].to_vec()).collect()
 }
 
@@ -186,127 +202,72 @@ impl Network {
     /// the forward, backward and update dispatches for batches of up to `batch` images.
     pub fn new(ctx: &GpuContext, kernels: &Kernels, spec: &ModelSpec, batch: u32, seed: u64) -> Result<Self, NetworkError> {
         let shapes = spec.shapes().expect("validated spec");
-        let (slots, total) = layout(spec);
-        let params = ctx.upload("parameters", &glorot_init(&slots, total, seed))?;
+        let (slots, trainable, total) = layout(spec);
+        let params = ctx.upload("parameters", &initial_flat(&slots, total, seed))?;
         let grads = ctx.storage("gradients", total)?;
-        let adam_m = ctx.storage("Adam first moments", total)?;
-        let adam_v = ctx.storage("Adam second moments", total)?;
+        let adam_m = ctx.storage("Adam first moments", trainable)?;
+        let adam_v = ctx.storage("Adam second moments", trainable)?;
 
         let b = batch as u64;
         let input = ctx.storage("input batch", b * Shape::Image(spec.input).len())?;
         let labels = ctx.storage("labels", b)?;
         let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, batch));
         let metrics = ctx.storage("metrics", 3)?;
+        let inputs: Vec<Shape> = (0..spec.layers.len()).map(|i| spec.input_of(i)).collect();
+        let scratch_len = spec.layers.iter().zip(&inputs).map(|(l, &input)| l.kind.ops().scratch(batch, input)).max().unwrap_or(0);
+        let scratch = ctx.storage("reduction scratch", scratch_len.max(1))?;
 
         // Activation and gradient buffers: index 0 is the input, i + 1 the output of layer i.
+        // The input gradient of layer i is needed when some layer before it has parameters.
         let mut acts = vec![input.clone()];
         let mut act_grads: Vec<Option<View>> = vec![None];
-        // The input gradient of layer i is needed when some layer before it has parameters.
-        let first_param_layer = slots.first().map_or(usize::MAX, |s| s.info.layer);
-        for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
-            if matches!(layer.kind, LayerKind::Flatten) {
-                acts.push(acts[i].clone());
-                act_grads.push(act_grads[i].clone());
-                continue;
-            }
-            let len = b * shape.len();
-            acts.push(ctx.storage(&format!("{} output", layer.name), len)?);
-            let needs_grad = i >= first_param_layer;
-            act_grads.push(if needs_grad { Some(ctx.storage(&format!("{} output gradient", layer.name), len)?) } else { None });
-        }
-
-        let slot = |name: String| -> View {
-            let s = slots.iter().find(|s| s.info.name == name).expect("parameter of a layer");
-            params.slice(s.offset, s.info.len())
-        };
-        let grad_slot = |name: String| -> View {
-            let s = slots.iter().find(|s| s.info.name == name).expect("parameter of a layer");
-            grads.slice(s.offset, s.info.len())
-        };
-
-        // Scratch for split reductions, sized for the largest user.
-        let mut scratch_len = 1;
-        for (i, layer) in spec.layers.iter().enumerate() {
-            match (&layer.kind, spec.input_of(i)) {
-                (LayerKind::Conv2d { filters, kernel, stride, padding, .. }, Shape::Image(inp)) => {
-                    let s = ConvShape::keras(batch, inp, *filters, *kernel, *stride, *padding == crate::model::Padding::Same);
-                    scratch_len = scratch_len.max(Kernels::conv2d_backward_kernel_scratch(&s)).max(Kernels::column_sum_scratch(s.output_rows(), *filters));
-                }
-                (LayerKind::Dense { units, .. }, Shape::Flat(n)) => {
-                    for g in [GemmShape::nn(batch, *units, n), GemmShape::nt(batch, n, *units), GemmShape::tn(n, *units, batch)] {
-                        scratch_len = scratch_len.max(Kernels::gemm_scratch(&g));
-                    }
-                    scratch_len = scratch_len.max(Kernels::column_sum_scratch(b, *units));
-                }
-                _ => {}
-            }
-        }
-        let scratch = ctx.storage("reduction scratch", scratch_len)?;
-
+        let first_param_layer = slots.iter().map(|s| s.info.layer).min().unwrap_or(usize::MAX);
         let mut forward = Vec::new();
         let mut backward = Vec::new();
-        let last = spec.layers.len() - 1;
-        for (i, layer) in spec.layers.iter().enumerate() {
-            let (x, y) = (&acts[i], &acts[i + 1]);
-            let (dx, dy) = (act_grads[i].as_ref(), act_grads[i + 1].as_ref());
-            let mut back = Vec::new();
-            match (&layer.kind, spec.input_of(i)) {
-                (LayerKind::Conv2d { filters, kernel, stride, padding, activation }, Shape::Image(inp)) => {
-                    let s = ConvShape::keras(batch, inp, *filters, *kernel, *stride, *padding == crate::model::Padding::Same);
-                    let relu = *activation == Activation::Relu;
-                    let (w, bias) = (slot(format!("{}.kernel", layer.name)), slot(format!("{}.bias", layer.name)));
-                    forward.push(kernels.conv2d_forward(&s, relu, x, &w, &bias, y));
-                    let dy = dy.expect("layers with parameters have output gradients");
-                    if relu {
-                        back.push(kernels.relu_backward(y, dy));
-                    }
-                    back.extend(kernels.conv2d_backward_kernel(&s, x, dy, &grad_slot(format!("{}.kernel", layer.name)), &scratch));
-                    back.extend(kernels.column_sum(s.output_rows(), *filters, dy, &grad_slot(format!("{}.bias", layer.name)), &scratch));
-                    if let Some(dx) = dx {
-                        back.push(kernels.conv2d_backward_input(&s, dy, &w, dx));
-                    }
-                }
-                (LayerKind::MaxPool2d { pool, stride }, Shape::Image([h, w, c])) => {
-                    let s = PoolShape { batch, in_h: h, in_w: w, c, pool: *pool, stride: stride.unwrap_or(*pool) };
-                    let argmax = ctx.storage(&format!("{} argmax", layer.name), s.output_len())?;
-                    forward.push(kernels.maxpool2d_forward(&s, x, y, &argmax));
-                    if let (Some(dx), Some(dy)) = (dx, dy) {
-                        back.push(kernels.maxpool2d_backward(&s, &argmax, dy, dx));
-                    }
-                }
-                (LayerKind::Dense { units, activation }, Shape::Flat(n)) => {
-                    let relu = *activation == Activation::Relu;
-                    let (w, bias) = (slot(format!("{}.kernel", layer.name)), slot(format!("{}.bias", layer.name)));
-                    forward.extend(kernels.gemm(&GemmShape::nn(batch, *units, n), x, &w, Some(&bias), relu, y, &scratch));
-                    let dy = dy.expect("layers with parameters have output gradients");
-                    if relu {
-                        back.push(kernels.relu_backward(y, dy));
-                    }
-                    back.extend(kernels.gemm(&GemmShape::tn(n, *units, batch), x, dy, None, false, &grad_slot(format!("{}.kernel", layer.name)), &scratch));
-                    back.extend(kernels.column_sum(b, *units, dy, &grad_slot(format!("{}.bias", layer.name)), &scratch));
-                    if let Some(dx) = dx {
-                        back.extend(kernels.gemm(&GemmShape::nt(batch, n, *units), dy, &w, None, false, dx, &scratch));
-                    }
-                }
-                (LayerKind::Dropout { rate }, shape) => {
-                    let len = b * shape.len();
-                    let seed = fnv(seed, i);
-                    forward.push(kernels.dropout_mask(len, *rate, seed, &step, x, y));
-                    if let (Some(dx), Some(dy)) = (dx, dy) {
-                        back.push(kernels.dropout_mask(len, *rate, seed, &step, dy, dx));
-                    }
-                }
-                (LayerKind::Flatten, _) => {}
-                _ => unreachable!("shapes validated by the spec"),
-            }
-            if i == last {
+        for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
+            let ops = layer.kind.ops();
+            let len = b * shape.len();
+            let needs_grad = i >= first_param_layer;
+            acts.push(if ops.is_view() { acts[i].clone() } else { ctx.storage(&format!("{} output", layer.name), len)? });
+            act_grads.push(match (needs_grad, ops.is_view() || ops.gradient_in_place()) {
+                (false, _) => None,
+                (true, true) => act_grads[i].clone(),
+                (true, false) => Some(ctx.storage(&format!("{} output gradient", layer.name), len)?),
+            });
+            let tensors = slots
+                .iter()
+                .filter(|s| s.info.layer == i)
+                .map(|s| (s.info.suffix, params.slice(s.offset, s.info.len()), grads.slice(s.offset, s.info.len())))
+                .collect();
+            let mut build = Build {
+                ctx,
+                kernels,
+                name: &layer.name,
+                batch,
+                input: inputs[i],
+                output: *shape,
+                x: &acts[i],
+                y: &acts[i + 1],
+                dx: act_grads[i].as_ref(),
+                dy: act_grads[i + 1].as_ref(),
+                step: &step,
+                scratch: &scratch,
+                seed: fnv(seed, i),
+                tensors,
+                forward: Vec::new(),
+                backward: Vec::new(),
+            };
+            ops.build(&mut build)?;
+            let Build { forward: f, backward: back, .. } = build;
+            forward.extend(f);
+            if i + 1 == spec.layers.len() {
                 let dy = act_grads[i + 1].as_ref().expect("the head has parameters");
-                forward.push(kernels.loss(batch, spec.logits(), &step, y, &labels, dy, &metrics));
+                forward.push(kernels.loss(batch, spec.logits(), &step, &acts[i + 1], &labels, dy, &metrics));
             }
             // Backward runs from the last layer to the first.
             backward.splice(0..0, back);
         }
-        let update = kernels.adam_update(&step, &params, &grads, &adam_m, &adam_v);
+        let update = kernels.adam_update(&step, &params.slice(0, trainable), &grads.slice(0, trainable), &adam_m, &adam_v);
         ctx.check_errors()?;
         Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations: acts, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, rows: batch })
     }
@@ -407,12 +368,15 @@ impl Network {
         Ok(ctx.read(&buffer.slice(s.offset, s.info.len()))?)
     }
 
-    /// Every parameter tensor (and, when `moments`, Adam's m and v), in slot order, with one
-    /// readback per flat buffer.
+    /// Every tensor in slot order (and, when `moments`, Adam's m and v of the trainable ones),
+    /// with one readback per flat buffer.
     pub fn read_all(&self, ctx: &GpuContext, moments: bool) -> Result<(Tensors, Option<(Tensors, Tensors)>), NetworkError> {
-        let split = |flat: Vec<f32>| self.slots.iter().map(|s| flat[s.offset as usize..(s.offset + s.info.len()) as usize].to_vec()).collect::<Vec<_>>();
-        let params = split(ctx.read(&self.params)?);
-        let adam = if moments { Some((split(ctx.read(&self.adam_m)?), split(ctx.read(&self.adam_v)?))) } else { None };
+        let split = |flat: Vec<f32>, trainable_only: bool| {
+            let slots = self.slots.iter().filter(|s| s.info.trainable || !trainable_only);
+            slots.map(|s| flat[s.offset as usize..(s.offset + s.info.len()) as usize].to_vec()).collect::<Vec<_>>()
+        };
+        let params = split(ctx.read(&self.params)?, false);
+        let adam = if moments { Some((split(ctx.read(&self.adam_m)?, true), split(ctx.read(&self.adam_v)?, true))) } else { None };
         Ok((params, adam))
     }
 

@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::checkpoint::{Checkpoint, TrainState};
-use crate::model::{Activation, Layer, LayerKind, ModelSpec, Padding, Shape};
+use crate::layers::{Activation, LayerKind, Padding, Role};
+use crate::model::{ModelSpec, ParamInfo, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -139,8 +140,8 @@ impl Plan {
     }
 }
 
-fn has_params(l: &Layer) -> bool {
-    matches!(l.kind, LayerKind::Conv2d { .. } | LayerKind::Dense { .. })
+fn has_params(spec: &ModelSpec, layer: usize) -> bool {
+    spec.params().iter().any(|p| p.layer == layer)
 }
 
 fn param_shapes(spec: &ModelSpec, layer: usize) -> Vec<Vec<u32>> {
@@ -155,26 +156,15 @@ fn same_class(a: &LayerKind, b: &LayerKind) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
-/// Units (filters or dense units) of a layer with parameters.
-fn units(l: &LayerKind) -> u32 {
-    match l {
-        LayerKind::Conv2d { filters, .. } => *filters,
-        LayerKind::Dense { units, .. } => *units,
-        _ => 0,
-    }
+/// The output width a layer sets itself (filters, dense units); layers that keep their
+/// input's width (batchnorm) follow their input's unit map instead.
+fn units(l: &LayerKind) -> Option<u32> {
+    l.ops().units()
 }
 
 /// The same layer up to its unit count (so that widening can pair them).
 fn same_but_width(a: &LayerKind, b: &LayerKind) -> bool {
-    match (a, b) {
-        (LayerKind::Conv2d { kernel: k1, stride: s1, padding: p1, activation: a1, .. }, LayerKind::Conv2d { kernel: k2, stride: s2, padding: p2, activation: a2, .. }) => {
-            k1 == k2 && s1 == s2 && p1 == p2 && a1 == a2
-        }
-        (LayerKind::Dense { activation: a1, .. }, LayerKind::Dense { activation: a2, .. }) => a1 == a2,
-        (LayerKind::MaxPool2d { pool: p1, stride: s1 }, LayerKind::MaxPool2d { pool: p2, stride: s2 }) => p1 == p2 && s1.unwrap_or(*p1) == s2.unwrap_or(*p2),
-        (LayerKind::Flatten, LayerKind::Flatten) | (LayerKind::Dropout { .. }, LayerKind::Dropout { .. }) => true,
-        _ => false,
-    }
+    a.ops().same_but_width(b)
 }
 
 struct Builder<'a> {
@@ -192,6 +182,7 @@ impl<'a> Builder<'a> {
     fn push(&mut self, t: usize, source: Option<usize>, action: Action, reason: Option<String>, recipe: Option<Recipe>) {
         let layer = &self.target.layers[t];
         let params = param_count(self.target, t);
+        let with_params = has_params(self.target, t);
         let moved = match action {
             Action::Copied | Action::Grown | Action::Remapped => params,
             Action::Partial => self.overlap(t, source.expect("partial has a source")),
@@ -202,9 +193,9 @@ impl<'a> Builder<'a> {
         }
         self.layers.push(LayerPlan {
             target: layer.name.clone(),
-            class: layer.kind.keras_class().to_string(),
+            class: layer.kind.ops().class().to_string(),
             source: source.map(|s| self.source.layers[s].name.clone()),
-            action: if !has_params(layer) { Action::NoParameters } else { action },
+            action: if !with_params { Action::NoParameters } else { action },
             reason,
             params,
             moved,
@@ -227,14 +218,15 @@ impl<'a> Builder<'a> {
         let (ts, ss) = (param_shapes(self.target, t), param_shapes(self.source, s));
         let same_kind = same_but_width(&self.target.layers[t].kind, &self.source.layers[s].kind);
         if ts == ss && same_kind {
-            let recipe = Recipe { source_layer: s, units: (0..units(&self.target.layers[t].kind) as usize).collect(), input: InputMap::Same };
+            let width = self.target.input_of(t).channels();
+            let recipe = Recipe { source_layer: s, units: (0..units(&self.target.layers[t].kind).unwrap_or(width) as usize).collect(), input: InputMap::Same };
             self.push(t, Some(s), Action::Copied, None, Some(recipe));
             return true;
         }
         let why = if !same_class(&self.target.layers[t].kind, &self.source.layers[s].kind) {
-            format!("type differs ({} vs {})", self.target.layers[t].kind.keras_class(), self.source.layers[s].kind.keras_class())
+            format!("type differs ({} vs {})", self.target.layers[t].kind.ops().class(), self.source.layers[s].kind.ops().class())
         } else if !same_kind {
-            "kernel, stride, padding or activation differs".to_string()
+            "settings differ (kernel, stride, padding, activation, bias or normalisation)".to_string()
         } else {
             format!("shape differs ({:?} vs {:?})", ts[0], ss[0])
         };
@@ -248,7 +240,7 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(self, strategy: Strategy, partial: bool) -> Plan {
-        let unused = self.source.layers.iter().enumerate().filter(|(i, l)| has_params(l) && !self.used[*i]).map(|(_, l)| l.name.clone()).collect();
+        let unused = self.source.layers.iter().enumerate().filter(|(i, _)| has_params(self.source, *i) && !self.used[*i]).map(|(_, l)| l.name.clone()).collect();
         let moved = self.layers.iter().map(|l| l.moved).sum();
         let total = self.target.param_count();
         let function_preserving = strategy == Strategy::Grow
@@ -268,11 +260,11 @@ pub fn plan(source: &ModelSpec, target: &ModelSpec, strategy: Strategy, partial:
 
 fn plan_prefix(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
     let mut b = Builder::new(source, target);
-    let src: Vec<usize> = (0..source.layers.len()).filter(|&i| has_params(&source.layers[i])).collect();
+    let src: Vec<usize> = (0..source.layers.len()).filter(|&i| has_params(source, i)).collect();
     let mut next = 0;
     let mut stopped: Option<String> = None;
     for t in 0..target.layers.len() {
-        if !has_params(&target.layers[t]) {
+        if !has_params(target, t) {
             b.push(t, None, Action::NoParameters, None, None);
             continue;
         }
@@ -297,7 +289,7 @@ fn plan_match(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
     let mut b = Builder::new(source, target);
     let position = |spec: &ModelSpec, i: usize| spec.layers[..i].iter().filter(|l| same_class(&l.kind, &spec.layers[i].kind)).count();
     for t in 0..target.layers.len() {
-        if !has_params(&target.layers[t]) {
+        if !has_params(target, t) {
             b.push(t, None, Action::NoParameters, None, None);
             continue;
         }
@@ -325,12 +317,13 @@ fn plan_match(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
 /// layer before ends in ReLU or a max-pool of ReLU outputs.)
 fn identity_conv(kind: &LayerKind, input: Shape) -> Result<(), String> {
     match (kind, input) {
-        (LayerKind::Conv2d { filters, kernel, stride, padding, activation }, Shape::Image([_, _, c])) => {
-            if *filters != c {
+        (LayerKind::Conv2d(conv), Shape::Image([_, _, c])) => {
+            let (filters, kernel) = (conv.filters, conv.kernel.0);
+            if filters != c {
                 Err(format!("an inserted conv needs as many filters as input channels ({filters} vs {c}) to start as the identity"))
-            } else if kernel[0] % 2 == 0 || kernel[1] % 2 == 0 || *stride != 1 || *padding != Padding::Same {
+            } else if kernel[0] % 2 == 0 || kernel[1] % 2 == 0 || conv.stride != 1 || conv.padding != Padding::Same {
                 Err("an inserted conv needs an odd kernel, stride 1 and 'same' padding to start as the identity".into())
-            } else if !matches!(activation, Activation::Relu | Activation::Linear) {
+            } else if !matches!(conv.activation, Activation::Relu | Activation::Linear) {
                 Err("unsupported activation".into())
             } else {
                 Ok(())
@@ -341,13 +334,15 @@ fn identity_conv(kind: &LayerKind, input: Shape) -> Result<(), String> {
 }
 
 /// An identity conv followed by ReLU is exact only on non-negative inputs: the model's input
-/// (pixels in [0, 1]) or the output of a ReLU layer, possibly through max-pools and dropouts.
+/// (pixels in [0, 1]) or the output of a ReLU, possibly through pools and dropouts.
 fn non_negative_input(spec: &ModelSpec, t: usize) -> Result<(), String> {
     for layer in spec.layers[..t].iter().rev() {
-        match &layer.kind {
-            LayerKind::MaxPool2d { .. } | LayerKind::Dropout { .. } => continue,
-            LayerKind::Conv2d { activation: Activation::Relu, .. } | LayerKind::Dense { activation: Activation::Relu, .. } => return Ok(()),
-            _ => return Err(format!("its input (from {}) can be negative, so a ReLU identity would not be exact", layer.name)),
+        let ops = layer.kind.ops();
+        if ops.non_negative(false) {
+            return Ok(());
+        }
+        if !ops.non_negative(true) {
+            return Err(format!("its input (from {}) can be negative, so a ReLU identity would not be exact", layer.name));
         }
     }
     Ok(())
@@ -369,9 +364,9 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
     }
     for t in 0..target.layers.len() {
         let tk = &target.layers[t].kind;
-        let with_params = has_params(&target.layers[t]);
+        let with_params = has_params(target, t);
         // Source layers without a counterpart (e.g. a removed dropout) are skipped.
-        while j < source.layers.len() && matches!(source.layers[j].kind, LayerKind::Dropout { .. }) && !matches!(tk, LayerKind::Dropout { .. }) {
+        while j < source.layers.len() && matches!(source.layers[j].kind, LayerKind::Dropout(_)) && !matches!(tk, LayerKind::Dropout(_)) {
             j += 1;
         }
         if let Some(why) = &broken {
@@ -382,18 +377,18 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         if !(j < source.layers.len() && same_but_width(tk, &source.layers[j].kind)) {
             // An inserted layer.
             match tk {
-                LayerKind::Conv2d { .. } => match identity_conv(tk, target.input_of(t)).and_then(|()| non_negative_input(target, t)) {
+                LayerKind::Conv2d(_) => match identity_conv(tk, target.input_of(t)).and_then(|()| non_negative_input(target, t)) {
                     Ok(()) => b.push(t, None, Action::Identity, Some("inserted: starts as the identity".into()), None),
                     Err(why) => {
                         broken = Some(format!("after {} could not be grown", target.layers[t].name));
                         b.push(t, None, Action::FreshInit, Some(why), None);
                     }
                 },
-                LayerKind::MaxPool2d { pool, stride } if stride.unwrap_or(*pool) == *pool => {
-                    window = [window[0] * pool[0], window[1] * pool[1]];
+                LayerKind::MaxPool2d(m) if m.stride.unwrap_or(m.pool) == m.pool => {
+                    window = [window[0] * m.pool.0[0], window[1] * m.pool.0[1]];
                     b.push(t, None, Action::NoParameters, Some("inserted".into()), None);
                 }
-                LayerKind::Dropout { .. } => b.push(t, None, Action::NoParameters, Some("inserted".into()), None),
+                LayerKind::Dropout(_) => b.push(t, None, Action::NoParameters, Some("inserted".into()), None),
                 _ => {
                     broken = Some(format!("after the unmatched layer {}", target.layers[t].name));
                     let why = format!("no counterpart in the source at this depth ({})", source.layers.get(j).map_or("end of model".into(), |l| l.name.clone()));
@@ -404,7 +399,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         }
         let s = j;
         j += 1;
-        if let LayerKind::Flatten = tk {
+        if let LayerKind::Flatten(_) = tk {
             if let (Shape::Image([h, w, _]), Shape::Image([th, tw, _])) = (source.input_of(s), target.input_of(t)) {
                 // The pooled remap needs the target's grid to be the source's divided by the
                 // inserted pools' window (a 'valid' or strided conv in between breaks that).
@@ -420,7 +415,13 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
             b.push(t, Some(s), Action::NoParameters, None, None);
             continue;
         }
-        let (nt, ns) = (units(tk) as usize, units(&source.layers[s].kind) as usize);
+        let Some((nt, ns)) = units(tk).zip(units(&source.layers[s].kind)).map(|(a, b)| (a as usize, b as usize)) else {
+            // A layer as wide as its input (batchnorm): its tensors follow the input's units.
+            let replicated = channels.iter().enumerate().any(|(i, &c)| i != c);
+            let (action, reason) = if replicated { (Action::Grown, Some("units replicated with its input's".into())) } else { (Action::Copied, None) };
+            b.push(t, Some(s), action, reason, Some(Recipe { source_layer: s, units: channels.clone(), input: InputMap::Same }));
+            continue;
+        };
         let is_head = t + 1 == target.layers.len();
         if nt < ns || (is_head && nt != ns) {
             let why = if is_head { format!("class count differs ({nt} vs {ns} outputs)") } else { format!("narrower ({nt} vs {ns} units): growth cannot shrink") };
@@ -458,92 +459,92 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
     b.finish(Strategy::Grow, partial)
 }
 
-/// Target parameter tensors (in the target spec's parameter order) from the source's, following
-/// `plan`; layers that receive nothing keep `init` (the target's seeded initialisation).
+/// Target tensors (in the target spec's parameter order) from the source's, following `plan`;
+/// layers that receive nothing keep `init` (the target's seeded initialisation).
 pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target: &ModelSpec, mut init: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-    let src_infos = source.params();
-    let tgt_infos = target.params();
-    let tensor = |infos: &[crate::model::ParamInfo], layer: usize, bias: bool| infos.iter().position(|p| p.layer == layer && p.name.ends_with(if bias { ".bias" } else { ".kernel" })).expect("layer has parameters");
+    let (src_infos, tgt_infos) = (source.params(), target.params());
+    let tensors = |infos: &[ParamInfo], layer: usize| (0..infos.len()).filter(|&i| infos[i].layer == layer).collect::<Vec<_>>();
     for (t, lp) in plan.layers.iter().enumerate() {
-        let (ki, bi) = match lp.action {
-            Action::NoParameters | Action::FreshInit => continue,
-            _ => (tensor(&tgt_infos, t, false), tensor(&tgt_infos, t, true)),
-        };
+        if matches!(lp.action, Action::NoParameters | Action::FreshInit) {
+            continue;
+        }
+        let targets = tensors(&tgt_infos, t);
         if lp.action == Action::Identity {
-            let shape = &tgt_infos[ki].shape;
-            let (kh, kw, c) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
-            let k = &mut init[ki];
-            k.iter_mut().for_each(|v| *v = 0.0);
-            for ch in 0..c {
-                k[((kh / 2 * kw + kw / 2) * c + ch) * c + ch] = 1.0;
+            for &i in &targets {
+                init[i].fill(0.0);
+                if tgt_infos[i].role == Role::Kernel {
+                    // The centre tap maps channel c to c.
+                    let shape = &tgt_infos[i].shape;
+                    let (kh, kw, c) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
+                    (0..c).for_each(|ch| init[i][((kh / 2 * kw + kw / 2) * c + ch) * c + ch] = 1.0);
+                }
             }
-            init[bi].iter_mut().for_each(|v| *v = 0.0);
             continue;
         }
         let recipe = lp.recipe.as_ref().expect("moving actions carry a recipe");
-        let s = recipe.source_layer;
-        let (sk, sb) = (tensor(&src_infos, s, false), tensor(&src_infos, s, true));
-        let (ts, ss) = (&tgt_infos[ki].shape, &src_infos[sk].shape);
-        if lp.action == Action::Partial {
-            copy_overlap(&mut init[ki], ts, &source_params[sk], ss);
-            copy_overlap(&mut init[bi], &tgt_infos[bi].shape, &source_params[sb], &src_infos[sb].shape);
-            continue;
-        }
-        // Kernels are [..., in, out] (conv [kh, kw, in, out], dense [in, out]).
-        let (t_in, t_out) = (ts[ts.len() - 2] as usize, ts[ts.len() - 1] as usize);
-        let (s_in, s_out) = (ss[ss.len() - 2] as usize, ss[ss.len() - 1] as usize);
-        let taps = ts[..ts.len() - 2].iter().product::<u32>() as usize;
-        let replicas = |map: &[usize]| {
-            let mut n = vec![0f32; map.iter().max().map_or(0, |m| m + 1)];
-            map.iter().for_each(|&c| n[c] += 1.0);
-            n
-        };
-        let dst = &mut init[ki];
-        let src = &source_params[sk];
-        match &recipe.input {
-            InputMap::Same | InputMap::Channels(_) => {
-                let in_map: Vec<usize> = match &recipe.input {
-                    InputMap::Channels(m) => m.clone(),
-                    _ => (0..t_in).collect(),
-                };
-                let count = replicas(&in_map);
-                for tap in 0..taps {
-                    for (i, &si) in in_map.iter().enumerate() {
-                        for (o, &so) in recipe.units.iter().enumerate() {
-                            dst[(tap * t_in + i) * t_out + o] = src[(tap * s_in + si) * s_out + so] / count[si];
-                        }
-                    }
-                }
+        // Same kind and settings, so the same tensors in the same order.
+        for (&ti, si) in targets.iter().zip(tensors(&src_infos, recipe.source_layer)) {
+            let (src, ss, ts) = (&source_params[si], &src_infos[si].shape, &tgt_infos[ti].shape);
+            match (lp.action, tgt_infos[ti].role) {
+                (Action::Partial, _) => copy_overlap(&mut init[ti], ts, src, ss),
+                (_, Role::PerUnit) => recipe.units.iter().enumerate().for_each(|(o, &so)| init[ti][o] = src[so]),
+                (_, Role::Kernel) => map_kernel(&mut init[ti], ts, src, ss, recipe),
             }
-            InputMap::Pooled { source_grid, window, channels } => {
-                let count = replicas(channels);
-                let c_t = channels.len();
-                let c_s = s_in / (source_grid[0] * source_grid[1]) as usize;
-                let (gh, gw) = (source_grid[0] as usize / window[0] as usize, source_grid[1] as usize / window[1] as usize);
-                for y in 0..gh {
-                    for x in 0..gw {
-                        for (c, &sc) in channels.iter().enumerate() {
-                            let row_t = (y * gw + x) * c_t + c;
-                            for (o, &so) in recipe.units.iter().enumerate() {
-                                let mut sum = 0.0;
-                                for dy in 0..window[0] as usize {
-                                    for dx in 0..window[1] as usize {
-                                        let row_s = ((y * window[0] as usize + dy) * source_grid[1] as usize + x * window[1] as usize + dx) * c_s + sc;
-                                        sum += src[row_s * s_out + so];
-                                    }
-                                }
-                                dst[row_t * t_out + o] = sum / count[sc];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for (o, &so) in recipe.units.iter().enumerate() {
-            init[bi][o] = source_params[sb][so];
         }
     }
     init
+}
+
+/// A kernel [..., in, out] whose output units and input rows follow `recipe` (Net2Net: inputs
+/// from replicated units divided by their replica count).
+fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], recipe: &Recipe) {
+    let (t_in, t_out) = (ts[ts.len() - 2] as usize, ts[ts.len() - 1] as usize);
+    let (s_in, s_out) = (ss[ss.len() - 2] as usize, ss[ss.len() - 1] as usize);
+    let taps = ts[..ts.len() - 2].iter().product::<u32>() as usize;
+    let replicas = |map: &[usize]| {
+        let mut n = vec![0f32; map.iter().max().map_or(0, |m| m + 1)];
+        map.iter().for_each(|&c| n[c] += 1.0);
+        n
+    };
+    match &recipe.input {
+        InputMap::Same | InputMap::Channels(_) => {
+            let in_map: Vec<usize> = match &recipe.input {
+                InputMap::Channels(m) => m.clone(),
+                _ => (0..t_in).collect(),
+            };
+            let count = replicas(&in_map);
+            for tap in 0..taps {
+                for (i, &si) in in_map.iter().enumerate() {
+                    for (o, &so) in recipe.units.iter().enumerate() {
+                        dst[(tap * t_in + i) * t_out + o] = src[(tap * s_in + si) * s_out + so] / count[si];
+                    }
+                }
+            }
+        }
+        InputMap::Pooled { source_grid, window, channels } => {
+            let count = replicas(channels);
+            let c_t = channels.len();
+            let c_s = s_in / (source_grid[0] * source_grid[1]) as usize;
+            let (gh, gw) = (source_grid[0] as usize / window[0] as usize, source_grid[1] as usize / window[1] as usize);
+            for y in 0..gh {
+                for x in 0..gw {
+                    for (c, &sc) in channels.iter().enumerate() {
+                        let row_t = (y * gw + x) * c_t + c;
+                        for (o, &so) in recipe.units.iter().enumerate() {
+                            let mut sum = 0.0;
+                            for dy in 0..window[0] as usize {
+                                for dx in 0..window[1] as usize {
+                                    let row_s = ((y * window[0] as usize + dy) * source_grid[1] as usize + x * window[1] as usize + dx) * c_s + sc;
+                                    sum += src[row_s * s_out + so];
+                                }
+                            }
+                            dst[row_t * t_out + o] = sum / count[sc];
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Copies the overlapping block of two row-major tensors of the same rank.

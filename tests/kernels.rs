@@ -10,7 +10,8 @@
 mod common;
 
 use common::{assert_close, gpu, input, kernel_paths, poisoned, random, reference as cpu, run};
-use gpu_cnn::gpu::kernels::{ConvShape, GemmShape, Kernel, Kernels, PoolShape, StepParams};
+use gpu_cnn::gpu::kernels::{GemmShape, Kernel, Kernels, NormShape, StepParams};
+use gpu_cnn::model::{ConvShape, PoolShape};
 use gpu_cnn::gpu::View;
 
 const TOL: f64 = 1e-5;
@@ -153,6 +154,87 @@ fn maxpool2d_forward_and_backward_match_reference() {
         let dx = poisoned(ctx, s.input_len());
         let got = run(&[k.maxpool2d_backward(&s, &arg, &input(ctx, &dy), &dx)], &dx);
         assert_close(&format!("maxpool2d_backward {name}"), &got, &cpu::maxpool2d_backward(&s, &want_arg, &dy), TOL);
+    }
+}
+
+#[test]
+fn avgpool2d_forward_and_backward_match_reference() {
+    let (ctx, k) = gpu();
+    // The pool shapes, and whole-image windows (global average pooling), odd sizes, batch 1.
+    let global = [(1, 5, 7, 3, [5, 7], [5, 7]), (3, 4, 4, 13, [4, 4], [4, 4]), (2, 1, 1, 5, [1, 1], [1, 1])];
+    for (i, &(batch, in_h, in_w, c, pool, stride)) in POOL_SHAPES.iter().chain(&global).enumerate() {
+        let s = PoolShape { batch, in_h, in_w, c, pool, stride };
+        let name = format!("{batch}x{in_h}x{in_w}x{c} pool {pool:?} stride {stride:?}");
+        let x = random(1200 + i as u64, s.input_len() as usize, -1.0, 1.0);
+        let y = poisoned(ctx, s.output_len());
+        let got = run(&[k.avgpool2d_forward(&s, &input(ctx, &x), &y)], &y);
+        assert_close(&format!("avgpool2d_forward {name}"), &got, &cpu::avgpool2d_forward(&s, &x), TOL);
+
+        let dy = random(1300 + i as u64, s.output_len() as usize, -1.0, 1.0);
+        let dx = poisoned(ctx, s.input_len());
+        let got = run(&[k.avgpool2d_backward(&s, &input(ctx, &dy), &dx)], &dx);
+        assert_close(&format!("avgpool2d_backward {name}"), &got, &cpu::avgpool2d_backward(&s, &dy), TOL);
+    }
+}
+
+/// (batch capacity, valid images, pixels per image, channels): channels that are multiples of
+/// nothing, one image, a short last batch (rows past `valid` must not count and get dx = 0), a
+/// dense layer's features (1 pixel), and Model 3's largest BatchNorm (32 x 64 x 64 x 32).
+const NORM_SHAPES: &[(u32, u32, u32, u32)] = &[(1, 1, 35, 3), (3, 3, 7, 5), (4, 3, 9, 13), (6, 6, 1, 7), (5, 2, 1, 1), (2, 2, 400, 33), (32, 32, 4096, 32)];
+
+#[test]
+fn batchnorm_kernels_match_reference() {
+    let (ctx, k) = gpu();
+    for (i, &(batch, valid, pixels, c)) in NORM_SHAPES.iter().enumerate() {
+        let s = NormShape { batch, pixels, channels: c, momentum: 0.99, epsilon: 1e-3 };
+        let name = format!("capacity {batch} valid {valid} x {pixels} pixels x {c}");
+        let (len, rows, cu) = (s.len() as usize, (valid * pixels) as usize, c as usize);
+        let seed = 1400 + 10 * i as u64;
+        // An offset mean: a one-pass E[x^2] - E[x]^2 would lose digits here.
+        let x = random(seed, len, 2.0, 4.0);
+        let (gamma, beta) = (random(seed + 1, cu, 0.5, 1.5), random(seed + 2, cu, -0.5, 0.5));
+        let (mm, mv) = (random(seed + 3, cu, -0.5, 0.5), random(seed + 4, cu, 0.5, 2.0));
+        let (xv, gv, bv) = (input(ctx, &x), input(ctx, &gamma), input(ctx, &beta));
+        let moving = [input(ctx, &mm), input(ctx, &mv)];
+        let stats = poisoned(ctx, 4 * c as u64);
+        let scratch = poisoned(ctx, Kernels::batchnorm_scratch(&s));
+        let train = ctx.uniform("step", &StepParams::adam(1e-3, 1, valid));
+
+        let y = poisoned(ctx, len as u64);
+        let mut d = k.batchnorm_stats(&s, &train, &xv, &moving, &stats, &scratch);
+        d.push(k.batchnorm_forward(&s, i % 2 == 1, &train, &xv, &gv, &bv, &moving, &stats, &y));
+        let got = run(&d, &y);
+        let (mean, var) = cpu::batch_stats(&x, rows, cu);
+        let want = cpu::batchnorm_forward(&x, cu, &mean, &var, &gamma, &beta, 1e-3, i % 2 == 1);
+        // Rows past the valid ones are normalised too (harmless), with the valid rows' statistics.
+        assert_close(&format!("batchnorm_forward (training) {name}"), &got, &want, TOL);
+        let moved = |old: &[f32], stat: &[f64]| old.iter().zip(stat).map(|(&o, &s)| o as f64 * 0.99 + s * 0.01).collect::<Vec<_>>();
+        assert_close(&format!("batchnorm_stats moving_mean {name}"), &ctx.read(&moving[0]).unwrap(), &moved(&mm, &mean), TOL);
+        assert_close(&format!("batchnorm_stats moving_variance {name}"), &ctx.read(&moving[1]).unwrap(), &moved(&mv, &var), TOL);
+
+        // Inference: the moving statistics (as just updated), and the stats kernels do nothing.
+        let (mm1, mv1): (Vec<f32>, Vec<f32>) = (ctx.read(&moving[0]).unwrap(), ctx.read(&moving[1]).unwrap());
+        let mut eval = StepParams::adam(1e-3, 1, valid);
+        eval.training = 0;
+        let eval = ctx.uniform("step", &eval);
+        let y = poisoned(ctx, len as u64);
+        let mut d = k.batchnorm_stats(&s, &eval, &xv, &moving, &stats, &scratch);
+        d.push(k.batchnorm_forward(&s, false, &eval, &xv, &gv, &bv, &moving, &stats, &y));
+        let got = run(&d, &y);
+        let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
+        assert_close(&format!("batchnorm_forward (inference) {name}"), &got, &cpu::batchnorm_forward(&x, cu, &to64(&mm1), &to64(&mv1), &gamma, &beta, 1e-3, false), TOL);
+        assert_eq!(ctx.read::<f32>(&moving[0]).unwrap(), mm1, "inference leaves moving_mean alone");
+
+        let dy = random(seed + 5, len, -1.0, 1.0);
+        let (dg, db, dx) = (poisoned(ctx, c as u64), poisoned(ctx, c as u64), poisoned(ctx, len as u64));
+        let mut d = k.batchnorm_stats(&s, &train, &xv, &moving, &stats, &scratch);
+        d.extend(k.batchnorm_backward_stats(&s, &train, &xv, &input(ctx, &dy), &stats, &dg, &db, &scratch));
+        d.push(k.batchnorm_backward_input(&s, &train, &xv, &input(ctx, &dy), &gv, &stats, &dx));
+        let got = run(&d, &dx);
+        let (want_dx, want_dg, want_db) = cpu::batchnorm_backward(&x, &dy, rows, cu, &gamma, 1e-3);
+        assert_close(&format!("batchnorm_backward_input {name}"), &got, &want_dx, TOL);
+        assert_close(&format!("batchnorm_backward dgamma {name}"), &ctx.read(&dg).unwrap(), &want_dg, TOL);
+        assert_close(&format!("batchnorm_backward dbeta {name}"), &ctx.read(&db).unwrap(), &want_db, TOL);
     }
 }
 

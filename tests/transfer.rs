@@ -4,27 +4,30 @@
 mod common;
 
 use common::gpu;
+use gpu_cnn::layers::conv2d::Conv2d;
+use gpu_cnn::layers::dense::Dense;
+use gpu_cnn::layers::maxpool2d::MaxPool2d;
 use gpu_cnn::model::{Activation, LayerKind, ModelSpec, Padding};
 use gpu_cnn::network::{initial_params, Network, Pass};
 use gpu_cnn::transfer::{apply, plan, Action, Strategy};
 
 fn conv(filters: u32) -> (Option<String>, LayerKind) {
-    (None, LayerKind::Conv2d { filters, kernel: [3, 3], stride: 1, padding: Padding::Same, activation: Activation::Relu })
+    (None, LayerKind::Conv2d(Conv2d::new(filters, 3, Padding::Same, Activation::Relu)))
 }
 fn pool() -> (Option<String>, LayerKind) {
-    (None, LayerKind::MaxPool2d { pool: [2, 2], stride: None })
+    (None, LayerKind::MaxPool2d(MaxPool2d::default()))
 }
 fn flat() -> (Option<String>, LayerKind) {
-    (None, LayerKind::Flatten)
+    (None, LayerKind::Flatten(Default::default()))
 }
 fn dense(units: u32) -> (Option<String>, LayerKind) {
-    (None, LayerKind::Dense { units, activation: Activation::Relu })
+    (None, LayerKind::Dense(Dense::new(units, Activation::Relu)))
 }
 fn head(classes: u32) -> (Option<String>, LayerKind) {
     if classes == 2 {
-        (None, LayerKind::Dense { units: 1, activation: Activation::Sigmoid })
+        (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid)))
     } else {
-        (None, LayerKind::Dense { units: classes, activation: Activation::Softmax })
+        (None, LayerKind::Dense(Dense::new(classes, Activation::Softmax)))
     }
 }
 fn spec(input: [u32; 3], layers: Vec<(Option<String>, LayerKind)>) -> ModelSpec {
@@ -118,7 +121,7 @@ fn wider_narrower_reordered_resized_and_reclassed_layouts() {
 
     // Reordered (dense widths swapped between named layers): match pairs by name and explains.
     let named = |a: &str, b: &str, ua: u32, ub: u32| {
-        spec([8, 8, 3], vec![conv(4), pool(), flat(), (Some(a.into()), LayerKind::Dense { units: ua, activation: Activation::Relu }), (Some(b.into()), LayerKind::Dense { units: ub, activation: Activation::Relu }), head(2)])
+        spec([8, 8, 3], vec![conv(4), pool(), flat(), (Some(a.into()), LayerKind::Dense(Dense::new(ua, Activation::Relu))), (Some(b.into()), LayerKind::Dense(Dense::new(ub, Activation::Relu))), head(2)])
     };
     let p = plan(&named("fc_a", "fc_b", 10, 6), &named("fc_b", "fc_a", 6, 10), Strategy::Match, false);
     assert_eq!(p.layers[3].action, Action::FreshInit);
@@ -146,7 +149,7 @@ fn grow_refuses_what_it_cannot_do_exactly_or_consistently() {
     // A 'valid' conv after an inserted pool: the flattened grid no longer matches the source's
     // pooled grid, so the dense layer cannot be remapped (and nothing panics).
     let source = spec([32, 32, 3], vec![conv(4), pool(), flat(), dense(8), head(2)]);
-    let valid = (None, LayerKind::Conv2d { filters: 4, kernel: [3, 3], stride: 1, padding: Padding::Valid, activation: Activation::Relu });
+    let valid = (None, LayerKind::Conv2d(Conv2d::new(4, 3, Padding::Valid, Activation::Relu)));
     let target = spec([32, 32, 3], vec![conv(4), pool(), pool(), valid, flat(), dense(8), head(2)]);
     let p = plan(&source, &target, Strategy::Grow, false);
     println!("{}", p.table());
@@ -154,7 +157,7 @@ fn grow_refuses_what_it_cannot_do_exactly_or_consistently() {
     assert!(!p.function_preserving);
 
     // An identity conv after a linear conv would meet negative inputs: not claimed exact.
-    let linear = (None, LayerKind::Conv2d { filters: 4, kernel: [3, 3], stride: 1, padding: Padding::Same, activation: Activation::Linear });
+    let linear = (None, LayerKind::Conv2d(Conv2d::new(4, 3, Padding::Same, Activation::Linear)));
     let source = spec([8, 8, 3], vec![linear.clone(), pool(), flat(), dense(8), head(2)]);
     let target = spec([8, 8, 3], vec![linear, conv(4), pool(), flat(), dense(8), head(2)]);
     let p = plan(&source, &target, Strategy::Grow, false);

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use bytemuck::{Pod, Zeroable};
 
 use super::{GpuContext, View};
+use crate::model::{ConvShape, PoolShape};
 
 /// Invocations per workgroup of every linear kernel (`WG` in common.wgsl).
 pub const WG: u32 = 64;
@@ -47,19 +48,21 @@ enum Family {
     Matmul,
     MatmulSubgroup,
     Reduce,
+    Batchnorm,
     Activation,
     Loss,
     Adam,
 }
 
 impl Family {
-    const ALL: [Family; 9] = [
+    const ALL: [Family; 10] = [
         Self::Conv2d,
         Self::Conv2dSubgroup,
         Self::Pool,
         Self::Matmul,
         Self::MatmulSubgroup,
         Self::Reduce,
+        Self::Batchnorm,
         Self::Activation,
         Self::Loss,
         Self::Adam,
@@ -73,6 +76,7 @@ impl Family {
             Self::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Self::MatmulSubgroup => return Self::Matmul.with_subgroup_file(include_str!("../../shaders/matmul_subgroup.wgsl")),
             Self::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Self::Batchnorm => include_str!("../../shaders/batchnorm.wgsl"),
             Self::Activation => include_str!("../../shaders/activation.wgsl"),
             Self::Loss => include_str!("../../shaders/loss.wgsl"),
             Self::Adam => include_str!("../../shaders/adam.wgsl"),
@@ -106,6 +110,8 @@ pub enum Kernel {
     Maxpool2dBackward,
     Maxpool2dForwardQuads,
     Maxpool2dBackwardQuads,
+    Avgpool2dForward,
+    Avgpool2dBackward,
     Gemm,
     /// `gemm_quads` specialised for a layout: a [m, k] or [k, m] x b [k, n] or [n, k].
     GemmQuads { a_k_contiguous: bool, b_n_contiguous: bool },
@@ -113,6 +119,12 @@ pub enum Kernel {
     GemmSubgroup { a_k_contiguous: bool, b_n_contiguous: bool },
     ColumnSum,
     SumPartials,
+    BatchnormStatsPartial,
+    BatchnormStatsFinish,
+    BatchnormForward,
+    BatchnormBackwardPartial,
+    BatchnormBackwardFinish,
+    BatchnormBackwardInput,
     ReluForward,
     ReluBackward,
     SigmoidForward,
@@ -124,7 +136,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 36] = [
+    pub const ALL: [Kernel; 44] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -144,6 +156,8 @@ impl Kernel {
         Self::Maxpool2dBackward,
         Self::Maxpool2dForwardQuads,
         Self::Maxpool2dBackwardQuads,
+        Self::Avgpool2dForward,
+        Self::Avgpool2dBackward,
         Self::Gemm,
         Self::GemmQuads { a_k_contiguous: true, b_n_contiguous: true },
         Self::GemmQuads { a_k_contiguous: true, b_n_contiguous: false },
@@ -153,6 +167,12 @@ impl Kernel {
         Self::GemmSubgroup { a_k_contiguous: false, b_n_contiguous: true },
         Self::ColumnSum,
         Self::SumPartials,
+        Self::BatchnormStatsPartial,
+        Self::BatchnormStatsFinish,
+        Self::BatchnormForward,
+        Self::BatchnormBackwardPartial,
+        Self::BatchnormBackwardFinish,
+        Self::BatchnormBackwardInput,
         Self::ReluForward,
         Self::ReluBackward,
         Self::SigmoidForward,
@@ -175,11 +195,19 @@ impl Kernel {
             Self::Maxpool2dBackward => "maxpool2d_backward",
             Self::Maxpool2dForwardQuads => "maxpool2d_forward_quads",
             Self::Maxpool2dBackwardQuads => "maxpool2d_backward_quads",
+            Self::Avgpool2dForward => "avgpool2d_forward",
+            Self::Avgpool2dBackward => "avgpool2d_backward",
             Self::Gemm => "gemm",
             Self::GemmQuads { .. } => "gemm_quads",
             Self::GemmSubgroup { .. } => "gemm_subgroup",
             Self::ColumnSum => "column_sum",
             Self::SumPartials => "sum_partials",
+            Self::BatchnormStatsPartial => "batchnorm_stats_partial",
+            Self::BatchnormStatsFinish => "batchnorm_stats_finish",
+            Self::BatchnormForward => "batchnorm_forward",
+            Self::BatchnormBackwardPartial => "batchnorm_backward_partial",
+            Self::BatchnormBackwardFinish => "batchnorm_backward_finish",
+            Self::BatchnormBackwardInput => "batchnorm_backward_input",
             Self::ReluForward => "relu_forward",
             Self::ReluBackward => "relu_backward",
             Self::SigmoidForward => "sigmoid_forward",
@@ -219,10 +247,21 @@ impl Kernel {
             Self::Conv2dForwardSubgroup { .. } | Self::Conv2dBackwardInputSubgroup | Self::Conv2dBackwardKernelSubgroup { .. } => {
                 Family::Conv2dSubgroup
             }
-            Self::Maxpool2dForward | Self::Maxpool2dBackward | Self::Maxpool2dForwardQuads | Self::Maxpool2dBackwardQuads => Family::Pool,
+            Self::Maxpool2dForward
+            | Self::Maxpool2dBackward
+            | Self::Maxpool2dForwardQuads
+            | Self::Maxpool2dBackwardQuads
+            | Self::Avgpool2dForward
+            | Self::Avgpool2dBackward => Family::Pool,
             Self::Gemm | Self::GemmQuads { .. } => Family::Matmul,
             Self::GemmSubgroup { .. } => Family::MatmulSubgroup,
             Self::ColumnSum | Self::SumPartials => Family::Reduce,
+            Self::BatchnormStatsPartial
+            | Self::BatchnormStatsFinish
+            | Self::BatchnormForward
+            | Self::BatchnormBackwardPartial
+            | Self::BatchnormBackwardFinish
+            | Self::BatchnormBackwardInput => Family::Batchnorm,
             Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
                 Family::Activation
             }
@@ -290,60 +329,7 @@ impl StepParams {
     }
 }
 
-/// Shape of a 2D convolution (`Conv` in conv2d.wgsl, less the per-dispatch fields).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvShape {
-    pub batch: u32,
-    pub in_h: u32,
-    pub in_w: u32,
-    pub in_c: u32,
-    pub out_h: u32,
-    pub out_w: u32,
-    pub out_c: u32,
-    pub k_h: u32,
-    pub k_w: u32,
-    pub stride: u32,
-    pub pad_top: u32,
-    pub pad_left: u32,
-}
-
 impl ConvShape {
-    /// Keras semantics: `same` gives out = ceil(in / stride) with the total padding split
-    /// floor-half before, the rest after; `valid` gives out = floor((in - k) / stride) + 1.
-    pub fn keras(batch: u32, input: [u32; 3], filters: u32, kernel: [u32; 2], stride: u32, same: bool) -> Self {
-        let [in_h, in_w, in_c] = input;
-        let axis = |size: u32, k: u32| -> (u32, u32) {
-            if same {
-                let out = size.div_ceil(stride);
-                let total = ((out - 1) * stride + k).saturating_sub(size);
-                (out, total / 2)
-            } else {
-                ((size.saturating_sub(k)) / stride + 1, 0)
-            }
-        };
-        let (out_h, pad_top) = axis(in_h, kernel[0]);
-        let (out_w, pad_left) = axis(in_w, kernel[1]);
-        Self { batch, in_h, in_w, in_c, out_h, out_w, out_c: filters, k_h: kernel[0], k_w: kernel[1], stride, pad_top, pad_left }
-    }
-
-    pub fn input_len(&self) -> u64 {
-        self.batch as u64 * self.in_h as u64 * self.in_w as u64 * self.in_c as u64
-    }
-    pub fn output_len(&self) -> u64 {
-        self.batch as u64 * self.out_h as u64 * self.out_w as u64 * self.out_c as u64
-    }
-    pub fn kernel_len(&self) -> u64 {
-        (self.k_h * self.k_w * self.in_c * self.out_c) as u64
-    }
-    /// Rows of the output seen as a [rows, out_c] matrix.
-    pub fn output_rows(&self) -> u64 {
-        self.batch as u64 * self.out_h as u64 * self.out_w as u64
-    }
-    /// Multiply-adds of the forward pass (each backward kernel does as many).
-    pub fn macs(&self) -> u64 {
-        self.output_len() * (self.k_h * self.k_w * self.in_c) as u64
-    }
-
     fn params(&self, relu: bool, splits: Splits) -> ConvParams {
         ConvParams {
             batch: self.batch,
@@ -387,32 +373,6 @@ struct ConvParams {
     _pad: u32,
 }
 
-/// Shape of a max-pool, `valid` padding with Keras floor semantics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolShape {
-    pub batch: u32,
-    pub in_h: u32,
-    pub in_w: u32,
-    pub c: u32,
-    pub pool: [u32; 2],
-    pub stride: [u32; 2],
-}
-
-impl PoolShape {
-    pub fn out_h(&self) -> u32 {
-        (self.in_h.saturating_sub(self.pool[0])) / self.stride[0] + 1
-    }
-    pub fn out_w(&self) -> u32 {
-        (self.in_w.saturating_sub(self.pool[1])) / self.stride[1] + 1
-    }
-    pub fn input_len(&self) -> u64 {
-        self.batch as u64 * self.in_h as u64 * self.in_w as u64 * self.c as u64
-    }
-    pub fn output_len(&self) -> u64 {
-        self.batch as u64 * self.out_h() as u64 * self.out_w() as u64 * self.c as u64
-    }
-}
-
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct PoolParams {
@@ -427,6 +387,63 @@ struct PoolParams {
     stride_h: u32,
     stride_w: u32,
     _pad: [u32; 2],
+}
+
+/// Geometry of a batch normalisation: x seen as [batch * pixels, channels].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormShape {
+    /// Images the buffers hold.
+    pub batch: u32,
+    /// Rows per image: h * w after a conv, 1 after a dense layer.
+    pub pixels: u32,
+    pub channels: u32,
+    pub momentum: f32,
+    pub epsilon: f32,
+}
+
+impl NormShape {
+    pub fn rows(&self) -> u64 {
+        self.batch as u64 * self.pixels as u64
+    }
+    pub fn len(&self) -> u64 {
+        self.rows() * self.channels as u64
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn splits(&self) -> Splits {
+        Splits::choose(self.channels as u64, self.rows() as u32)
+    }
+    fn params(&self, relu: bool) -> NormParams {
+        let splits = self.splits();
+        NormParams {
+            pixels: self.pixels,
+            channels: self.channels,
+            capacity_rows: self.rows() as u32,
+            splits: splits.count,
+            rows_per_split: splits.chunk,
+            relu: relu as u32,
+            _pad: [0; 2],
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+            _pad2: [0; 2],
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    pixels: u32,
+    channels: u32,
+    capacity_rows: u32,
+    splits: u32,
+    rows_per_split: u32,
+    relu: u32,
+    _pad: [u32; 2],
+    momentum: f32,
+    epsilon: f32,
+    _pad2: [u32; 2],
 }
 
 /// c[m, n] = sum_k a[m, k] b[k, n] with a[m, k] at `m * a_row + k * a_col` and b[k, n] at
@@ -797,6 +814,99 @@ impl Kernels {
         };
         let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
         self.dispatch(k, &binds, self.grid(invocations))
+    }
+
+    /// y = window mean (global average pooling when the window is the whole image); overwrites y.
+    pub fn avgpool2d_forward(&self, s: &PoolShape, x: &View, y: &View) -> Dispatch {
+        let k = Kernel::Avgpool2dForward;
+        let u = self.uniform(k, &pool_params(s));
+        self.dispatch(k, &[(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (2, Bind::Storage(y))], self.grid(s.output_len()))
+    }
+
+    /// dx = dy spread evenly over each window (a gather, overlapping windows allowed); overwrites dx.
+    pub fn avgpool2d_backward(&self, s: &PoolShape, dy: &View, dx: &View) -> Dispatch {
+        let k = Kernel::Avgpool2dBackward;
+        let u = self.uniform(k, &pool_params(s));
+        self.dispatch(k, &[(0, Bind::Uniform(&u)), (5, Bind::Storage(dy)), (6, Bind::Storage(dx))], self.grid(s.input_len()))
+    }
+
+    // ---- batchnorm.wgsl ----
+
+    /// Scratch elements the batchnorm reductions need.
+    pub fn batchnorm_scratch(s: &NormShape) -> u64 {
+        3 * s.splits().count as u64 * s.channels as u64
+    }
+
+    /// In training (step.training != 0): the batch mean and 1 / sqrt(var + eps) into stats[0..2C],
+    /// and the moving statistics `moving` = [mean, variance] updated in place; in inference,
+    /// nothing. Two dispatches (split Welford sums in `scratch`, then their ordered merge).
+    pub fn batchnorm_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, moving: &[View; 2], stats: &View, scratch: &View) -> Vec<Dispatch> {
+        let p = s.params(false);
+        let k = Kernel::BatchnormStatsPartial;
+        let u = self.uniform(k, &p);
+        let partial = self.dispatch(k, &[(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (9, Bind::Storage(scratch))], self.grid(p.splits as u64 * p.channels as u64));
+        let k = Kernel::BatchnormStatsFinish;
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Uniform(step)),
+            (6, Bind::Storage(&moving[0])),
+            (7, Bind::Storage(&moving[1])),
+            (8, Bind::Storage(stats)),
+            (9, Bind::Storage(scratch)),
+        ];
+        vec![partial, self.dispatch(k, &binds, self.grid(p.channels as u64))]
+    }
+
+    /// y = act(gamma * (x - mean) / sqrt(var + eps) + beta), with the batch statistics in
+    /// training and the moving ones otherwise; overwrites y.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_forward(&self, s: &NormShape, relu: bool, step: &wgpu::Buffer, x: &View, gamma: &View, beta: &View, moving: &[View; 2], stats: &View, y: &View) -> Dispatch {
+        let k = Kernel::BatchnormForward;
+        let u = self.uniform(k, &s.params(relu));
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Uniform(step)),
+            (2, Bind::Storage(x)),
+            (4, Bind::Storage(gamma)),
+            (5, Bind::Storage(beta)),
+            (13, Bind::Storage(&moving[0])),
+            (14, Bind::Storage(&moving[1])),
+            (8, Bind::Storage(stats)),
+            (10, Bind::Storage(y)),
+        ];
+        self.dispatch(k, &binds, self.grid(s.len()))
+    }
+
+    /// dgamma = sum dy * x_hat and dbeta = sum dy over the valid rows (overwritten), both kept in
+    /// stats[2C..4C] for [`Self::batchnorm_backward_input`]. Two dispatches through `scratch`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_backward_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
+        let p = s.params(false);
+        let k = Kernel::BatchnormBackwardPartial;
+        let u = self.uniform(k, &p);
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (3, Bind::Storage(dy)), (8, Bind::Storage(stats)), (9, Bind::Storage(scratch))];
+        let partial = self.dispatch(k, &binds, self.grid(p.splits as u64 * p.channels as u64));
+        let k = Kernel::BatchnormBackwardFinish;
+        let binds = [(0, Bind::Uniform(&u)), (8, Bind::Storage(stats)), (9, Bind::Storage(scratch)), (11, Bind::Storage(dgamma)), (12, Bind::Storage(dbeta))];
+        vec![partial, self.dispatch(k, &binds, self.grid(p.channels as u64))]
+    }
+
+    /// dx = gamma / sqrt(var + eps) * (dy - mean(dy) - x_hat * mean(dy * x_hat)) on the valid
+    /// rows, 0 on the rest; overwrites dx.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_backward_input(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dx: &View) -> Dispatch {
+        let k = Kernel::BatchnormBackwardInput;
+        let u = self.uniform(k, &s.params(false));
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Uniform(step)),
+            (2, Bind::Storage(x)),
+            (3, Bind::Storage(dy)),
+            (4, Bind::Storage(gamma)),
+            (8, Bind::Storage(stats)),
+            (10, Bind::Storage(dx)),
+        ];
+        self.dispatch(k, &binds, self.grid(s.len()))
     }
 
     // ---- matmul.wgsl ----

@@ -1,6 +1,9 @@
 //! What a model is, independent of the GPU: layers, Keras names, shapes and parameters.
 
+pub mod shape;
 pub mod spec;
 pub mod summary;
 
-pub use spec::{Activation, Layer, LayerKind, ModelSpec, Padding, ParamInfo, Shape, SpecError};
+pub use crate::layers::{Activation, LayerKind, Padding};
+pub use shape::{ConvShape, PoolShape, Shape};
+pub use spec::{Layer, ModelSpec, ParamInfo, SpecError};

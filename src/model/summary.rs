@@ -24,16 +24,17 @@ pub fn summary(name: &str, spec: &ModelSpec) -> String {
     let mut out = format!("Model: \"{name}\"\n{rule}\n {:<34}{:<26}{}\n{}\n", "Layer (type)", "Output Shape", "Param #", "=".repeat(72));
     for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
         let count: u64 = params.iter().filter(|p| p.layer == i).map(|p| p.len()).sum();
-        let label = format!("{} ({})", layer.name, layer.kind.keras_class());
+        let label = format!("{} ({})", layer.name, layer.kind.ops().class());
         let _ = writeln!(out, " {label:<34}{:<26}{}", shape.keras(), thousands(count));
     }
-    let total = spec.param_count();
+    let (total, trainable) = (spec.param_count(), spec.trainable_count());
     let _ = write!(
         out,
-        "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: 0\n{rule}\n",
+        "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: {}\n{rule}\n",
         "=".repeat(72),
         thousands(total),
-        thousands(total)
+        thousands(trainable),
+        thousands(total - trainable)
     );
     out
 }

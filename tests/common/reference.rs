@@ -1,7 +1,8 @@
 //! CPU reference implementations in f64, for tests only. Same layouts as the kernels:
 //! NHWC activations, [kh, kw, in_c, out_c] kernels.
 
-use gpu_cnn::gpu::kernels::{ConvShape, GemmShape, PoolShape};
+use gpu_cnn::gpu::kernels::GemmShape;
+use gpu_cnn::model::{ConvShape, PoolShape};
 
 fn at(s: &ConvShape, n: usize, oh: usize, ow: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {
     let ih = (oh * s.stride as usize + kh) as isize - s.pad_top as isize;
@@ -189,4 +190,83 @@ pub fn adam(w: &[f32], g: &[f32], m: &[f32], v: &[f32], lr: f64, t: u32) -> (Vec
         out.2.push(vi);
     }
     out
+}
+
+/// Window means over the valid (floor) grid.
+pub fn avgpool2d_forward(s: &PoolShape, x: &[f32]) -> Vec<f64> {
+    let (oh, ow, c) = (s.out_h() as usize, s.out_w() as usize, s.c as usize);
+    let (ph, pw) = (s.pool[0] as usize, s.pool[1] as usize);
+    let mut y = vec![0.0; s.output_len() as usize];
+    for n in 0..s.batch as usize {
+        for (i, j, ch) in (0..oh).flat_map(|i| (0..ow).flat_map(move |j| (0..c).map(move |ch| (i, j, ch)))) {
+            let mut acc = 0.0;
+            for dh in 0..ph {
+                for dw in 0..pw {
+                    let (h, w) = (i * s.stride[0] as usize + dh, j * s.stride[1] as usize + dw);
+                    acc += x[((n * s.in_h as usize + h) * s.in_w as usize + w) * c + ch] as f64;
+                }
+            }
+            y[((n * oh + i) * ow + j) * c + ch] = acc / (ph * pw) as f64;
+        }
+    }
+    y
+}
+
+/// Each window's gradient spread evenly over its inputs (a scatter, so overlaps add).
+pub fn avgpool2d_backward(s: &PoolShape, dy: &[f32]) -> Vec<f64> {
+    let (oh, ow, c) = (s.out_h() as usize, s.out_w() as usize, s.c as usize);
+    let (ph, pw) = (s.pool[0] as usize, s.pool[1] as usize);
+    let mut dx = vec![0.0; s.input_len() as usize];
+    for n in 0..s.batch as usize {
+        for (i, j, ch) in (0..oh).flat_map(|i| (0..ow).flat_map(move |j| (0..c).map(move |ch| (i, j, ch)))) {
+            let g = dy[((n * oh + i) * ow + j) * c + ch] as f64 / (ph * pw) as f64;
+            for dh in 0..ph {
+                for dw in 0..pw {
+                    let (h, w) = (i * s.stride[0] as usize + dh, j * s.stride[1] as usize + dw);
+                    dx[((n * s.in_h as usize + h) * s.in_w as usize + w) * c + ch] += g;
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Per-channel mean and biased variance of x [rows, c] over its first `rows` rows (two passes).
+pub fn batch_stats(x: &[f32], rows: usize, c: usize) -> (Vec<f64>, Vec<f64>) {
+    let mean: Vec<f64> = (0..c).map(|ch| (0..rows).map(|r| x[r * c + ch] as f64).sum::<f64>() / rows as f64).collect();
+    let var = (0..c).map(|ch| (0..rows).map(|r| (x[r * c + ch] as f64 - mean[ch]).powi(2)).sum::<f64>() / rows as f64).collect();
+    (mean, var)
+}
+
+/// gamma * (x - mean) / sqrt(var + eps) + beta (then ReLU) over every row of x [.., c].
+pub fn batchnorm_forward(x: &[f32], c: usize, mean: &[f64], var: &[f64], gamma: &[f32], beta: &[f32], eps: f64, relu: bool) -> Vec<f64> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = i % c;
+            let y = gamma[ch] as f64 * (v as f64 - mean[ch]) / (var[ch] + eps).sqrt() + beta[ch] as f64;
+            if relu { y.max(0.0) } else { y }
+        })
+        .collect()
+}
+
+/// Training-mode backward over the first `rows` rows (the rest get 0): (dx, dgamma, dbeta).
+pub fn batchnorm_backward(x: &[f32], dy: &[f32], rows: usize, c: usize, gamma: &[f32], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mean, var) = batch_stats(x, rows, c);
+    let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let x_hat = |i: usize| (x[i] as f64 - mean[i % c]) * inv[i % c];
+    let mut dgamma = vec![0.0; c];
+    let mut dbeta = vec![0.0; c];
+    for i in 0..rows * c {
+        dgamma[i % c] += dy[i] as f64 * x_hat(i);
+        dbeta[i % c] += dy[i] as f64;
+    }
+    let n = rows as f64;
+    let dx = (0..x.len())
+        .map(|i| {
+            let ch = i % c;
+            if i >= rows * c { 0.0 } else { gamma[ch] as f64 * inv[ch] * (dy[i] as f64 - dbeta[ch] / n - x_hat(i) * dgamma[ch] / n) }
+        })
+        .collect();
+    (dx, dgamma, dbeta)
 }

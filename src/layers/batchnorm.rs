@@ -1,0 +1,125 @@
+//! `batchnorm` (Keras `BatchNormalization`, axis -1): per channel over batch, height and width
+//! (or per feature after a dense layer). Training normalises with the batch's mean and biased
+//! variance and updates the moving statistics on the GPU, `moving = moving * momentum +
+//! batch_stat * (1 - momentum)` as Keras 3; evaluation and prediction use the moving ones.
+//! Every reduction is split and summed in a fixed order: no float atomics, repeatable runs.
+
+use serde::{Deserialize, Serialize};
+
+use super::{default_true, hidden_activation, Activation, Build, Init, Kind, LayerKind, Role, Tensor};
+use crate::gpu::kernels::NormShape;
+use crate::gpu::{GpuError, Kernels};
+use crate::model::Shape;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchNorm {
+    #[serde(default = "momentum")]
+    pub momentum: f32,
+    #[serde(default = "epsilon")]
+    pub epsilon: f32,
+    /// Keras' `center`: learn the offset beta.
+    #[serde(default = "default_true")]
+    pub center: bool,
+    /// Keras' `scale`: learn the factor gamma.
+    #[serde(default = "default_true")]
+    pub scale: bool,
+    /// Fused after the normalisation, as conv2d's.
+    #[serde(default)]
+    pub activation: Activation,
+}
+
+fn momentum() -> f32 {
+    0.99
+}
+fn epsilon() -> f32 {
+    1e-3
+}
+
+impl Default for BatchNorm {
+    fn default() -> Self {
+        Self { momentum: momentum(), epsilon: epsilon(), center: true, scale: true, activation: Activation::Linear }
+    }
+}
+
+impl BatchNorm {
+    pub fn shape(&self, batch: u32, input: Shape) -> NormShape {
+        let channels = input.channels();
+        NormShape { batch, pixels: (input.len() / channels as u64) as u32, channels, momentum: self.momentum, epsilon: self.epsilon }
+    }
+}
+
+impl Kind for BatchNorm {
+    fn stem(&self) -> &'static str {
+        "batch_normalization"
+    }
+    fn class(&self) -> &'static str {
+        "BatchNormalization"
+    }
+    fn output(&self, input: Shape, _: bool) -> Result<Shape, String> {
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("momentum {} must be in [0, 1)", self.momentum));
+        }
+        if !(self.epsilon > 0.0 && self.epsilon.is_finite()) {
+            return Err(format!("epsilon {} must be positive", self.epsilon));
+        }
+        hidden_activation(self.activation)?;
+        Ok(input)
+    }
+    fn tensors(&self, input: Shape) -> Vec<Tensor> {
+        let c = vec![input.channels()];
+        let tensor = |suffix, init, trainable| Tensor { suffix, shape: c.clone(), init, trainable, role: Role::PerUnit };
+        let mut out = Vec::new();
+        if self.scale {
+            out.push(tensor("gamma", Init::Ones, true));
+        }
+        if self.center {
+            out.push(tensor("beta", Init::Zeros, true));
+        }
+        out.push(tensor("moving_mean", Init::Zeros, false));
+        out.push(tensor("moving_variance", Init::Ones, false));
+        out
+    }
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+    fn non_negative(&self, _: bool) -> bool {
+        self.activation == Activation::Relu
+    }
+    fn same_but_width(&self, other: &LayerKind) -> bool {
+        *other == LayerKind::BatchNorm(*self)
+    }
+    fn scratch(&self, batch: u32, input: Shape) -> u64 {
+        Kernels::batchnorm_scratch(&self.shape(batch, input))
+    }
+    fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
+        let s = self.shape(b.batch, b.input);
+        let k = b.kernels;
+        // [batch mean | 1 / sqrt(batch variance + eps) | sum dy | sum dy * x_hat], per channel.
+        let stats = b.ctx.storage(&format!("{} batch statistics", b.name), 4 * s.channels as u64)?;
+        // Without `scale` or `center` the kernels see a constant gamma of ones or beta of zeros
+        // (and write their gradients to a throwaway): one kernel serves every variant.
+        let c = s.channels as usize;
+        let (gamma, dgamma) = match self.scale {
+            true => (b.param("gamma"), b.grad("gamma")),
+            false => (b.ctx.upload(&format!("{} unit gamma", b.name), &vec![1f32; c])?, b.ctx.storage(&format!("{} unused dgamma", b.name), c as u64)?),
+        };
+        let (beta, dbeta) = match self.center {
+            true => (b.param("beta"), b.grad("beta")),
+            false => (b.ctx.storage(&format!("{} zero beta", b.name), c as u64)?, b.ctx.storage(&format!("{} unused dbeta", b.name), c as u64)?),
+        };
+        let moving = [b.param("moving_mean"), b.param("moving_variance")];
+        let relu = self.activation == Activation::Relu;
+        b.forward.extend(k.batchnorm_stats(&s, b.step, b.x, &moving, &stats, b.scratch));
+        b.forward.push(k.batchnorm_forward(&s, relu, b.step, b.x, &gamma, &beta, &moving, &stats, b.y));
+        let dy = b.dy();
+        if relu {
+            b.backward.push(k.relu_backward(b.y, dy));
+        }
+        b.backward.extend(k.batchnorm_backward_stats(&s, b.step, b.x, dy, &stats, &dgamma, &dbeta, b.scratch));
+        if let Some(dx) = b.dx {
+            b.backward.push(k.batchnorm_backward_input(&s, b.step, b.x, dy, &gamma, &stats, dx));
+        }
+        Ok(())
+    }
+}

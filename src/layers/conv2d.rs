@@ -1,0 +1,113 @@
+//! `conv2d` (Keras `Conv2D`): a 2D convolution over NHWC images with kernel
+//! [kh, kw, in, out], optional bias and fused ReLU.
+
+use serde::{Deserialize, Serialize};
+
+use super::{default_true, hidden_activation, image, Activation, Build, Init, Kind, LayerKind, Pair, Role, Tensor};
+use crate::gpu::GpuError;
+use crate::model::{ConvShape, Shape};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    #[default]
+    Valid,
+    Same,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conv2d {
+    pub filters: u32,
+    pub kernel: Pair,
+    /// One stride for both axes.
+    #[serde(default = "one")]
+    pub stride: u32,
+    #[serde(default)]
+    pub padding: Padding,
+    #[serde(default)]
+    pub activation: Activation,
+    /// Keras' `use_bias`; off before a BatchNorm, whose mean cancels any bias.
+    #[serde(default = "default_true")]
+    pub use_bias: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Conv2d {
+    /// A stride-1 conv with bias, Keras' usual block.
+    pub fn new(filters: u32, kernel: u32, padding: Padding, activation: Activation) -> Self {
+        Self { filters, kernel: Pair([kernel, kernel]), stride: 1, padding, activation, use_bias: true }
+    }
+
+    pub fn shape(&self, batch: u32, input: [u32; 3]) -> ConvShape {
+        ConvShape::keras(batch, input, self.filters, self.kernel.0, self.stride, self.padding == Padding::Same)
+    }
+}
+
+impl Kind for Conv2d {
+    fn stem(&self) -> &'static str {
+        "conv2d"
+    }
+    fn class(&self) -> &'static str {
+        "Conv2D"
+    }
+    fn output(&self, input: Shape, _: bool) -> Result<Shape, String> {
+        let [h, w, c] = image(input)?;
+        let [kh, kw] = self.kernel.0;
+        if self.filters == 0 || kh == 0 || kw == 0 || self.stride == 0 {
+            return Err("filters, kernel and stride must be at least 1".into());
+        }
+        hidden_activation(self.activation)?;
+        if self.padding == Padding::Valid && (kh > h || kw > w) {
+            return Err(format!("kernel {kh}x{kw} is larger than its {h}x{w} input with padding \"valid\""));
+        }
+        let s = self.shape(1, [h, w, c]);
+        Ok(Shape::Image([s.out_h, s.out_w, self.filters]))
+    }
+    fn tensors(&self, input: Shape) -> Vec<Tensor> {
+        let [kh, kw] = self.kernel.0;
+        let (c, f) = (input.channels(), self.filters);
+        let kernel = Tensor { suffix: "kernel", shape: vec![kh, kw, c, f], init: Init::Glorot { fan_in: kh * kw * c, fan_out: kh * kw * f }, trainable: true, role: Role::Kernel };
+        let bias = Tensor { suffix: "bias", shape: vec![f], init: Init::Zeros, trainable: true, role: Role::PerUnit };
+        if self.use_bias { vec![kernel, bias] } else { vec![kernel] }
+    }
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+    fn non_negative(&self, _: bool) -> bool {
+        self.activation == Activation::Relu
+    }
+    fn units(&self) -> Option<u32> {
+        Some(self.filters)
+    }
+    fn same_but_width(&self, other: &LayerKind) -> bool {
+        matches!(other, LayerKind::Conv2d(o) if Self { filters: o.filters, ..*self } == *o)
+    }
+    fn scratch(&self, batch: u32, input: Shape) -> u64 {
+        let s = self.shape(batch, image(input).expect("validated spec"));
+        crate::gpu::Kernels::conv2d_backward_kernel_scratch(&s).max(crate::gpu::Kernels::column_sum_scratch(s.output_rows(), self.filters))
+    }
+    fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
+        let s = self.shape(b.batch, image(b.input).expect("validated spec"));
+        let relu = self.activation == Activation::Relu;
+        let w = b.param("kernel");
+        // Without a bias the forward kernel adds a zero vector: one kernel serves both.
+        let bias = if self.use_bias { b.param("bias") } else { b.ctx.storage(&format!("{} zero bias", b.name), self.filters as u64)? };
+        b.forward.push(b.kernels.conv2d_forward(&s, relu, b.x, &w, &bias, b.y));
+        let dy = b.dy();
+        if relu {
+            b.backward.push(b.kernels.relu_backward(b.y, dy));
+        }
+        b.backward.extend(b.kernels.conv2d_backward_kernel(&s, b.x, dy, &b.grad("kernel"), b.scratch));
+        if self.use_bias {
+            b.backward.extend(b.kernels.column_sum(s.output_rows(), self.filters, dy, &b.grad("bias"), b.scratch));
+        }
+        if let Some(dx) = b.dx {
+            b.backward.push(b.kernels.conv2d_backward_input(&s, dy, &w, dx));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! `dense` (Keras `Dense`): y = act(x W + b) with kernel [in, out]; the output head when its
+//! activation is sigmoid or softmax.
+
+use serde::{Deserialize, Serialize};
+
+use super::{default_true, hidden_activation, Activation, Build, Init, Kind, LayerKind, Role, Tensor};
+use crate::gpu::kernels::GemmShape;
+use crate::gpu::{GpuError, Kernels};
+use crate::model::Shape;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dense {
+    pub units: u32,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default = "default_true")]
+    pub use_bias: bool,
+}
+
+impl Dense {
+    pub fn new(units: u32, activation: Activation) -> Self {
+        Self { units, activation, use_bias: true }
+    }
+
+    /// The three GEMMs: forward x W, input gradient dy W^T, kernel gradient x^T dy.
+    fn gemms(&self, batch: u32, n: u32) -> [GemmShape; 3] {
+        [GemmShape::nn(batch, self.units, n), GemmShape::nt(batch, n, self.units), GemmShape::tn(n, self.units, batch)]
+    }
+}
+
+impl Kind for Dense {
+    fn stem(&self) -> &'static str {
+        "dense"
+    }
+    fn class(&self) -> &'static str {
+        "Dense"
+    }
+    fn output(&self, input: Shape, is_last: bool) -> Result<Shape, String> {
+        if let Shape::Image(_) = input {
+            return Err("a dense layer needs a flat input: add a flatten or globalavgpool2d layer before it".into());
+        }
+        if self.units == 0 {
+            return Err("units must be at least 1".into());
+        }
+        if !is_last {
+            hidden_activation(self.activation)?;
+        }
+        Ok(Shape::Flat(self.units))
+    }
+    fn tensors(&self, input: Shape) -> Vec<Tensor> {
+        let (n, u) = (input.channels(), self.units);
+        let kernel = Tensor { suffix: "kernel", shape: vec![n, u], init: Init::Glorot { fan_in: n, fan_out: u }, trainable: true, role: Role::Kernel };
+        let bias = Tensor { suffix: "bias", shape: vec![u], init: Init::Zeros, trainable: true, role: Role::PerUnit };
+        if self.use_bias { vec![kernel, bias] } else { vec![kernel] }
+    }
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+    fn non_negative(&self, _: bool) -> bool {
+        self.activation == Activation::Relu
+    }
+    fn units(&self) -> Option<u32> {
+        Some(self.units)
+    }
+    fn same_but_width(&self, other: &LayerKind) -> bool {
+        matches!(other, LayerKind::Dense(o) if Self { units: o.units, ..*self } == *o)
+    }
+    fn scratch(&self, batch: u32, input: Shape) -> u64 {
+        let gemms = self.gemms(batch, input.channels()).map(|g| Kernels::gemm_scratch(&g));
+        gemms.into_iter().max().unwrap_or(0).max(Kernels::column_sum_scratch(batch as u64, self.units))
+    }
+    fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
+        let [forward, input_grad, kernel_grad] = self.gemms(b.batch, b.input.channels());
+        let relu = self.activation == Activation::Relu;
+        let (k, w) = (b.kernels, b.param("kernel"));
+        let bias = self.use_bias.then(|| b.param("bias"));
+        b.forward.extend(k.gemm(&forward, b.x, &w, bias.as_ref(), relu, b.y, b.scratch));
+        let dy = b.dy();
+        if relu {
+            b.backward.push(k.relu_backward(b.y, dy));
+        }
+        b.backward.extend(k.gemm(&kernel_grad, b.x, dy, None, false, &b.grad("kernel"), b.scratch));
+        if self.use_bias {
+            b.backward.extend(k.column_sum(b.batch as u64, self.units, dy, &b.grad("bias"), b.scratch));
+        }
+        if let Some(dx) = b.dx {
+            b.backward.extend(k.gemm(&input_grad, dy, &w, None, false, dx, b.scratch));
+        }
+        Ok(())
+    }
+}

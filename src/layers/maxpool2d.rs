@@ -1,0 +1,72 @@
+//! `maxpool2d` (Keras `MaxPooling2D`): window maxima, `valid` padding with floor semantics;
+//! the backward pass routes each gradient to its window's first maximum (stored argmax).
+
+use serde::{Deserialize, Serialize};
+
+use super::{image, Build, Kind, LayerKind, Pair};
+use crate::gpu::GpuError;
+use crate::model::{PoolShape, Shape};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxPool2d {
+    #[serde(default = "two_by_two")]
+    pub pool: Pair,
+    /// Defaults to the pool size, as in Keras.
+    #[serde(default)]
+    pub stride: Option<Pair>,
+}
+
+impl Default for MaxPool2d {
+    fn default() -> Self {
+        Self { pool: two_by_two(), stride: None }
+    }
+}
+
+pub(super) fn two_by_two() -> Pair {
+    Pair([2, 2])
+}
+
+/// The pool geometry of `pool`/`stride` over `input`, checked (max and average pooling share it).
+pub(super) fn pool_shape(batch: u32, input: Shape, pool: Pair, stride: Option<Pair>) -> Result<PoolShape, String> {
+    let [h, w, c] = image(input)?;
+    let (pool, stride) = (pool.0, stride.unwrap_or(pool).0);
+    if pool.contains(&0) || stride.contains(&0) {
+        return Err("pool and stride must be at least 1".into());
+    }
+    if pool[0] > h || pool[1] > w {
+        return Err(format!("pool {}x{} is larger than its {h}x{w} input", pool[0], pool[1]));
+    }
+    Ok(PoolShape { batch, in_h: h, in_w: w, c, pool, stride })
+}
+
+impl MaxPool2d {
+    pub fn shape(&self, batch: u32, input: Shape) -> Result<PoolShape, String> {
+        pool_shape(batch, input, self.pool, self.stride)
+    }
+}
+
+impl Kind for MaxPool2d {
+    fn stem(&self) -> &'static str {
+        "max_pooling2d"
+    }
+    fn class(&self) -> &'static str {
+        "MaxPooling2D"
+    }
+    fn output(&self, input: Shape, _: bool) -> Result<Shape, String> {
+        let s = self.shape(1, input)?;
+        Ok(Shape::Image([s.out_h(), s.out_w(), s.c]))
+    }
+    fn same_but_width(&self, other: &LayerKind) -> bool {
+        matches!(other, LayerKind::MaxPool2d(o) if self.pool == o.pool && self.stride.unwrap_or(self.pool) == o.stride.unwrap_or(o.pool))
+    }
+    fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
+        let s = self.shape(b.batch, b.input).expect("validated spec");
+        let argmax = b.ctx.storage(&format!("{} argmax", b.name), s.output_len())?;
+        b.forward.push(b.kernels.maxpool2d_forward(&s, b.x, b.y, &argmax));
+        if let (Some(dx), Some(dy)) = (b.dx, b.dy) {
+            b.backward.push(b.kernels.maxpool2d_backward(&s, &argmax, dy, dx));
+        }
+        Ok(())
+    }
+}

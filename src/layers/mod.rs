@@ -1,0 +1,220 @@
+//! The layer kinds. Each kind is one module that owns everything about it: its config schema
+//! and defaults (serde, parsed once from TOML and from checkpoint metadata alike), its Keras
+//! name stem and class, shape inference, the tensors it owns (shape, initialiser, trainable or
+//! not), the forward and backward dispatches it records, and the questions transfer asks of it.
+//! This file is the registry: one line per kind in [`kinds!`], and the [`Kind`] trait every
+//! module implements.
+
+pub mod activation;
+pub mod avgpool2d;
+pub mod batchnorm;
+pub mod conv2d;
+pub mod dense;
+pub mod dropout;
+pub mod flatten;
+pub mod globalavgpool2d;
+pub mod maxpool2d;
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::{Dispatch, GpuContext, GpuError, Kernels, View};
+use crate::model::Shape;
+
+pub use activation::Activation;
+pub use conv2d::Padding;
+
+/// Declares the layer kinds: variant, module type and the config's `type` name, one line each.
+macro_rules! kinds {
+    ($($variant:ident($ty:ty) = $tag:literal,)*) => {
+        /// A layer's kind and settings, tagged by `type` in configs and checkpoints.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum LayerKind {
+            $(#[serde(rename = $tag)] $variant($ty),)*
+        }
+
+        impl LayerKind {
+            /// Every config `type` name.
+            pub const TYPES: &'static [&'static str] = &[$($tag),*];
+
+            /// The kind's module, behind the trait every kind implements.
+            pub fn ops(&self) -> &dyn Kind {
+                match self {
+                    $(Self::$variant(k) => k,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Conv2d(conv2d::Conv2d) = "conv2d",
+    MaxPool2d(maxpool2d::MaxPool2d) = "maxpool2d",
+    AvgPool2d(avgpool2d::AvgPool2d) = "avgpool2d",
+    GlobalAvgPool2d(globalavgpool2d::GlobalAvgPool2d) = "globalavgpool2d",
+    BatchNorm(batchnorm::BatchNorm) = "batchnorm",
+    Activation(activation::ActivationLayer) = "activation",
+    Flatten(flatten::Flatten) = "flatten",
+    Dense(dense::Dense) = "dense",
+    Dropout(dropout::Dropout) = "dropout",
+}
+
+/// How a tensor is initialised, as Keras does for its role.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Init {
+    /// Uniform in +-sqrt(6 / (fan_in + fan_out)).
+    Glorot { fan_in: u32, fan_out: u32 },
+    Zeros,
+    Ones,
+}
+
+/// How transfer maps a tensor when units are replicated (Net2Net).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// [..., in, out]: rows follow the input's units, columns the layer's own.
+    Kernel,
+    /// [units]: one value per output unit (bias, gamma, beta, moving statistics).
+    PerUnit,
+}
+
+/// One tensor a layer owns, `<layer>.<suffix>` in checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub suffix: &'static str,
+    pub shape: Vec<u32>,
+    pub init: Init,
+    /// Updated by the optimizer; non-trainable tensors (moving statistics) are written by their
+    /// layer's own kernels.
+    pub trainable: bool,
+    pub role: Role,
+}
+
+/// One number for both axes, or `[height, width]`; stored as the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Pair(pub [u32; 2]);
+
+impl<'de> Deserialize<'de> for Pair {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(u32),
+            Two([u32; 2]),
+        }
+        Ok(match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected a number or [height, width]"))? {
+            Raw::One(v) => Pair([v, v]),
+            Raw::Two(v) => Pair(v),
+        })
+    }
+}
+
+/// What every layer kind answers. Shapes are per example; `is_last` marks the output head.
+pub trait Kind {
+    /// Keras' name stem for automatic names (`conv2d` gives `conv2d_1`, ...).
+    fn stem(&self) -> &'static str;
+    /// Keras' class name, for summaries and reports.
+    fn class(&self) -> &'static str;
+    /// The output shape for `input`, or why the layer does not fit it.
+    fn output(&self, input: Shape, is_last: bool) -> Result<Shape, String>;
+    /// The tensors it owns for `input`, in Keras' weight order.
+    fn tensors(&self, _input: Shape) -> Vec<Tensor> {
+        Vec::new()
+    }
+    /// The activation applied to its output (the head's decides the loss).
+    fn activation(&self) -> Activation {
+        Activation::Linear
+    }
+    /// Whether its output is non-negative, given whether its input is (ReLU-safe identities).
+    fn non_negative(&self, input_non_negative: bool) -> bool {
+        input_non_negative || self.activation() == Activation::Relu
+    }
+    /// Output units (filters or dense units) of a layer that sets its own width.
+    fn units(&self) -> Option<u32> {
+        None
+    }
+    /// Whether `other` is this layer up to its width (widening pairs such layers).
+    fn same_but_width(&self, other: &LayerKind) -> bool;
+    /// Flatten: the output is the input's buffer seen with another shape.
+    fn is_view(&self) -> bool {
+        false
+    }
+    /// Its backward works in place: its input gradient is its output gradient's buffer.
+    fn gradient_in_place(&self) -> bool {
+        false
+    }
+    /// Reduction scratch (elements) its dispatches need for batches of `batch`.
+    fn scratch(&self, _batch: u32, _input: Shape) -> u64 {
+        0
+    }
+    /// Records its forward and backward dispatches.
+    fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError>;
+}
+
+/// What a layer's [`Kind::build`] records into: its buffers and tensors, and the dispatch lists.
+pub struct Build<'a> {
+    pub ctx: &'a GpuContext,
+    pub kernels: &'a Kernels,
+    pub name: &'a str,
+    /// Images per batch the buffers hold.
+    pub batch: u32,
+    pub input: Shape,
+    pub output: Shape,
+    pub x: &'a View,
+    pub y: &'a View,
+    /// Gradients at the input (None when nothing before needs them) and at the output.
+    pub dx: Option<&'a View>,
+    pub dy: Option<&'a View>,
+    /// The per-step uniform (`Step` in common.wgsl).
+    pub step: &'a wgpu::Buffer,
+    pub scratch: &'a View,
+    /// This layer's seed (dropout masks).
+    pub seed: u32,
+    /// This layer's tensors by suffix: (values, gradient).
+    pub tensors: Vec<(&'static str, View, View)>,
+    pub forward: Vec<Dispatch>,
+    /// In execution order (the network runs layers' backward lists from the last layer).
+    pub backward: Vec<Dispatch>,
+}
+
+impl<'a> Build<'a> {
+    fn tensor(&self, suffix: &str) -> &(&'static str, View, View) {
+        self.tensors.iter().find(|t| t.0 == suffix).unwrap_or_else(|| panic!("{} has no tensor '{suffix}'", self.name))
+    }
+    pub fn param(&self, suffix: &str) -> View {
+        self.tensor(suffix).1.clone()
+    }
+    pub fn grad(&self, suffix: &str) -> View {
+        self.tensor(suffix).2.clone()
+    }
+    pub fn has(&self, suffix: &str) -> bool {
+        self.tensors.iter().any(|t| t.0 == suffix)
+    }
+    /// The output gradient of a layer with parameters (always allocated for them).
+    pub fn dy(&self) -> &'a View {
+        self.dy.expect("layers with parameters have output gradients")
+    }
+    /// Images x pixels: rows of the output seen as [rows, channels].
+    pub fn rows(&self, shape: Shape) -> u64 {
+        self.batch as u64 * shape.len() / shape.channels() as u64
+    }
+}
+
+/// `Err` unless the input is an image, for layers that move over a grid.
+pub fn image(input: Shape) -> Result<[u32; 3], String> {
+    match input {
+        Shape::Image(s) => Ok(s),
+        Shape::Flat(_) => Err("needs an image input, but its input is already flat".into()),
+    }
+}
+
+/// Hidden layers take ReLU or nothing; sigmoid and softmax belong to the head.
+pub fn hidden_activation(activation: Activation) -> Result<(), String> {
+    match activation {
+        Activation::Linear | Activation::Relu => Ok(()),
+        a => Err(format!("activation {a:?} is only allowed on the last dense layer; use \"relu\" or \"linear\"")),
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
