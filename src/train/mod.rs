@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod history;
 pub mod progress;
+pub mod schedule;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
