@@ -59,6 +59,7 @@ pub struct TrainState {
     pub step: usize,
     /// The metrics accumulator at that step: [loss sum, correct, count].
     pub partial_metrics: [f32; 3],
+    /// The rate the schedule runs from (`learning_rate` less plateau cuts).
     pub lr: f32,
     pub seed: u64,
     /// Batch size and training-set size the step count refers to (an exact resume needs both).

@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::layers::LayerKind;
 use crate::model::ModelSpec;
 use crate::train::callbacks::{CheckpointConfig, EarlyStoppingConfig, ReduceLrConfig};
+use crate::train::schedule::Schedule;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -117,11 +118,13 @@ pub struct TrainConfig {
     pub seed: u64,
     /// At most this many images per split, balanced across classes (quick runs).
     pub limit: Option<usize>,
+    /// `[train.schedule]`: how the learning rate moves over the run, step by step.
+    pub schedule: Schedule,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 10, batch_size: 32, learning_rate: 1e-3, seed: 42, limit: None }
+        Self { epochs: 10, batch_size: 32, learning_rate: 1e-3, seed: 42, limit: None, schedule: Schedule::Constant }
     }
 }
 
@@ -199,6 +202,9 @@ impl Config {
         }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return Err(invalid("train.learning_rate", String::new(), format!("expected a positive number, got {}", t.learning_rate)));
+        }
+        if let Err((field, message)) = t.schedule.validate(t.epochs) {
+            return Err(invalid(&format!("train.schedule.{field}"), String::new(), message));
         }
         if raw.data.workers == 0 {
             return Err(invalid("data.workers", String::new(), "expected at least 1".into()));

@@ -99,6 +99,7 @@ pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSett
         seed: cfg.train.seed,
         augment: cfg.augment,
         workers: cfg.data.workers,
+        schedule: cfg.train.schedule,
         interrupt,
     }
 }

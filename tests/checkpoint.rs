@@ -13,6 +13,8 @@ use gpu_cnn::config::Config;
 use gpu_cnn::data::synthetic;
 use gpu_cnn::network::{Network, Pass};
 use gpu_cnn::run::{self, Start};
+use gpu_cnn::train::callbacks::ReduceLrOnPlateau;
+use gpu_cnn::train::schedule::rescale;
 use gpu_cnn::train::{Callback, EpochLogs, InterruptAfter, TrainError};
 
 const CONFIG: &str = r#"
@@ -97,6 +99,43 @@ fn resuming_gives_the_same_history_and_weights_as_one_run() {
     // The best-model checkpoint is there too, and is not resumable.
     let best = Checkpoint::load(&straight.path().join("best.safetensors")).unwrap();
     assert!(best.optimizer.is_none() && best.classes == ["crosses", "rings"]);
+}
+
+/// A cosine schedule with a warm-up, cut by the plateau callback at every epoch from the
+/// second (min_delta 10 counts no epoch as improving): each epoch's rate is the schedule's at
+/// its last step from the base the cuts left, and a run interrupted mid-epoch resumes to the
+/// same history, weights and Adam state, bit for bit.
+#[test]
+fn a_scheduled_run_resumes_mid_epoch_exactly() {
+    let text = format!("{}\n[train.schedule]\ntype = \"cosine\"\nalpha = 0.1\nwarmup_epochs = 1\n", CONFIG.replace("patience = 1", "patience = 1\nmin_delta = 10.0"));
+    let cfg = Config::parse(Path::new("cosine.toml"), &text).unwrap();
+    let straight = tempfile::tempdir().unwrap();
+    let whole = train(&cfg, straight.path(), Start::Fresh, None).unwrap();
+
+    let mut plateau = ReduceLrOnPlateau::new(cfg.callbacks.reduce_lr.clone().unwrap());
+    let mut base = 0.003f32;
+    for l in &whole {
+        // 44 images / batch 8 = 6 steps an epoch, 4 epochs.
+        let lr = cfg.train.schedule.lr(l.epoch as usize * 6 - 1, 6, 4, base);
+        assert_eq!(l.lr, lr as f64, "epoch {}", l.epoch);
+        let cut = plateau.update(l.loss, lr);
+        if cut != lr {
+            base = rescale(base, lr, cut);
+        }
+    }
+    assert!((base - 0.003 * 0.125).abs() < 1e-9, "halved at the end of epochs 2, 3 and 4: {base}");
+
+    let cut = tempfile::tempdir().unwrap();
+    let err = train(&cfg, cut.path(), Start::Fresh, Some(6 * 2 + 3)).unwrap_err();
+    assert!(matches!(err.downcast_ref::<TrainError>(), Some(TrainError::Interrupted { epoch: 3, step: 3 })), "{err}");
+    let after_cut = train(&cfg, cut.path(), resume(cut.path()), None).unwrap();
+    // Epochs 1 and 2 come back from the checkpoint's JSON, which serde_json (without its
+    // `float_roundtrip` feature) may read 1 ulp off: compare the epochs trained after the resume.
+    assert_eq!(numbers(&after_cut[2..]), numbers(&whole[2..]));
+    let a = Checkpoint::load(&straight.path().join("last.safetensors")).unwrap();
+    let b = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap();
+    assert_eq!(a.params, b.params, "weights");
+    assert_eq!(a.optimizer, b.optimizer, "Adam state");
 }
 
 #[test]

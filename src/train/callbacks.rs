@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::rescale;
 use super::{Callback, Control, EpochLogs, TrainError};
 use crate::checkpoint::{Checkpoint, TrainState};
 use crate::gpu::GpuContext;
@@ -227,10 +228,13 @@ impl Callback for ReduceLrOnPlateau {
             log::warn!("ReduceLROnPlateau: '{}' is not available", self.config.monitor);
             return Ok(());
         };
-        let lr = self.update(current, control.lr);
-        if lr != control.lr {
+        // Keras' rule acts on the rate in force, the schedule's at the epoch's last step; the
+        // cut scales the rate the schedule runs from, so it lowers every later step alike.
+        let in_force = logs.lr as f32;
+        let lr = self.update(current, in_force);
+        if lr != in_force {
             println!("Epoch {}: ReduceLROnPlateau reducing learning rate to {lr:e}", logs.epoch);
-            control.lr = lr;
+            control.lr = rescale(control.lr, in_force, lr);
         }
         Ok(())
     }
@@ -350,6 +354,7 @@ impl Callback for LastCheckpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::schedule::Schedule;
 
     fn logs(epoch: u32, val_acc: f64) -> EpochLogs {
         EpochLogs { epoch, loss: 0.5, acc: 0.8, val_loss: 0.61234, val_acc, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 0.1, train_images_per_s: 1.0 }
@@ -395,6 +400,31 @@ mod tests {
         let mut r = ReduceLrOnPlateau::new(ReduceLrConfig { patience: 1, ..Default::default() });
         assert_eq!(r.update(0.5, 1e-3), 1e-3);
         assert_eq!(r.update(0.49995, 1e-3), 1e-3 * 0.1);
+    }
+
+    /// With a schedule the rule reads the rate in force (a cosine's at each epoch's last step)
+    /// and a cut scales the rate the schedule runs from, as `on_epoch_end` does: min_lr bounds
+    /// the rate in force at a cut, and there is no cut once the schedule is below it.
+    #[test]
+    fn reduce_lr_scales_a_schedule() {
+        let s = Schedule::Cosine { alpha: 0.0, warmup_epochs: 0 };
+        let mut r = ReduceLrOnPlateau::new(ReduceLrConfig { factor: 0.5, patience: 1, min_lr: 2e-4, ..Default::default() });
+        let mut base = 1e-3f32;
+        let mut bases = Vec::new();
+        for epoch in 1..=4 {
+            let in_force = s.lr(epoch * 10 - 1, 10, 8, base);
+            let lr = r.update(1.0, in_force);
+            if lr != in_force {
+                base = rescale(base, in_force, lr);
+            }
+            bases.push(base);
+        }
+        // Epoch 1 improves on +inf; epoch 2 halves the rate in force (8.7e-4), so the base;
+        // epoch 3's cut of 3.5e-4 stops at min_lr; epoch 4's rate (1.5e-4) is below min_lr.
+        assert_eq!(bases[..2], [1e-3, 5e-4]);
+        assert!((s.lr(29, 10, 8, bases[2]) - 2e-4).abs() < 1e-10 && bases[2] < 5e-4 * 0.6, "{bases:?}");
+        assert_eq!(bases[3], bases[2]);
+        assert!(s.lr(39, 10, 8, bases[3]) < 2e-4);
     }
 
     /// Keras 2 `EarlyStopping(monitor='val_acc', patience=2)`: stops at the end of the second

@@ -1,9 +1,11 @@
 //! The training loop ([`Trainer`]) and what listens to it ([`Callback`]): the loop never prints;
-//! progress, history files, checkpoints and schedules are callbacks.
+//! progress, history files, checkpoints and plateau cuts are callbacks. The per-step learning
+//! rate is a pure function of the global step ([`schedule`]), which a resume knows exactly.
 
 pub mod callbacks;
 pub mod history;
 pub mod progress;
+pub mod schedule;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ use crate::data::Dataset;
 use crate::gpu::kernels::StepParams;
 use crate::gpu::GpuContext;
 use crate::network::{Metrics, Network, NetworkError, Pass};
+use schedule::Schedule;
 
 #[derive(Debug, Error)]
 pub enum TrainError {
@@ -44,7 +47,7 @@ pub struct EpochLogs {
     pub acc: f64,
     pub val_loss: f64,
     pub val_acc: f64,
-    /// Learning rate in force during the epoch.
+    /// Learning rate of the epoch's last step (the schedule's, after any plateau cuts).
     pub lr: f64,
     /// Adam's effective step size at the epoch's end: lr * sqrt(1 - beta2^t) / (1 - beta1^t).
     pub step_size: f64,
@@ -83,6 +86,7 @@ pub struct StepProgress {
 /// What callbacks may change between epochs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Control {
+    /// The rate the schedule runs from: `learning_rate`, less reduce-LR-on-plateau's cuts.
     pub lr: f32,
     pub stop: bool,
 }
@@ -142,6 +146,7 @@ pub struct FitSettings {
     pub seed: u64,
     pub augment: AugmentConfig,
     pub workers: usize,
+    pub schedule: Schedule,
     /// Set (by Ctrl-C) to stop after the current step with a resumable checkpoint.
     pub interrupt: Option<Arc<AtomicBool>>,
 }
@@ -202,6 +207,9 @@ pub fn fit(
     let batch = settings.batch_size as usize;
     let steps = train.len().div_ceil(batch);
     let mut skip = start.step;
+    // The rate of a 0-based global step: a function of the step and the schedule's base only,
+    // so a resumed run repeats it exactly.
+    let lr = |step: usize, control: &Control| settings.schedule.lr(step, steps, settings.epochs, control.lr);
     for epoch in start.epoch + 1..=settings.epochs {
         callbacks.iter_mut().for_each(|c| c.on_epoch_begin(epoch, settings.epochs, steps));
         if skip > 0 {
@@ -214,11 +222,12 @@ pub fn fit(
         let augment = Augmentation { config: settings.augment, seed: mix(settings.seed ^ mix(0xA0 + epoch as u64)) };
         let mut inflight = VecDeque::new();
         let mut seen = 0;
+        let first = (epoch - 1) as usize * steps;
         for (i, b) in BatchStream::new(train.clone(), order, batch, Some(augment), settings.workers, skip).enumerate() {
             let step = skip + i + 1;
             seen += b.labels.len();
             net.upload(ctx, &b.images, &b.labels)?;
-            inflight.push_back(net.run(ctx, Pass::Train, control.lr));
+            inflight.push_back(net.run(ctx, Pass::Train, lr(first + step - 1, &control)));
             pace(ctx, &mut inflight);
             let running = net.running_metrics();
             if let Some(m) = running {
@@ -256,14 +265,15 @@ pub fn fit(
         }
         let eval_start = Instant::now();
         let val = evaluate(ctx, net, test.clone(), settings.workers)?;
+        let last_lr = lr((first + steps).saturating_sub(1), &control);
         let logs = EpochLogs {
             epoch,
             loss: train_metrics.loss(),
             acc: train_metrics.accuracy(),
             val_loss: val.loss(),
             val_acc: val.accuracy(),
-            lr: control.lr as f64,
-            step_size: StepParams::adam(control.lr, net.t.max(1), 0).lr_t as f64,
+            lr: last_lr as f64,
+            step_size: StepParams::adam(last_lr, net.t.max(1), 0).lr_t as f64,
             train_seconds,
             eval_seconds: eval_start.elapsed().as_secs_f64(),
             train_images_per_s: train.len() as f64 / train_seconds,
