@@ -21,20 +21,34 @@ struct Norm {
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> x: array<f32>;                  // [rows, channels]
 @group(0) @binding(3) var<storage, read> dy: array<f32>;                 // [rows, channels]
-@group(0) @binding(4) var<storage, read> gamma: array<f32>;              // [channels] (ones without `scale`)
-@group(0) @binding(5) var<storage, read> beta: array<f32>;               // [channels] (zeros without `center`)
+// gamma and beta are read-only in effect; bound read-write because the moving statistics,
+// written beside them, live in the same parameter buffer (one dispatch may not bind a buffer
+// both ways).
+@group(0) @binding(4) var<storage, read_write> gamma: array<f32>;              // [channels] (ones without `scale`)
+@group(0) @binding(5) var<storage, read_write> beta: array<f32>;               // [channels] (zeros without `center`)
 @group(0) @binding(6) var<storage, read_write> moving_mean: array<f32>;  // [channels]
 @group(0) @binding(7) var<storage, read_write> moving_var: array<f32>;   // [channels]
-// [mean | 1 / sqrt(var + eps) | sum dy | sum dy * x_hat], each [channels]
+// Per channel, each [channels]: mean | 1 / sqrt(var + eps) | the forward's scale and shift
+// (y = x * scale + shift) | the backward's dx = a * dy + b * x + c coefficients a, b, c.
 @group(0) @binding(8) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(9) var<storage, read_write> partial: array<f32>;      // scratch, [3, splits, channels]
 @group(0) @binding(10) var<storage, read_write> out: array<f32>;         // y or dx, [rows, channels]
 @group(0) @binding(11) var<storage, read_write> dgamma: array<f32>;      // [channels] (a throwaway without `scale`)
 @group(0) @binding(12) var<storage, read_write> dbeta: array<f32>;       // [channels] (a throwaway without `center`)
-// The moving statistics again, read-only: the forward pass also reads gamma and beta from the
-// same parameter buffer, which a dispatch may not bind both read-only and read-write.
-@group(0) @binding(13) var<storage, read> moving_mean_in: array<f32>;
-@group(0) @binding(14) var<storage, read> moving_var_in: array<f32>;
+// The element-wise kernels move quads: 4 values per load (CPU adapters run every load lane by
+// lane), with the per-channel coefficients as quads too when channels % 4 == 0.
+@group(0) @binding(13) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(15) var<storage, read> coef4: array<vec4<f32>>;   // stats, read-only
+@group(0) @binding(16) var<storage, read_write> out4: array<vec4<f32>>;
+
+const MEAN: u32 = 0u;
+const INV: u32 = 1u;
+const SCALE: u32 = 2u;
+const SHIFT: u32 = 3u;
+const DY_COEF: u32 = 4u;
+const X_COEF: u32 = 5u;
+const OFFSET: u32 = 6u;
 
 fn valid_rows() -> u32 {
     return min(step.rows * p.pixels, p.capacity_rows);
@@ -77,45 +91,65 @@ fn batchnorm_stats_partial(@builtin(global_invocation_id) gid: vec3<u32>, @built
     partial[2u * stride + id] = acc.z;
 }
 
-// batchnorm_stats_finish: merges the splits in order into the batch mean and biased variance of
-// channel c, stores the mean and 1 / sqrt(var + eps), and moves the moving statistics toward
-// them (moving = moving * momentum + stat * (1 - momentum), Keras 3). Training only.
+// batchnorm_stats_finish: per channel, the forward's scale and shift. In training: merges the
+// splits in order into the batch mean and biased variance, stores the mean and
+// 1 / sqrt(var + eps), and moves the moving statistics toward them (moving = moving * momentum +
+// stat * (1 - momentum), Keras 3); in inference: from the moving statistics.
 // Dispatch: linear over channels invocations.
 @compute @workgroup_size(64)
 fn batchnorm_stats_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = linear_id(gid, nwg);
-    if (step.training == 0u || c >= p.channels) { return; }
-    let stride = p.splits * p.channels;
-    var acc = vec3<f32>(0.0);
-    for (var s = 0u; s < p.splits; s++) {
-        let i = s * p.channels + c;
-        acc = merge(acc, vec3<f32>(partial[i], partial[stride + i], partial[2u * stride + i]));
+    if (c >= p.channels) { return; }
+    var mean = moving_mean[c];
+    var inv = 1.0 / sqrt(moving_var[c] + p.epsilon);
+    if (step.training != 0u) {
+        let stride = p.splits * p.channels;
+        var acc = vec3<f32>(0.0);
+        for (var s = 0u; s < p.splits; s++) {
+            let i = s * p.channels + c;
+            acc = merge(acc, vec3<f32>(partial[i], partial[stride + i], partial[2u * stride + i]));
+        }
+        let variance = acc.z / max(acc.x, 1.0);
+        mean = acc.y;
+        inv = 1.0 / sqrt(variance + p.epsilon);
+        moving_mean[c] = moving_mean[c] * p.momentum + mean * (1.0 - p.momentum);
+        moving_var[c] = moving_var[c] * p.momentum + variance * (1.0 - p.momentum);
     }
-    let variance = acc.z / max(acc.x, 1.0);
-    stats[c] = acc.y;
-    stats[p.channels + c] = 1.0 / sqrt(variance + p.epsilon);
-    moving_mean[c] = moving_mean[c] * p.momentum + acc.y * (1.0 - p.momentum);
-    moving_var[c] = moving_var[c] * p.momentum + variance * (1.0 - p.momentum);
+    stats[MEAN * p.channels + c] = mean;
+    stats[INV * p.channels + c] = inv;
+    stats[SCALE * p.channels + c] = gamma[c] * inv;
+    stats[SHIFT * p.channels + c] = beta[c] - mean * gamma[c] * inv;
 }
 
-// The mean and 1 / sqrt(var + eps) the forward pass uses: the batch's in training, the moving
-// ones otherwise.
-fn norm_stats(c: u32) -> vec2<f32> {
-    if (step.training != 0u) { return vec2<f32>(stats[c], stats[p.channels + c]); }
-    return vec2<f32>(moving_mean_in[c], 1.0 / sqrt(moving_var_in[c] + p.epsilon));
+// The channel of flat element index e.
+fn channel_of(e: u32) -> u32 {
+    return e - div(e, p.channels) * p.channels;
 }
 
-// batchnorm_forward: out = act(gamma * (x - mean) / sqrt(var + eps) + beta). Overwrites out.
-// Dispatch: linear over capacity_rows * channels invocations.
+// Coefficient array `k` (MEAN, ..., OFFSET) for the 4 elements from one of channel c0.
+fn coefs(k: u32, c0: u32) -> vec4<f32> {
+    let base = k * p.channels;
+    if (p.channels % 4u == 0u) { return coef4[(base + c0) / 4u]; }
+    var out: vec4<f32>;
+    for (var j = 0u; j < 4u; j++) {
+        let i = base + (c0 + j) % p.channels;
+        out[j] = coef4[i / 4u][i % 4u];
+    }
+    return out;
+}
+
+// batchnorm_forward: out = act(x * scale + shift), that is act(gamma * (x - mean) /
+// sqrt(var + eps) + beta) with the batch's statistics in training and the moving ones otherwise.
+// Overwrites out (the padding of the last quad included). Dispatch: linear over
+// ceil(capacity_rows * channels / 4) invocations, one quad each.
 @compute @workgroup_size(64)
 fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(gid, nwg);
-    if (i >= p.capacity_rows * p.channels) { return; }
-    let c = i % p.channels;
-    let s = norm_stats(c);
-    var v = gamma[c] * (x[i] - s.x) * s.y + beta[c];
-    if (p.relu != 0u) { v = max(v, 0.0); }
-    out[i] = v;
+    let q = linear_id(gid, nwg);
+    if (4u * q >= p.capacity_rows * p.channels) { return; }
+    let c = channel_of(4u * q);
+    var v = x4[q] * coefs(SCALE, c) + coefs(SHIFT, c);
+    if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
+    out4[q] = v;
 }
 
 // batchnorm_backward_partial: sums of dy and dy * x_hat of channel c over split s's rows, into
@@ -127,8 +161,8 @@ fn batchnorm_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     if (id >= p.splits * p.channels) { return; }
     let c = id % p.channels;
     let r = split_rows(id / p.channels);
-    let mean = stats[c];
-    let inv = stats[p.channels + c];
+    let mean = stats[MEAN * p.channels + c];
+    let inv = stats[INV * p.channels + c];
     var sum_dy = 0.0;
     var sum_dy_xhat = 0.0;
     for (var row = r.x; row < r.y; row++) {
@@ -141,8 +175,10 @@ fn batchnorm_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     partial[stride + id] = sum_dy_xhat;
 }
 
-// batchnorm_backward_finish: adds the splits in order; stores both sums in stats and writes
-// dbeta = sum dy and dgamma = sum dy * x_hat. Overwrites them. Dispatch: linear over channels.
+// batchnorm_backward_finish: adds the splits in order into dbeta = sum dy and dgamma =
+// sum dy * x_hat (overwritten), and stores dx's coefficients: over the n valid rows,
+// dx = gamma * inv * (dy - sum dy / n - x_hat * sum dy x_hat / n) = a * dy + b * x + c.
+// Dispatch: linear over channels invocations.
 @compute @workgroup_size(64)
 fn batchnorm_backward_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = linear_id(gid, nwg);
@@ -154,24 +190,27 @@ fn batchnorm_backward_finish(@builtin(global_invocation_id) gid: vec3<u32>, @bui
         sum_dy += partial[s * p.channels + c];
         sum_dy_xhat += partial[stride + s * p.channels + c];
     }
-    stats[2u * p.channels + c] = sum_dy;
-    stats[3u * p.channels + c] = sum_dy_xhat;
     dgamma[c] = sum_dy_xhat;
     dbeta[c] = sum_dy;
+    let n = f32(max(valid_rows(), 1u));
+    let mean = stats[MEAN * p.channels + c];
+    let inv = stats[INV * p.channels + c];
+    let a = gamma[c] * inv;
+    let b = -a * inv * sum_dy_xhat / n;
+    stats[DY_COEF * p.channels + c] = a;
+    stats[X_COEF * p.channels + c] = b;
+    stats[OFFSET * p.channels + c] = -b * mean - a * sum_dy / n;
 }
 
-// batchnorm_backward_input: out = dx = gamma / sqrt(var + eps) * (dy - sum dy / n - x_hat *
-// sum dy x_hat / n) over the n valid rows, 0 on the others. Overwrites out.
-// Dispatch: linear over capacity_rows * channels invocations.
+// batchnorm_backward_input: out = dx = a * dy + b * x + c on the valid rows, 0 on the rest.
+// Overwrites out. Dispatch: linear over ceil(capacity_rows * channels / 4) invocations.
 @compute @workgroup_size(64)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = linear_id(gid, nwg);
-    if (i >= p.capacity_rows * p.channels) { return; }
-    let c = i % p.channels;
-    let n = valid_rows();
-    if (i >= n * p.channels) { out[i] = 0.0; return; }
-    let inv = stats[p.channels + c];
-    let x_hat = (x[i] - stats[c]) * inv;
-    let nf = f32(n);
-    out[i] = gamma[c] * inv * (dy[i] - stats[2u * p.channels + c] / nf - x_hat * stats[3u * p.channels + c] / nf);
+    let q = linear_id(gid, nwg);
+    if (4u * q >= p.capacity_rows * p.channels) { return; }
+    let e = 4u * q;
+    let c = channel_of(e);
+    let dx = coefs(DY_COEF, c) * dy4[q] + coefs(X_COEF, c) * x4[q] + coefs(OFFSET, c);
+    let valid = vec4<u32>(e) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(valid_rows() * p.channels);
+    out4[q] = select(vec4<f32>(0.0), dx, valid);
 }

@@ -154,17 +154,17 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     // Model 3's BatchNorms (the largest, after conv2d_1) and its pools.
     let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, 32));
     let n = NormShape { batch: 32, pixels: 64 * 64, channels: 32, momentum: 0.99, epsilon: 1e-3 };
-    let (ones, zeros, stats) = (buffer(ctx, 32)?, buffer(ctx, 32)?, buffer(ctx, 128)?);
+    let (ones, zeros, stats) = (buffer(ctx, 32)?, buffer(ctx, 32)?, buffer(ctx, Kernels::batchnorm_stats_len(&n))?);
     let moving = [buffer(ctx, 32)?, buffer(ctx, 32)?];
     let (dg, db) = (buffer(ctx, 32)?, buffer(ctx, 32)?);
     let shape = "batchnorm 32x64x64x32".to_string();
     let len = n.len() as f64;
     let (bx, by, bdy, bdx) = (buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?);
-    let mut forward = k.batchnorm_stats(&n, &step, &bx, &moving, &stats, &scratch);
-    forward.push(k.batchnorm_forward(&n, true, &step, &bx, &ones, &zeros, &moving, &stats, &by));
+    let mut forward = k.batchnorm_stats(&n, &step, &bx, &ones, &zeros, &moving, &stats, &scratch);
+    forward.push(k.batchnorm_forward(&n, true, &bx, &stats, &by));
     let mut backward = vec![k.relu_backward(&by, &bdy)];
-    backward.extend(k.batchnorm_backward_stats(&n, &step, &bx, &bdy, &stats, &dg, &db, &scratch));
-    backward.push(k.batchnorm_backward_input(&n, &step, &bx, &bdy, &ones, &stats, &bdx));
+    backward.extend(k.batchnorm_backward_stats(&n, &step, &bx, &bdy, &ones, &stats, &dg, &db, &scratch));
+    backward.push(k.batchnorm_backward_input(&n, &step, &bx, &bdy, &stats, &bdx));
     out.push(Case { kernel: "batchnorm_stats", shape: shape.clone(), dispatches: forward[..2].to_vec(), flops: None, bytes: Some(4.0 * len) });
     out.push(Case { kernel: "batchnorm_forward (+ relu)", shape: shape.clone(), dispatches: forward[2..].to_vec(), flops: None, bytes: Some(8.0 * len) });
     out.push(Case { kernel: "batchnorm_backward_stats", shape: shape.clone(), dispatches: backward[1..3].to_vec(), flops: None, bytes: Some(8.0 * len) });

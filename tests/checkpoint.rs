@@ -42,8 +42,22 @@ patience = 1
 factor = 0.5
 "#;
 
+/// CONFIG with BatchNorm after the conv (no bias) and after the hidden dense layer.
+fn batchnorm_config() -> String {
+    CONFIG
+        .replace(r#"padding = "same", activation = "relu" },"#, r#"padding = "same", use_bias = false },
+  { type = "batchnorm", activation = "relu" },"#)
+        .replace(r#"{ type = "dense", units = 6, activation = "relu" },"#, r#"{ type = "dense", units = 6 },
+  { type = "batchnorm", momentum = 0.9 },
+  { type = "activation", activation = "relu" },"#)
+}
+
 fn config(epochs: u32, lr: f32) -> Config {
-    let mut c = Config::parse(Path::new("ckpt.toml"), CONFIG).unwrap();
+    with_config(CONFIG, epochs, lr)
+}
+
+fn with_config(text: &str, epochs: u32, lr: f32) -> Config {
+    let mut c = Config::parse(Path::new("ckpt.toml"), text).unwrap();
     c.train.epochs = epochs;
     c.train.learning_rate = lr;
     c
@@ -71,6 +85,20 @@ fn resume(dir: &Path) -> Start {
 
 #[test]
 fn resuming_gives_the_same_history_and_weights_as_one_run() {
+    check_resume(CONFIG);
+}
+
+/// The same with BatchNorm: its moving statistics (written by its own kernels, not Adam) come
+/// back with the weights, bit for bit.
+#[test]
+fn resuming_with_batchnorm_gives_the_same_history_and_weights_as_one_run() {
+    let text = batchnorm_config();
+    assert_eq!(with_config(&text, 1, 1e-3).model.params().iter().filter(|p| !p.trainable).count(), 4, "two BatchNorms' moving statistics");
+    check_resume(&text);
+}
+
+fn check_resume(text: &str) {
+    let config = |epochs, lr| with_config(text, epochs, lr);
     let straight = tempfile::tempdir().unwrap();
     let whole = train(&config(8, 0.003), straight.path(), Start::Fresh, None).unwrap();
     assert!(whole.iter().any(|l| l.lr < 0.003), "the schedule acted, so its state must survive the resume");
@@ -150,8 +178,14 @@ fn resume_refuses_another_batch_size() {
 
 #[test]
 fn save_then_load_gives_identical_outputs() {
+    check_save_load(config(1, 0.003));
+    check_save_load(with_config(&batchnorm_config(), 1, 0.003));
+}
+
+/// After a training step (which moves BatchNorm's moving statistics), a saved and reloaded
+/// network gives the same inference outputs bit for bit.
+fn check_save_load(cfg: Config) {
     let (ctx, kernels) = gpu();
-    let cfg = config(1, 0.003);
     let mut a = Network::new(ctx, kernels, &cfg.model, 4, 11).unwrap();
     let images: Vec<f32> = (0..4 * 12 * 12 * 3).map(|i| (i % 17) as f32 / 17.0).collect();
     a.upload(ctx, &images, &[0, 1, 1, 0]).unwrap();

@@ -44,6 +44,9 @@ const CONV_SHAPES: &[ConvCase] = &[
     (1, [4, 21, 5], 32, [3, 3], 1, true),
     (1, [3, 37, 4], 32, [3, 3], 2, true),
     (1, [3, 19, 32], 8, [3, 3], 1, true),
+    // 64 channels: the subgroup kernels at 16 lanes (LP_NATIVE_VECTOR_WIDTH=512), as at 8 and 4.
+    (1, [5, 7, 3], 64, [3, 3], 1, true),
+    (1, [3, 11, 64], 12, [3, 3], 2, true),
 ];
 
 /// Model 1/2's first conv and Model 2's second, at batch 32.
@@ -196,13 +199,13 @@ fn batchnorm_kernels_match_reference() {
         let (mm, mv) = (random(seed + 3, cu, -0.5, 0.5), random(seed + 4, cu, 0.5, 2.0));
         let (xv, gv, bv) = (input(ctx, &x), input(ctx, &gamma), input(ctx, &beta));
         let moving = [input(ctx, &mm), input(ctx, &mv)];
-        let stats = poisoned(ctx, 4 * c as u64);
+        let stats = poisoned(ctx, Kernels::batchnorm_stats_len(&s));
         let scratch = poisoned(ctx, Kernels::batchnorm_scratch(&s));
         let train = ctx.uniform("step", &StepParams::adam(1e-3, 1, valid));
 
         let y = poisoned(ctx, len as u64);
-        let mut d = k.batchnorm_stats(&s, &train, &xv, &moving, &stats, &scratch);
-        d.push(k.batchnorm_forward(&s, i % 2 == 1, &train, &xv, &gv, &bv, &moving, &stats, &y));
+        let mut d = k.batchnorm_stats(&s, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
+        d.push(k.batchnorm_forward(&s, i % 2 == 1, &xv, &stats, &y));
         let got = run(&d, &y);
         let (mean, var) = cpu::batch_stats(&x, rows, cu);
         let want = cpu::batchnorm_forward(&x, cu, &mean, &var, &gamma, &beta, 1e-3, i % 2 == 1);
@@ -218,8 +221,8 @@ fn batchnorm_kernels_match_reference() {
         eval.training = 0;
         let eval = ctx.uniform("step", &eval);
         let y = poisoned(ctx, len as u64);
-        let mut d = k.batchnorm_stats(&s, &eval, &xv, &moving, &stats, &scratch);
-        d.push(k.batchnorm_forward(&s, false, &eval, &xv, &gv, &bv, &moving, &stats, &y));
+        let mut d = k.batchnorm_stats(&s, &eval, &xv, &gv, &bv, &moving, &stats, &scratch);
+        d.push(k.batchnorm_forward(&s, false, &xv, &stats, &y));
         let got = run(&d, &y);
         let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
         assert_close(&format!("batchnorm_forward (inference) {name}"), &got, &cpu::batchnorm_forward(&x, cu, &to64(&mm1), &to64(&mv1), &gamma, &beta, 1e-3, false), TOL);
@@ -227,9 +230,9 @@ fn batchnorm_kernels_match_reference() {
 
         let dy = random(seed + 5, len, -1.0, 1.0);
         let (dg, db, dx) = (poisoned(ctx, c as u64), poisoned(ctx, c as u64), poisoned(ctx, len as u64));
-        let mut d = k.batchnorm_stats(&s, &train, &xv, &moving, &stats, &scratch);
-        d.extend(k.batchnorm_backward_stats(&s, &train, &xv, &input(ctx, &dy), &stats, &dg, &db, &scratch));
-        d.push(k.batchnorm_backward_input(&s, &train, &xv, &input(ctx, &dy), &gv, &stats, &dx));
+        let mut d = k.batchnorm_stats(&s, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
+        d.extend(k.batchnorm_backward_stats(&s, &train, &xv, &input(ctx, &dy), &gv, &stats, &dg, &db, &scratch));
+        d.push(k.batchnorm_backward_input(&s, &train, &xv, &input(ctx, &dy), &stats, &dx));
         let got = run(&d, &dx);
         let (want_dx, want_dg, want_db) = cpu::batchnorm_backward(&x, &dy, rows, cu, &gamma, 1e-3);
         assert_close(&format!("batchnorm_backward_input {name}"), &got, &want_dx, TOL);

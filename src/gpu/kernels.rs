@@ -837,10 +837,17 @@ impl Kernels {
         3 * s.splits().count as u64 * s.channels as u64
     }
 
-    /// In training (step.training != 0): the batch mean and 1 / sqrt(var + eps) into stats[0..2C],
-    /// and the moving statistics `moving` = [mean, variance] updated in place; in inference,
-    /// nothing. Two dispatches (split Welford sums in `scratch`, then their ordered merge).
-    pub fn batchnorm_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, moving: &[View; 2], stats: &View, scratch: &View) -> Vec<Dispatch> {
+    /// Elements of a batchnorm layer's per-channel statistics and coefficients.
+    pub fn batchnorm_stats_len(s: &NormShape) -> u64 {
+        7 * s.channels as u64
+    }
+
+    /// The forward pass's per-channel scale and shift into `stats`: in training (step.training
+    /// != 0) from the batch mean and biased variance, with the moving statistics `moving` =
+    /// [mean, variance] updated in place; in inference from the moving statistics. Two
+    /// dispatches (split Welford sums in `scratch`, training only; then their ordered merge).
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, gamma: &View, beta: &View, moving: &[View; 2], stats: &View, scratch: &View) -> Vec<Dispatch> {
         let p = s.params(false);
         let k = Kernel::BatchnormStatsPartial;
         let u = self.uniform(k, &p);
@@ -849,6 +856,8 @@ impl Kernels {
         let binds = [
             (0, Bind::Uniform(&u)),
             (1, Bind::Uniform(step)),
+            (4, Bind::Storage(gamma)),
+            (5, Bind::Storage(beta)),
             (6, Bind::Storage(&moving[0])),
             (7, Bind::Storage(&moving[1])),
             (8, Bind::Storage(stats)),
@@ -857,56 +866,45 @@ impl Kernels {
         vec![partial, self.dispatch(k, &binds, self.grid(p.channels as u64))]
     }
 
-    /// y = act(gamma * (x - mean) / sqrt(var + eps) + beta), with the batch statistics in
-    /// training and the moving ones otherwise; overwrites y.
-    #[allow(clippy::too_many_arguments)]
-    pub fn batchnorm_forward(&self, s: &NormShape, relu: bool, step: &wgpu::Buffer, x: &View, gamma: &View, beta: &View, moving: &[View; 2], stats: &View, y: &View) -> Dispatch {
+    /// y = act(x * scale + shift) with the coefficients [`Self::batchnorm_stats`] left in
+    /// `stats`; overwrites y (by quads).
+    pub fn batchnorm_forward(&self, s: &NormShape, relu: bool, x: &View, stats: &View, y: &View) -> Dispatch {
         let k = Kernel::BatchnormForward;
         let u = self.uniform(k, &s.params(relu));
-        let binds = [
-            (0, Bind::Uniform(&u)),
-            (1, Bind::Uniform(step)),
-            (2, Bind::Storage(x)),
-            (4, Bind::Storage(gamma)),
-            (5, Bind::Storage(beta)),
-            (13, Bind::Storage(&moving[0])),
-            (14, Bind::Storage(&moving[1])),
-            (8, Bind::Storage(stats)),
-            (10, Bind::Storage(y)),
-        ];
-        self.dispatch(k, &binds, self.grid(s.len()))
+        let binds = [(0, Bind::Uniform(&u)), (13, Bind::Quads(x)), (15, Bind::Quads(stats)), (16, Bind::Quads(y))];
+        self.dispatch(k, &binds, self.grid(s.len().div_ceil(4)))
     }
 
-    /// dgamma = sum dy * x_hat and dbeta = sum dy over the valid rows (overwritten), both kept in
-    /// stats[2C..4C] for [`Self::batchnorm_backward_input`]. Two dispatches through `scratch`.
+    /// dgamma = sum dy * x_hat and dbeta = sum dy over the valid rows (overwritten), and dx's
+    /// coefficients into `stats` for [`Self::batchnorm_backward_input`]. Two dispatches through
+    /// `scratch`.
     #[allow(clippy::too_many_arguments)]
-    pub fn batchnorm_backward_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
+    pub fn batchnorm_backward_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
         let p = s.params(false);
         let k = Kernel::BatchnormBackwardPartial;
         let u = self.uniform(k, &p);
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (3, Bind::Storage(dy)), (8, Bind::Storage(stats)), (9, Bind::Storage(scratch))];
         let partial = self.dispatch(k, &binds, self.grid(p.splits as u64 * p.channels as u64));
         let k = Kernel::BatchnormBackwardFinish;
-        let binds = [(0, Bind::Uniform(&u)), (8, Bind::Storage(stats)), (9, Bind::Storage(scratch)), (11, Bind::Storage(dgamma)), (12, Bind::Storage(dbeta))];
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Uniform(step)),
+            (4, Bind::Storage(gamma)),
+            (8, Bind::Storage(stats)),
+            (9, Bind::Storage(scratch)),
+            (11, Bind::Storage(dgamma)),
+            (12, Bind::Storage(dbeta)),
+        ];
         vec![partial, self.dispatch(k, &binds, self.grid(p.channels as u64))]
     }
 
     /// dx = gamma / sqrt(var + eps) * (dy - mean(dy) - x_hat * mean(dy * x_hat)) on the valid
-    /// rows, 0 on the rest; overwrites dx.
-    #[allow(clippy::too_many_arguments)]
-    pub fn batchnorm_backward_input(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dx: &View) -> Dispatch {
+    /// rows, 0 on the rest; overwrites dx (by quads).
+    pub fn batchnorm_backward_input(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dx: &View) -> Dispatch {
         let k = Kernel::BatchnormBackwardInput;
         let u = self.uniform(k, &s.params(false));
-        let binds = [
-            (0, Bind::Uniform(&u)),
-            (1, Bind::Uniform(step)),
-            (2, Bind::Storage(x)),
-            (3, Bind::Storage(dy)),
-            (4, Bind::Storage(gamma)),
-            (8, Bind::Storage(stats)),
-            (10, Bind::Storage(dx)),
-        ];
-        self.dispatch(k, &binds, self.grid(s.len()))
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (13, Bind::Quads(x)), (14, Bind::Quads(dy)), (15, Bind::Quads(stats)), (16, Bind::Quads(dx))];
+        self.dispatch(k, &binds, self.grid(s.len().div_ceil(4)))
     }
 
     // ---- matmul.wgsl ----

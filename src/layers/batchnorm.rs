@@ -95,8 +95,7 @@ impl Kind for BatchNorm {
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input);
         let k = b.kernels;
-        // [batch mean | 1 / sqrt(batch variance + eps) | sum dy | sum dy * x_hat], per channel.
-        let stats = b.ctx.storage(&format!("{} batch statistics", b.name), 4 * s.channels as u64)?;
+        let stats = b.ctx.storage(&format!("{} statistics", b.name), Kernels::batchnorm_stats_len(&s))?;
         // Without `scale` or `center` the kernels see a constant gamma of ones or beta of zeros
         // (and write their gradients to a throwaway): one kernel serves every variant.
         let c = s.channels as usize;
@@ -110,15 +109,15 @@ impl Kind for BatchNorm {
         };
         let moving = [b.param("moving_mean"), b.param("moving_variance")];
         let relu = self.activation == Activation::Relu;
-        b.forward.extend(k.batchnorm_stats(&s, b.step, b.x, &moving, &stats, b.scratch));
-        b.forward.push(k.batchnorm_forward(&s, relu, b.step, b.x, &gamma, &beta, &moving, &stats, b.y));
+        b.forward.extend(k.batchnorm_stats(&s, b.step, b.x, &gamma, &beta, &moving, &stats, b.scratch));
+        b.forward.push(k.batchnorm_forward(&s, relu, b.x, &stats, b.y));
         let dy = b.dy();
         if relu {
             b.backward.push(k.relu_backward(b.y, dy));
         }
-        b.backward.extend(k.batchnorm_backward_stats(&s, b.step, b.x, dy, &stats, &dgamma, &dbeta, b.scratch));
+        b.backward.extend(k.batchnorm_backward_stats(&s, b.step, b.x, dy, &gamma, &stats, &dgamma, &dbeta, b.scratch));
         if let Some(dx) = b.dx {
-            b.backward.push(k.batchnorm_backward_input(&s, b.step, b.x, dy, &gamma, &stats, dx));
+            b.backward.push(k.batchnorm_backward_input(&s, b.step, b.x, dy, &stats, dx));
         }
         Ok(())
     }

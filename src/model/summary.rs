@@ -20,18 +20,19 @@ pub fn thousands(n: u64) -> String {
 pub fn summary(name: &str, spec: &ModelSpec) -> String {
     let shapes = spec.shapes().expect("validated spec");
     let params = spec.params();
-    let rule = "_".repeat(72);
-    let mut out = format!("Model: \"{name}\"\n{rule}\n {:<34}{:<26}{}\n{}\n", "Layer (type)", "Output Shape", "Param #", "=".repeat(72));
-    for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
+    let labels: Vec<String> = spec.layers.iter().map(|l| format!("{} ({})", l.name, l.kind.ops().class())).collect();
+    let width = labels.iter().map(|l| l.len() + 2).max().unwrap_or(0).max(34);
+    let rule = "_".repeat(width + 38);
+    let mut out = format!("Model: \"{name}\"\n{rule}\n {:<width$}{:<26}{}\n{}\n", "Layer (type)", "Output Shape", "Param #", "=".repeat(width + 38));
+    for (i, (label, shape)) in labels.iter().zip(&shapes).enumerate() {
         let count: u64 = params.iter().filter(|p| p.layer == i).map(|p| p.len()).sum();
-        let label = format!("{} ({})", layer.name, layer.kind.ops().class());
-        let _ = writeln!(out, " {label:<34}{:<26}{}", shape.keras(), thousands(count));
+        let _ = writeln!(out, " {label:<width$}{:<26}{}", shape.keras(), thousands(count));
     }
     let (total, trainable) = (spec.param_count(), spec.trainable_count());
     let _ = write!(
         out,
         "{}\nTotal params: {}\nTrainable params: {}\nNon-trainable params: {}\n{rule}\n",
-        "=".repeat(72),
+        "=".repeat(width + 38),
         thousands(total),
         thousands(trainable),
         thousands(total - trainable)
@@ -55,6 +56,17 @@ mod tests {
     fn model1_summary_lists_the_write_ups_counts() {
         let s = summary("model1", &ModelSpec::model1(64));
         for line in ["conv2d_1 (Conv2D)", "(None, 64, 64, 32)", "896", "4,194,432", "129", "Total params: 4,195,457"] {
+            assert!(s.contains(line), "missing {line} in\n{s}");
+        }
+    }
+
+    /// Keras counts a BatchNorm over C channels as 4C parameters, 2C of them non-trainable.
+    #[test]
+    fn model3_summary_counts_batchnorm_as_keras_does() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/model3.toml");
+        let cfg = crate::config::Config::load(&path).unwrap();
+        let s = summary("model3", &cfg.model);
+        for line in ["batch_normalization_1 (BatchNormalization)", "128", "(None, 8, 8, 64)", "524,416", "Total params: 553,697", "Trainable params: 553,441", "Non-trainable params: 256"] {
             assert!(s.contains(line), "missing {line} in\n{s}");
         }
     }
