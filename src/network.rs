@@ -298,11 +298,7 @@ impl Network {
         let mut step = StepParams::adam(lr, t, self.rows);
         step.training = u32::from(pass != Pass::Evaluate);
         ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut cp = encoder.begin_compute_pass(&Default::default());
-            self.dispatches(pass).for_each(|d| d.record(&mut cp));
-        }
+        let mut encoder = self.encode(ctx, pass);
         if pass == Pass::Train {
             self.t += 1;
         }
@@ -319,6 +315,16 @@ impl Network {
             });
         }
         index
+    }
+
+    /// An encoder holding one compute pass with `pass`'s prebuilt dispatches.
+    pub fn encode(&self, ctx: &GpuContext, pass: Pass) -> wgpu::CommandEncoder {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut cp = encoder.begin_compute_pass(&Default::default());
+            self.dispatches(pass).for_each(|d| d.record(&mut cp));
+        }
+        encoder
     }
 
     /// The dispatches one pass records, in order.
