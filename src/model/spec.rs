@@ -247,7 +247,7 @@ impl ModelSpec {
                     }
                     Shape::Image([(h - pool[0]) / stride[0] + 1, (w - pool[1]) / stride[1] + 1, c])
                 }
-                (LayerKind::Flatten, s) => Shape::Flat(s.len() as u32),
+                (LayerKind::Flatten, s) => Shape::Flat(u32::try_from(s.len()).map_err(|_| err(format!("flattens {} values, more than 32-bit indices reach", s.len())))?),
                 (LayerKind::Dense { units, activation }, Shape::Flat(_)) => {
                     if *units == 0 {
                         return Err(err("units must be at least 1".into()));
