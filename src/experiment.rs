@@ -46,7 +46,13 @@ fn all_strategies() -> Vec<Strategy> {
 impl ExperimentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: path.to_path_buf(), error })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { file: path.to_path_buf(), message: e.to_string().trim_end().to_string() })
+        let exp: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse { file: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+        // Each strategy trains into its own folder, which one experiment cannot claim twice.
+        if let Some(i) = (1..exp.strategies.len()).find(|&i| exp.strategies[..i].contains(&exp.strategies[i])) {
+            let message = format!("{:?} is listed twice", exp.strategies[i]).to_lowercase();
+            return Err(ConfigError::Invalid { file: path.to_path_buf(), field: "strategies".into(), line: String::new(), message });
+        }
+        Ok(exp)
     }
 }
 

@@ -217,3 +217,22 @@ fn an_oversized_dense_layer_is_refused_before_allocation() {
     quickstart(dir.path(), |t| t.replace("input = [32, 32, 3]", "input = [32768, 32768, 3]").replace("filters = 16", "filters = 64"));
     refused(&gpu_cnn(dir.path(), &["summary", "q.toml"]), &["flatten_1", "flattens 4294967296 values"]);
 }
+
+#[test]
+fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path(), |t| t);
+    let exp = |strategies: &str| format!("source = \"q.toml\"\ntarget = \"q.toml\"\nstrategies = {strategies}\nepochs = 1\nlimit = 32\nout = \"exp\"\n");
+    std::fs::write(dir.path().join("exp.toml"), exp("[\"prefix\", \"prefix\"]")).unwrap();
+    refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml"]), &["exp.toml: field `strategies`: prefix is listed twice"]);
+
+    std::fs::write(dir.path().join("exp.toml"), exp("[\"prefix\"]")).unwrap();
+    std::fs::create_dir_all(dir.path().join("exp/prefix")).unwrap();
+    std::fs::write(dir.path().join("exp/prefix/history.json"), "[]").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    refused(&o, &["exp/prefix: already holds a run (history.json); nothing was written", "replace its files: ", "experiment exp.toml --overwrite"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("== source"), "refused before the first run");
+    assert!(!dir.path().join("exp/source/history.json").exists());
+    assert_eq!(std::fs::read_to_string(dir.path().join("exp/prefix/history.json")).unwrap(), "[]");
+    assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
+}
