@@ -140,4 +140,13 @@ mod tests {
         let e = check_arguments([8, 8, 3], [("conv2d_1".to_string(), &huge)]).unwrap_err().to_string();
         assert!(e.contains("conv2d_1") && e.contains("kernel side 4294967295"), "{e}");
     }
+
+    #[test]
+    fn host_memory_is_checked_where_the_system_reports_it() {
+        check_host_bytes("a little", 1 << 20).unwrap();
+        if available_memory().is_some() {
+            let e = check_host_bytes("the synthetic set", u64::MAX).unwrap_err().to_string();
+            assert!(e.starts_with("the synthetic set needs 17592186044415 MiB of host memory"), "{e}");
+        }
+    }
 }
