@@ -42,6 +42,10 @@ pub enum CheckpointError {
     Dtype(PathBuf, String, String),
     #[error("{0}: tensor '{1}' has shape {2:?}, but the model's layout needs {3:?}")]
     Shape(PathBuf, String, Vec<usize>, Vec<u32>),
+    #[error("{0}: tensor '{1}' holds {3} at element {2}: the file is damaged or the run that wrote it diverged")]
+    NotFinite(PathBuf, String, usize, f32),
+    #[error("{0}: tensor '{1}' (an Adam second moment, never negative) holds {3} at element {2}: the file is damaged")]
+    NegativeMoment(PathBuf, String, usize, f32),
     #[error("the checkpoint's model differs from the config's at layer {layer}: {detail}; to start from a different layout, use `gpu-cnn transfer`")]
     Layout { layer: String, detail: String },
     #[error("{0}: has no optimizer state (not a resumable checkpoint); use --init to start from its weights")]
@@ -95,6 +99,46 @@ fn f32_view<'a>(data: &'a [f32], shape: &[u32]) -> safetensors::tensor::TensorVi
     safetensors::tensor::TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(data)).expect("shape matches data")
 }
 
+/// The training state's counters agree with each other and its numbers are finite.
+fn check_state(s: &TrainState) -> Result<(), String> {
+    if !(s.lr >= 0.0 && s.lr.is_finite()) {
+        return Err(format!("learning rate {}", s.lr));
+    }
+    if s.history.len() != s.epoch as usize {
+        return Err(format!("epoch {} with {} epochs of history", s.epoch, s.history.len()));
+    }
+    if let Some((i, l)) = s.history.iter().enumerate().find(|(i, l)| l.epoch as usize != i + 1) {
+        return Err(format!("history entry {} is for epoch {}", i + 1, l.epoch));
+    }
+    if s.step > 0 {
+        let steps = match s.batch_size {
+            0 => 0,
+            b => s.train_images.div_ceil(b as usize),
+        };
+        if s.step > steps {
+            return Err(format!("step {} of an epoch of {steps} steps ({} images, batch size {})", s.step, s.train_images, s.batch_size));
+        }
+    }
+    if s.partial_metrics.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+        return Err(format!("partial metrics {:?}", s.partial_metrics));
+    }
+    Ok(())
+}
+
+/// Adam takes one step per training step, so its count is at most the steps the training
+/// state says were taken.
+fn check_adam_step(t: u32, s: &TrainState) -> Result<(), String> {
+    if s.batch_size == 0 {
+        return Ok(());
+    }
+    let steps = s.train_images.div_ceil(s.batch_size as usize) as u64;
+    let taken = s.epoch as u64 * steps + s.step as u64;
+    if t as u64 > taken {
+        return Err(format!("{t} Adam steps, but epoch {} step {} of {steps}-step epochs is {taken} steps", s.epoch, s.step));
+    }
+    Ok(())
+}
+
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serialises")
 }
@@ -137,13 +181,19 @@ impl Checkpoint {
         crate::files::write_atomic(path, &bytes).map_err(|e| CheckpointError::Write(path.to_path_buf(), e))
     }
 
-    /// Reads and validates a checkpoint: format, version, metadata, every tensor's presence,
-    /// dtype and shape, and no tensor the model does not have.
+    /// Reads and validates a checkpoint: format, version, metadata (checked against the model
+    /// it carries), every tensor's presence, dtype, shape and values (finite; Adam's second
+    /// moments non-negative), and no tensor the model does not have.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Read(path.to_path_buf(), e))?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// [`Checkpoint::load`] of a file's contents; `path` names the file in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, CheckpointError> {
         let p = || path.to_path_buf();
-        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Read(p(), e))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
             return Err(CheckpointError::NotOurs(p()));
@@ -157,15 +207,23 @@ impl Checkpoint {
             serde_json::from_str(text).map_err(|e| CheckpointError::Metadata(path.to_path_buf(), key, e.to_string()))
         }
         let model: ModelSpec = field(path, &meta, "model")?;
-        model.validate().map_err(|e| CheckpointError::Metadata(p(), "model", e.to_string()))?;
+        let bad_model = |e: String| CheckpointError::Metadata(p(), "model", e);
+        crate::sizes::check_arguments(model.input, model.layers.iter().map(|l| (l.name.clone(), &l.kind))).map_err(|e| bad_model(e.to_string()))?;
+        model.validate().map_err(|e| bad_model(e.to_string()))?;
+        crate::sizes::check_model(&model).map_err(|e| bad_model(e.to_string()))?;
+        let input: [u32; 3] = field(path, &meta, "input")?;
+        if input != model.input {
+            return Err(CheckpointError::Metadata(p(), "input", format!("{input:?}, but the model's input is {:?}", model.input)));
+        }
         let classes: Vec<String> = field(path, &meta, "classes")?;
         if classes.len() != model.classes() as usize {
             return Err(CheckpointError::Metadata(p(), "classes", format!("{} names for a {}-class model", classes.len(), model.classes())));
         }
-        let state: TrainState = field(path, &meta, "state")?;
-        if !(state.lr >= 0.0 && state.lr.is_finite()) {
-            return Err(CheckpointError::Metadata(p(), "state", format!("learning rate {}", state.lr)));
+        if let Some(i) = (0..classes.len()).find(|&i| classes[i].is_empty() || classes[..i].contains(&classes[i])) {
+            return Err(CheckpointError::Metadata(p(), "classes", format!("name {:?} is empty or repeated", classes[i])));
         }
+        let state: TrainState = field(path, &meta, "state")?;
+        check_state(&state).map_err(|e| CheckpointError::Metadata(p(), "state", e))?;
         let provenance = meta.get("provenance").map(|s| serde_json::from_str(s)).transpose().map_err(|e| CheckpointError::Metadata(p(), "provenance", e.to_string()))?;
         let adam_step: Option<u32> = meta.get("adam_step").map(|s| s.parse()).transpose().map_err(|e: std::num::ParseIntError| CheckpointError::Metadata(p(), "adam_step", e.to_string()))?;
 
@@ -178,7 +236,14 @@ impl Checkpoint {
             if t.shape().iter().map(|&d| d as u64).ne(shape.iter().map(|&d| d as u64)) {
                 return Err(CheckpointError::Shape(p(), name.to_string(), t.shape().to_vec(), shape.to_vec()));
             }
-            Ok(bytemuck::pod_collect_to_vec(t.data()))
+            let data: Vec<f32> = bytemuck::pod_collect_to_vec(t.data());
+            if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                return Err(CheckpointError::NotFinite(p(), name.to_string(), i, data[i]));
+            }
+            if let Some(i) = data.iter().position(|&v| v < 0.0).filter(|_| name.starts_with("adam.v.")) {
+                return Err(CheckpointError::NegativeMoment(p(), name.to_string(), i, data[i]));
+            }
+            Ok(data)
         };
         let params = infos.iter().map(|i| read(&i.name, &i.shape)).collect::<Result<Vec<_>, _>>()?;
         let trainable: Vec<_> = infos.iter().filter(|i| i.trainable).collect();
@@ -190,6 +255,9 @@ impl Checkpoint {
             }),
             None => None,
         };
+        if let Some(opt) = &optimizer {
+            check_adam_step(opt.t, &state).map_err(|e| CheckpointError::Metadata(p(), "adam_step", e))?;
+        }
         let expected = infos.len() + if optimizer.is_some() { 2 * trainable.len() } else { 0 };
         if st.len() != expected {
             let moments = trainable.iter().flat_map(|i| [format!("adam.m.{}", i.name), format!("adam.v.{}", i.name)]);

@@ -192,24 +192,50 @@ impl Config {
         if raw.model.input.contains(&0) {
             return Err(invalid("model.input", String::new(), "expected [height, width, channels], each at least 1".into()));
         }
+        crate::sizes::check_arguments(raw.model.input, layers.iter().enumerate().map(|(i, (n, k))| (n.clone().unwrap_or_else(|| format!("model.layers[{i}]")), k))).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let model = ModelSpec::new(raw.model.input, layers).map_err(|e| invalid("model", String::new(), e.to_string()))?;
-        let t = &raw.train;
+        crate::sizes::check_model(&model).map_err(|e| invalid("model", String::new(), e.to_string()))?;
+        let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));
+        let config = Self { name, model, data: raw.data, augment: raw.augment, train: raw.train, callbacks: raw.callbacks };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks everything but the model (which `ModelSpec::new` checks): the config file and
+    /// command-line overrides share these checks and their messages.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid { file: path.to_path_buf(), field: field.to_string(), line: String::new(), message };
+        // The name names the run folder under checkpoints/: it must stay one plain folder name.
+        if self.name.is_empty() || self.name == "." || self.name == ".." || self.name.contains(['/', '\\', '\0']) {
+            return Err(invalid("name", format!("\"{}\" cannot name a folder: use a plain name without '/', '\\' or '..'", self.name)));
+        }
+        let t = &self.train;
         if t.batch_size == 0 {
-            return Err(invalid("train.batch_size", String::new(), "expected at least 1".into()));
+            return Err(invalid("train.batch_size", "expected at least 1".into()));
         }
         if t.epochs == 0 {
-            return Err(invalid("train.epochs", String::new(), "expected at least 1".into()));
+            return Err(invalid("train.epochs", "expected at least 1".into()));
+        }
+        if t.limit == Some(0) {
+            return Err(invalid("train.limit", "expected at least 1".into()));
         }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
-            return Err(invalid("train.learning_rate", String::new(), format!("expected a positive number, got {}", t.learning_rate)));
+            return Err(invalid("train.learning_rate", format!("expected a positive number, got {}", t.learning_rate)));
         }
         if let Err((field, message)) = t.schedule.validate(t.epochs) {
-            return Err(invalid(&format!("train.schedule.{field}"), String::new(), message));
+            return Err(invalid(&format!("train.schedule.{field}"), message));
         }
-        if raw.data.workers == 0 {
-            return Err(invalid("data.workers", String::new(), "expected at least 1".into()));
+        if self.data.workers == 0 {
+            return Err(invalid("data.workers", "expected at least 1".into()));
         }
-        let a = &raw.augment;
+        if let Some(s) = self.data.synthetic {
+            for (field, n) in [("data.synthetic.train", s.train), ("data.synthetic.test", s.test)] {
+                if n == 0 {
+                    return Err(invalid(field, "expected at least 1".into()));
+                }
+            }
+        }
+        let a = &self.augment;
         for (field, v, max) in [
             ("augment.shear_range", a.shear_range, 90.0),
             ("augment.zoom_range", a.zoom_range, 0.99),
@@ -219,10 +245,10 @@ impl Config {
             ("augment.contrast_range", a.contrast_range, 1.0),
         ] {
             if !(0.0..=max).contains(&v) {
-                return Err(invalid(field, String::new(), format!("expected a value in [0, {max}], got {v}")));
+                return Err(invalid(field, format!("expected a value in [0, {max}], got {v}")));
             }
         }
-        let cb = &raw.callbacks;
+        let cb = &self.callbacks;
         let monitors = [
             ("callbacks.checkpoint.monitor", Some(&cb.checkpoint.monitor)),
             ("callbacks.reduce_lr.monitor", cb.reduce_lr.as_ref().map(|r| &r.monitor)),
@@ -230,16 +256,18 @@ impl Config {
         ];
         for (field, monitor) in monitors {
             if let Some(m) = monitor.filter(|m| !["loss", "acc", "val_loss", "val_acc", "accuracy", "val_accuracy"].contains(&m.as_str())) {
-                return Err(invalid(field, String::new(), format!("unknown metric \"{m}\": expected loss, acc, val_loss or val_acc")));
+                return Err(invalid(field, format!("unknown metric \"{m}\": expected loss, acc, val_loss or val_acc")));
             }
         }
         if let Some(r) = &cb.reduce_lr {
             if !(r.factor > 0.0 && r.factor < 1.0) {
-                return Err(invalid("callbacks.reduce_lr.factor", String::new(), format!("expected a value in (0, 1), got {}", r.factor)));
+                return Err(invalid("callbacks.reduce_lr.factor", format!("expected a value in (0, 1), got {}", r.factor)));
             }
         }
-        let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));
-        Ok(Self { name, model, data: raw.data, augment: raw.augment, train: raw.train, callbacks: raw.callbacks })
+        if cb.checkpoint.enabled {
+            crate::run::check_checkpoint_pattern(&cb.checkpoint.filepath, &self.name).map_err(|m| invalid("callbacks.checkpoint.filepath", m))?;
+        }
+        Ok(())
     }
 }
 

@@ -46,7 +46,13 @@ fn all_strategies() -> Vec<Strategy> {
 impl ExperimentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: path.to_path_buf(), error })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { file: path.to_path_buf(), message: e.to_string().trim_end().to_string() })
+        let exp: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse { file: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+        // Each strategy trains into its own folder, which one experiment cannot claim twice.
+        if let Some(i) = (1..exp.strategies.len()).find(|&i| exp.strategies[..i].contains(&exp.strategies[i])) {
+            let message = format!("{:?} is listed twice", exp.strategies[i]).to_lowercase();
+            return Err(ConfigError::Invalid { file: path.to_path_buf(), field: "strategies".into(), line: String::new(), message });
+        }
+        Ok(exp)
     }
 }
 
@@ -76,16 +82,38 @@ pub fn table(source_best: f64, runs: &[RunResult]) -> String {
     out
 }
 
-/// Runs the whole experiment; `extra` makes the progress display for each run.
-pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, progress: &dyn Fn() -> Vec<Box<dyn Callback>>) -> anyhow::Result<(f64, Vec<RunResult>, PathBuf)> {
+/// Runs the whole experiment; `extra` makes the progress display for each run. Every output
+/// is claimed before the first run starts; a previous experiment's files are replaced only
+/// when `overwrite`.
+pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, progress: &dyn Fn() -> Vec<Box<dyn Callback>>) -> anyhow::Result<(f64, Vec<RunResult>, PathBuf)> {
     let out = exp.out.clone().unwrap_or_else(|| PathBuf::from("checkpoints/experiment"));
     let shared = Overrides { data: overrides.data.clone().or(exp.data.clone()), limit: overrides.limit.or(exp.limit), seed: overrides.seed, ..Default::default() };
     let load = |path: &Path, epochs: Option<u32>| -> anyhow::Result<Config> {
         let mut cfg = Config::load(path)?;
-        Overrides { epochs: overrides.epochs.or(epochs), ..shared.clone() }.apply(&mut cfg);
+        Overrides { epochs: overrides.epochs.or(epochs), ..shared.clone() }.apply(&mut cfg, path)?;
         Ok(cfg)
     };
     let mut results = Vec::new();
+    let target = load(&exp.target, exp.epochs)?;
+    let source = match exp.source_checkpoint {
+        Some(_) => None,
+        None => Some(load(&exp.source, exp.source_epochs)?),
+    };
+    let names: Vec<String> = exp.strategies.iter().map(|s| format!("{s:?}").to_lowercase()).chain(["scratch".to_string()]).collect();
+    let mut folders = std::collections::HashMap::new();
+    if let Some(cfg) = &source {
+        folders.insert("source".to_string(), run::claim_folder(cfg, &out.join("source"), None, None, overwrite)?);
+    }
+    for name in &names {
+        let dir = out.join(name);
+        folders.insert(name.clone(), run::claim_folder(&target, &dir, None, None, overwrite)?);
+        if name != "scratch" {
+            crate::files::check_output_file(&dir.join("init.safetensors"), overwrite, &[])?;
+        }
+    }
+    for file in ["results.md", "comparison.png"] {
+        crate::files::check_output_file(&out.join(file), overwrite, &[])?;
+    }
 
     let (source_ckpt, source_path, source_best) = match &exp.source_checkpoint {
         Some(path) => {
@@ -94,12 +122,12 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, prog
             (ckpt, path.clone(), best)
         }
         None => {
-            let cfg = load(&exp.source, exp.source_epochs)?;
-            let (train, test) = run::load_datasets(&cfg)?;
+            let cfg = source.as_ref().expect("loaded above when there is no source checkpoint");
+            let (train, test) = run::load_datasets(cfg)?;
             println!("== source: {} ({})", cfg.name, run::describe(&train, "training"));
-            let dir = out.join("source");
+            let dir = &folders["source"];
             let started = Instant::now();
-            let (history, _) = run::train(ctx, &cfg, train, test, &dir, Start::Fresh, progress(), None)?;
+            let (history, _) = run::train(ctx, cfg, train, test, dir, Start::Fresh, progress(), None)?;
             let result = RunResult { name: format!("source {}", cfg.name), history, seconds: started.elapsed().as_secs_f64() };
             let best = result.best();
             results.push(result);
@@ -110,11 +138,9 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, prog
         }
     };
 
-    let target = load(&exp.target, exp.epochs)?;
     let (train, test) = run::load_datasets(&target)?;
     let mut starts: Vec<(String, Start)> = Vec::new();
-    for &strategy in &exp.strategies {
-        let name = format!("{strategy:?}").to_lowercase();
+    for (&strategy, name) in exp.strategies.iter().zip(names) {
         let (plan, ckpt) = crate::transfer::transfer(&source_ckpt, &source_path, &target.model, target.train.seed, target.train.learning_rate, strategy, false);
         println!("== transfer ({name}): {:.1}% of the target's parameters from the source", 100.0 * plan.fraction());
         print!("{}", plan.table());
@@ -126,7 +152,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, prog
     for (name, start) in starts {
         println!("== target {} from {name}", target.name);
         let started = Instant::now();
-        let (history, _) = run::train(ctx, &target, train.clone(), test.clone(), &out.join(&name), start, progress(), None)?;
+        let (history, _) = run::train(ctx, &target, train.clone(), test.clone(), &folders[&name], start, progress(), None)?;
         results.push(RunResult { name: format!("{} from {name}", target.name), history, seconds: started.elapsed().as_secs_f64() });
     }
 

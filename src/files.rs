@@ -1,26 +1,359 @@
-//! Writing files so that nothing is ever half-written.
+//! Output safety, one rule for every command that writes: a command never replaces a file or
+//! folder it did not create in this run unless the user says so (`--overwrite`), never writes
+//! over its own input, holds a lock on a run folder while it writes there, and writes every
+//! file through a uniquely named temporary file that is removed on every error path.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, fsync and rename:
-/// readers (and a later run after a power cut) see the old file or the new one, never half.
+use thiserror::Error;
+
+/// The lock file a run keeps in its folder while it writes there.
+pub const LOCK_FILE: &str = ".gpu-cnn.lock";
+
+#[derive(Debug, Error)]
+pub enum OutputError {
+    #[error("{path}: cannot write: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
+    #[error("{0}: is a file, but the run's output must be a folder")]
+    NotAFolder(PathBuf),
+    #[error("{0}: is a folder, but the output must be a file")]
+    IsAFolder(PathBuf),
+    #[error("{0}: already exists; pass --overwrite to replace it")]
+    Exists(PathBuf),
+    #[error("{path}: is this command's own input ({what}); choose another output")]
+    OwnInput { path: PathBuf, what: String },
+    #[error("{dir}: already holds a run ({files})")]
+    RunExists { dir: PathBuf, files: String },
+    #[error("{dir}: another run is writing here ({holder}); wait for it to finish or choose another --out (if no such run exists, delete {lock})")]
+    Locked { dir: PathBuf, holder: String, lock: PathBuf },
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
+    move |error| OutputError::Write { path: path.to_path_buf(), error }
+}
+
+/// A temporary file removed when dropped, unless it was renamed into place.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A name next to `path` that no other writer (thread or process) uses: pid and a counter.
+fn temp_name(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
+fn parent(path: &Path) -> Option<&Path> {
+    path.parent().filter(|d| !d.as_os_str().is_empty())
+}
+
+/// Writes `bytes` to `path` through a uniquely named temporary file in the same folder, fsync
+/// and rename: readers (and a later run after a power cut) see the old file or the new one,
+/// never half, and a failed write leaves no temporary file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = parent(path) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut tmp = TempFile(Some(temp_name(path)));
+    let tmp_path = tmp.0.clone().expect("just set");
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    drop(f);
+    std::fs::rename(&tmp_path, path)?;
+    tmp.0 = None;
     // Make the rename itself durable (directories cannot be opened for this on Windows).
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = parent(path) {
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
     }
     Ok(())
+}
+
+/// Whether two paths name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Creates `dir` if needed and proves it writable with a probe file.
+fn check_writable(dir: &Path) -> Result<(), OutputError> {
+    std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+    let probe = TempFile(Some(temp_name(&dir.join("probe"))));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(probe.0.as_ref().expect("just set")).map_err(write_error(dir))?;
+    Ok(())
+}
+
+/// Checks, before any work, that a command may write the file `path`: not a folder, none of the
+/// command's `inputs` (path, what it is), not an existing file unless `overwrite`, and its
+/// folder writable (created if missing).
+pub fn check_output_file(path: &Path, overwrite: bool, inputs: &[(&Path, &str)]) -> Result<(), OutputError> {
+    if path.is_dir() {
+        return Err(OutputError::IsAFolder(path.to_path_buf()));
+    }
+    if let Some((_, what)) = inputs.iter().find(|(input, _)| same_file(path, input)) {
+        return Err(OutputError::OwnInput { path: path.to_path_buf(), what: what.to_string() });
+    }
+    if path.exists() && !overwrite {
+        return Err(OutputError::Exists(path.to_path_buf()));
+    }
+    check_writable(parent(path).unwrap_or(Path::new(".")))
+}
+
+/// Whether `name` (a path relative to a folder, `/`-separated) matches `pattern`, where each
+/// `{...}` field stands for any text.
+pub fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let mut literals = Vec::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        literals.push(&rest[..open]);
+        let tail = rest;
+        rest = tail[open..].find('}').map_or("", |close| &tail[open + close + 1..]);
+    }
+    literals.push(rest);
+    let (first, last) = (literals[0], literals[literals.len() - 1]);
+    if literals.len() == 1 {
+        return name == first;
+    }
+    let Some(mut tail) = name.strip_prefix(first) else { return false };
+    for lit in &literals[1..literals.len() - 1] {
+        match tail.find(lit) {
+            Some(i) => tail = &tail[i + lit.len()..],
+            None => return false,
+        }
+    }
+    tail.len() >= last.len() && tail.ends_with(last)
+}
+
+/// Files under `dir` (relative, `/`-separated), a few levels deep and at most a few thousand,
+/// so a huge folder costs bounded time.
+fn files_under(dir: &Path) -> Vec<String> {
+    const MAX_FILES: usize = 10_000;
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
+    while let Some((path, prefix, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else { continue };
+        for entry in entries.flatten() {
+            if out.len() >= MAX_FILES {
+                return out;
+            }
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if depth < 4 {
+                    stack.push((entry.path(), format!("{name}/"), depth + 1));
+                }
+            } else {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// Who holds a run folder's lock.
+struct Holder {
+    pid: u32,
+    host: String,
+    command: String,
+}
+
+impl Holder {
+    fn me() -> Self {
+        Self { pid: std::process::id(), host: hostname(), command: std::env::args().collect::<Vec<_>>().join(" ") }
+    }
+    fn parse(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        let pid = lines.next()?.strip_prefix("pid ")?.parse().ok()?;
+        let host = lines.next()?.strip_prefix("host ")?.to_string();
+        let command = lines.next()?.strip_prefix("command ")?.to_string();
+        Some(Self { pid, host, command })
+    }
+    fn text(&self) -> String {
+        format!("pid {}\nhost {}\ncommand {}\n", self.pid, self.host, self.command)
+    }
+    /// A lock whose process is gone (only knowable on this host, through /proc).
+    fn is_stale(&self) -> bool {
+        self.host == hostname() && Path::new("/proc/self").exists() && !Path::new("/proc").join(self.pid.to_string()).exists()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown host".into())
+}
+
+/// The lock file of a run folder, removed when dropped.
+struct Lock(PathBuf);
+
+impl Lock {
+    fn take(dir: &Path) -> Result<Self, OutputError> {
+        let path = dir.join(LOCK_FILE);
+        let me = Holder::me();
+        for attempt in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    let lock = Self(path.clone());
+                    f.write_all(me.text().as_bytes()).and_then(|_| f.sync_all()).map_err(write_error(&path))?;
+                    return Ok(lock);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    // A lock being written right now reads as empty: held, by someone unknown yet.
+                    let holder = Holder::parse(&std::fs::read_to_string(&path).unwrap_or_default());
+                    match holder {
+                        Some(h) if attempt == 0 && h.is_stale() => {
+                            log::warn!("{}: taking over the lock of pid {} on {}, which is no longer running ({})", dir.display(), h.pid, h.host, h.command);
+                            std::fs::remove_file(&path).map_err(write_error(&path))?;
+                        }
+                        h => {
+                            let holder = h.map_or("holder unknown".into(), |h| format!("pid {} on {}: {}", h.pid, h.host, h.command));
+                            return Err(OutputError::Locked { dir: dir.to_path_buf(), holder, lock: path });
+                        }
+                    }
+                }
+                Err(e) => return Err(write_error(&path)(e)),
+            }
+        }
+        unreachable!("the second attempt either creates the lock or reports its holder")
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// What a run will write into its folder, to decide whether the folder holds another run.
+pub struct RunOutputs<'a> {
+    /// Fixed names the run writes (history files, last checkpoint, ...).
+    pub files: &'a [&'a str],
+    /// Name patterns the run writes (`{epoch:02}` fields match anything).
+    pub patterns: &'a [&'a str],
+}
+
+/// A run's output folder, validated and locked for as long as this value lives.
+pub struct RunFolder {
+    dir: PathBuf,
+    _lock: Lock,
+}
+
+impl RunFolder {
+    /// Claims `dir` for a run that writes `outputs`: refuses a file, an unwritable folder, a
+    /// folder another live run has locked, and (unless `overwrite`, or the run `continues` the
+    /// one in the folder) a folder that already holds files the run would write.
+    pub fn claim(dir: &Path, outputs: &RunOutputs, continues: bool, overwrite: bool) -> Result<Self, OutputError> {
+        if dir.is_file() {
+            return Err(OutputError::NotAFolder(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+        let lock = Lock::take(dir)?;
+        if !continues && !overwrite {
+            let existing: Vec<String> = files_under(dir)
+                .into_iter()
+                .filter(|f| outputs.files.contains(&f.as_str()) || outputs.patterns.iter().any(|p| matches_pattern(p, f)))
+                .collect();
+            if !existing.is_empty() {
+                let mut files = existing;
+                files.sort();
+                return Err(OutputError::RunExists { dir: dir.to_path_buf(), files: files.join(", ") });
+            }
+        }
+        Ok(Self { dir: dir.to_path_buf(), _lock: lock })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl std::ops::Deref for RunFolder {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Whether `file` lies directly in `dir` (both existing).
+pub fn is_in(file: &Path, dir: &Path) -> bool {
+    parent(file).map_or(Path::new("."), |p| p).canonicalize().ok().zip(dir.canonicalize().ok()).is_some_and(|(a, b)| a == b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_their_fields_anywhere() {
+        assert!(matches_pattern("best.safetensors", "best.safetensors"));
+        assert!(!matches_pattern("best.safetensors", "best.safetensors.bak"));
+        let p = "{name}-weights-{epoch:02}-{val_acc:.2}.safetensors";
+        assert!(matches_pattern(p, "m-weights-03-0.75.safetensors"));
+        assert!(!matches_pattern(p, "m-weights-03-0.75.json"));
+        assert!(matches_pattern("w/{epoch}.st", "w/7.st"));
+        assert!(!matches_pattern("ab{x}ba", "aba"));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        std::fs::create_dir_all(target.join("inside")).unwrap();
+        assert!(write_atomic(&target, b"x").is_err(), "a non-empty folder cannot be replaced by a file");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["out"], "{left:?}");
+    }
+
+    #[test]
+    fn a_run_folder_is_locked_and_refuses_a_previous_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let outputs = RunOutputs { files: &["history.json"], patterns: &["{epoch}.st"] };
+        let first = RunFolder::claim(&run, &outputs, false, false).unwrap();
+        let e = RunFolder::claim(&run, &outputs, false, true).err().unwrap();
+        assert!(matches!(e, OutputError::Locked { .. }) && e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
+        std::fs::write(run.join("3.st"), "x").unwrap();
+        drop(first);
+        assert!(!run.join(LOCK_FILE).exists());
+        let e = RunFolder::claim(&run, &outputs, false, false).err().unwrap();
+        assert!(matches!(e, OutputError::RunExists { ref files, .. } if files == "3.st"), "{e}");
+        RunFolder::claim(&run, &outputs, true, false).unwrap();
+        RunFolder::claim(&run, &outputs, false, true).unwrap();
+        // A lock left by a process that is gone is taken over.
+        let dead = Holder { pid: u32::MAX - 1, host: hostname(), command: "gpu-cnn train".into() };
+        std::fs::write(run.join(LOCK_FILE), dead.text()).unwrap();
+        RunFolder::claim(&run, &outputs, true, false).unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        assert!(matches!(RunFolder::claim(&dir.path().join("file"), &outputs, false, true), Err(OutputError::NotAFolder(_))));
+    }
+
+    #[test]
+    fn an_output_file_is_never_an_input_or_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.safetensors");
+        std::fs::write(&input, "x").unwrap();
+        let same = dir.path().join(".").join("in.safetensors");
+        assert!(matches!(check_output_file(&same, true, &[(&input, "--from")]), Err(OutputError::OwnInput { .. })));
+        assert!(matches!(check_output_file(&input, false, &[]), Err(OutputError::Exists(_))));
+        check_output_file(&input, true, &[]).unwrap();
+        check_output_file(&dir.path().join("new/deeper/out.st"), false, &[(&input, "--from")]).unwrap();
+        assert!(matches!(check_output_file(dir.path(), true, &[]), Err(OutputError::IsAFolder(_))));
+    }
 }

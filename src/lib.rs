@@ -15,5 +15,6 @@ pub mod network;
 pub mod plot;
 pub mod predict;
 pub mod run;
+pub mod sizes;
 pub mod train;
 pub mod transfer;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use gpu_cnn::checkpoint::Checkpoint;
 use gpu_cnn::config::Config;
+use gpu_cnn::files::{check_output_file, OutputError};
 use gpu_cnn::gpu::context::{parse_backends, AdapterChoice, GpuContext};
 use gpu_cnn::gpu::Kernels;
 use gpu_cnn::model::summary::{summary, thousands};
@@ -71,6 +72,9 @@ enum Command {
         /// see `gpu-cnn transfer` otherwise).
         #[arg(long)]
         init: Option<PathBuf>,
+        /// Replace the files of a previous run in the run's folder.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a folder
     /// with one sub-folder per class.
@@ -80,7 +84,7 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
         batch_size: u32,
         /// One JSON object instead of the report.
         #[arg(long)]
@@ -122,6 +126,9 @@ enum Command {
         /// itself if it holds class folders).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Replace an existing --out file.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Train a source model, transfer it into a target layout with each strategy, train the
     /// target from each transfer and from scratch; write every history, a chart and a table.
@@ -131,6 +138,9 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         run: RunArgs,
+        /// Replace the files of a previous experiment in its folder.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Draw accuracy and loss curves (train and validation) of one or more runs.
     ///
@@ -142,6 +152,9 @@ enum Command {
         /// Output file, .png or .svg.
         #[arg(short, long, default_value = "curves.png")]
         output: PathBuf,
+        /// Replace an existing output file.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Put data on disk in the class-folder layout, and look at it.
     #[command(subcommand)]
@@ -219,7 +232,8 @@ enum DatasetCommand {
         train: usize,
         #[arg(long, default_value_t = 400)]
         test: usize,
-        #[arg(long, default_value_t = 32)]
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(4..=1024))]
         size: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -235,6 +249,9 @@ enum DatasetCommand {
         /// Also write <out>-augmented.png: the same samples through this config's augmentation.
         #[arg(long, requires = "out")]
         augment: Option<PathBuf>,
+        /// Replace existing contact sheets.
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 
@@ -256,7 +273,7 @@ enum Bench {
         config: PathBuf,
         #[arg(long)]
         json: bool,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         batch_size: Option<u32>,
     },
 }
@@ -271,8 +288,26 @@ fn main() {
 
 fn load_config(path: &std::path::Path, overrides: &Overrides) -> anyhow::Result<Config> {
     let mut cfg = Config::load(path)?;
-    overrides.apply(&mut cfg);
+    overrides.apply(&mut cfg, path)?;
     Ok(cfg)
+}
+
+/// This process's command line with `--overwrite` added.
+fn overwrite_command() -> String {
+    std::env::args().chain(["--overwrite".to_string()]).collect::<Vec<_>>().join(" ")
+}
+
+/// A folder that holds a previous run is refused with the commands that continue it (when
+/// `last` is its resumable checkpoint) or replace it.
+fn with_commands(e: OutputError, last: Option<&std::path::Path>) -> anyhow::Error {
+    if !matches!(e, OutputError::RunExists { .. }) {
+        return e.into();
+    }
+    let resume = match last.filter(|l| l.is_file()) {
+        Some(last) => format!("\n  continue it (with a larger --epochs if it finished): {}", resume_command(last)),
+        None => String::new(),
+    };
+    anyhow::anyhow!("{e}; nothing was written{resume}\n  replace its files: {}", overwrite_command())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -284,18 +319,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             print!("{}", summary(&cfg.name, &cfg.model));
         }
-        Command::Train { config, run: args, out, resume, init } => {
+        Command::Train { config, run: args, out, resume, init, overwrite } => {
             let cfg = load_config(&config, &args.overrides())?;
+            let out = run::out_dir(&cfg, out.as_deref());
+            let last = out.join(run::LAST_CHECKPOINT);
+            let folder = run::claim_folder(&cfg, &out, resume.as_deref(), init.as_deref(), overwrite).map_err(|e| with_commands(e, Some(&last)))?;
             let start = match (resume, init) {
                 (Some(path), _) => Start::Resume(Checkpoint::load(&path)?, path),
                 (_, Some(path)) => Start::Init(Checkpoint::load(&path)?),
                 _ => Start::Fresh,
             };
+            // Sizes are checked on the adapter before any data is loaded or memory allocated.
+            let ctx = gpu()?;
+            gpu_cnn::sizes::check_network(&ctx, &cfg.model, cfg.train.batch_size)?;
             let (train, test) = run::load_datasets(&cfg)?;
             println!("{}", run::describe(&train, "training"));
             println!("{}", run::describe(&test, "validation"));
-            let ctx = gpu()?;
-            let out = run::out_dir(&cfg, out.as_deref());
             println!("Model \"{}\": {} parameters, batch {}, on {}", cfg.name, thousands(cfg.model.param_count()), cfg.train.batch_size, ctx.describe());
             let interrupt = Arc::new(AtomicBool::new(false));
             let flag = interrupt.clone();
@@ -304,25 +343,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(n) = std::env::var("GPU_CNN_INTERRUPT_AFTER_STEPS").ok().and_then(|v| v.parse().ok()) {
                 extra.push(Box::new(InterruptAfter::new(n, interrupt.clone())));
             }
-            match run::train(&ctx, &cfg, train, test, &out, start, extra, Some(interrupt)) {
+            match run::train(&ctx, &cfg, train, test, &folder, start, extra, Some(interrupt)) {
                 Ok((history, _)) => {
                     let best = history.iter().map(|l| l.val_acc).fold(f64::NAN, f64::max);
                     println!("Best val_acc {best:.4}; history in {}", out.join("history.csv").display());
                 }
                 Err(e) => match e.downcast_ref::<TrainError>() {
                     Some(TrainError::Interrupted { epoch, step }) => {
-                        let last = out.join("last.safetensors");
                         eprintln!("Interrupted after step {step} of epoch {epoch}; resumable checkpoint: {}", last.display());
                         eprintln!("Resume with: {}", resume_command(&last));
+                        // Exiting skips destructors: release the folder's lock first.
+                        drop(folder);
                         std::process::exit(130);
                     }
                     _ => return Err(e),
                 },
             }
         }
-        Command::Transfer { from, to, out, strategy, partial, dry_run, data } => {
+        Command::Transfer { from, to, out, strategy, partial, dry_run, data, overwrite } => {
+            if let Some(out) = out.as_deref().filter(|_| !dry_run) {
+                check_output_file(out, overwrite, &[(from.as_path(), "--from"), (to.as_path(), "--to")])?;
+            }
             let source = Checkpoint::load(&from)?;
             let cfg = Config::load(&to)?;
+            gpu_cnn::sizes::check_host(&cfg.model)?;
             let (plan, ckpt) = gpu_cnn::transfer::transfer(&source, &from, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, partial);
             println!("Transfer {} -> {} ({:?} strategy{})", from.display(), to.display(), strategy, if partial { ", partial" } else { "" });
             print!("{}", plan.table());
@@ -341,15 +385,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => println!("Dry run: nothing written"),
             }
         }
-        Command::Experiment { config, run: args } => {
+        Command::Experiment { config, run: args, overwrite } => {
             let exp = gpu_cnn::experiment::ExperimentConfig::load(&config)?;
             let ctx = gpu()?;
             let progress = || -> Vec<Box<dyn Callback>> { vec![Box::new(Progress::default())] };
-            let (source_best, results, out) = gpu_cnn::experiment::run(&ctx, &exp, &args.overrides(), &progress)?;
+            let (source_best, results, out) = gpu_cnn::experiment::run(&ctx, &exp, &args.overrides(), overwrite, &progress).map_err(|e| match e.downcast::<OutputError>() {
+                Ok(e) => with_commands(e, None),
+                Err(e) => e,
+            })?;
             println!("\n{}", gpu_cnn::experiment::table(source_best, &results));
             println!("Chart: {}; table: {}", out.join("comparison.png").display(), out.join("results.md").display());
         }
-        Command::Plot { histories, output } => {
+        Command::Plot { histories, output, overwrite } => {
+            let inputs: Vec<(&std::path::Path, &str)> = histories.iter().map(|h| (h.as_path(), "a history")).collect();
+            check_output_file(&output, overwrite, &inputs)?;
             let mut runs = Vec::new();
             for path in &histories {
                 let file = if path.is_dir() { path.join("history.json") } else { path.clone() };
@@ -364,7 +413,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate { checkpoint, data, batch_size, json } => {
             let ckpt = Checkpoint::load(&checkpoint)?;
             let ctx = gpu()?;
-            let report = gpu_cnn::predict::evaluate(&ctx, &ckpt, &data, batch_size.max(1), 2)?;
+            let report = gpu_cnn::predict::evaluate(&ctx, &ckpt, &data, batch_size, 2)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -467,6 +516,9 @@ fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
             export(&cifar::read(&source)?, "cifar10", &a)?;
         }
         DatasetCommand::Synth { out, train, test, size, seed } => {
+            // The images are generated in memory, then copied for encoding.
+            let bytes = (train as u64).saturating_add(test as u64).saturating_mul(size as u64 * size as u64 * 3 * 2);
+            gpu_cnn::sizes::check_host_bytes("the synthetic set", bytes)?;
             if gpu_cnn::dataset::synth(&out, train, test, size, seed)? {
                 println!("Wrote the synthetic set to {}", out.display());
                 print!("{}", stats::report(&stats::stats(&out)?));
@@ -474,15 +526,18 @@ fn dataset(cmd: DatasetCommand) -> anyhow::Result<()> {
                 println!("{} already holds this synthetic set: nothing to do", out.display());
             }
         }
-        DatasetCommand::Stats { dir, out, augment } => {
+        DatasetCommand::Stats { dir, out, augment, overwrite } => {
+            let augmented = out.as_ref().map(|out| out.with_file_name(format!("{}-augmented.png", out.file_stem().unwrap_or_default().to_string_lossy())));
+            for path in out.iter().chain(augmented.iter().filter(|_| augment.is_some())) {
+                check_output_file(path, overwrite, &[])?;
+            }
             print!("{}", stats::report(&stats::stats(&dir)?));
             if let Some(out) = out {
-                let (_, first) = stats::splits(&dir).into_iter().next().expect("at least one split");
+                let (_, first) = stats::splits(&dir).into_iter().next().expect("splits() names at least the folder itself");
                 let (w, h) = stats::contact_sheet(&first, &out, None)?;
                 println!("Contact sheet: {} ({w}x{h})", out.display());
-                if let Some(cfg) = augment {
+                if let (Some(cfg), Some(path)) = (augment, augmented) {
                     let cfg = Config::load(&cfg)?;
-                    let path = out.with_file_name(format!("{}-augmented.png", out.file_stem().unwrap_or_default().to_string_lossy()));
                     stats::contact_sheet(&first, &path, Some(&cfg.augment))?;
                     println!("Augmented sheet: {}", path.display());
                 }

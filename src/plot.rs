@@ -12,12 +12,21 @@ const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), R
 
 type Run<'a> = (&'a str, &'a [EpochLogs]);
 
+/// The largest magnitude a chart shows.
+const MAX_VALUE: f64 = 1e12;
+/// The most epochs a chart shows (ticks and points stay bounded).
+const MAX_EPOCHS: u32 = 100_000;
+
 fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[Run<'_>], title: &str, train: fn(&EpochLogs) -> f64, val: fn(&EpochLogs) -> f64) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let epochs = runs.iter().flat_map(|(_, h)| h.iter().map(|l| l.epoch)).max().unwrap_or(1).max(2) as f64;
-    let values: Vec<f64> = runs.iter().flat_map(|(_, h)| h.iter().flat_map(|l| [train(l), val(l)])).filter(|v| v.is_finite()).collect();
+    // Values beyond MAX_VALUE or not finite (a diverged run) are left out of the axis and the
+    // curves, whose pixel coordinates would overflow; a padding relative to the values' size keeps the range from
+    // vanishing in rounding when they are all equal.
+    let values: Vec<f64> = runs.iter().flat_map(|(_, h)| h.iter().flat_map(|l| [train(l), val(l)])).filter(|v| v.abs() <= MAX_VALUE).collect();
     let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    let pad = ((hi - lo) * 0.08).max(0.01);
+    let (lo, hi) = if values.is_empty() { (0.0, 1.0) } else { (lo, hi) };
+    let pad = ((hi - lo) * 0.08).max(0.01 * hi.abs().max(lo.abs()).max(1.0));
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
         .margin(12)
@@ -36,7 +45,7 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[Run<'_>], ti
         .map_err(err)?;
     for (i, (name, history)) in runs.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let points = |f: fn(&EpochLogs) -> f64| history.iter().map(move |l| (l.epoch as f64, f(l))).collect::<Vec<_>>();
+        let points = |f: fn(&EpochLogs) -> f64| history.iter().map(move |l| (l.epoch as f64, f(l))).filter(|p| p.1.abs() <= MAX_VALUE).collect::<Vec<_>>();
         chart
             .draw_series(LineSeries::new(points(val), color.stroke_width(2)))
             .map_err(err)?
@@ -62,11 +71,44 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[Run<'_>]) -> R
 
 /// Draws the runs' curves into `path` (.png or .svg).
 pub fn plot(runs: &[Run<'_>], path: &Path) -> Result<(), String> {
+    let fail = |e: String| format!("{}: cannot draw the chart: {e}", path.display());
+    if runs.iter().all(|(_, h)| h.is_empty()) {
+        return Err(fail("the histories hold no epochs".into()));
+    }
+    if let Some((name, l)) = runs.iter().flat_map(|(n, h)| h.iter().map(move |l| (n, l))).find(|(_, l)| l.epoch == 0 || l.epoch > MAX_EPOCHS) {
+        return Err(fail(format!("{name}: epoch {} is outside 1..={MAX_EPOCHS}", l.epoch)));
+    }
     let size = (1280, 520);
     match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
         Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), runs),
         Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), runs),
         _ => Err(format!("{}: the chart's file name must end in .png or .svg", path.display())),
     }
-    .map_err(|e| format!("{}: cannot draw the chart: {e}", path.display()))
+    .map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logs(epoch: u32, v: f64) -> EpochLogs {
+        EpochLogs { epoch, loss: v, acc: v, val_loss: v, val_acc: v, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 1.0, train_images_per_s: 1.0 }
+    }
+
+    /// Empty, constant, extreme and non-finite histories: a chart or a clear error, quickly.
+    #[test]
+    fn degenerate_histories_draw_or_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("c.svg");
+        assert!(plot(&[("empty", &[][..])], &svg).unwrap_err().contains("no epochs"));
+        assert!(plot(&[("zero", &[logs(0, 0.5)][..])], &svg).unwrap_err().contains("epoch 0"));
+        for series in [vec![0.5; 3], vec![1e300, -1e300, 0.5], vec![f64::NAN, f64::INFINITY, 0.5], vec![1e20, 1e20 + 1.0], vec![f64::NAN]] {
+            let h: Vec<EpochLogs> = series.iter().enumerate().map(|(i, &v)| logs(i as u32 + 1, v)).collect();
+            let started = std::time::Instant::now();
+            plot(&[("run", &h[..])], &svg).unwrap_or_else(|e| panic!("{series:?}: {e}"));
+            assert!(started.elapsed().as_secs() < 20, "{series:?} took {:?}", started.elapsed());
+        }
+        let long = [logs(1, 0.5), logs(MAX_EPOCHS, 0.6)];
+        plot(&[("long", &long[..])], &svg).unwrap();
+    }
 }

@@ -64,6 +64,7 @@ impl Evaluation {
 }
 
 fn network(ctx: &GpuContext, ckpt: &Checkpoint, batch: u32) -> anyhow::Result<Network> {
+    crate::sizes::check_network(ctx, &ckpt.model, batch)?;
     let kernels = Kernels::new(ctx);
     let mut net = Network::new(ctx, &kernels, &ckpt.model, batch, 0)?;
     ckpt.apply(ctx, &mut net, false)?;

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::data::{folder, synthetic, DataError, Dataset};
+use crate::files::{OutputError, RunFolder, RunOutputs};
 use crate::gpu::{GpuContext, Kernels};
+use crate::model::Shape;
 use crate::network::Network;
 use crate::train::callbacks::{EarlyStopping, LastCheckpoint, ModelCheckpoint, ReduceLrOnPlateau};
 use crate::train::history::HistoryWriter;
@@ -27,17 +29,19 @@ pub struct Overrides {
 }
 
 impl Overrides {
-    pub fn apply(&self, cfg: &mut Config) {
+    /// Applies the overrides to `cfg` (read from `file`) and validates the result with the
+    /// config's own checks and messages, saying which flag set a refused value.
+    pub fn apply(&self, cfg: &mut Config, file: &Path) -> Result<(), ConfigError> {
         if let Some(dir) = &self.data {
             cfg.data.train = dir.join("training_set");
             cfg.data.test = dir.join("test_set");
             cfg.data.synthetic = None;
         }
         if let Some(v) = self.epochs {
-            cfg.train.epochs = v.max(1);
+            cfg.train.epochs = v;
         }
         if let Some(v) = self.batch_size {
-            cfg.train.batch_size = v.max(1);
+            cfg.train.batch_size = v;
         }
         if let Some(v) = self.seed {
             cfg.train.seed = v;
@@ -45,6 +49,16 @@ impl Overrides {
         if self.limit.is_some() {
             cfg.train.limit = self.limit;
         }
+        cfg.validate(file).map_err(|e| match e {
+            ConfigError::Invalid { file, field, message, .. } => {
+                let flag = [("train.epochs", self.epochs.is_some(), "--epochs"), ("train.batch_size", self.batch_size.is_some(), "--batch-size"), ("train.limit", self.limit.is_some(), "--limit")]
+                    .into_iter()
+                    .find(|&(f, set, _)| set && f == field)
+                    .map_or(String::new(), |(_, _, flag)| format!(" (set by {flag})"));
+                ConfigError::Invalid { file, field, line: flag, message }
+            }
+            e => e,
+        })
     }
 }
 
@@ -63,6 +77,8 @@ pub fn load_datasets(cfg: &Config) -> anyhow::Result<(Dataset, Dataset)> {
     let (train, test) = match cfg.data.synthetic {
         Some(s) => {
             let limit = |n: usize| cfg.train.limit.map_or(n, |l| l.min(n));
+            let images = (limit(s.train) as u64).saturating_add(limit(s.test) as u64);
+            crate::sizes::check_host_bytes("the synthetic set", images.saturating_mul(Shape::Image(shape).len()))?;
             (synthetic::generate(limit(s.train), shape, cfg.train.seed), synthetic::generate(limit(s.test), shape, cfg.train.seed ^ 0x5EED))
         }
         None => {
@@ -92,6 +108,45 @@ pub fn out_dir(cfg: &Config, out: Option<&Path>) -> PathBuf {
     out.map_or_else(|| Path::new("checkpoints").join(&cfg.name), Path::to_path_buf)
 }
 
+/// The resumable checkpoint in a run's folder.
+pub const LAST_CHECKPOINT: &str = "last.safetensors";
+/// The files every run writes into its folder, besides the best-model checkpoint.
+pub const RUN_FILES: [&str; 4] = ["history.csv", "history.json", "curves.png", LAST_CHECKPOINT];
+
+/// Checks a best-model `filepath` pattern before training: its fields are known, and the
+/// names it gives stay inside the run folder and are none of the run's own files.
+pub fn check_checkpoint_pattern(pattern: &str, name: &str) -> Result<(), String> {
+    let logs = EpochLogs { epoch: 1, loss: 0.5, acc: 0.5, val_loss: 0.5, val_acc: 0.5, lr: 1e-3, step_size: 1e-3, train_seconds: 0.0, eval_seconds: 0.0, train_images_per_s: 0.0 };
+    let file = crate::train::callbacks::format_path(pattern, name, &logs)?;
+    let path = Path::new(&file);
+    if file.is_empty() || path.is_absolute() || path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(format!("\"{pattern}\" must name a file inside the run folder (no absolute path, '.' or '..')"));
+    }
+    let named = pattern.replace("{name}", name);
+    let own = RUN_FILES.iter().chain([&crate::files::LOCK_FILE]).find(|f| crate::files::matches_pattern(&named, f));
+    if let Some(own) = own {
+        return Err(format!("\"{pattern}\" can name {own}, which the run writes itself"));
+    }
+    Ok(())
+}
+
+/// Claims `dir` for a run of `cfg` (see [`RunFolder::claim`]): a run that resumes a checkpoint
+/// in the folder continues the run there; any other refuses a folder holding a run unless
+/// `overwrite`. An `--init` checkpoint in the folder is never written over.
+pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, init: Option<&Path>, overwrite: bool) -> Result<RunFolder, OutputError> {
+    let named = cfg.callbacks.checkpoint.filepath.replace("{name}", &cfg.name);
+    let pattern = cfg.callbacks.checkpoint.enabled.then_some(named.as_str());
+    let outputs = RunOutputs { files: &RUN_FILES, patterns: pattern.as_slice() };
+    if let Some(init) = init.filter(|p| crate::files::is_in(p, dir)) {
+        let name = init.file_name().unwrap_or_default().to_string_lossy();
+        if RUN_FILES.contains(&&*name) || pattern.is_some_and(|p| crate::files::matches_pattern(p, &name)) {
+            return Err(OutputError::OwnInput { path: init.to_path_buf(), what: "--init".into() });
+        }
+    }
+    let continues = resume.is_some_and(|p| crate::files::is_in(p, dir));
+    RunFolder::claim(dir, &outputs, continues, overwrite)
+}
+
 pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSettings {
     FitSettings {
         epochs: cfg.train.epochs,
@@ -104,11 +159,21 @@ pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSett
     }
 }
 
-/// Builds the network for `cfg` and reports how long kernel compilation and allocation took.
+/// Builds the network for `cfg` (its sizes checked first) and reports how long kernel
+/// compilation and allocation took.
 pub fn build_network(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyhow::Result<(Network, f64)> {
+    crate::sizes::check_network(ctx, &cfg.model, cfg.train.batch_size)?;
     let start = Instant::now();
     let net = Network::new(ctx, kernels, &cfg.model, cfg.train.batch_size, cfg.train.seed)?;
     Ok((net, start.elapsed().as_secs_f64()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("{path}: was trained on classes {checkpoint:?}, but this run's data has {data:?}: resuming needs the same classes (use --init to start from its weights instead)")]
+    Classes { path: PathBuf, checkpoint: Vec<String>, data: Vec<String> },
+    #[error("{path}: has already trained {done} epochs, and this run stops at epoch {epochs}: nothing to do (pass a larger --epochs)")]
+    Done { path: PathBuf, done: u32, epochs: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +197,7 @@ pub enum Start {
 
 /// The run's standard listeners: history files, best-model checkpoint, the configured
 /// schedules, and the resumable `last.safetensors`.
-pub fn standard_callbacks(cfg: &Config, classes: &[String], out: &Path) -> Vec<Box<dyn Callback>> {
+pub fn standard_callbacks(cfg: &Config, classes: &[String], out: &RunFolder) -> Vec<Box<dyn Callback>> {
     let mut cbs: Vec<Box<dyn Callback>> = vec![Box::new(HistoryWriter { dir: out.to_path_buf(), name: cfg.name.clone() })];
     if cfg.callbacks.checkpoint.enabled {
         cbs.push(Box::new(ModelCheckpoint::new(cfg.callbacks.checkpoint.clone(), out.to_path_buf(), cfg.name.clone(), classes.to_vec())));
@@ -143,19 +208,19 @@ pub fn standard_callbacks(cfg: &Config, classes: &[String], out: &Path) -> Vec<B
     if let Some(e) = &cfg.callbacks.early_stopping {
         cbs.push(Box::new(EarlyStopping::new(e.clone())));
     }
-    cbs.push(Box::new(LastCheckpoint { path: out.join("last.safetensors"), classes: classes.to_vec() }));
+    cbs.push(Box::new(LastCheckpoint { path: out.join(LAST_CHECKPOINT), classes: classes.to_vec() }));
     cbs
 }
 
 /// Trains `cfg` from `start` with the standard listeners, `extra` first (progress display),
-/// writing into `out`; returns the history and the trained network.
+/// writing into the claimed folder `out`; returns the history and the trained network.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     ctx: &GpuContext,
     cfg: &Config,
     train: Dataset,
     test: Dataset,
-    out: &Path,
+    out: &RunFolder,
     start: Start,
     extra: Vec<Box<dyn Callback>>,
     interrupt: Option<Arc<AtomicBool>>,
@@ -174,6 +239,12 @@ pub fn train(
         }
         if (ckpt.state.batch_size, ckpt.state.train_images) != (cfg.train.batch_size, train.len()) {
             return Err(ResumeMismatch { path: path.clone(), then: (ckpt.state.batch_size, ckpt.state.train_images), now: (cfg.train.batch_size, train.len()) }.into());
+        }
+        if ckpt.classes != train.classes {
+            return Err(ResumeError::Classes { path: path.clone(), checkpoint: ckpt.classes.clone(), data: train.classes.clone() }.into());
+        }
+        if ckpt.state.epoch >= cfg.train.epochs {
+            return Err(ResumeError::Done { path: path.clone(), done: ckpt.state.epoch, epochs: cfg.train.epochs }.into());
         }
         state = ckpt.state.clone();
     }

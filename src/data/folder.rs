@@ -82,6 +82,9 @@ pub fn load(dir: &Path, shape: [u32; 3], limit: Option<usize>, corrupt: CorruptP
         let take = per_class.unwrap_or(files.len()).min(files.len());
         jobs.extend(files[..take].iter().map(|f| (label as u32, f.clone())));
     }
+    // Decoded images are held twice (per image, then in the cache) before the copies are freed.
+    let per_image = shape.iter().map(|&d| d as u64).product::<u64>();
+    crate::sizes::check_host_bytes(&format!("the images of {}", dir.display()), (jobs.len() as u64).saturating_mul(per_image).saturating_mul(2))?;
     let chunk = jobs.len().div_ceil(workers.max(1)).max(1);
     let decoded: Vec<Result<Vec<u8>, DataError>> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs.chunks(chunk).map(|part| s.spawn(move || part.iter().map(|(_, f)| decode(f, shape)).collect::<Vec<_>>())).collect();

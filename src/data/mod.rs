@@ -29,6 +29,8 @@ pub enum DataError {
     Channels { expected: u32 },
     #[error("{dir}: classes {found:?} differ from the training set's {expected:?}")]
     ClassMismatch { dir: PathBuf, found: Vec<String>, expected: Vec<String> },
+    #[error(transparent)]
+    Size(#[from] crate::sizes::SizeError),
 }
 
 /// Decoded images of one split, resized to the model's input, as u8 HWC in RAM.

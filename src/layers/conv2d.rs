@@ -86,6 +86,9 @@ impl Kind for Conv2d {
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::Conv2d(o) if Self { filters: o.filters, ..*self } == *o)
     }
+    fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
+        vec![("a kernel side", self.kernel.0.to_vec()), ("the stride", vec![self.stride])]
+    }
     fn scratch(&self, batch: u32, input: Shape) -> u64 {
         let s = self.shape(batch, image(input).expect("validated spec"));
         crate::gpu::Kernels::conv2d_backward_kernel_scratch(&s).max(crate::gpu::Kernels::column_sum_scratch(s.output_rows(), self.filters))

@@ -19,7 +19,8 @@ impl Kind for Flatten {
         "Flatten"
     }
     fn output(&self, input: Shape, _: bool) -> Result<Shape, String> {
-        Ok(Shape::Flat(input.len() as u32))
+        let len = u32::try_from(input.len()).map_err(|_| format!("flattens {} values, more than 32-bit indices reach", input.len()))?;
+        Ok(Shape::Flat(len))
     }
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::Flatten(_))

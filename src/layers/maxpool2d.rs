@@ -60,6 +60,9 @@ impl Kind for MaxPool2d {
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::MaxPool2d(o) if self.pool == o.pool && self.stride.unwrap_or(self.pool) == o.stride.unwrap_or(o.pool))
     }
+    fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
+        vec![("a pool side", self.pool.0.to_vec()), ("a stride", self.stride.unwrap_or(self.pool).0.to_vec())]
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input).expect("validated spec");
         let argmax = b.ctx.storage(&format!("{} argmax", b.name), s.output_len())?;

@@ -142,6 +142,11 @@ pub trait Kind {
     fn gradient_in_place(&self) -> bool {
         false
     }
+    /// Its spatial arguments (kernel, pool, stride sides), which `crate::sizes` bounds before
+    /// any shape is inferred from them.
+    fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
+        Vec::new()
+    }
     /// Reduction scratch (elements) its dispatches need for batches of `batch`.
     fn scratch(&self, _batch: u32, _input: Shape) -> u64 {
         0

@@ -46,6 +46,9 @@ fn checkpoint_error(e: crate::checkpoint::CheckpointError) -> TrainError {
     TrainError::Callback(e.to_string())
 }
 
+/// The widest padding or most decimals a file name field may ask for (a name stays short).
+const MAX_DIGITS: usize = 20;
+
 /// Fills `{key}` / `{key:spec}` from the epoch's logs: `{epoch:02}` pads with zeros, `{val_acc:.2}`
 /// prints 2 decimals, `{name}` is the run's name.
 pub fn format_path(pattern: &str, name: &str, logs: &EpochLogs) -> Result<String, String> {
@@ -61,12 +64,16 @@ pub fn format_path(pattern: &str, name: &str, logs: &EpochLogs) -> Result<String
             "name" => out.push_str(name),
             "epoch" => {
                 let width: usize = spec.trim_start_matches('0').parse().unwrap_or(0);
+                if width > MAX_DIGITS {
+                    return Err(format!("width {width} in {{{field}}} is above {MAX_DIGITS}"));
+                }
                 out.push_str(&format!("{:0width$}", logs.epoch));
             }
             _ => {
                 let v = logs.get(key).ok_or_else(|| format!("unknown field {{{key}}} in \"{pattern}\" (epoch, name, loss, acc, val_loss, val_acc, lr)"))?;
                 match spec.strip_prefix('.').map(str::parse::<usize>) {
-                    Some(Ok(p)) => out.push_str(&format!("{v:.p$}")),
+                    Some(Ok(p)) if p <= MAX_DIGITS => out.push_str(&format!("{v:.p$}")),
+                    Some(Ok(p)) => return Err(format!("{p} decimals in {{{field}}} is above {MAX_DIGITS}")),
                     Some(Err(_)) => return Err(format!("bad format spec in {{{field}}}")),
                     None => out.push_str(&v.to_string()),
                 }
@@ -368,6 +375,8 @@ mod tests {
         assert_eq!(format_path("{epoch}.st", "m", &logs(7, 0.5)).unwrap(), "7.st");
         assert!(format_path("{bogus}", "m", &logs(1, 0.5)).unwrap_err().contains("unknown field"));
         assert!(format_path("{epoch", "m", &logs(1, 0.5)).is_err());
+        assert!(format_path("{epoch:0999999999999}", "m", &logs(1, 0.5)).unwrap_err().contains("above 20"));
+        assert!(format_path("{val_acc:.999999999}", "m", &logs(1, 0.5)).unwrap_err().contains("above 20"));
     }
 
     #[test]

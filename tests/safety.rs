@@ -1,0 +1,238 @@
+//! Output safety, validated overrides and bounded sizes, through the real binary in a fresh
+//! temporary folder; failures print the command and its output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gpu_cnn::checkpoint::{Checkpoint, TrainState};
+use gpu_cnn::config::Config;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn gpu_cnn(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpu-cnn")).args(args).current_dir(dir).output().expect("run gpu-cnn");
+    eprintln!("$ gpu-cnn {}\n--- stdout\n{}--- stderr\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The quickstart config as `q.toml` in `dir`, with `edit` applied to its text.
+fn quickstart(dir: &Path, edit: impl Fn(String) -> String) {
+    let text = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(dir.join("q.toml"), edit(text)).unwrap();
+}
+
+/// Fails unless the command failed with a clear message containing every one of `want`.
+fn refused(o: &Output, want: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "the command succeeded");
+    assert!(!err.contains("panicked"), "{err}");
+    for w in want {
+        assert!(err.contains(w), "missing {w:?} in {err}");
+    }
+}
+
+/// Temporary files and locks left anywhere under `dir`.
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(leftovers(&path));
+        } else if path.to_string_lossy().ends_with(".tmp") || path.ends_with(gpu_cnn::files::LOCK_FILE) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn rerunning_a_config_refuses_and_keeps_the_first_runs_best_model() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path(), |t| t);
+    let args = ["train", "q.toml", "--epochs", "1", "--limit", "32"];
+    assert!(gpu_cnn(dir.path(), &args).status.success());
+    let best = dir.path().join("checkpoints/q/best.safetensors");
+    let first = std::fs::read(&best).unwrap();
+    let history = std::fs::read(dir.path().join("checkpoints/q/history.json")).unwrap();
+
+    let o = gpu_cnn(dir.path(), &args);
+    refused(&o, &["checkpoints/q: already holds a run (best.safetensors", "history.json, last.safetensors); nothing was written"]);
+    let err = stderr(&o);
+    assert!(err.contains("q.toml --epochs 1 --limit 32 --resume checkpoints/q/last.safetensors"), "{err}");
+    assert!(err.contains("q.toml --epochs 1 --limit 32 --overwrite"), "{err}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("Epoch 1"), "refused before training");
+    assert_eq!(std::fs::read(&best).unwrap(), first, "the first run's best model is byte-identical");
+    assert_eq!(std::fs::read(dir.path().join("checkpoints/q/history.json")).unwrap(), history);
+    assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
+
+    // The printed resume command continues the run; --overwrite replaces it.
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "2", "--limit", "32", "--resume", "checkpoints/q/last.safetensors"]);
+    assert!(o.status.success());
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "2", "--limit", "32", "--resume", "checkpoints/q/last.safetensors"]);
+    refused(&o, &["has already trained 2 epochs", "larger --epochs"]);
+    assert!(gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--overwrite"]).status.success());
+    assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_second_run_on_a_locked_folder_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path(), |t| t);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_gpu-cnn"))
+        .args(["train", "q.toml", "--epochs", "3", "--limit", "64", "--out", "run"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = dir.path().join("run").join(gpu_cnn::files::LOCK_FILE);
+    let started = std::time::Instant::now();
+    while !lock.is_file() || std::fs::read_to_string(&lock).unwrap_or_default().lines().count() < 3 {
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended before its lock was seen");
+        assert!(started.elapsed().as_secs() < 120, "no lock after two minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--out", "run", "--overwrite"]);
+    refused(&o, &["run: another run is writing here", &format!("pid {} on ", first.id()), "q.toml --epochs 3 --limit 64 --out run"]);
+    assert!(first.wait().unwrap().success(), "the first run is not disturbed");
+    assert!(!lock.exists(), "the lock is released at the end");
+
+    // A lock whose process is gone is taken over, with a note.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    std::fs::write(&lock, format!("pid {}\nhost {}\ncommand gpu-cnn train q.toml\n", u32::MAX - 1, host.trim())).unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--out", "run", "--overwrite"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("taking over the lock of pid 4294967294"), "{}", stderr(&o));
+    assert!(!lock.exists());
+}
+
+#[test]
+fn transfer_never_writes_over_its_input_or_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path(), |t| t);
+    let cfg = Config::load(&dir.path().join("q.toml")).unwrap();
+    let ckpt = Checkpoint {
+        model: cfg.model.clone(),
+        classes: vec!["crosses".into(), "rings".into()],
+        params: gpu_cnn::network::initial_params(&cfg.model, 1),
+        optimizer: None,
+        state: TrainState::default(),
+        provenance: None,
+    };
+    let from = dir.path().join("a.safetensors");
+    ckpt.save(&from).unwrap();
+    let bytes = std::fs::read(&from).unwrap();
+    for out in ["a.safetensors", "./a.safetensors"] {
+        let o = gpu_cnn(dir.path(), &["transfer", "--from", "a.safetensors", "--to", "q.toml", "--out", out, "--overwrite"]);
+        refused(&o, &["is this command's own input (--from)"]);
+    }
+    assert_eq!(std::fs::read(&from).unwrap(), bytes, "the source is untouched");
+    std::fs::write(dir.path().join("taken.safetensors"), "keep me").unwrap();
+    let o = gpu_cnn(dir.path(), &["transfer", "--from", "a.safetensors", "--to", "q.toml", "--out", "taken.safetensors"]);
+    refused(&o, &["taken.safetensors: already exists; pass --overwrite to replace it"]);
+    assert_eq!(std::fs::read_to_string(dir.path().join("taken.safetensors")).unwrap(), "keep me");
+    let o = gpu_cnn(dir.path(), &["transfer", "--from", "a.safetensors", "--to", "q.toml", "--out", "taken.safetensors", "--overwrite"]);
+    assert!(o.status.success());
+    Checkpoint::load(&dir.path().join("taken.safetensors")).unwrap();
+    assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn overrides_are_validated_like_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path(), |t| t);
+    for (flag, field) in [("--epochs", "train.epochs"), ("--batch-size", "train.batch_size"), ("--limit", "train.limit")] {
+        let o = gpu_cnn(dir.path(), &["train", "q.toml", flag, "0"]);
+        refused(&o, &[&format!("q.toml: field `{field}` (set by {flag}): expected at least 1")]);
+    }
+    // The same check, and message, for the config file itself.
+    quickstart(dir.path(), |t| t.replace("epochs = 12", "epochs = 0"));
+    refused(&gpu_cnn(dir.path(), &["train", "q.toml"]), &["q.toml: field `train.epochs`: expected at least 1"]);
+    refused(&gpu_cnn(dir.path(), &["evaluate", "x.safetensors", "--data", "d", "--batch-size", "0"]), &["--batch-size"]);
+    assert!(!dir.path().join("checkpoints").exists(), "nothing was written");
+}
+
+#[test]
+fn bad_output_paths_are_refused_before_the_first_step() {
+    let dir = tempfile::tempdir().unwrap();
+    fn with_filepath(p: &'static str) -> impl Fn(String) -> String {
+        move |t| format!("{t}\n[callbacks.checkpoint]\nfilepath = \"{p}\"\n")
+    }
+    quickstart(dir.path(), with_filepath("w-{epoc:02}.safetensors"));
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32"]);
+    refused(&o, &["field `callbacks.checkpoint.filepath`", "unknown field {epoc}"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("Epoch"));
+    quickstart(dir.path(), with_filepath("history.json"));
+    refused(&gpu_cnn(dir.path(), &["train", "q.toml"]), &["\"history.json\" can name history.json, which the run writes itself"]);
+    quickstart(dir.path(), with_filepath("../outside.safetensors"));
+    refused(&gpu_cnn(dir.path(), &["train", "q.toml"]), &["must name a file inside the run folder"]);
+    assert!(!dir.path().join("checkpoints").exists());
+
+    quickstart(dir.path(), |t| format!("name = \"../escape\"\n{t}"));
+    refused(&gpu_cnn(dir.path(), &["train", "q.toml"]), &["field `name`", "cannot name a folder"]);
+
+    quickstart(dir.path(), |t| t);
+    std::fs::write(dir.path().join("file"), "x").unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--out", "file"]);
+    refused(&o, &["file: is a file, but the run's output must be a folder"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("Found"), "refused before loading data");
+
+    // A read-only folder (root writes anyway, so only where permissions hold).
+    use std::os::unix::fs::PermissionsExt;
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::write(ro.join("probe"), "x").is_err() {
+        let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--out", "ro/run"]);
+        refused(&o, &["ro/run: cannot write"]);
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("Found"));
+    }
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn an_oversized_dense_layer_is_refused_before_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 x 8 x 16 = 1024 inputs to 3,000,000 units: 3 x 10^9 parameters, 12 GB, above any adapter's
+    // single-buffer limit here and more than this machine could allocate on the host.
+    quickstart(dir.path(), |t| t.replace("units = 32", "units = 3000000"));
+    let o = gpu_cnn(dir.path(), &["summary", "q.toml"]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("3,075,000,000") && s.contains("Total params: 3,078,001,393"), "{s}");
+    let started = std::time::Instant::now();
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32"]);
+    refused(&o, &["buffer 'parameters' needs", "bytes but adapter"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("Found"), "refused before loading data");
+    assert!(started.elapsed().as_secs() < 60);
+
+    // Past 32 bits: refused when the config is read, with the true size.
+    quickstart(dir.path(), |t| t.replace("units = 32", "units = 5000000"));
+    refused(&gpu_cnn(dir.path(), &["summary", "q.toml"]), &["dense_1: its kernel holds 5120000000 values"]);
+    quickstart(dir.path(), |t| t.replace("input = [32, 32, 3]", "input = [32768, 32768, 3]").replace("filters = 16", "filters = 64"));
+    refused(&gpu_cnn(dir.path(), &["summary", "q.toml"]), &["flatten_1", "flattens 4294967296 values"]);
+}
+
+#[test]
+fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path(), |t| t);
+    let exp = |strategies: &str| format!("source = \"q.toml\"\ntarget = \"q.toml\"\nstrategies = {strategies}\nepochs = 1\nlimit = 32\nout = \"exp\"\n");
+    std::fs::write(dir.path().join("exp.toml"), exp("[\"prefix\", \"prefix\"]")).unwrap();
+    refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml"]), &["exp.toml: field `strategies`: prefix is listed twice"]);
+
+    std::fs::write(dir.path().join("exp.toml"), exp("[\"prefix\"]")).unwrap();
+    std::fs::create_dir_all(dir.path().join("exp/prefix")).unwrap();
+    std::fs::write(dir.path().join("exp/prefix/history.json"), "[]").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    refused(&o, &["exp/prefix: already holds a run (history.json); nothing was written", "replace its files: ", "experiment exp.toml --overwrite"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("== source"), "refused before the first run");
+    assert!(!dir.path().join("exp/source/history.json").exists());
+    assert_eq!(std::fs::read_to_string(dir.path().join("exp/prefix/history.json")).unwrap(), "[]");
+    assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
+}
