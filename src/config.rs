@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::data::augment::AugmentConfig;
+use crate::data::folder::CorruptPolicy;
 use crate::layers::LayerKind;
 use crate::model::ModelSpec;
 use crate::train::callbacks::{CheckpointConfig, EarlyStoppingConfig, ReduceLrConfig};
@@ -77,33 +79,6 @@ impl Default for SyntheticConfig {
     fn default() -> Self {
         Self { train: 1200, test: 400 }
     }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum CorruptPolicy {
-    Skip,
-    Fail,
-}
-
-/// `[augment]`: Keras `ImageDataGenerator` meanings; every default is "off".
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AugmentConfig {
-    /// Mirror left-right with probability 1/2.
-    pub horizontal_flip: bool,
-    /// Shear angle drawn from [-s, s], in degrees (as Keras >= 2.1.3).
-    pub shear_range: f32,
-    /// x and y zoom drawn independently from [1 - z, 1 + z]; above 1 zooms out.
-    pub zoom_range: f32,
-    /// Horizontal shift drawn from [-f, f] times the width.
-    pub width_shift_range: f32,
-    /// Vertical shift drawn from [-f, f] times the height.
-    pub height_shift_range: f32,
-    /// Brightness offset drawn from [-b, b] (pixel values in [0, 1]).
-    pub brightness_range: f32,
-    /// Contrast factor drawn from [1 - c, 1 + c], about the image mean.
-    pub contrast_range: f32,
 }
 
 /// `[train]`

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use thiserror::Error;
 
-use crate::gpu::kernels::{Dispatch, Kernels, StepParams};
+use crate::gpu::kernels::adam::StepParams;
+use crate::gpu::kernels::{Dispatch, Kernels};
 use crate::gpu::{GpuContext, GpuError, View};
 use crate::layers::{Build, Init};
 use crate::model::{ModelSpec, ParamInfo, Shape};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
-use crate::config::CorruptPolicy;
+use crate::data::folder::CorruptPolicy;
 use crate::data::loader::BatchStream;
 use crate::data::{folder, DataError};
 use crate::gpu::{GpuContext, Kernels};

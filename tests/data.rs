@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gpu_cnn::config::CorruptPolicy;
+use gpu_cnn::data::folder::CorruptPolicy;
 use gpu_cnn::data::{folder, DataError};
 
 fn write_png(path: &Path, w: u32, h: u32, value: u8) {

@@ -10,7 +10,10 @@
 mod common;
 
 use common::{assert_close, gpu, input, kernel_paths, poisoned, random, reference as cpu, run};
-use gpu_cnn::gpu::kernels::{GemmShape, Kernel, Kernels, NormShape, StepParams};
+use gpu_cnn::gpu::kernels::adam::StepParams;
+use gpu_cnn::gpu::kernels::batchnorm::NormShape;
+use gpu_cnn::gpu::kernels::matmul::GemmShape;
+use gpu_cnn::gpu::kernels::{Kernel, Kernels};
 use gpu_cnn::model::{ConvShape, PoolShape};
 use gpu_cnn::gpu::View;
 

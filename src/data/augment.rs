@@ -3,8 +3,27 @@
 //! the horizontal flip; then brightness and contrast; then the 1/255 rescale.
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::config::AugmentConfig;
+/// `[augment]`: Keras `ImageDataGenerator` meanings; every default is "off".
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// Mirror left-right with probability 1/2.
+    pub horizontal_flip: bool,
+    /// Shear angle drawn from [-s, s], in degrees (as Keras >= 2.1.3).
+    pub shear_range: f32,
+    /// x and y zoom drawn independently from [1 - z, 1 + z]; above 1 zooms out.
+    pub zoom_range: f32,
+    /// Horizontal shift drawn from [-f, f] times the width.
+    pub width_shift_range: f32,
+    /// Vertical shift drawn from [-f, f] times the height.
+    pub height_shift_range: f32,
+    /// Brightness offset drawn from [-b, b] (pixel values in [0, 1]).
+    pub brightness_range: f32,
+    /// Contrast factor drawn from [1 - c, 1 + c], about the image mean.
+    pub contrast_range: f32,
+}
 
 /// The random draws for one image; `Transform::identity()` changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq)]

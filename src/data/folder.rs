@@ -4,9 +4,17 @@
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
+use serde::{Deserialize, Serialize};
 
 use super::{DataError, Dataset};
-use crate::config::CorruptPolicy;
+
+/// What `load` does with an image that fails to decode: skip it with a warning, or fail.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CorruptPolicy {
+    Skip,
+    Fail,
+}
 
 /// Class folders and their image files, both sorted.
 pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {

@@ -10,9 +10,8 @@ use std::thread::JoinHandle;
 
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
-use super::augment::{apply, Transform};
+use super::augment::{apply, AugmentConfig, Transform};
 use super::Dataset;
-use crate::config::AugmentConfig;
 
 /// Images as f32 NHWC in [0, 1] and their labels.
 #[derive(Debug, Clone, PartialEq)]

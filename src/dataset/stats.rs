@@ -9,8 +9,7 @@ use plotters::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::DatasetError;
-use crate::config::AugmentConfig;
-use crate::data::augment::{apply, Transform};
+use crate::data::augment::{apply, AugmentConfig, Transform};
 use crate::data::folder::scan;
 
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{default_true, hidden_activation, Activation, Build, Init, Kind, LayerKind, Role, Tensor};
-use crate::gpu::kernels::NormShape;
+use crate::gpu::kernels::batchnorm::NormShape;
 use crate::gpu::{GpuError, Kernels};
 use crate::model::Shape;
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{default_true, hidden_activation, Activation, Build, Init, Kind, LayerKind, Role, Tensor};
-use crate::gpu::kernels::GemmShape;
+use crate::gpu::kernels::matmul::GemmShape;
 use crate::gpu::{GpuError, Kernels};
 use crate::model::Shape;
 

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::checkpoint::TrainState;
-use crate::config::AugmentConfig;
+use crate::data::augment::AugmentConfig;
 use crate::data::loader::{epoch_order, mix, Augmentation, BatchStream};
 use crate::data::Dataset;
-use crate::gpu::kernels::StepParams;
+use crate::gpu::kernels::adam::StepParams;
 use crate::gpu::GpuContext;
 use crate::network::{Metrics, Network, NetworkError, Pass};
 use schedule::Schedule;

@@ -1,7 +1,7 @@
 //! CPU reference implementations in f64, for tests only. Same layouts as the kernels:
 //! NHWC activations, [kh, kw, in_c, out_c] kernels.
 
-use gpu_cnn::gpu::kernels::GemmShape;
+use gpu_cnn::gpu::kernels::matmul::GemmShape;
 use gpu_cnn::model::{ConvShape, PoolShape};
 
 fn at(s: &ConvShape, n: usize, oh: usize, ow: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {

@@ -1,0 +1,140 @@
+//! Wrappers of batchnorm.wgsl.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{Bind, Dispatch, Kernel, Kernels, Splits};
+use crate::gpu::View;
+
+/// Geometry of a batch normalisation: x seen as [batch * pixels, channels].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormShape {
+    /// Images the buffers hold.
+    pub batch: u32,
+    /// Rows per image: h * w after a conv, 1 after a dense layer.
+    pub pixels: u32,
+    pub channels: u32,
+    pub momentum: f32,
+    pub epsilon: f32,
+}
+
+impl NormShape {
+    pub fn rows(&self) -> u64 {
+        self.batch as u64 * self.pixels as u64
+    }
+    pub fn len(&self) -> u64 {
+        self.rows() * self.channels as u64
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn splits(&self) -> Splits {
+        Splits::choose(self.channels as u64, self.rows() as u32)
+    }
+    fn params(&self, relu: bool) -> NormParams {
+        let splits = self.splits();
+        NormParams {
+            pixels: self.pixels,
+            channels: self.channels,
+            capacity_rows: self.rows() as u32,
+            splits: splits.count,
+            rows_per_split: splits.chunk,
+            relu: relu as u32,
+            _pad: [0; 2],
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+            _pad2: [0; 2],
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct NormParams {
+    pixels: u32,
+    channels: u32,
+    capacity_rows: u32,
+    splits: u32,
+    rows_per_split: u32,
+    relu: u32,
+    _pad: [u32; 2],
+    momentum: f32,
+    epsilon: f32,
+    _pad2: [u32; 2],
+}
+
+impl Kernels {
+    /// Scratch elements the batchnorm reductions need.
+    pub fn batchnorm_scratch(s: &NormShape) -> u64 {
+        3 * s.splits().count as u64 * s.channels as u64
+    }
+
+    /// Elements of a batchnorm layer's per-channel statistics and coefficients.
+    pub fn batchnorm_stats_len(s: &NormShape) -> u64 {
+        7 * s.channels as u64
+    }
+
+    /// The forward pass's per-channel scale and shift into `stats`: in training (step.training
+    /// != 0) from the batch mean and biased variance, with the moving statistics `moving` =
+    /// [mean, variance] updated in place; in inference from the moving statistics. Two
+    /// dispatches (split Welford sums in `scratch`, training only; then their ordered merge).
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, gamma: &View, beta: &View, moving: &[View; 2], stats: &View, scratch: &View) -> Vec<Dispatch> {
+        let p = s.params(false);
+        let k = Kernel::BatchnormStatsPartial;
+        let u = self.uniform(k, &p);
+        let partial = self.dispatch(k, &[(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (9, Bind::Storage(scratch))], self.grid(p.splits as u64 * p.channels as u64));
+        let k = Kernel::BatchnormStatsFinish;
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Uniform(step)),
+            (4, Bind::Storage(gamma)),
+            (5, Bind::Storage(beta)),
+            (6, Bind::Storage(&moving[0])),
+            (7, Bind::Storage(&moving[1])),
+            (8, Bind::Storage(stats)),
+            (9, Bind::Storage(scratch)),
+        ];
+        vec![partial, self.dispatch(k, &binds, self.grid(p.channels as u64))]
+    }
+
+    /// y = act(x * scale + shift) with the coefficients [`Self::batchnorm_stats`] left in
+    /// `stats`; overwrites y (by quads).
+    pub fn batchnorm_forward(&self, s: &NormShape, relu: bool, x: &View, stats: &View, y: &View) -> Dispatch {
+        let k = Kernel::BatchnormForward;
+        let u = self.uniform(k, &s.params(relu));
+        let binds = [(0, Bind::Uniform(&u)), (13, Bind::Quads(x)), (15, Bind::Quads(stats)), (16, Bind::Quads(y))];
+        self.dispatch(k, &binds, self.grid(s.len().div_ceil(4)))
+    }
+
+    /// dgamma = sum dy * x_hat and dbeta = sum dy over the valid rows (overwritten), and dx's
+    /// coefficients into `stats` for [`Self::batchnorm_backward_input`]. Two dispatches through
+    /// `scratch`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_backward_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
+        let p = s.params(false);
+        let k = Kernel::BatchnormBackwardPartial;
+        let u = self.uniform(k, &p);
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (3, Bind::Storage(dy)), (8, Bind::Storage(stats)), (9, Bind::Storage(scratch))];
+        let partial = self.dispatch(k, &binds, self.grid(p.splits as u64 * p.channels as u64));
+        let k = Kernel::BatchnormBackwardFinish;
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Uniform(step)),
+            (4, Bind::Storage(gamma)),
+            (8, Bind::Storage(stats)),
+            (9, Bind::Storage(scratch)),
+            (11, Bind::Storage(dgamma)),
+            (12, Bind::Storage(dbeta)),
+        ];
+        vec![partial, self.dispatch(k, &binds, self.grid(p.channels as u64))]
+    }
+
+    /// dx = gamma / sqrt(var + eps) * (dy - mean(dy) - x_hat * mean(dy * x_hat)) on the valid
+    /// rows, 0 on the rest; overwrites dx (by quads).
+    pub fn batchnorm_backward_input(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dx: &View) -> Dispatch {
+        let k = Kernel::BatchnormBackwardInput;
+        let u = self.uniform(k, &s.params(false));
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (13, Bind::Quads(x)), (14, Bind::Quads(dy)), (15, Bind::Quads(stats)), (16, Bind::Quads(dx))];
+        self.dispatch(k, &binds, self.grid(s.len().div_ceil(4)))
+    }
+}
