@@ -46,7 +46,7 @@ impl Drop for TempFile {
 }
 
 /// A name next to `path` that no other writer (thread or process) uses: pid and a counter.
-fn temp_name(path: &Path) -> PathBuf {
+pub fn temp_name(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().unwrap_or_default().to_string_lossy();

@@ -1,6 +1,6 @@
-//! Downloads an archive over HTTP(S): streamed to `<name>.part` while its MD5 is computed,
-//! renamed into place only when the checksum matches, so an interrupted or corrupt download
-//! never looks finished. Proxies come from `--proxy` or the usual environment variables
+//! Downloads an archive over HTTP(S): streamed to a uniquely named temporary file beside it
+//! while its MD5 is computed, renamed into place only when the checksum matches, so an
+//! interrupted or corrupt download never looks finished. Proxies come from `--proxy` or the usual environment variables
 //! (HTTPS_PROXY, ALL_PROXY, NO_PROXY).
 
 use std::io::{Read, Write};
@@ -71,7 +71,8 @@ pub fn fetch(d: &Download, dest: &Path) -> Result<bool, DatasetError> {
         fail(format!("{e}{hint}"))
     })?;
     let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let part = dest.with_extension("part");
+    // Unique, so two fetches into one folder never write one file.
+    let part = crate::files::temp_name(dest);
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
