@@ -126,10 +126,10 @@ fn channel_of(e: u32) -> u32 {
     return e - div(e, p.channels) * p.channels;
 }
 
-// Coefficient array `k` (MEAN, ..., OFFSET) for the 4 elements from one of channel c0.
+// Coefficient array `k` (MEAN, ..., OFFSET) for the 4 consecutive elements from one of channel
+// c0 (channels % 4 != 0: they may span two rows).
 fn coefs(k: u32, c0: u32) -> vec4<f32> {
     let base = k * p.channels;
-    if (p.channels % 4u == 0u) { return coef4[(base + c0) / 4u]; }
     var out: vec4<f32>;
     for (var j = 0u; j < 4u; j++) {
         let i = base + (c0 + j) % p.channels;
@@ -138,18 +138,44 @@ fn coefs(k: u32, c0: u32) -> vec4<f32> {
     return out;
 }
 
+// Rows per invocation of the element-wise kernels when channels % 4 == 0: each invocation
+// takes one channel quad down ROWS rows, loading its coefficients once and dividing once.
+const ROWS: u32 = 8u;
+
+// (first row, channel quad) of invocation id on the quad path.
+fn row_block(id: u32) -> vec2<u32> {
+    let quads = p.channels / 4u;
+    let block = div(id, quads);
+    return vec2<u32>(block * ROWS, id - block * quads);
+}
+
 // batchnorm_forward: out = act(x * scale + shift), that is act(gamma * (x - mean) /
 // sqrt(var + eps) + beta) with the batch's statistics in training and the moving ones otherwise.
 // Overwrites out (the padding of the last quad included). Dispatch: linear over
-// ceil(capacity_rows * channels / 4) invocations, one quad each.
+// ceil(capacity_rows / ROWS) * channels / 4 invocations when channels % 4 == 0, else over
+// ceil(capacity_rows * channels / 4) (one quad of consecutive elements each).
 @compute @workgroup_size(64)
 fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let q = linear_id(gid, nwg);
-    if (4u * q >= p.capacity_rows * p.channels) { return; }
-    let c = channel_of(4u * q);
-    var v = x4[q] * coefs(SCALE, c) + coefs(SHIFT, c);
+    let id = linear_id(gid, nwg);
+    if (p.channels % 4u == 0u) {
+        let quads = p.channels / 4u;
+        let at = row_block(id);
+        if (at.x >= p.capacity_rows) { return; }
+        let scale = coef4[SCALE * quads + at.y];
+        let shift = coef4[SHIFT * quads + at.y];
+        for (var r = at.x; r < min(at.x + ROWS, p.capacity_rows); r++) {
+            let q = r * quads + at.y;
+            var v = x4[q] * scale + shift;
+            if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
+            out4[q] = v;
+        }
+        return;
+    }
+    if (4u * id >= p.capacity_rows * p.channels) { return; }
+    let c = channel_of(4u * id);
+    var v = x4[id] * coefs(SCALE, c) + coefs(SHIFT, c);
     if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
-    out4[q] = v;
+    out4[id] = v;
 }
 
 // batchnorm_backward_partial: sums of dy and dy * x_hat of channel c over split s's rows, into
@@ -203,14 +229,28 @@ fn batchnorm_backward_finish(@builtin(global_invocation_id) gid: vec3<u32>, @bui
 }
 
 // batchnorm_backward_input: out = dx = a * dy + b * x + c on the valid rows, 0 on the rest.
-// Overwrites out. Dispatch: linear over ceil(capacity_rows * channels / 4) invocations.
+// Overwrites out. Dispatch: as batchnorm_forward.
 @compute @workgroup_size(64)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let q = linear_id(gid, nwg);
-    if (4u * q >= p.capacity_rows * p.channels) { return; }
-    let e = 4u * q;
+    let id = linear_id(gid, nwg);
+    let valid = valid_rows();
+    if (p.channels % 4u == 0u) {
+        let quads = p.channels / 4u;
+        let at = row_block(id);
+        if (at.x >= p.capacity_rows) { return; }
+        let a = coef4[DY_COEF * quads + at.y];
+        let b = coef4[X_COEF * quads + at.y];
+        let c = coef4[OFFSET * quads + at.y];
+        for (var r = at.x; r < min(at.x + ROWS, p.capacity_rows); r++) {
+            let q = r * quads + at.y;
+            out4[q] = select(vec4<f32>(0.0), a * dy4[q] + b * x4[q] + c, r < valid);
+        }
+        return;
+    }
+    if (4u * id >= p.capacity_rows * p.channels) { return; }
+    let e = 4u * id;
     let c = channel_of(e);
-    let dx = coefs(DY_COEF, c) * dy4[q] + coefs(X_COEF, c) * x4[q] + coefs(OFFSET, c);
-    let valid = vec4<u32>(e) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(valid_rows() * p.channels);
-    out4[q] = select(vec4<f32>(0.0), dx, valid);
+    let dx = coefs(DY_COEF, c) * dy4[id] + coefs(X_COEF, c) * x4[id] + coefs(OFFSET, c);
+    let in_valid = vec4<u32>(e) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(valid * p.channels);
+    out4[id] = select(vec4<f32>(0.0), dx, in_valid);
 }

@@ -184,9 +184,12 @@ fn avgpool2d_forward_and_backward_match_reference() {
 }
 
 /// (batch capacity, valid images, pixels per image, channels): channels that are multiples of
-/// nothing, one image, a short last batch (rows past `valid` must not count and get dx = 0), a
-/// dense layer's features (1 pixel), and Model 3's largest BatchNorm (32 x 64 x 64 x 32).
-const NORM_SHAPES: &[(u32, u32, u32, u32)] = &[(1, 1, 35, 3), (3, 3, 7, 5), (4, 3, 9, 13), (6, 6, 1, 7), (5, 2, 1, 1), (2, 2, 400, 33), (32, 32, 4096, 32)];
+/// nothing (element quads spanning rows), one image, a short last batch (rows past `valid` must
+/// not count and get dx = 0), a dense layer's features (1 pixel); channel quads (channels % 4
+/// == 0) down row blocks of 8 with a partial last block, a short batch, and Model 3's largest
+/// BatchNorm (32 x 64 x 64 x 32).
+const NORM_SHAPES: &[(u32, u32, u32, u32)] =
+    &[(1, 1, 35, 3), (3, 3, 7, 5), (4, 3, 9, 13), (6, 6, 1, 7), (5, 2, 1, 1), (2, 2, 400, 33), (1, 1, 3, 4), (3, 2, 5, 12), (32, 32, 4096, 32)];
 
 #[test]
 fn batchnorm_kernels_match_reference() {

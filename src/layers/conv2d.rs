@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, hidden_activation, image, Activation, Build, Init, Kind, LayerKind, Pair, Role, Tensor};
+use super::{default_true, hidden_activation, image, kernel_and_bias, Activation, Build, Kind, LayerKind, Pair, Tensor};
 use crate::gpu::GpuError;
 use crate::model::{ConvShape, Shape};
 
@@ -68,11 +68,7 @@ impl Kind for Conv2d {
         Ok(Shape::Image([s.out_h, s.out_w, self.filters]))
     }
     fn tensors(&self, input: Shape) -> Vec<Tensor> {
-        let [kh, kw] = self.kernel.0;
-        let (c, f) = (input.channels(), self.filters);
-        let kernel = Tensor { suffix: "kernel", shape: vec![kh, kw, c, f], init: Init::Glorot { fan_in: kh * kw * c, fan_out: kh * kw * f }, trainable: true, role: Role::Kernel };
-        let bias = Tensor { suffix: "bias", shape: vec![f], init: Init::Zeros, trainable: true, role: Role::PerUnit };
-        if self.use_bias { vec![kernel, bias] } else { vec![kernel] }
+        kernel_and_bias(&self.kernel.0, input.channels(), self.filters, self.use_bias)
     }
     fn activation(&self) -> Activation {
         self.activation

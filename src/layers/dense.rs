@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, hidden_activation, Activation, Build, Init, Kind, LayerKind, Role, Tensor};
+use super::{default_true, hidden_activation, kernel_and_bias, Activation, Build, Kind, LayerKind, Tensor};
 use crate::gpu::kernels::matmul::GemmShape;
 use crate::gpu::{GpuError, Kernels};
 use crate::model::Shape;
@@ -49,10 +49,7 @@ impl Kind for Dense {
         Ok(Shape::Flat(self.units))
     }
     fn tensors(&self, input: Shape) -> Vec<Tensor> {
-        let (n, u) = (input.channels(), self.units);
-        let kernel = Tensor { suffix: "kernel", shape: vec![n, u], init: Init::Glorot { fan_in: n, fan_out: u }, trainable: true, role: Role::Kernel };
-        let bias = Tensor { suffix: "bias", shape: vec![u], init: Init::Zeros, trainable: true, role: Role::PerUnit };
-        if self.use_bias { vec![kernel, bias] } else { vec![kernel] }
+        kernel_and_bias(&[], input.channels(), self.units, self.use_bias)
     }
     fn activation(&self) -> Activation {
         self.activation

@@ -204,6 +204,17 @@ impl<'a> Build<'a> {
     }
 }
 
+/// Keras' kernel [taps..., inputs, units] (glorot-uniform, fans over the taps) and, with
+/// `use_bias`, a zero bias: the tensors of conv2d (taps kh, kw) and dense (no taps).
+pub fn kernel_and_bias(taps: &[u32], inputs: u32, units: u32, use_bias: bool) -> Vec<Tensor> {
+    let area: u32 = taps.iter().product();
+    let shape = taps.iter().copied().chain([inputs, units]).collect();
+    let init = Init::Glorot { fan_in: area * inputs, fan_out: area * units };
+    let kernel = Tensor { suffix: "kernel", shape, init, trainable: true, role: Role::Kernel };
+    let bias = Tensor { suffix: "bias", shape: vec![units], init: Init::Zeros, trainable: true, role: Role::PerUnit };
+    if use_bias { vec![kernel, bias] } else { vec![kernel] }
+}
+
 /// `Err` unless the input is an image, for layers that move over a grid.
 pub fn image(input: Shape) -> Result<[u32; 3], String> {
     match input {

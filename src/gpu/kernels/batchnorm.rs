@@ -5,6 +5,9 @@ use bytemuck::{Pod, Zeroable};
 use super::{Bind, Dispatch, Kernel, Kernels, Splits};
 use crate::gpu::View;
 
+/// Rows per invocation of the element-wise kernels on the quad path (`ROWS` in batchnorm.wgsl).
+const ELEMENTWISE_ROWS: u64 = 8;
+
 /// Geometry of a batch normalisation: x seen as [batch * pixels, channels].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NormShape {
@@ -26,6 +29,14 @@ impl NormShape {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Invocations of the element-wise kernels: a channel quad down `ELEMENTWISE_ROWS` rows each
+    /// when channels % 4 == 0, else a quad of consecutive elements each.
+    fn elementwise_invocations(&self) -> u64 {
+        match self.channels.is_multiple_of(4) {
+            true => self.rows().div_ceil(ELEMENTWISE_ROWS) * (self.channels / 4) as u64,
+            false => self.len().div_ceil(4),
+        }
     }
     fn splits(&self) -> Splits {
         Splits::choose(self.channels as u64, self.rows() as u32)
@@ -103,7 +114,7 @@ impl Kernels {
         let k = Kernel::BatchnormForward;
         let u = self.uniform(k, &s.params(relu));
         let binds = [(0, Bind::Uniform(&u)), (13, Bind::Quads(x)), (15, Bind::Quads(stats)), (16, Bind::Quads(y))];
-        self.dispatch(k, &binds, self.grid(s.len().div_ceil(4)))
+        self.dispatch(k, &binds, self.grid(s.elementwise_invocations()))
     }
 
     /// dgamma = sum dy * x_hat and dbeta = sum dy over the valid rows (overwritten), and dx's
@@ -135,6 +146,6 @@ impl Kernels {
         let k = Kernel::BatchnormBackwardInput;
         let u = self.uniform(k, &s.params(false));
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (13, Bind::Quads(x)), (14, Bind::Quads(dy)), (15, Bind::Quads(stats)), (16, Bind::Quads(dx))];
-        self.dispatch(k, &binds, self.grid(s.len().div_ceil(4)))
+        self.dispatch(k, &binds, self.grid(s.elementwise_invocations()))
     }
 }
