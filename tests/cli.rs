@@ -1,17 +1,12 @@
 //! The real binary, run in a fresh temporary folder; failures print the command and its output.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "common/bin.rs"]
+mod bin;
 
-fn gpu_cnn(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpu-cnn")).args(args).current_dir(dir).output().expect("run gpu-cnn");
-    eprintln!("$ gpu-cnn {}\n--- stdout\n{}--- stderr\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    out
-}
+use bin::{gpu_cnn, root};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

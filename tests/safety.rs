@@ -7,15 +7,10 @@ use std::process::{Command, Output};
 use gpu_cnn::checkpoint::{Checkpoint, TrainState};
 use gpu_cnn::config::Config;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "common/bin.rs"]
+mod bin;
 
-fn gpu_cnn(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpu-cnn")).args(args).current_dir(dir).output().expect("run gpu-cnn");
-    eprintln!("$ gpu-cnn {}\n--- stdout\n{}--- stderr\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    out
-}
+use bin::{gpu_cnn, root};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
