@@ -246,7 +246,6 @@ impl Network {
                 name: &layer.name,
                 batch,
                 input: inputs[i],
-                output: *shape,
                 x: &acts[i],
                 y: &acts[i + 1],
                 dx: act_grads[i].as_ref(),

@@ -163,7 +163,6 @@ pub struct Build<'a> {
     /// Images per batch the buffers hold.
     pub batch: u32,
     pub input: Shape,
-    pub output: Shape,
     pub x: &'a View,
     pub y: &'a View,
     /// Gradients at the input (None when nothing before needs them) and at the output.
@@ -197,10 +196,6 @@ impl<'a> Build<'a> {
     /// The output gradient of a layer with parameters (always allocated for them).
     pub fn dy(&self) -> &'a View {
         self.dy.expect("layers with parameters have output gradients")
-    }
-    /// Images x pixels: rows of the output seen as [rows, channels].
-    pub fn rows(&self, shape: Shape) -> u64 {
-        self.batch as u64 * shape.len() / shape.channels() as u64
     }
 }
 
