@@ -9,7 +9,7 @@ struct Norm {
     splits: u32,
     rows_per_split: u32,
     relu: u32,
-    _pad2: u32,
+    frozen: u32,         // inference mode in every pass (a frozen layer)
     _pad3: u32,
     momentum: f32,
     epsilon: f32,
@@ -50,6 +50,11 @@ const DY_COEF: u32 = 4u;
 const X_COEF: u32 = 5u;
 const OFFSET: u32 = 6u;
 
+// Batch statistics (training) or the moving ones (inference, or a frozen layer).
+fn training() -> bool {
+    return step.training != 0u && p.frozen == 0u;
+}
+
 fn valid_rows() -> u32 {
     return min(step.rows * p.pixels, p.capacity_rows);
 }
@@ -74,7 +79,7 @@ fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
 @compute @workgroup_size(64)
 fn batchnorm_stats_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
-    if (step.training == 0u || id >= p.splits * p.channels) { return; }
+    if (!training() || id >= p.splits * p.channels) { return; }
     let c = id % p.channels;
     let r = split_rows(id / p.channels);
     var acc = vec3<f32>(0.0);
@@ -102,7 +107,7 @@ fn batchnorm_stats_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     if (c >= p.channels) { return; }
     var mean = moving_mean[c];
     var inv = 1.0 / sqrt(moving_var[c] + p.epsilon);
-    if (step.training != 0u) {
+    if (training()) {
         let stride = p.splits * p.channels;
         var acc = vec3<f32>(0.0);
         for (var s = 0u; s < p.splits; s++) {
@@ -119,6 +124,12 @@ fn batchnorm_stats_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     stats[INV * p.channels + c] = inv;
     stats[SCALE * p.channels + c] = gamma[c] * inv;
     stats[SHIFT * p.channels + c] = beta[c] - mean * gamma[c] * inv;
+    if (!training()) {
+        // With fixed statistics dx = gamma * inv * dy: what a frozen layer's backward uses.
+        stats[DY_COEF * p.channels + c] = gamma[c] * inv;
+        stats[X_COEF * p.channels + c] = 0.0;
+        stats[OFFSET * p.channels + c] = 0.0;
+    }
 }
 
 // The channel of flat element index e.

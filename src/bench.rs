@@ -156,7 +156,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
 
     // Model 3's BatchNorms (the largest, after conv2d_1) and its pools.
     let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, 32));
-    let n = NormShape { batch: 32, pixels: 64 * 64, channels: 32, momentum: 0.99, epsilon: 1e-3 };
+    let n = NormShape { batch: 32, pixels: 64 * 64, channels: 32, momentum: 0.99, epsilon: 1e-3, frozen: false };
     let (ones, zeros, stats) = (buffer(ctx, 32)?, buffer(ctx, 32)?, buffer(ctx, Kernels::batchnorm_stats_len(&n))?);
     let moving = [buffer(ctx, 32)?, buffer(ctx, 32)?];
     let (dg, db) = (buffer(ctx, 32)?, buffer(ctx, 32)?);

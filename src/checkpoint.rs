@@ -70,6 +70,10 @@ pub struct TrainState {
     pub batch_size: u32,
     pub train_images: usize,
     pub history: Vec<EpochLogs>,
+    /// The run's `unfreeze_after`: the frozen layers (the checkpoint's model says which) become
+    /// trainable after this epoch, also on resume.
+    #[serde(default)]
+    pub unfreeze_after: Option<u32>,
     /// Each stateful callback's state, by its name.
     pub callbacks: HashMap<String, serde_json::Value>,
 }
@@ -277,8 +281,9 @@ impl Checkpoint {
             return diff("input", format!("input {:?} vs {:?}", spec.input, self.model.input));
         }
         for (i, want) in spec.layers.iter().enumerate() {
+            // Freezing is a training setting, not part of the layout.
             match self.model.layers.get(i) {
-                Some(have) if have == want => {}
+                Some(have) if have.name == want.name && have.kind == want.kind => {}
                 Some(have) => return diff(&want.name, format!("the config has {:?}, the checkpoint {} {:?}", want.kind, have.name, have.kind)),
                 None => return diff(&want.name, "the checkpoint has no such layer".into()),
             }

@@ -95,11 +95,14 @@ pub struct TrainConfig {
     pub limit: Option<usize>,
     /// `[train.schedule]`: how the learning rate moves over the run, step by step.
     pub schedule: Schedule,
+    /// Makes every frozen layer trainable from epoch N + 1, with fresh Adam state (a Keras
+    /// recompile with a new optimizer).
+    pub unfreeze_after: Option<u32>,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 10, batch_size: 32, learning_rate: 1e-3, seed: 42, limit: None, schedule: Schedule::Constant }
+        Self { epochs: 10, batch_size: 32, learning_rate: 1e-3, seed: 42, limit: None, schedule: Schedule::Constant, unfreeze_after: None }
     }
 }
 
@@ -128,18 +131,24 @@ struct RawModel {
     layers: Vec<toml::Spanned<toml::Table>>,
 }
 
-/// One layer's table as (name, kind): the kind's own serde schema reads everything but `name`.
-fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind), String> {
+/// One layer's table as (name, kind, trainable): the kind's own serde schema reads everything
+/// but `name` and `trainable`, which every kind has.
+fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind, bool), String> {
     let name = match table.remove("name") {
         Some(toml::Value::String(n)) => Some(n),
         Some(other) => return Err(format!("`name` must be a string, got {other}")),
         None => None,
     };
+    let trainable = match table.remove("trainable") {
+        Some(toml::Value::Boolean(t)) => t,
+        Some(other) => return Err(format!("`trainable` must be true or false, got {other}")),
+        None => true,
+    };
     if !table.contains_key("type") {
         return Err(format!("a layer needs `type` ({})", LayerKind::TYPES.join(", ")));
     }
     let kind = toml::Value::Table(table).try_into::<LayerKind>().map_err(|e| e.message().to_string())?;
-    Ok((name, kind))
+    Ok((name, kind, trainable))
 }
 
 fn line_of(text: &str, offset: usize) -> String {
@@ -167,8 +176,10 @@ impl Config {
         if raw.model.input.contains(&0) {
             return Err(invalid("model.input", String::new(), "expected [height, width, channels], each at least 1".into()));
         }
-        crate::sizes::check_arguments(raw.model.input, layers.iter().enumerate().map(|(i, (n, k))| (n.clone().unwrap_or_else(|| format!("model.layers[{i}]")), k))).map_err(|e| invalid("model", String::new(), e.to_string()))?;
-        let model = ModelSpec::new(raw.model.input, layers).map_err(|e| invalid("model", String::new(), e.to_string()))?;
+        crate::sizes::check_arguments(raw.model.input, layers.iter().enumerate().map(|(i, (n, k, _))| (n.clone().unwrap_or_else(|| format!("model.layers[{i}]")), k))).map_err(|e| invalid("model", String::new(), e.to_string()))?;
+        let trainable: Vec<bool> = layers.iter().map(|l| l.2).collect();
+        let mut model = ModelSpec::new(raw.model.input, layers.into_iter().map(|(n, k, _)| (n, k)).collect()).map_err(|e| invalid("model", String::new(), e.to_string()))?;
+        model.layers.iter_mut().zip(trainable).for_each(|(l, t)| l.trainable = t);
         crate::sizes::check_model(&model).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));
         let config = Self { name, model, data: raw.data, augment: raw.augment, train: raw.train, callbacks: raw.callbacks };
@@ -193,6 +204,9 @@ impl Config {
         }
         if t.limit == Some(0) {
             return Err(invalid("train.limit", "expected at least 1".into()));
+        }
+        if t.unfreeze_after == Some(0) {
+            return Err(invalid("train.unfreeze_after", "expected at least 1 (epochs trained frozen); to train everything from the start, freeze nothing".into()));
         }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return Err(invalid("train.learning_rate", format!("expected a positive number, got {}", t.learning_rate)));

@@ -75,6 +75,13 @@ enum Command {
         /// Replace the files of a previous run in the run's folder.
         #[arg(long)]
         overwrite: bool,
+        /// Hold these layers still (Keras `trainable = False`), comma-separated; `copied`
+        /// names the layers the --init checkpoint's transfer copied unchanged.
+        #[arg(long, value_delimiter = ',')]
+        freeze: Vec<String>,
+        /// Make every frozen layer trainable from epoch N + 1 (fresh Adam state).
+        #[arg(long)]
+        unfreeze_after: Option<u32>,
     },
     /// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a folder
     /// with one sub-folder per class.
@@ -319,8 +326,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(&config)?;
             print!("{}", summary(&cfg.name, &cfg.model));
         }
-        Command::Train { config, run: args, out, resume, init, overwrite } => {
-            let cfg = load_config(&config, &args.overrides())?;
+        Command::Train { config, run: args, out, resume, init, overwrite, freeze, unfreeze_after } => {
+            let mut cfg = load_config(&config, &args.overrides())?;
             let out = run::out_dir(&cfg, out.as_deref());
             let last = out.join(run::LAST_CHECKPOINT);
             let folder = run::claim_folder(&cfg, &out, resume.as_deref(), init.as_deref(), overwrite).map_err(|e| with_commands(e, Some(&last)))?;
@@ -329,6 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (_, Some(path)) => Start::Init(Checkpoint::load(&path)?),
                 _ => Start::Fresh,
             };
+            run::freeze(&mut cfg, &config, &freeze, unfreeze_after, &start)?;
             // Sizes are checked on the adapter before any data is loaded or memory allocated.
             let ctx = gpu()?;
             gpu_cnn::sizes::check_network(&ctx, &cfg.model, cfg.train.batch_size)?;
@@ -336,6 +344,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", run::describe(&train, "training"));
             println!("{}", run::describe(&test, "validation"));
             println!("Model \"{}\": {} parameters, batch {}, on {}", cfg.name, thousands(cfg.model.param_count()), cfg.train.batch_size, ctx.describe());
+            if !cfg.model.frozen().is_empty() {
+                let until = cfg.train.unfreeze_after.map_or(String::new(), |n| format!(" through epoch {n}"));
+                println!("Frozen{until}: {} ({} trainable parameters)", cfg.model.frozen().join(", "), thousands(cfg.model.trainable_count()));
+            }
             let interrupt = Arc::new(AtomicBool::new(false));
             let flag = interrupt.clone();
             ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;

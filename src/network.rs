@@ -145,6 +145,7 @@ pub struct Network {
     /// Adam steps taken.
     pub t: u32,
     rows: u32,
+    seed: u64,
 }
 
 /// Each tensor's initial values, flat: glorot-uniform kernels (limit sqrt(6 / (fan_in +
@@ -219,16 +220,18 @@ impl Network {
         let scratch = ctx.storage("reduction scratch", scratch_len.max(1))?;
 
         // Activation and gradient buffers: index 0 is the input, i + 1 the output of layer i.
-        // The input gradient of layer i is needed when some layer before it has parameters.
+        // The input gradient of layer i is needed when some layer before it trains: nothing
+        // runs backward below the first trainable layer. The head's output gradient is the
+        // loss kernel's output, always.
         let mut acts = vec![input.clone()];
         let mut act_grads: Vec<Option<View>> = vec![None];
-        let first_param_layer = slots.iter().map(|s| s.info.layer).min().unwrap_or(usize::MAX);
+        let first_trainable = slots.iter().filter(|s| s.info.trainable).map(|s| s.info.layer).min().unwrap_or(spec.layers.len() - 1);
         let mut forward = Vec::new();
         let mut backward = Vec::new();
         for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
             let ops = layer.kind.ops();
             let len = b * shape.len();
-            let needs_grad = i >= first_param_layer;
+            let needs_grad = i >= first_trainable;
             acts.push(if ops.is_view() { acts[i].clone() } else { ctx.storage(&format!("{} output", layer.name), len)? });
             act_grads.push(match (needs_grad, ops.is_view() || ops.gradient_in_place()) {
                 (false, _) => None,
@@ -246,6 +249,7 @@ impl Network {
                 name: &layer.name,
                 batch,
                 input: inputs[i],
+                trainable: layer.trainable,
                 x: &acts[i],
                 y: &acts[i + 1],
                 dx: act_grads[i].as_ref(),
@@ -269,7 +273,20 @@ impl Network {
         }
         let update = kernels.adam_update(&step, &params.slice(0, trainable), &grads.slice(0, trainable), &adam_m, &adam_v);
         ctx.check_errors()?;
-        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations: acts, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, rows: batch })
+        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations: acts, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, rows: batch, seed })
+    }
+
+    /// This network with every layer trainable (the same tensors, on the GPU) and a fresh
+    /// Adam state, as Keras after unfreezing and recompiling with a new optimizer.
+    pub fn unfrozen(&self, ctx: &GpuContext, kernels: &Kernels) -> Result<Self, NetworkError> {
+        let net = Self::new(ctx, kernels, &self.spec.unfrozen(), self.batch, self.seed)?;
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for (new, old) in net.slots.iter().zip(&self.slots) {
+            let (a, b) = (self.params.slice(old.offset, old.info.len()), net.params.slice(new.offset, new.info.len()));
+            encoder.copy_buffer_to_buffer(&a.buffer, a.offset * 4, &b.buffer, b.offset * 4, old.info.len() * 4);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        Ok(net)
     }
 
     fn slot(&self, name: &str) -> Result<&Slot, NetworkError> {

@@ -155,8 +155,49 @@ pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSett
         augment: cfg.augment,
         workers: cfg.data.workers,
         schedule: cfg.train.schedule,
+        unfreeze_after: cfg.train.unfreeze_after,
         interrupt,
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FreezeError {
+    #[error("--freeze and --unfreeze-after do not apply to --resume: a resumed run keeps the freezing it was saved with")]
+    Resume,
+    #[error("--freeze copied needs --init with a checkpoint written by `gpu-cnn transfer` (its provenance says which layers were copied)")]
+    NoProvenance,
+    #[error("--freeze copied: the --init checkpoint's transfer copied no layer unchanged")]
+    NothingCopied,
+}
+
+/// Applies `--freeze` (layer names, or `copied`: the layers the --init checkpoint's transfer
+/// copied unchanged) and `--unfreeze-after` to `cfg`, with the config's checks.
+pub fn freeze(cfg: &mut Config, file: &Path, names: &[String], unfreeze_after: Option<u32>, start: &Start) -> anyhow::Result<()> {
+    if names.is_empty() && unfreeze_after.is_none() {
+        return Ok(());
+    }
+    if matches!(start, Start::Resume(..)) {
+        return Err(FreezeError::Resume.into());
+    }
+    let mut names = names.to_vec();
+    if let Some(i) = names.iter().position(|n| n == "copied") {
+        let Start::Init(Checkpoint { provenance: Some(p), .. }) = start else { return Err(FreezeError::NoProvenance.into()) };
+        let copied = crate::transfer::copied_layers(p);
+        if copied.is_empty() {
+            return Err(FreezeError::NothingCopied.into());
+        }
+        names.splice(i..=i, copied);
+    }
+    let invalid = |field: &str, message: String| ConfigError::Invalid { file: file.to_path_buf(), field: field.to_string(), line: String::new(), message };
+    cfg.model = cfg.model.freeze(&names).map_err(|m| invalid("model.layers", format!("{m} (set by --freeze)")))?;
+    if unfreeze_after.is_some() {
+        cfg.train.unfreeze_after = unfreeze_after;
+    }
+    cfg.validate(file).map_err(|e| match e {
+        ConfigError::Invalid { file, field, message, .. } if field == "train.unfreeze_after" => ConfigError::Invalid { file, field, line: " (set by --unfreeze-after)".into(), message },
+        e => e,
+    })?;
+    Ok(())
 }
 
 /// Builds the network for `cfg` (its sizes checked first) and reports how long kernel
@@ -227,7 +268,7 @@ pub fn train(
 ) -> anyhow::Result<(Vec<EpochLogs>, Network)> {
     let kernels = Kernels::new(ctx);
     let mut cfg = cfg.clone();
-    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), ..Default::default() };
+    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
     if let Start::Resume(ckpt, path) = &start {
         if ckpt.optimizer.is_none() || ckpt.state.lr <= 0.0 {
             return Err(CheckpointError::NotResumable(path.clone()).into());
@@ -246,6 +287,10 @@ pub fn train(
         if ckpt.state.epoch >= cfg.train.epochs {
             return Err(ResumeError::Done { path: path.clone(), done: ckpt.state.epoch, epochs: cfg.train.epochs }.into());
         }
+        // Freezing resumes as it was: the checkpoint's trainable layers and unfreeze epoch.
+        ckpt.check_layout(&cfg.model)?;
+        cfg.model.layers.iter_mut().zip(&ckpt.model.layers).for_each(|(l, c)| l.trainable = c.trainable);
+        cfg.train.unfreeze_after = ckpt.state.unfreeze_after;
         state = ckpt.state.clone();
     }
     let (mut net, _) = build_network(ctx, &kernels, &cfg)?;
@@ -258,6 +303,6 @@ pub fn train(
     let cfg = &cfg;
     let mut callbacks = extra;
     callbacks.extend(standard_callbacks(cfg, &train.classes, out));
-    let history = fit(ctx, &mut net, Arc::new(train), Arc::new(test), &settings, state, &mut callbacks)?;
+    let history = fit(ctx, &kernels, &mut net, Arc::new(train), Arc::new(test), &settings, state, &mut callbacks)?;
     Ok((history, net))
 }

@@ -571,6 +571,12 @@ fn copy_overlap(dst: &mut [f32], dst_shape: &[u32], src: &[f32], src_shape: &[u3
     }
 }
 
+/// The layers a transfer's provenance says were copied unchanged.
+pub fn copied_layers(provenance: &serde_json::Value) -> Vec<String> {
+    let layers: Vec<LayerPlan> = provenance.get("layers").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
+    layers.into_iter().filter(|l| l.action == Action::Copied).map(|l| l.target).collect()
+}
+
 /// Transfers `source` into the layout `target` (initialised from `seed` where nothing moves):
 /// the plan and the new checkpoint, which records its provenance.
 pub fn transfer(source: &Checkpoint, source_path: &Path, target: &ModelSpec, seed: u64, lr: f32, strategy: Strategy, partial: bool) -> (Plan, Checkpoint) {

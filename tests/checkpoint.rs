@@ -103,6 +103,35 @@ fn resuming_with_batchnorm_gives_the_same_history_and_weights_as_one_run() {
     check_resume(&text);
 }
 
+/// Freezing with `unfreeze_after = 3` and a cosine schedule: runs cut in epoch 3 (frozen) and
+/// in epoch 5 (thawed) resume to the history, weights and Adam state of one run, bit for bit;
+/// Adam restarted when the layers thawed (its count is the steps since).
+#[test]
+fn a_run_that_unfreezes_resumes_exactly() {
+    let text = format!("{}\n[train.schedule]\ntype = \"cosine\"\n", batchnorm_config().replace("seed = 5", "seed = 5\nunfreeze_after = 3"));
+    let mut cfg = with_config(&text, 8, 0.003);
+    cfg.model = cfg.model.freeze(&["conv2d_1".into(), "batch_normalization_1".into()]).unwrap();
+    let straight = tempfile::tempdir().unwrap();
+    let whole = train(&cfg, straight.path(), Start::Fresh, None).unwrap();
+    let a = Checkpoint::load(&straight.path().join("last.safetensors")).unwrap();
+    assert!(a.model.frozen().is_empty(), "thawed after epoch 3");
+    assert_eq!(a.optimizer.as_ref().unwrap().t, 5 * 6, "Adam restarted at epoch 4: 5 epochs of 6 steps since");
+    // 44 images / batch 8 = 6 steps an epoch.
+    for (epoch, step) in [(3, 3), (5, 2)] {
+        let cut = tempfile::tempdir().unwrap();
+        let err = train(&cfg, cut.path(), Start::Fresh, Some(6 * (epoch - 1) + step)).unwrap_err();
+        assert!(matches!(err.downcast_ref::<TrainError>(), Some(TrainError::Interrupted { epoch: e, step: s }) if *e == epoch as u32 && *s == step), "{err}");
+        let saved = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap();
+        assert_eq!(saved.model.frozen().is_empty(), epoch > 3, "frozen layers in the checkpoint of epoch {epoch}");
+        // The config alone says nothing frozen: the checkpoint's freezing wins.
+        let after_cut = train(&with_config(&text, 8, 0.003), cut.path(), resume(cut.path()), None).unwrap();
+        assert_eq!(numbers(&after_cut), numbers(&whole), "cut in epoch {epoch}");
+        let b = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap();
+        assert_eq!(a.params, b.params, "weights, cut in epoch {epoch}");
+        assert_eq!(a.optimizer, b.optimizer, "Adam state, cut in epoch {epoch}");
+    }
+}
+
 fn check_resume(text: &str) {
     let config = |epochs, lr| with_config(text, epochs, lr);
     let straight = tempfile::tempdir().unwrap();

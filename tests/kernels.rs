@@ -195,7 +195,7 @@ const NORM_SHAPES: &[(u32, u32, u32, u32)] =
 fn batchnorm_kernels_match_reference() {
     let (ctx, k) = gpu();
     for (i, &(batch, valid, pixels, c)) in NORM_SHAPES.iter().enumerate() {
-        let s = NormShape { batch, pixels, channels: c, momentum: 0.99, epsilon: 1e-3 };
+        let s = NormShape { batch, pixels, channels: c, momentum: 0.99, epsilon: 1e-3, frozen: false };
         let name = format!("capacity {batch} valid {valid} x {pixels} pixels x {c}");
         let (len, rows, cu) = (s.len() as usize, (valid * pixels) as usize, c as usize);
         let seed = 1400 + 10 * i as u64;
@@ -244,6 +244,21 @@ fn batchnorm_kernels_match_reference() {
         assert_close(&format!("batchnorm_backward_input {name}"), &got, &want_dx, TOL);
         assert_close(&format!("batchnorm_backward dgamma {name}"), &ctx.read(&dg).unwrap(), &want_dg, TOL);
         assert_close(&format!("batchnorm_backward dbeta {name}"), &ctx.read(&db).unwrap(), &want_db, TOL);
+
+        // Frozen, in a training pass: inference mode (the moving statistics, left alone) and
+        // dx = gamma / sqrt(moving_var + eps) * dy on the valid rows, 0 on the rest.
+        let f = NormShape { frozen: true, ..s };
+        let (mm2, mv2): (Vec<f32>, Vec<f32>) = (ctx.read(&moving[0]).unwrap(), ctx.read(&moving[1]).unwrap());
+        let (y, dx) = (poisoned(ctx, len as u64), poisoned(ctx, len as u64));
+        let mut d = k.batchnorm_stats(&f, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
+        d.push(k.batchnorm_forward(&f, false, &xv, &stats, &y));
+        d.push(k.batchnorm_backward_input(&f, &train, &xv, &input(ctx, &dy), &stats, &dx));
+        let got_dx = run(&d, &dx);
+        let want_y = cpu::batchnorm_forward(&x, cu, &to64(&mm2), &to64(&mv2), &gamma, &beta, 1e-3, false);
+        assert_close(&format!("batchnorm_forward (frozen) {name}"), &ctx.read(&y).unwrap(), &want_y, TOL);
+        let want_dx: Vec<f64> = (0..len).map(|e| if e < rows * cu { gamma[e % cu] as f64 / (mv2[e % cu] as f64 + 1e-3).sqrt() * dy[e] as f64 } else { 0.0 }).collect();
+        assert_close(&format!("batchnorm_backward_input (frozen) {name}"), &got_dx, &want_dx, TOL);
+        assert_eq!((ctx.read::<f32>(&moving[0]).unwrap(), ctx.read::<f32>(&moving[1]).unwrap()), (mm2, mv2), "a frozen layer leaves its moving statistics alone");
     }
 }
 

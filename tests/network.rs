@@ -89,6 +89,14 @@ fn finite_differences_match_the_gpu_gradients_with_batchnorm_and_pooling() {
     check_finite_differences(&batchnorm_network(), 4);
 }
 
+/// A frozen BatchNorm between trainable layers runs in inference mode and passes gradients down
+/// through its fixed normalisation (moving statistics away from 0 and 1 so that they count).
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_a_frozen_batchnorm() {
+    let spec = batchnorm_network().freeze(&["batch_normalization_2".into()]).unwrap();
+    check_finite_differences(&spec, 4);
+}
+
 fn check_finite_differences(spec: &ModelSpec, batch: u32) {
     let (ctx, kernels) = gpu();
     let mut net = Network::new(ctx, kernels, spec, batch, 7).unwrap();
@@ -99,7 +107,8 @@ fn check_finite_differences(spec: &ModelSpec, batch: u32) {
     // Biases, betas and gammas away from 0 and 1 so that every gradient is exercised.
     for slot in net.slots.clone().iter().filter(|s| !matches!(s.info.init, Init::Glorot { .. })) {
         let base = if slot.info.init == Init::Ones { 1.0 } else { 0.0 };
-        let b: Vec<f32> = (0..slot.info.len()).map(|_| base + rng.random_range(-0.1..0.1)).collect();
+        let spread = if slot.info.trainable { 0.1 } else { 0.5 };
+        let b: Vec<f32> = (0..slot.info.len()).map(|_| base + rng.random_range(-spread..spread)).collect();
         net.write_param(ctx, &slot.info.name, &b).unwrap();
     }
     let loss = |net: &mut Network| {

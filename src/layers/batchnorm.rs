@@ -43,9 +43,10 @@ impl Default for BatchNorm {
 }
 
 impl BatchNorm {
-    pub fn shape(&self, batch: u32, input: Shape) -> NormShape {
+    /// The kernels' geometry; a frozen layer always normalises with its moving statistics.
+    pub fn shape(&self, batch: u32, input: Shape, frozen: bool) -> NormShape {
         let channels = input.channels();
-        NormShape { batch, pixels: (input.len() / channels as u64) as u32, channels, momentum: self.momentum, epsilon: self.epsilon }
+        NormShape { batch, pixels: (input.len() / channels as u64) as u32, channels, momentum: self.momentum, epsilon: self.epsilon, frozen }
     }
 }
 
@@ -90,10 +91,10 @@ impl Kind for BatchNorm {
         *other == LayerKind::BatchNorm(*self)
     }
     fn scratch(&self, batch: u32, input: Shape) -> u64 {
-        Kernels::batchnorm_scratch(&self.shape(batch, input))
+        Kernels::batchnorm_scratch(&self.shape(batch, input, false))
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
-        let s = self.shape(b.batch, b.input);
+        let s = self.shape(b.batch, b.input, !b.trainable);
         let k = b.kernels;
         let stats = b.ctx.storage(&format!("{} statistics", b.name), Kernels::batchnorm_stats_len(&s))?;
         // Without `scale` or `center` the kernels see a constant gamma of ones or beta of zeros
@@ -111,11 +112,14 @@ impl Kind for BatchNorm {
         let relu = self.activation == Activation::Relu;
         b.forward.extend(k.batchnorm_stats(&s, b.step, b.x, &gamma, &beta, &moving, &stats, b.scratch));
         b.forward.push(k.batchnorm_forward(&s, relu, b.x, &stats, b.y));
-        let dy = b.dy();
+        let Some(dy) = b.backward_dy() else { return Ok(()) };
         if relu {
             b.backward.push(k.relu_backward(b.y, dy));
         }
-        b.backward.extend(k.batchnorm_backward_stats(&s, b.step, b.x, dy, &gamma, &stats, &dgamma, &dbeta, b.scratch));
+        // Frozen, the forward left inference-mode dx coefficients (dx = gamma * inv * dy).
+        if b.trainable {
+            b.backward.extend(k.batchnorm_backward_stats(&s, b.step, b.x, dy, &gamma, &stats, &dgamma, &dbeta, b.scratch));
+        }
         if let Some(dx) = b.dx {
             b.backward.push(k.batchnorm_backward_input(&s, b.step, b.x, dy, &stats, dx));
         }

@@ -96,13 +96,15 @@ impl Kind for Conv2d {
         // Without a bias the forward kernel adds a zero vector: one kernel serves both.
         let bias = if self.use_bias { b.param("bias") } else { b.ctx.storage(&format!("{} zero bias", b.name), self.filters as u64)? };
         b.forward.push(b.kernels.conv2d_forward(&s, relu, b.x, &w, &bias, b.y));
-        let dy = b.dy();
+        let Some(dy) = b.backward_dy() else { return Ok(()) };
         if relu {
             b.backward.push(b.kernels.relu_backward(b.y, dy));
         }
-        b.backward.extend(b.kernels.conv2d_backward_kernel(&s, b.x, dy, &b.grad("kernel"), b.scratch));
-        if self.use_bias {
-            b.backward.extend(b.kernels.column_sum(s.output_rows(), self.filters, dy, &b.grad("bias"), b.scratch));
+        if b.trainable {
+            b.backward.extend(b.kernels.conv2d_backward_kernel(&s, b.x, dy, &b.grad("kernel"), b.scratch));
+            if self.use_bias {
+                b.backward.extend(b.kernels.column_sum(s.output_rows(), self.filters, dy, &b.grad("bias"), b.scratch));
+            }
         }
         if let Some(dx) = b.dx {
             b.backward.push(b.kernels.conv2d_backward_input(&s, dy, &w, dx));

@@ -73,13 +73,15 @@ impl Kind for Dense {
         let (k, w) = (b.kernels, b.param("kernel"));
         let bias = self.use_bias.then(|| b.param("bias"));
         b.forward.extend(k.gemm(&forward, b.x, &w, bias.as_ref(), relu, b.y, b.scratch));
-        let dy = b.dy();
+        let Some(dy) = b.backward_dy() else { return Ok(()) };
         if relu {
             b.backward.push(k.relu_backward(b.y, dy));
         }
-        b.backward.extend(k.gemm(&kernel_grad, b.x, dy, None, false, &b.grad("kernel"), b.scratch));
-        if self.use_bias {
-            b.backward.extend(k.column_sum(b.batch as u64, self.units, dy, &b.grad("bias"), b.scratch));
+        if b.trainable {
+            b.backward.extend(k.gemm(&kernel_grad, b.x, dy, None, false, &b.grad("kernel"), b.scratch));
+            if self.use_bias {
+                b.backward.extend(k.column_sum(b.batch as u64, self.units, dy, &b.grad("bias"), b.scratch));
+            }
         }
         if let Some(dx) = b.dx {
             b.backward.extend(k.gemm(&input_grad, dy, &w, None, false, dx, b.scratch));

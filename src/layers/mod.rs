@@ -63,7 +63,7 @@ kinds! {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Init {
     /// Uniform in +-sqrt(6 / (fan_in + fan_out)).
-    Glorot { fan_in: u32, fan_out: u32 },
+    Glorot { fan_in: u64, fan_out: u64 },
     Zeros,
     Ones,
 }
@@ -165,6 +165,9 @@ pub struct Build<'a> {
     pub input: Shape,
     pub x: &'a View,
     pub y: &'a View,
+    /// Keras' `trainable`: a frozen layer records no weight gradients (and a frozen batchnorm
+    /// runs in inference mode).
+    pub trainable: bool,
     /// Gradients at the input (None when nothing before needs them) and at the output.
     pub dx: Option<&'a View>,
     pub dy: Option<&'a View>,
@@ -193,18 +196,20 @@ impl<'a> Build<'a> {
     pub fn has(&self, suffix: &str) -> bool {
         self.tensors.iter().any(|t| t.0 == suffix)
     }
-    /// The output gradient of a layer with parameters (always allocated for them).
-    pub fn dy(&self) -> &'a View {
-        self.dy.expect("layers with parameters have output gradients")
+    /// The output gradient of a layer with parameters, when it has backward work: its own
+    /// weight gradients, or an input gradient for the layers before it.
+    pub fn backward_dy(&self) -> Option<&'a View> {
+        self.dy.filter(|_| self.trainable || self.dx.is_some())
     }
 }
 
 /// Keras' kernel [taps..., inputs, units] (glorot-uniform, fans over the taps) and, with
 /// `use_bias`, a zero bias: the tensors of conv2d (taps kh, kw) and dense (no taps).
 pub fn kernel_and_bias(taps: &[u32], inputs: u32, units: u32, use_bias: bool) -> Vec<Tensor> {
-    let area: u32 = taps.iter().product();
+    // In 64 bits: a config's sizes are checked only after its tensors are listed.
+    let area: u64 = taps.iter().map(|&t| t as u64).product();
     let shape = taps.iter().copied().chain([inputs, units]).collect();
-    let init = Init::Glorot { fan_in: area * inputs, fan_out: area * units };
+    let init = Init::Glorot { fan_in: area * inputs as u64, fan_out: area * units as u64 };
     let kernel = Tensor { suffix: "kernel", shape, init, trainable: true, role: Role::Kernel };
     let bias = Tensor { suffix: "bias", shape: vec![units], init: Init::Zeros, trainable: true, role: Role::PerUnit };
     if use_bias { vec![kernel, bias] } else { vec![kernel] }
@@ -226,6 +231,10 @@ pub fn hidden_activation(activation: Activation) -> Result<(), String> {
     }
 }
 
-fn default_true() -> bool {
+pub fn default_true() -> bool {
     true
+}
+
+pub fn is_true(b: &bool) -> bool {
+    *b
 }

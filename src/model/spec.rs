@@ -13,6 +13,10 @@ pub struct Layer {
     pub name: String,
     #[serde(flatten)]
     pub kind: LayerKind,
+    /// Keras' `layer.trainable`: a frozen layer's tensors are held still (and a frozen
+    /// batchnorm runs in inference mode).
+    #[serde(default = "crate::layers::default_true", skip_serializing_if = "crate::layers::is_true")]
+    pub trainable: bool,
 }
 
 /// One tensor of the model: `<layer>.<suffix>` (`conv2d_1.kernel`, ...), Keras layout.
@@ -24,7 +28,8 @@ pub struct ParamInfo {
     pub layer: usize,
     pub shape: Vec<u32>,
     pub init: Init,
-    /// Updated by the optimizer (moving statistics are not).
+    /// Updated by the optimizer: a trainable tensor (not a moving statistic) of a layer that
+    /// is not frozen.
     pub trainable: bool,
     pub role: Role,
 }
@@ -69,7 +74,7 @@ impl ModelSpec {
             .map(|(name, kind)| {
                 let n = counts.entry(kind.ops().stem()).or_insert(0);
                 *n += 1;
-                Layer { name: name.unwrap_or_else(|| format!("{}_{}", kind.ops().stem(), n)), kind }
+                Layer { name: name.unwrap_or_else(|| format!("{}_{}", kind.ops().stem(), n)), kind, trainable: true }
             })
             .collect();
         let spec = Self { input, layers };
@@ -135,7 +140,7 @@ impl ModelSpec {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
             for t in l.kind.ops().tensors(input) {
-                out.push(ParamInfo { name: format!("{}.{}", l.name, t.suffix), suffix: t.suffix, layer: i, shape: t.shape, init: t.init, trainable: t.trainable, role: t.role });
+                out.push(ParamInfo { name: format!("{}.{}", l.name, t.suffix), suffix: t.suffix, layer: i, shape: t.shape, init: t.init, trainable: t.trainable && l.trainable, role: t.role });
             }
             input = shapes[i];
         }
@@ -150,6 +155,32 @@ impl ModelSpec {
     /// Parameters the optimizer updates.
     pub fn trainable_count(&self) -> u64 {
         self.params().iter().filter(|p| p.trainable).map(ParamInfo::len).sum()
+    }
+
+    /// Names of the frozen layers that own tensors.
+    pub fn frozen(&self) -> Vec<&str> {
+        self.layers.iter().enumerate().filter(|(i, l)| !l.trainable && self.params().iter().any(|p| p.layer == *i)).map(|(_, l)| l.name.as_str()).collect()
+    }
+
+    /// This spec with the layers in `names` frozen too; unknown names are refused with a
+    /// suggestion.
+    pub fn freeze(&self, names: &[String]) -> Result<Self, String> {
+        for n in names {
+            if !self.layers.iter().any(|l| &l.name == n) {
+                let hint = closest_name(n, self.layers.iter().map(|l| l.name.as_str())).map_or(String::new(), |h| format!(" (did you mean '{h}'?)"));
+                return Err(format!("no layer named '{n}' to freeze{hint}"));
+            }
+        }
+        let mut spec = self.clone();
+        spec.layers.iter_mut().filter(|l| names.contains(&l.name)).for_each(|l| l.trainable = false);
+        Ok(spec)
+    }
+
+    /// This spec with every layer trainable.
+    pub fn unfrozen(&self) -> Self {
+        let mut spec = self.clone();
+        spec.layers.iter_mut().for_each(|l| l.trainable = true);
+        spec
     }
 
     /// The input shape of layer `i`.

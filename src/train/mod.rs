@@ -20,7 +20,7 @@ use crate::data::augment::AugmentConfig;
 use crate::data::loader::{epoch_order, mix, Augmentation, BatchStream};
 use crate::data::Dataset;
 use crate::gpu::kernels::adam::StepParams;
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, Kernels};
 use crate::network::{Metrics, Network, NetworkError, Pass};
 use schedule::Schedule;
 
@@ -147,6 +147,8 @@ pub struct FitSettings {
     pub augment: AugmentConfig,
     pub workers: usize,
     pub schedule: Schedule,
+    /// Frozen layers become trainable from epoch N + 1.
+    pub unfreeze_after: Option<u32>,
     /// Set (by Ctrl-C) to stop after the current step with a resumable checkpoint.
     pub interrupt: Option<Arc<AtomicBool>>,
 }
@@ -188,8 +190,10 @@ fn snapshot(callbacks: &[Box<dyn Callback>], mut state: TrainState) -> TrainStat
 /// Trains `net` from `start` (`TrainState::default()` with the seed and learning rate for a
 /// fresh run; a checkpoint's state to resume, even mid-epoch) up to `settings.epochs`; returns
 /// the whole history.
+#[allow(clippy::too_many_arguments)]
 pub fn fit(
     ctx: &GpuContext,
+    kernels: &Kernels,
     net: &mut Network,
     train: Arc<Dataset>,
     test: Arc<Dataset>,
@@ -211,6 +215,10 @@ pub fn fit(
     // so a resumed run repeats it exactly.
     let lr = |step: usize, control: &Control| settings.schedule.lr(step, steps, settings.epochs, control.lr);
     for epoch in start.epoch + 1..=settings.epochs {
+        if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
+            log::info!("epoch {epoch}: unfreezing {} (Adam starts afresh)", net.spec.frozen().join(", "));
+            *net = net.unfrozen(ctx, kernels)?;
+        }
         callbacks.iter_mut().for_each(|c| c.on_epoch_begin(epoch, settings.epochs, steps));
         if skip > 0 {
             net.write_metrics(ctx, start.partial_metrics);
@@ -248,6 +256,7 @@ pub fn fit(
                     batch_size: settings.batch_size,
                     train_images: train.len(),
                     history: history.clone(),
+                    unfreeze_after: settings.unfreeze_after,
                     callbacks: Default::default(),
                 };
                 let state = snapshot(callbacks, state);
@@ -282,7 +291,16 @@ pub fn fit(
         for c in callbacks.iter_mut() {
             c.on_epoch_end(ctx, net, &logs, &history, &mut control)?;
         }
-        let state = TrainState { epoch, lr: control.lr, seed: settings.seed, batch_size: settings.batch_size, train_images: train.len(), history: history.clone(), ..Default::default() };
+        let state = TrainState {
+            epoch,
+            lr: control.lr,
+            seed: settings.seed,
+            batch_size: settings.batch_size,
+            train_images: train.len(),
+            history: history.clone(),
+            unfreeze_after: settings.unfreeze_after,
+            ..Default::default()
+        };
         let state = snapshot(callbacks, state);
         for c in callbacks.iter_mut() {
             c.on_state(ctx, net, &state)?;

@@ -18,6 +18,9 @@ pub struct NormShape {
     pub channels: u32,
     pub momentum: f32,
     pub epsilon: f32,
+    /// Inference mode in every pass (Keras' frozen BatchNormalization): moving statistics,
+    /// never updated.
+    pub frozen: bool,
 }
 
 impl NormShape {
@@ -50,7 +53,8 @@ impl NormShape {
             splits: splits.count,
             rows_per_split: splits.chunk,
             relu: relu as u32,
-            _pad: [0; 2],
+            frozen: self.frozen as u32,
+            _pad: 0,
             momentum: self.momentum,
             epsilon: self.epsilon,
             _pad2: [0; 2],
@@ -67,7 +71,8 @@ struct NormParams {
     splits: u32,
     rows_per_split: u32,
     relu: u32,
-    _pad: [u32; 2],
+    frozen: u32,
+    _pad: u32,
     momentum: f32,
     epsilon: f32,
     _pad2: [u32; 2],
@@ -85,15 +90,16 @@ impl Kernels {
     }
 
     /// The forward pass's per-channel scale and shift into `stats`: in training (step.training
-    /// != 0) from the batch mean and biased variance, with the moving statistics `moving` =
-    /// [mean, variance] updated in place; in inference from the moving statistics. Two
-    /// dispatches (split Welford sums in `scratch`, training only; then their ordered merge).
+    /// != 0, not frozen) from the batch mean and biased variance, with the moving statistics
+    /// `moving` = [mean, variance] updated in place; in inference from the moving statistics,
+    /// with the inference-mode dx coefficients too. Two dispatches (split Welford sums in
+    /// `scratch`, training only, so not recorded when frozen; then their ordered merge).
     #[allow(clippy::too_many_arguments)]
     pub fn batchnorm_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, gamma: &View, beta: &View, moving: &[View; 2], stats: &View, scratch: &View) -> Vec<Dispatch> {
         let p = s.params(false);
         let k = Kernel::BatchnormStatsPartial;
         let u = self.uniform(k, &p);
-        let partial = self.dispatch(k, &[(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (9, Bind::Storage(scratch))], self.grid(p.splits as u64 * p.channels as u64));
+        let partial = (!s.frozen).then(|| self.dispatch(k, &[(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (9, Bind::Storage(scratch))], self.grid(p.splits as u64 * p.channels as u64)));
         let k = Kernel::BatchnormStatsFinish;
         let binds = [
             (0, Bind::Uniform(&u)),
@@ -105,7 +111,7 @@ impl Kernels {
             (8, Bind::Storage(stats)),
             (9, Bind::Storage(scratch)),
         ];
-        vec![partial, self.dispatch(k, &binds, self.grid(p.channels as u64))]
+        partial.into_iter().chain([self.dispatch(k, &binds, self.grid(p.channels as u64))]).collect()
     }
 
     /// y = act(x * scale + shift) with the coefficients [`Self::batchnorm_stats`] left in
