@@ -379,8 +379,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let source = Checkpoint::load(&from)?;
             let cfg = Config::load(&to)?;
             gpu_cnn::sizes::check_host(&cfg.model)?;
-            let (plan, ckpt) = gpu_cnn::transfer::transfer(&source, &from, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, partial);
+            let (mut plan, mut ckpt) = gpu_cnn::transfer::transfer(&source, &from, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, partial);
             println!("Transfer {} -> {} ({:?} strategy{})", from.display(), to.display(), strategy, if partial { ", partial" } else { "" });
+            if let Some(dir) = data.as_deref().filter(|_| strategy == gpu_cnn::transfer::Strategy::Grow) {
+                // Inserted batchnorms measured on (up to 1,024) training images.
+                let train = if dir.join("training_set").is_dir() { dir.join("training_set") } else { dir.to_path_buf() };
+                let images = gpu_cnn::data::folder::load(&train, cfg.model.input, Some(1024), gpu_cnn::data::folder::CorruptPolicy::Skip, 2)?;
+                gpu_cnn::transfer::calibrate::calibrate(&gpu()?, &mut plan, &mut ckpt, images)?;
+            }
             print!("{}", plan.table());
             if let Some(dir) = data {
                 let dir = if dir.join("test_set").is_dir() { dir.join("test_set") } else { dir };

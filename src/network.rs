@@ -379,6 +379,12 @@ impl Network {
         Ok(Metrics { loss_sum: m[0] as f64, correct: m[1] as f64, count: m[2] as f64 })
     }
 
+    /// The input of layer `i` (0: the images) for the last batch's rows.
+    pub fn read_activation(&self, ctx: &GpuContext, i: usize) -> Result<Vec<f32>, NetworkError> {
+        let per = self.spec.input_of(i).len();
+        Ok(ctx.read(&self.activations[i].slice(0, self.rows as u64 * per))?)
+    }
+
     /// The logits of the last batch, [rows, logits].
     pub fn read_logits(&self, ctx: &GpuContext) -> Result<Vec<f32>, NetworkError> {
         let out = self.activations.last().expect("a layer");

@@ -63,7 +63,8 @@ impl Evaluation {
     }
 }
 
-fn network(ctx: &GpuContext, ckpt: &Checkpoint, batch: u32) -> anyhow::Result<Network> {
+/// A network holding `ckpt`'s weights for batches of `batch` (its sizes checked first).
+pub fn network(ctx: &GpuContext, ckpt: &Checkpoint, batch: u32) -> anyhow::Result<Network> {
     crate::sizes::check_network(ctx, &ckpt.model, batch)?;
     let kernels = Kernels::new(ctx);
     let mut net = Network::new(ctx, &kernels, &ckpt.model, batch, 0)?;

@@ -4,8 +4,11 @@
 mod common;
 
 use common::gpu;
+use gpu_cnn::layers::activation::ActivationLayer;
+use gpu_cnn::layers::batchnorm::BatchNorm;
 use gpu_cnn::layers::conv2d::Conv2d;
 use gpu_cnn::layers::dense::Dense;
+use gpu_cnn::layers::globalavgpool2d::GlobalAvgPool2d;
 use gpu_cnn::layers::maxpool2d::MaxPool2d;
 use gpu_cnn::model::{Activation, LayerKind, ModelSpec, Padding};
 use gpu_cnn::network::{initial_params, Network, Pass};
@@ -29,6 +32,13 @@ fn head(classes: u32) -> (Option<String>, LayerKind) {
     } else {
         (None, LayerKind::Dense(Dense::new(classes, Activation::Softmax)))
     }
+}
+/// A conv without activation (and, with `bias` false, without bias), for a batchnorm after it.
+fn linear_conv(filters: u32, bias: bool) -> (Option<String>, LayerKind) {
+    (None, LayerKind::Conv2d(Conv2d { use_bias: bias, ..Conv2d::new(filters, 3, Padding::Same, Activation::Linear) }))
+}
+fn norm(relu: bool) -> (Option<String>, LayerKind) {
+    (None, LayerKind::BatchNorm(BatchNorm { activation: if relu { Activation::Relu } else { Activation::Linear }, ..Default::default() }))
 }
 fn spec(input: [u32; 3], layers: Vec<(Option<String>, LayerKind)>) -> ModelSpec {
     ModelSpec::new(input, layers).unwrap()
@@ -175,12 +185,14 @@ fn outputs(source: &ModelSpec, target: &ModelSpec) -> (Vec<f32>, Vec<f32>) {
     let batch = 5;
     let mut a = Network::new(ctx, kernels, source, batch, 3).unwrap();
     let mut b = Network::new(ctx, kernels, target, batch, 4).unwrap();
-    // Non-zero source biases, so replicated biases are exercised.
+    // Source biases, betas and moving means away from 0, gammas and moving variances from 1,
+    // so that every replicated or moved value is exercised.
     let names: Vec<String> = a.slots.iter().map(|s| s.info.name.clone()).collect();
     for (i, n) in names.iter().enumerate() {
         let mut w = a.read_param(ctx, n).unwrap();
-        if n.ends_with(".bias") {
-            w.iter_mut().enumerate().for_each(|(k, v)| *v = 0.05 * ((k + i) % 5) as f32 - 0.1);
+        let base = if n.ends_with(".gamma") || n.ends_with(".moving_variance") { 1.0 } else { 0.0 };
+        if !n.ends_with(".kernel") {
+            w.iter_mut().enumerate().for_each(|(k, v)| *v = base + 0.05 * ((k + i) % 5) as f32 - 0.1);
             a.write_param(ctx, n, &w).unwrap();
         }
     }
@@ -218,4 +230,98 @@ fn grow_preserves_the_function_when_widening() {
     let source = spec([10, 9, 3], vec![conv(5), pool(), conv(6), pool(), flat(), dense(7), head(3)]);
     let target = spec([10, 9, 3], vec![conv(9), pool(), conv(11), pool(), flat(), dense(12), head(3)]);
     assert_same_function("widened convs and dense", outputs(&source, &target));
+}
+
+/// Growth through batch normalisation, each case exact in inference mode (the outputs are
+/// compared in evaluation, with the same 1e-5 relative tolerance).
+#[test]
+fn grow_preserves_the_function_through_batchnorm() {
+    let bn_source = spec([10, 9, 3], vec![linear_conv(5, false), norm(true), pool(), flat(), dense(7), head(2)]);
+    // A batchnorm that matches is copied; widened, its four tensors replicate with the conv's units.
+    let wider = spec([10, 9, 3], vec![linear_conv(8, false), norm(true), pool(), flat(), dense(9), head(2)]);
+    assert_same_function("widened conv + batchnorm", outputs(&bn_source, &wider));
+
+    // A block inserted as the identity: conv (widened 5 -> 7 channels) + batchnorm (ReLU).
+    let block = spec([10, 9, 3], vec![linear_conv(5, false), norm(true), linear_conv(7, true), norm(true), pool(), flat(), dense(7), head(2)]);
+    let p = plan(&bn_source, &block, Strategy::Grow, false);
+    assert_eq!(actions(&p)[2..4], [("conv2d_2", Action::Identity), ("batch_normalization_2", Action::Identity)]);
+    assert_same_function("inserted conv + batchnorm block", outputs(&bn_source, &block));
+
+    // A source without batchnorm: the conv's ReLU and bias move to a batchnorm inserted after it.
+    let plain = spec([10, 9, 3], vec![conv(6), pool(), conv(5), pool(), flat(), dense(7), head(2)]);
+    let normed = spec([10, 9, 3], vec![linear_conv(6, false), norm(true), pool(), linear_conv(5, true), norm(false), (None, LayerKind::Activation(ActivationLayer { activation: Activation::Relu })), pool(), flat(), dense(7), head(2)]);
+    let p = plan(&plain, &normed, Strategy::Grow, false);
+    println!("{}", p.table());
+    assert!(p.layers[0].reason.as_ref().unwrap().contains("ReLU and bias move to batch_normalization_1"), "{:?}", p.layers[0].reason);
+    assert!(p.table().contains("in inference mode"));
+    assert_same_function("batchnorm inserted after existing convs", outputs(&plain, &normed));
+}
+
+#[test]
+fn grow_says_why_batchnorm_or_global_pooling_cannot_preserve_the_function() {
+    // A ReLU batchnorm inserted after a linear conv would meet negative inputs.
+    let source = spec([8, 8, 3], vec![linear_conv(4, true), pool(), flat(), dense(8), head(2)]);
+    let target = spec([8, 8, 3], vec![linear_conv(4, true), norm(true), pool(), flat(), dense(8), head(2)]);
+    let p = plan(&source, &target, Strategy::Grow, false);
+    assert_eq!(p.layers[1].action, Action::FreshInit);
+    assert!(p.layers[1].reason.as_ref().unwrap().contains("can be negative"), "{:?}", p.layers[1].reason);
+    // Global average pooling in place of flatten: the dense layer after it starts fresh.
+    let source = spec([8, 8, 3], vec![conv(4), pool(), flat(), dense(8), head(2)]);
+    let gap = spec([8, 8, 3], vec![conv(4), pool(), (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {})), dense(8), head(2)]);
+    let p = plan(&source, &gap, Strategy::Grow, false);
+    println!("{}", p.table());
+    assert_eq!(actions(&p)[..2], [("conv2d_1", Action::Copied), ("max_pooling2d_1", Action::NoParameters)]);
+    assert!(p.layers[2].reason.as_ref().unwrap().contains("no function-preserving map"), "{:?}", p.layers[2].reason);
+    assert_eq!(p.layers[3].action, Action::FreshInit);
+    assert!(!p.function_preserving);
+}
+
+/// configs/model2.toml grows into configs/model3.toml with most parameters carried over (the
+/// third block's pool halves the flattened grid, so dense_1 is remapped: approximate).
+#[test]
+fn model2_grows_into_model3() {
+    let load = |f: &str| gpu_cnn::config::Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap().model;
+    let p = plan(&load("configs/model2.toml"), &load("configs/model3.toml"), Strategy::Grow, false);
+    println!("{}", p.table());
+    let a: Vec<Action> = p.layers.iter().map(|l| l.action).collect();
+    use Action::*;
+    assert_eq!(a, [Copied, Identity, NoParameters, Copied, Identity, NoParameters, Identity, Identity, NoParameters, NoParameters, Remapped, Copied]);
+    assert!(p.fraction() > 0.95, "{}", p.fraction());
+    assert!(p.unused.is_empty());
+}
+
+/// `--data`: the inserted batchnorms' statistics measured on the images they will train on;
+/// inference stays exact, and a training-mode pass over that same batch (batch statistics equal
+/// to the measured ones) gives the source's outputs too.
+#[test]
+fn calibrated_batchnorms_are_the_identity_in_training_mode_on_their_data() {
+    let (ctx, kernels) = gpu();
+    let source = spec([10, 9, 3], vec![conv(6), pool(), flat(), dense(7), head(2)]);
+    let target = spec([10, 9, 3], vec![linear_conv(6, false), norm(true), pool(), flat(), dense(7), head(2)]);
+    let images = gpu_cnn::data::synthetic::generate(12, [10, 9, 3], 3);
+    let mut a = Network::new(ctx, kernels, &source, 12, 3).unwrap();
+    let bias: Vec<f32> = (0..6).map(|k| 0.05 * k as f32 - 0.1).collect();
+    a.write_param(ctx, "conv2d_1.bias", &bias).unwrap();
+    let src = gpu_cnn::checkpoint::Checkpoint::capture(ctx, &a, &images.classes, Default::default(), false).unwrap();
+    let (mut p, mut grown) = gpu_cnn::transfer::transfer(&src, std::path::Path::new("src.safetensors"), &target, 1, 1e-3, Strategy::Grow, false);
+    let set = gpu_cnn::transfer::calibrate::calibrate(ctx, &mut p, &mut grown, images.clone()).unwrap();
+    assert_eq!(set, ["batch_normalization_1"]);
+    assert!(p.layers[1].reason.as_ref().unwrap().contains("measured on 12 training images"));
+    let gamma = &grown.params[1];
+    assert!(gamma.iter().all(|&g| (g - 1.0).abs() > 1e-3), "gamma undoes the measured spread: {gamma:?}");
+
+    let mut b = gpu_cnn::predict::network(ctx, &grown, 12).unwrap();
+    let pixels: Vec<f32> = images.pixels.iter().map(|&v| v as f32 / 255.0).collect();
+    let logits = |net: &mut Network, pass: Pass| {
+        net.upload(ctx, &pixels, &images.labels).unwrap();
+        net.run(ctx, pass, 0.0);
+        net.read_logits(ctx).unwrap()
+    };
+    let want = logits(&mut a, Pass::Evaluate);
+    assert_same_function("calibrated, inference mode", (want.clone(), logits(&mut b, Pass::Evaluate)));
+    // Gradients: a training-mode forward without an update.
+    let train = logits(&mut b, Pass::Gradients);
+    let err = want.iter().zip(&train).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    println!("training mode on the calibration batch: relative difference {err:.2e}");
+    assert!(err < 1e-4, "training mode differs by {err:e}");
 }

@@ -11,8 +11,16 @@
 //!   outgoing weights by the replica count, and a dense layer after an inserted max-pool is
 //!   remapped by summing its kernel over each pooled window (approximate: exact only where the
 //!   window is constant).
+//!   Batch normalisation (Net2Net's rule): a batchnorm that matches is copied (widened, all four
+//!   tensors replicate with its units); an inserted one starts as the identity in inference mode
+//!   (moving mean 0, variance 1 - eps), taking over the source layer's ReLU and bias where the
+//!   target moved them after its conv; [`calibrate`] (`--data`) measures its statistics so that
+//!   training mode starts close to the identity too. An inserted conv wider than its input
+//!   replicates channels (Net2Net's deeper and wider at once).
 //!
 //! `partial` copies the overlapping slice where unit or channel counts differ.
+
+pub mod calibrate;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -20,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::checkpoint::{Checkpoint, TrainState};
-use crate::layers::{Activation, LayerKind, Padding, Role};
+use crate::layers::{conv2d::Conv2d, Activation, LayerKind, Padding, Role};
 use crate::model::{ModelSpec, ParamInfo, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -86,17 +94,21 @@ pub struct LayerPlan {
     pub params: u64,
     /// Parameters whose values came from the source.
     pub moved: u64,
-    /// Source layer index, target output-unit map and input map (for apply).
+    /// How its tensors are made (for apply).
     #[serde(skip)]
     pub recipe: Option<Recipe>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Recipe {
-    pub source_layer: usize,
-    /// Target output unit -> source output unit.
-    pub units: Vec<usize>,
-    pub input: InputMap,
+pub enum Recipe {
+    /// From source layer `source_layer`: target output unit -> source output unit, and how
+    /// the input dimension maps.
+    Map { source_layer: usize, units: Vec<usize>, input: InputMap },
+    /// An inserted layer that starts as the identity: a conv whose output unit o copies input
+    /// channel `inputs[o]` (units past the input's replicate some: Net2Net's wider-deeper), or
+    /// a batchnorm (mean 0, variance 1 - epsilon: exact in inference mode) whose beta takes
+    /// over a source layer's bias, `bias` = (source layer, channel -> source unit).
+    Identity { inputs: Vec<usize>, bias: Option<(usize, Vec<usize>)> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,12 +131,13 @@ impl Plan {
 
     pub fn table(&self) -> String {
         use crate::model::summary::thousands;
-        let mut out = format!("{:<18} {:<16} {:<16} {:>11}  reason\n", "target layer", "source layer", "action", "params");
-        for l in &self.layers {
-            let target = format!("{} ({})", l.target, l.class);
+        let targets: Vec<String> = self.layers.iter().map(|l| format!("{} ({})", l.target, l.class)).collect();
+        let tw = targets.iter().map(String::len).max().unwrap_or(0).max(12);
+        let sw = self.layers.iter().filter_map(|l| l.source.as_ref().map(String::len)).max().unwrap_or(0).max(12);
+        let mut out = format!("{:<tw$} {:<sw$} {:<16} {:>11}  reason\n", "target layer", "source layer", "action", "params");
+        for (l, target) in self.layers.iter().zip(&targets) {
             out += &format!(
-                "{:<18} {:<16} {:<16} {:>11}  {}\n",
-                if target.len() > 18 { l.target.clone() } else { target },
+                "{target:<tw$} {:<sw$} {:<16} {:>11}  {}\n",
                 l.source.as_deref().unwrap_or("-"),
                 l.action.label(),
                 if l.params == 0 { "-".into() } else { thousands(l.params) },
@@ -135,7 +148,12 @@ impl Plan {
         if !self.unused.is_empty() {
             out += &format!("; unused source layers: {}", self.unused.join(", "));
         }
-        out += if self.function_preserving { "; the new model computes the same function as the source\n" } else { "\n" };
+        let inserted_norm = self.layers.iter().any(|l| l.action == Action::Identity && l.class == "BatchNormalization");
+        out += match (self.function_preserving, inserted_norm) {
+            (true, false) => "; the new model computes the same function as the source\n",
+            (true, true) => "; the new model computes the same function as the source in inference mode\n",
+            (false, _) => "\n",
+        };
         out
     }
 }
@@ -219,7 +237,7 @@ impl<'a> Builder<'a> {
         let same_kind = same_but_width(&self.target.layers[t].kind, &self.source.layers[s].kind);
         if ts == ss && same_kind {
             let width = self.target.input_of(t).channels();
-            let recipe = Recipe { source_layer: s, units: (0..units(&self.target.layers[t].kind).unwrap_or(width) as usize).collect(), input: InputMap::Same };
+            let recipe = Recipe::Map { source_layer: s, units: (0..units(&self.target.layers[t].kind).unwrap_or(width) as usize).collect(), input: InputMap::Same };
             self.push(t, Some(s), Action::Copied, None, Some(recipe));
             return true;
         }
@@ -231,7 +249,7 @@ impl<'a> Builder<'a> {
             format!("shape differs ({:?} vs {:?})", ts[0], ss[0])
         };
         if partial && same_kind {
-            let recipe = Recipe { source_layer: s, units: Vec::new(), input: InputMap::Same };
+            let recipe = Recipe::Map { source_layer: s, units: Vec::new(), input: InputMap::Same };
             self.push(t, Some(s), Action::Partial, Some(format!("{why}: overlapping slice copied")), Some(recipe));
         } else {
             self.push(t, Some(s), Action::FreshInit, Some(why), None);
@@ -313,18 +331,17 @@ fn plan_match(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
     b.finish(Strategy::Match, partial)
 }
 
-/// Can this inserted conv start as the identity? (ReLU-safe: its input is non-negative when the
-/// layer before ends in ReLU or a max-pool of ReLU outputs.)
+/// Why this inserted conv cannot start as the identity, if it cannot: it must keep the grid
+/// (odd kernel, stride 1, 'same') and have at least as many filters as input channels (the
+/// extra ones replicate inputs).
 fn identity_conv(kind: &LayerKind, input: Shape) -> Result<(), String> {
     match (kind, input) {
         (LayerKind::Conv2d(conv), Shape::Image([_, _, c])) => {
             let (filters, kernel) = (conv.filters, conv.kernel.0);
-            if filters != c {
-                Err(format!("an inserted conv needs as many filters as input channels ({filters} vs {c}) to start as the identity"))
+            if filters < c {
+                Err(format!("an inserted conv needs at least as many filters as input channels ({filters} vs {c}) to start as the identity"))
             } else if kernel[0] % 2 == 0 || kernel[1] % 2 == 0 || conv.stride != 1 || conv.padding != Padding::Same {
                 Err("an inserted conv needs an odd kernel, stride 1 and 'same' padding to start as the identity".into())
-            } else if !matches!(conv.activation, Activation::Relu | Activation::Linear) {
-                Err("unsupported activation".into())
             } else {
                 Ok(())
             }
@@ -333,19 +350,21 @@ fn identity_conv(kind: &LayerKind, input: Shape) -> Result<(), String> {
     }
 }
 
-/// An identity conv followed by ReLU is exact only on non-negative inputs: the model's input
-/// (pixels in [0, 1]) or the output of a ReLU, possibly through pools and dropouts.
-fn non_negative_input(spec: &ModelSpec, t: usize) -> Result<(), String> {
-    for layer in spec.layers[..t].iter().rev() {
-        let ops = layer.kind.ops();
-        if ops.non_negative(false) {
-            return Ok(());
-        }
-        if !ops.non_negative(true) {
-            return Err(format!("its input (from {}) can be negative, so a ReLU identity would not be exact", layer.name));
-        }
+/// Conv or dense layers equal up to width, activation and bias: a source layer whose ReLU (and
+/// bias) move to a batchnorm inserted after the target's.
+fn same_but_activation(target: &LayerKind, source: &LayerKind) -> bool {
+    match (target, source) {
+        (LayerKind::Conv2d(t), LayerKind::Conv2d(s)) => Conv2d { filters: s.filters, activation: s.activation, use_bias: s.use_bias, ..*t } == *s,
+        (LayerKind::Dense(_), LayerKind::Dense(_)) => true,
+        _ => false,
     }
-    Ok(())
+}
+
+/// A source layer's ReLU (and bias) waiting for the batchnorm inserted after its target layer.
+struct Deferred {
+    layer: usize,
+    /// The source's bias goes to the batchnorm's beta (the target layer has none).
+    bias: bool,
 }
 
 fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
@@ -358,40 +377,98 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
     // max-pools inserted since (the target's grid is the source's divided by it).
     let mut grid: Option<[u32; 2]> = None;
     let mut window = [1u32, 1];
+    // Whether the current activation is non-negative (pixels are), so that an inserted ReLU is
+    // the identity on it.
+    let mut non_negative = true;
+    let mut deferred: Option<Deferred> = None;
     let mut broken: Option<String> = (source.input[2] != target.input[2]).then(|| "input channels differ".to_string());
     if source.input[..2] != target.input[..2] && broken.is_none() {
         broken = Some("input size differs".into());
     }
     for t in 0..target.layers.len() {
         let tk = &target.layers[t].kind;
+        let name = &target.layers[t].name;
         let with_params = has_params(target, t);
         // Source layers without a counterpart (e.g. a removed dropout) are skipped.
         while j < source.layers.len() && matches!(source.layers[j].kind, LayerKind::Dropout(_)) && !matches!(tk, LayerKind::Dropout(_)) {
             j += 1;
+        }
+        if deferred.is_some() && !matches!(tk, LayerKind::BatchNorm(_) | LayerKind::Activation(_)) {
+            let d = deferred.take().expect("checked");
+            broken = Some(format!("{}'s ReLU found no place before {name}", source.layers[d.layer].name));
         }
         if let Some(why) = &broken {
             let why = why.clone();
             b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, with_params.then_some(why), None);
             continue;
         }
-        if !(j < source.layers.len() && same_but_width(tk, &source.layers[j].kind)) {
+        let paired = j < source.layers.len() && same_but_width(tk, &source.layers[j].kind);
+        let moves_activation = !paired
+            && j < source.layers.len()
+            && same_but_activation(tk, &source.layers[j].kind)
+            && source.layers[j].kind.ops().activation() == Activation::Relu
+            && tk.ops().activation() == Activation::Linear
+            && matches!(target.layers.get(t + 1).map(|l| &l.kind), Some(LayerKind::BatchNorm(_)));
+        if !paired && !moves_activation {
             // An inserted layer.
+            let relu = tk.ops().activation() == Activation::Relu;
+            // An inserted ReLU is the identity on a non-negative input, or where it takes over
+            // the source's ReLU.
+            let relu_ok = |deferred: &Option<Deferred>| !relu || non_negative || deferred.is_some();
+            let negative = || format!("its input (from {}) can be negative, so a ReLU identity would not be exact", target.layers[t - 1].name);
             match tk {
-                LayerKind::Conv2d(_) => match identity_conv(tk, target.input_of(t)).and_then(|()| non_negative_input(target, t)) {
-                    Ok(()) => b.push(t, None, Action::Identity, Some("inserted: starts as the identity".into()), None),
+                LayerKind::Conv2d(_) => match identity_conv(tk, target.input_of(t)).and_then(|()| if relu_ok(&None) { Ok(()) } else { Err(negative()) }) {
+                    Ok(()) => {
+                        let c = channels.len();
+                        let inputs: Vec<usize> = (0..c).chain((c..units(tk).expect("a conv") as usize).map(|_| rng.random_range(0..c))).collect();
+                        let why = if inputs.len() > c { format!("inserted: starts as the identity, widened {c} -> {} (channels replicated)", inputs.len()) } else { "inserted: starts as the identity".into() };
+                        channels = inputs.iter().map(|&i| channels[i]).collect();
+                        b.push(t, None, Action::Identity, Some(why), Some(Recipe::Identity { inputs, bias: None }));
+                    }
                     Err(why) => {
-                        broken = Some(format!("after {} could not be grown", target.layers[t].name));
+                        broken = Some(format!("after {name} could not be grown"));
                         b.push(t, None, Action::FreshInit, Some(why), None);
                     }
                 },
+                LayerKind::BatchNorm(bn) if relu_ok(&deferred) && (bn.center || !deferred.as_ref().is_some_and(|d| d.bias)) => {
+                    let mut why = "inserted: the identity in inference mode".to_string();
+                    let mut bias = None;
+                    if let Some(d) = &mut deferred {
+                        let taken = [(d.bias, "bias"), (relu, "ReLU")].iter().filter(|t| t.0).map(|t| t.1).collect::<Vec<_>>().join(" and ");
+                        if !taken.is_empty() {
+                            why += &format!(", with {}'s {taken}", source.layers[d.layer].name);
+                        }
+                        bias = d.bias.then(|| (d.layer, channels.clone()));
+                        d.bias = false;
+                    }
+                    if relu {
+                        deferred = None;
+                    }
+                    non_negative |= relu;
+                    b.push(t, None, Action::Identity, Some(why), Some(Recipe::Identity { inputs: (0..channels.len()).collect(), bias }));
+                }
+                LayerKind::Activation(_) if relu_ok(&deferred) => {
+                    deferred = None;
+                    non_negative |= relu;
+                    b.push(t, None, Action::NoParameters, Some("inserted: the identity".into()), None);
+                }
                 LayerKind::MaxPool2d(m) if m.stride.unwrap_or(m.pool) == m.pool => {
                     window = [window[0] * m.pool.0[0], window[1] * m.pool.0[1]];
                     b.push(t, None, Action::NoParameters, Some("inserted".into()), None);
                 }
                 LayerKind::Dropout(_) => b.push(t, None, Action::NoParameters, Some("inserted".into()), None),
+                LayerKind::BatchNorm(_) | LayerKind::Activation(_) => {
+                    broken = Some(format!("after {name} could not be grown"));
+                    let why = if relu_ok(&deferred) { "the source's bias has no beta to go to (center = false)".to_string() } else { negative() };
+                    b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, Some(why), None);
+                }
                 _ => {
-                    broken = Some(format!("after the unmatched layer {}", target.layers[t].name));
-                    let why = format!("no counterpart in the source at this depth ({})", source.layers.get(j).map_or("end of model".into(), |l| l.name.clone()));
+                    broken = Some(format!("after the unmatched layer {name}"));
+                    let here = source.layers.get(j).map_or("end of model".into(), |l| l.name.clone());
+                    let why = match (tk, source.layers.get(j).map(|l| &l.kind)) {
+                        (LayerKind::GlobalAvgPool2d(_), Some(LayerKind::Flatten(_))) => format!("replaces {here}: no function-preserving map from a flattened grid to its average"),
+                        _ => format!("no counterpart in the source at this depth ({here})"),
+                    };
                     b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, Some(why), None);
                 }
             }
@@ -399,35 +476,42 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         }
         let s = j;
         j += 1;
+        let sk = &source.layers[s].kind;
         if let LayerKind::Flatten(_) = tk {
             if let (Shape::Image([h, w, _]), Shape::Image([th, tw, _])) = (source.input_of(s), target.input_of(t)) {
                 // The pooled remap needs the target's grid to be the source's divided by the
                 // inserted pools' window (a 'valid' or strided conv in between breaks that).
                 if [h / window[0], w / window[1]] != [th, tw] {
-                    broken = Some(format!("after {}: the flattened grid {th}x{tw} is not the source's {h}x{w} pooled by {}x{}", target.layers[t].name, window[0], window[1]));
+                    broken = Some(format!("after {name}: the flattened grid {th}x{tw} is not the source's {h}x{w} pooled by {}x{}", window[0], window[1]));
                     b.push(t, Some(s), Action::NoParameters, None, None);
                     continue;
                 }
                 grid = Some([h, w]);
             }
         }
+        if moves_activation {
+            deferred = Some(Deferred { layer: s, bias: has_bias(sk) && !has_bias(tk) });
+            non_negative = false;
+        } else {
+            non_negative = sk.ops().non_negative(non_negative);
+        }
         if !with_params {
             b.push(t, Some(s), Action::NoParameters, None, None);
             continue;
         }
-        let Some((nt, ns)) = units(tk).zip(units(&source.layers[s].kind)).map(|(a, b)| (a as usize, b as usize)) else {
+        let Some((nt, ns)) = units(tk).zip(units(sk)).map(|(a, b)| (a as usize, b as usize)) else {
             // A layer as wide as its input (batchnorm): its tensors follow the input's units.
             let replicated = channels.iter().enumerate().any(|(i, &c)| i != c);
             let (action, reason) = if replicated { (Action::Grown, Some("units replicated with its input's".into())) } else { (Action::Copied, None) };
-            b.push(t, Some(s), action, reason, Some(Recipe { source_layer: s, units: channels.clone(), input: InputMap::Same }));
+            b.push(t, Some(s), action, reason, Some(Recipe::Map { source_layer: s, units: channels.clone(), input: InputMap::Same }));
             continue;
         };
         let is_head = t + 1 == target.layers.len();
         if nt < ns || (is_head && nt != ns) {
             let why = if is_head { format!("class count differs ({nt} vs {ns} outputs)") } else { format!("narrower ({nt} vs {ns} units): growth cannot shrink") };
-            broken = Some(format!("after {} could not be grown", target.layers[t].name));
+            broken = Some(format!("after {name} could not be grown"));
             if partial {
-                let recipe = Recipe { source_layer: s, units: Vec::new(), input: InputMap::Same };
+                let recipe = Recipe::Map { source_layer: s, units: Vec::new(), input: InputMap::Same };
                 b.push(t, Some(s), Action::Partial, Some(format!("{why}: overlapping slice copied")), Some(recipe));
             } else {
                 b.push(t, Some(s), Action::FreshInit, Some(why), None);
@@ -441,7 +525,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
             None if replicated => InputMap::Channels(channels.clone()),
             None => InputMap::Same,
         };
-        let (action, reason) = if window != [1, 1] && matches!(input, InputMap::Pooled { .. }) {
+        let (action, mut reason) = if window != [1, 1] && matches!(input, InputMap::Pooled { .. }) {
             (Action::Remapped, Some(format!("kernel summed over each {}x{} pooled window (approximate)", window[0], window[1])))
         } else if nt > ns {
             (Action::Grown, Some(format!("widened {ns} -> {nt} (units replicated{})", if replicated { ", inputs divided" } else { "" })))
@@ -450,13 +534,26 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         } else {
             (Action::Copied, None)
         };
+        if moves_activation {
+            let next = &target.layers[t + 1].name;
+            let moved = if has_bias(sk) && !has_bias(tk) { "ReLU and bias move" } else { "ReLU moves" };
+            reason = Some(reason.map_or(String::new(), |r| r + "; ") + &format!("its {moved} to {next}"));
+        }
         if matches!(input, InputMap::Pooled { .. }) {
             window = [1, 1];
         }
         channels = unit_map.clone();
-        b.push(t, Some(s), action, reason, Some(Recipe { source_layer: s, units: unit_map, input }));
+        b.push(t, Some(s), action, reason, Some(Recipe::Map { source_layer: s, units: unit_map, input }));
     }
     b.finish(Strategy::Grow, partial)
+}
+
+fn has_bias(kind: &LayerKind) -> bool {
+    match kind {
+        LayerKind::Conv2d(c) => c.use_bias,
+        LayerKind::Dense(d) => d.use_bias,
+        _ => false,
+    }
 }
 
 /// Target tensors (in the target spec's parameter order) from the source's, following `plan`;
@@ -469,26 +566,46 @@ pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target
             continue;
         }
         let targets = tensors(&tgt_infos, t);
-        if lp.action == Action::Identity {
-            for &i in &targets {
-                init[i].fill(0.0);
-                if tgt_infos[i].role == Role::Kernel {
-                    // The centre tap maps channel c to c.
-                    let shape = &tgt_infos[i].shape;
-                    let (kh, kw, c) = (shape[0] as usize, shape[1] as usize, shape[2] as usize);
-                    (0..c).for_each(|ch| init[i][((kh / 2 * kw + kw / 2) * c + ch) * c + ch] = 1.0);
+        match lp.recipe.as_ref().expect("moving actions carry a recipe") {
+            Recipe::Identity { inputs, bias } => {
+                for &i in &targets {
+                    let info = &tgt_infos[i];
+                    init[i].fill(0.0);
+                    match (info.role, info.suffix) {
+                        // The centre tap maps input channel inputs[o] to output o.
+                        (Role::Kernel, _) => {
+                            let (kh, kw, c, n) = (info.shape[0] as usize, info.shape[1] as usize, info.shape[2] as usize, info.shape[3] as usize);
+                            inputs.iter().enumerate().for_each(|(o, &ch)| init[i][((kh / 2 * kw + kw / 2) * c + ch) * n + o] = 1.0);
+                        }
+                        (_, "gamma") => init[i].fill(1.0),
+                        (_, "moving_variance") => {
+                            let LayerKind::BatchNorm(bn) = &target.layers[t].kind else { unreachable!("batchnorm tensors") };
+                            init[i].fill(1.0 - bn.epsilon);
+                        }
+                        (_, "beta") => {
+                            if let Some((layer, map)) = bias {
+                                let si = src_infos.iter().position(|p| p.layer == *layer && p.suffix == "bias").expect("a source bias");
+                                map.iter().enumerate().for_each(|(c, &u)| init[i][c] = source_params[si][u]);
+                            }
+                        }
+                        _ => {}
+                    }
                 }
             }
-            continue;
-        }
-        let recipe = lp.recipe.as_ref().expect("moving actions carry a recipe");
-        // Same kind and settings, so the same tensors in the same order.
-        for (&ti, si) in targets.iter().zip(tensors(&src_infos, recipe.source_layer)) {
-            let (src, ss, ts) = (&source_params[si], &src_infos[si].shape, &tgt_infos[ti].shape);
-            match (lp.action, tgt_infos[ti].role) {
-                (Action::Partial, _) => copy_overlap(&mut init[ti], ts, src, ss),
-                (_, Role::PerUnit) => recipe.units.iter().enumerate().for_each(|(o, &so)| init[ti][o] = src[so]),
-                (_, Role::Kernel) => map_kernel(&mut init[ti], ts, src, ss, recipe),
+            Recipe::Map { source_layer, units, input } => {
+                // Same kind up to width (or activation and bias): the kernel first, then the
+                // per-unit tensors in the same order.
+                for (&ti, si) in targets.iter().zip(tensors(&src_infos, *source_layer)) {
+                    let (src, ss, ts) = (&source_params[si], &src_infos[si].shape, &tgt_infos[ti].shape);
+                    if src_infos[si].suffix != tgt_infos[ti].suffix {
+                        continue;
+                    }
+                    match (lp.action, tgt_infos[ti].role) {
+                        (Action::Partial, _) => copy_overlap(&mut init[ti], ts, src, ss),
+                        (_, Role::PerUnit) => units.iter().enumerate().for_each(|(o, &so)| init[ti][o] = src[so]),
+                        (_, Role::Kernel) => map_kernel(&mut init[ti], ts, src, ss, units, input),
+                    }
+                }
             }
         }
     }
@@ -497,7 +614,7 @@ pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target
 
 /// A kernel [..., in, out] whose output units and input rows follow `recipe` (Net2Net: inputs
 /// from replicated units divided by their replica count).
-fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], recipe: &Recipe) {
+fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usize], input: &InputMap) {
     let (t_in, t_out) = (ts[ts.len() - 2] as usize, ts[ts.len() - 1] as usize);
     let (s_in, s_out) = (ss[ss.len() - 2] as usize, ss[ss.len() - 1] as usize);
     let taps = ts[..ts.len() - 2].iter().product::<u32>() as usize;
@@ -506,16 +623,16 @@ fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], recipe: &Rec
         map.iter().for_each(|&c| n[c] += 1.0);
         n
     };
-    match &recipe.input {
+    match input {
         InputMap::Same | InputMap::Channels(_) => {
-            let in_map: Vec<usize> = match &recipe.input {
+            let in_map: Vec<usize> = match input {
                 InputMap::Channels(m) => m.clone(),
                 _ => (0..t_in).collect(),
             };
             let count = replicas(&in_map);
             for tap in 0..taps {
                 for (i, &si) in in_map.iter().enumerate() {
-                    for (o, &so) in recipe.units.iter().enumerate() {
+                    for (o, &so) in units.iter().enumerate() {
                         dst[(tap * t_in + i) * t_out + o] = src[(tap * s_in + si) * s_out + so] / count[si];
                     }
                 }
@@ -530,7 +647,7 @@ fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], recipe: &Rec
                 for x in 0..gw {
                     for (c, &sc) in channels.iter().enumerate() {
                         let row_t = (y * gw + x) * c_t + c;
-                        for (o, &so) in recipe.units.iter().enumerate() {
+                        for (o, &so) in units.iter().enumerate() {
                             let mut sum = 0.0;
                             for dy in 0..window[0] as usize {
                                 for dx in 0..window[1] as usize {
