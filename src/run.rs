@@ -116,7 +116,7 @@ pub const RUN_FILES: [&str; 4] = ["history.csv", "history.json", "curves.png", L
 /// Checks a best-model `filepath` pattern before training: its fields are known, and the
 /// names it gives stay inside the run folder and are none of the run's own files.
 pub fn check_checkpoint_pattern(pattern: &str, name: &str) -> Result<(), String> {
-    let logs = EpochLogs { epoch: 1, loss: 0.5, acc: 0.5, val_loss: 0.5, val_acc: 0.5, lr: 1e-3, step_size: 1e-3, train_seconds: 0.0, eval_seconds: 0.0, train_images_per_s: 0.0 };
+    let logs = EpochLogs { epoch: 1, loss: 0.5, acc: 0.5, val_loss: 0.5, val_acc: 0.5, lr: 1e-3, step_size: 1e-3, train_seconds: 0.0, eval_seconds: 0.0, train_images_per_s: 0.0, flops: 0.0, wall_seconds: 0.0 };
     let file = crate::train::callbacks::format_path(pattern, name, &logs)?;
     let path = Path::new(&file);
     if file.is_empty() || path.is_absolute() || path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {

@@ -48,6 +48,9 @@ impl Kind for ActivationLayer {
     fn gradient_in_place(&self) -> bool {
         true
     }
+    fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+        [input.len(), input_grad as u64 * input.len()]
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         b.forward.push(b.kernels.relu_forward(b.batch as u64 * b.input.len(), b.x, b.y));
         if let Some(dy) = b.dy {

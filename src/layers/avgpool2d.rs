@@ -41,6 +41,11 @@ impl Kind for AvgPool2d {
     fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
         vec![("a pool side", self.pool.0.to_vec()), ("a stride", self.stride.unwrap_or(self.pool).0.to_vec())]
     }
+    /// Per output, the window's sum and one scale (area operations), forward and backward.
+    fn flops(&self, _: Shape, output: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+        let area = output.len() * (self.pool.0[0] * self.pool.0[1]) as u64;
+        [area, input_grad as u64 * area]
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input).expect("validated spec");
         b.forward.push(b.kernels.avgpool2d_forward(&s, b.x, b.y));

@@ -93,6 +93,17 @@ impl Kind for BatchNorm {
     fn scratch(&self, batch: u32, input: Shape) -> u64 {
         Kernels::batchnorm_scratch(&self.shape(batch, input, false))
     }
+    /// Per element: the split Welford sums (6) in training, the scale and shift (2), the ReLU;
+    /// backward, the ReLU's mask, the dgamma/dbeta sums (5) when it trains, dx = a dy + b x + c (4).
+    fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool) -> [u64; 2] {
+        let n = input.len();
+        let r = n * (self.activation == Activation::Relu) as u64;
+        let backward = match trains || input_grad {
+            true => r + trains as u64 * 5 * n + input_grad as u64 * 4 * n,
+            false => 0,
+        };
+        [if trains { 8 * n } else { 2 * n } + r, backward]
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input, !b.trainable);
         let k = b.kernels;

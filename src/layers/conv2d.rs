@@ -89,6 +89,11 @@ impl Kind for Conv2d {
         let s = self.shape(batch, image(input).expect("validated spec"));
         crate::gpu::Kernels::conv2d_backward_kernel_scratch(&s).max(crate::gpu::Kernels::column_sum_scratch(s.output_rows(), self.filters))
     }
+    fn flops(&self, input: Shape, output: Shape, trains: bool, input_grad: bool) -> [u64; 2] {
+        let [kh, kw] = self.kernel.0;
+        let macs = output.len() * (kh * kw * input.channels()) as u64;
+        super::weighted_flops(macs, output.len(), self.use_bias, self.activation == Activation::Relu, trains, input_grad)
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, image(b.input).expect("validated spec"));
         let relu = self.activation == Activation::Relu;

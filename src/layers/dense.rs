@@ -67,6 +67,10 @@ impl Kind for Dense {
         let gemms = self.gemms(batch, input.channels()).map(|g| Kernels::gemm_scratch(&g));
         gemms.into_iter().max().unwrap_or(0).max(Kernels::column_sum_scratch(batch as u64, self.units))
     }
+    fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool) -> [u64; 2] {
+        let units = self.units as u64;
+        super::weighted_flops(input.len() * units, units, self.use_bias, self.activation == Activation::Relu, trains, input_grad)
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let [forward, input_grad, kernel_grad] = self.gemms(b.batch, b.input.channels());
         let relu = self.activation == Activation::Relu;

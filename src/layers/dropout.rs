@@ -29,6 +29,10 @@ impl Kind for Dropout {
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::Dropout(_))
     }
+    /// The mask's multiply per element, each way (training steps only: evaluation skips it).
+    fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+        [input.len(), input_grad as u64 * input.len()]
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let len = b.batch as u64 * b.input.len();
         b.forward.push(b.kernels.dropout_mask(len, self.rate, b.seed, b.step, b.x, b.y));

@@ -24,6 +24,10 @@ impl Kind for GlobalAvgPool2d {
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::GlobalAvgPool2d(_))
     }
+    /// One operation per input element each way (the channel sums and their scale).
+    fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+        [input.len(), input_grad as u64 * input.len()]
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         // An average pool whose one window is the whole image.
         let [h, w, c] = image(b.input).expect("validated spec");

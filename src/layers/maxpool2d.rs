@@ -63,6 +63,11 @@ impl Kind for MaxPool2d {
     fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
         vec![("a pool side", self.pool.0.to_vec()), ("a stride", self.stride.unwrap_or(self.pool).0.to_vec())]
     }
+    /// Forward, the window's comparisons; backward, one add per output routed to its argmax.
+    fn flops(&self, _: Shape, output: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+        let [ph, pw] = self.pool.0;
+        [output.len() * (ph * pw - 1) as u64, input_grad as u64 * output.len()]
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input).expect("validated spec");
         let argmax = b.ctx.storage(&format!("{} argmax", b.name), s.output_len())?;

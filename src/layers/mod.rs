@@ -151,6 +151,14 @@ pub trait Kind {
     fn scratch(&self, _batch: u32, _input: Shape) -> u64 {
         0
     }
+    /// Floating-point operations per image of a training step, [forward, backward], for
+    /// `input` -> `output`: what [`Kind::build`] records, so a frozen layer counts what it runs.
+    /// `trains`: it computes its weight gradients (a batchnorm: uses batch statistics);
+    /// `input_grad`: it passes a gradient to the layer before. A multiply-add counts 2, any other
+    /// arithmetic operation or comparison 1.
+    fn flops(&self, _input: Shape, _output: Shape, _trains: bool, _input_grad: bool) -> [u64; 2] {
+        [0, 0]
+    }
     /// Records its forward and backward dispatches.
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError>;
 }
@@ -213,6 +221,18 @@ pub fn kernel_and_bias(taps: &[u32], inputs: u32, units: u32, use_bias: bool) ->
     let kernel = Tensor { suffix: "kernel", shape, init, trainable: true, role: Role::Kernel };
     let bias = Tensor { suffix: "bias", shape: vec![units], init: Init::Zeros, trainable: true, role: Role::PerUnit };
     if use_bias { vec![kernel, bias] } else { vec![kernel] }
+}
+
+/// The FLOPs of a conv or dense layer: `macs` multiply-adds per image into `outputs` values,
+/// plus the bias add and the fused ReLU where present; backward, the ReLU's mask, the kernel
+/// gradient (and bias column sum) when it trains, the input gradient when one is passed on.
+pub fn weighted_flops(macs: u64, outputs: u64, bias: bool, relu: bool, trains: bool, input_grad: bool) -> [u64; 2] {
+    let (b, r) = (outputs * bias as u64, outputs * relu as u64);
+    let backward = match trains || input_grad {
+        true => r + trains as u64 * (2 * macs + b) + input_grad as u64 * 2 * macs,
+        false => 0,
+    };
+    [2 * macs + b + r, backward]
 }
 
 /// `Err` unless the input is an image, for layers that move over a grid.

@@ -183,6 +183,24 @@ impl ModelSpec {
         spec
     }
 
+    /// FLOPs per image of each layer in a training step, [forward, backward] (see
+    /// [`crate::layers::Kind::flops`]), with freezing as the network records it: a frozen layer
+    /// computes no weight gradients, and nothing runs backward below the first trainable layer.
+    pub fn flops(&self) -> Vec<[u64; 2]> {
+        let params = self.params();
+        let first_trainable = params.iter().filter(|p| p.trainable).map(|p| p.layer).min().unwrap_or(self.layers.len());
+        let shapes = self.shapes().expect("validated spec");
+        let trains = |i: usize| params.iter().any(|p| p.layer == i && p.trainable);
+        (0..self.layers.len()).map(|i| self.layers[i].kind.ops().flops(self.input_of(i), shapes[i], trains(i), i > first_trainable)).collect()
+    }
+
+    /// FLOPs of training on `images` images in `steps` steps: every layer's forward and
+    /// backward per image, and Adam's update of every trainable parameter per step.
+    pub fn train_flops(&self, images: u64, steps: u64) -> u64 {
+        let per_image: u64 = self.flops().iter().map(|f| f[0] + f[1]).sum();
+        images * per_image + steps * crate::gpu::kernels::adam::FLOPS_PER_PARAMETER * self.trainable_count()
+    }
+
     /// The input shape of layer `i`.
     pub fn input_of(&self, i: usize) -> Shape {
         if i == 0 {
@@ -234,6 +252,7 @@ pub fn closest_name<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::{avgpool2d::AvgPool2d, batchnorm::BatchNorm, globalavgpool2d::GlobalAvgPool2d, Pair};
 
     #[test]
     fn did_you_mean() {
@@ -247,6 +266,54 @@ mod tests {
         assert_eq!(ModelSpec::model2(64).param_count(), 1_058_977);
         let names: Vec<_> = ModelSpec::model2(64).layers.iter().map(|l| l.name.clone()).collect();
         assert_eq!(names, ["conv2d_1", "max_pooling2d_1", "conv2d_2", "max_pooling2d_2", "flatten_1", "dense_1", "dense_2"]);
+    }
+
+    /// Hand-computed: a multiply-add is 2 FLOPs, a bias add, ReLU or comparison 1.
+    #[test]
+    fn flops_of_the_reference_models_by_hand() {
+        let m2 = ModelSpec::model2(64);
+        // conv2d_1: 64x64x32 outputs (P = 131,072) of 3x3x3 taps: 3,538,944 multiply-adds; the
+        // first layer computes no input gradient. Pools compare 3 times per output.
+        let (p1, macs1) = (64 * 64 * 32, 64 * 64 * 32 * 27);
+        let (p2, macs2) = (32 * 32 * 32, 32 * 32 * 32 * 288);
+        let want = [
+            [2 * macs1 + 2 * p1, p1 + 2 * macs1 + p1],
+            [3 * 32 * 32 * 32, 32 * 32 * 32],
+            [2 * macs2 + 2 * p2, p2 + (2 * macs2 + p2) + 2 * macs2],
+            [3 * 16 * 16 * 32, 16 * 16 * 32],
+            [0, 0],
+            [2 * 8192 * 128 + 256, 128 + (2 * 8192 * 128 + 128) + 2 * 8192 * 128],
+            [2 * 128 + 1, (2 * 128 + 1) + 2 * 128],
+        ];
+        assert_eq!(m2.flops(), want);
+        assert_eq!(want[0], [7_340_032, 7_340_032]);
+        // One step of 32 images, and Adam's 12 per parameter.
+        let per_image: u64 = want.iter().map(|f| f[0] + f[1]).sum();
+        assert_eq!(m2.train_flops(32, 1), 32 * per_image + 12 * 1_058_977);
+
+        // A batchnorm over 64x64x32 with ReLU: 9 per element forward in training, 2 + 1 frozen;
+        // 1 + 5 + 4 backward. Frozen with the conv before it, neither runs backward at all.
+        let bn = ModelSpec::new([64, 64, 3], vec![
+            (None, LayerKind::Conv2d(Conv2d::new(32, 3, Padding::Same, Activation::Linear))),
+            (None, LayerKind::BatchNorm(BatchNorm { activation: Activation::Relu, ..Default::default() })),
+            (None, LayerKind::AvgPool2d(AvgPool2d { pool: Pair([2, 2]), stride: None })),
+            (None, LayerKind::Conv2d(Conv2d::new(8, 1, Padding::Same, Activation::Relu))),
+            (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {})),
+            (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid))),
+        ])
+        .unwrap();
+        let n = 64 * 64 * 32;
+        let f = bn.flops();
+        assert_eq!(f[1], [9 * n, 10 * n]);
+        // Average pool: 4 per output (3 adds, 1 scale) each way; GAP: 1 per input element.
+        assert_eq!(f[2], [4 * 32 * 32 * 32, 4 * 32 * 32 * 32]);
+        assert_eq!(f[4], [32 * 32 * 8, 32 * 32 * 8]);
+        let frozen = bn.freeze(&["conv2d_1".into(), "batch_normalization_1".into()]).unwrap().flops();
+        assert_eq!(frozen[0], [2 * n * 27 + n, 0]);
+        assert_eq!(frozen[1], [3 * n, 0]);
+        assert_eq!(frozen[2], [4 * 32 * 32 * 32, 0]);
+        // conv2d_2, now the first trainable layer, passes no gradient down.
+        assert_eq!(frozen[3], [f[3][0], f[3][1] - 2 * 32 * 32 * 8 * 32]);
     }
 
     #[test]

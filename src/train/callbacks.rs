@@ -364,7 +364,7 @@ mod tests {
     use crate::train::schedule::Schedule;
 
     fn logs(epoch: u32, val_acc: f64) -> EpochLogs {
-        EpochLogs { epoch, loss: 0.5, acc: 0.8, val_loss: 0.61234, val_acc, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 0.1, train_images_per_s: 1.0 }
+        EpochLogs { epoch, loss: 0.5, acc: 0.8, val_loss: 0.61234, val_acc, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 0.1, train_images_per_s: 1.0, flops: 0.0, wall_seconds: 0.0 }
     }
 
     #[test]

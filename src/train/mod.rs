@@ -55,6 +55,12 @@ pub struct EpochLogs {
     pub train_seconds: f64,
     pub eval_seconds: f64,
     pub train_images_per_s: f64,
+    /// Training FLOPs since the run began, through this epoch ([`crate::model::ModelSpec::train_flops`]).
+    #[serde(default)]
+    pub flops: f64,
+    /// Training and evaluation seconds since the run began, through this epoch.
+    #[serde(default)]
+    pub wall_seconds: f64,
 }
 
 impl EpochLogs {
@@ -275,6 +281,8 @@ pub fn fit(
         let eval_start = Instant::now();
         let val = evaluate(ctx, net, test.clone(), settings.workers)?;
         let last_lr = lr((first + steps).saturating_sub(1), &control);
+        let eval_seconds = eval_start.elapsed().as_secs_f64();
+        let (flops, wall) = history.last().map_or((0.0, 0.0), |l: &EpochLogs| (l.flops, l.wall_seconds));
         let logs = EpochLogs {
             epoch,
             loss: train_metrics.loss(),
@@ -284,8 +292,10 @@ pub fn fit(
             lr: last_lr as f64,
             step_size: StepParams::adam(last_lr, net.t.max(1), 0).lr_t as f64,
             train_seconds,
-            eval_seconds: eval_start.elapsed().as_secs_f64(),
+            eval_seconds,
             train_images_per_s: train.len() as f64 / train_seconds,
+            flops: flops + net.spec.train_flops(train.len() as u64, steps as u64) as f64,
+            wall_seconds: wall + train_seconds + eval_seconds,
         };
         history.push(logs.clone());
         for c in callbacks.iter_mut() {

@@ -6,6 +6,9 @@ use bytemuck::{Pod, Zeroable};
 use super::{Bind, Dispatch, Kernel, Kernels};
 use crate::gpu::View;
 
+/// adam_update's arithmetic per parameter: the two moments (3 + 4) and the step (5).
+pub const FLOPS_PER_PARAMETER: u64 = 12;
+
 /// The per-step uniform (`Step` in common.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
