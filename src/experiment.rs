@@ -1,10 +1,14 @@
-//! `gpu-cnn experiment`: does transfer pay? Trains the source model (or takes its checkpoint),
-//! transfers it into the target layout with each strategy, trains the target from each transfer
-//! and from scratch with the same seed and epochs, and writes every history, one chart of all
-//! runs and a markdown table.
+//! `gpu-cnn experiment`: does growth pay, in compute? A chain of stages (`stages = [model1,
+//! model2, model3]`; the older `source` / `target` form is the two-stage chain) is trained
+//! once per strategy: the first stage from scratch, each later stage from the previous one's
+//! best checkpoint by that strategy (with its own epochs, learning rate, schedule and
+//! freezing). The last stage is also trained from scratch with the same seed, and everything
+//! repeats for each seed. Every run trains into its own folder
+//! (`<out>/seed-<s>/<arm>/<k>-<model>/`), so each arm and seed can run on its own machine
+//! (`--arm`, `--seed`); `results.md` and `comparison.png` are rebuilt from whatever histories
+//! have finished (`--report`), counting compute in training FLOPs and wall time.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::Deserialize;
 
@@ -12,153 +16,388 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{Config, ConfigError};
 use crate::gpu::GpuContext;
 use crate::run::{self, Overrides, Start};
+use crate::train::schedule::Schedule;
 use crate::train::{Callback, EpochLogs};
 use crate::transfer::Strategy;
 
-/// `configs/experiment.toml`. Paths are relative to the working folder, like `--data`.
-#[derive(Debug, Clone, Deserialize)]
+/// One stage of the chain: a config, and what the experiment changes in it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExperimentConfig {
-    /// Config of the source model.
-    pub source: PathBuf,
-    /// Take this trained checkpoint instead of training the source.
-    pub source_checkpoint: Option<PathBuf>,
-    /// Config of the target model.
-    pub target: PathBuf,
-    #[serde(default = "all_strategies")]
-    pub strategies: Vec<Strategy>,
-    /// Epochs of every target run (default: the target config's).
+pub struct Stage {
+    pub config: PathBuf,
+    /// Epochs of this stage's runs (default: the experiment's `epochs`, else the config's).
     pub epochs: Option<u32>,
-    /// Epochs of the source run (default: the source config's).
-    pub source_epochs: Option<u32>,
-    /// A folder with training_set/ and test_set/ for both models.
-    pub data: Option<PathBuf>,
-    /// At most this many images per split.
-    pub limit: Option<usize>,
-    /// Where the runs, chart and table go (default: checkpoints/experiment).
-    pub out: Option<PathBuf>,
+    /// The learning rate and schedule of the runs that start from a transfer (Net2Net starts
+    /// a grown model at about 1/10 of the teacher's rate); the scratch run keeps its config's.
+    pub learning_rate: Option<f32>,
+    pub schedule: Option<Schedule>,
+    /// Layers a transferred run holds still: names, or `copied` (as `train --freeze`).
+    #[serde(default)]
+    pub freeze: Vec<String>,
+    pub unfreeze_after: Option<u32>,
+    /// The first stage only: take this trained checkpoint instead of training it.
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl Stage {
+    fn of(config: PathBuf) -> Self {
+        Self { config, epochs: None, learning_rate: None, schedule: None, freeze: Vec::new(), unfreeze_after: None, checkpoint: None }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StageEntry {
+    Path(PathBuf),
+    Table(Stage),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    stages: Option<Vec<StageEntry>>,
+    /// The two-stage form: `source` (or its `source_checkpoint`) grown into `target`.
+    source: Option<PathBuf>,
+    source_checkpoint: Option<PathBuf>,
+    source_epochs: Option<u32>,
+    target: Option<PathBuf>,
+    #[serde(default = "all_strategies")]
+    strategies: Vec<Strategy>,
+    /// Default epochs of every stage (of the target only, in the two-stage form).
+    epochs: Option<u32>,
+    seeds: Option<Vec<u64>>,
+    data: Option<PathBuf>,
+    limit: Option<usize>,
+    out: Option<PathBuf>,
 }
 
 fn all_strategies() -> Vec<Strategy> {
     vec![Strategy::Prefix, Strategy::Grow]
 }
 
+/// `configs/experiment.toml`. Paths are relative to the working folder, like `--data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentConfig {
+    pub stages: Vec<Stage>,
+    pub strategies: Vec<Strategy>,
+    /// Every run repeats for each seed (default: the first stage config's seed).
+    pub seeds: Option<Vec<u64>>,
+    /// A folder with training_set/ and test_set/ for every stage.
+    pub data: Option<PathBuf>,
+    /// At most this many images per split.
+    pub limit: Option<usize>,
+    /// Where the runs, chart and table go (default: checkpoints/experiment).
+    pub out: PathBuf,
+}
+
+/// The arm that trains the chain's first stage, shared by every strategy's chain.
+pub const FIRST: &str = "first";
+/// The arm that trains the last stage from scratch.
+pub const SCRATCH: &str = "scratch";
+
+fn strategy_name(s: Strategy) -> String {
+    format!("{s:?}").to_lowercase()
+}
+
 impl ExperimentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { file: path.to_path_buf(), error })?;
-        let exp: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse { file: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
-        // Each strategy trains into its own folder, which one experiment cannot claim twice.
-        if let Some(i) = (1..exp.strategies.len()).find(|&i| exp.strategies[..i].contains(&exp.strategies[i])) {
-            let message = format!("{:?} is listed twice", exp.strategies[i]).to_lowercase();
-            return Err(ConfigError::Invalid { file: path.to_path_buf(), field: "strategies".into(), line: String::new(), message });
+        let raw: RawExperiment = toml::from_str(&text).map_err(|e| ConfigError::Parse { file: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+        let invalid = |field: &str, message: String| ConfigError::Invalid { file: path.to_path_buf(), field: field.into(), line: String::new(), message };
+        let stages = match (raw.stages, raw.source, raw.target) {
+            (Some(stages), None, None) if raw.source_checkpoint.is_none() && raw.source_epochs.is_none() => {
+                let mut stages: Vec<Stage> = stages.into_iter().map(|s| match s {
+                    StageEntry::Path(p) => Stage::of(p),
+                    StageEntry::Table(t) => t,
+                }).collect();
+                stages.iter_mut().for_each(|s| s.epochs = s.epochs.or(raw.epochs));
+                stages
+            }
+            (None, Some(source), Some(target)) => {
+                vec![Stage { epochs: raw.source_epochs, checkpoint: raw.source_checkpoint, ..Stage::of(source) }, Stage { epochs: raw.epochs, ..Stage::of(target) }]
+            }
+            _ => return Err(invalid("stages", "give either `stages = [...]` (two or more configs) or `source` and `target`, not both".into())),
+        };
+        if stages.len() < 2 {
+            return Err(invalid("stages", format!("a chain needs at least two stages, got {}", stages.len())));
         }
-        Ok(exp)
+        if let Some(k) = stages.iter().skip(1).position(|s| s.checkpoint.is_some()) {
+            return Err(invalid(&format!("stages[{}].checkpoint", k + 1), "only the first stage can come from a checkpoint".into()));
+        }
+        if let Some(k) = stages.iter().position(|s| s.epochs == Some(0) || s.unfreeze_after == Some(0) || s.learning_rate.is_some_and(|r| !(r > 0.0 && r.is_finite()))) {
+            return Err(invalid(&format!("stages[{k}]"), "epochs and unfreeze_after must be at least 1, learning_rate positive".into()));
+        }
+        if raw.strategies.is_empty() {
+            return Err(invalid("strategies", "name at least one strategy".into()));
+        }
+        // Each strategy trains into its own folders, which one experiment cannot claim twice.
+        if let Some(i) = (1..raw.strategies.len()).find(|&i| raw.strategies[..i].contains(&raw.strategies[i])) {
+            return Err(invalid("strategies", format!("{} is listed twice", strategy_name(raw.strategies[i]))));
+        }
+        if let Some(seeds) = &raw.seeds {
+            if seeds.is_empty() || (1..seeds.len()).any(|i| seeds[..i].contains(&seeds[i])) {
+                return Err(invalid("seeds", "expected distinct seeds, at least one".into()));
+            }
+        }
+        let out = raw.out.unwrap_or_else(|| PathBuf::from("checkpoints/experiment"));
+        Ok(Self { stages, strategies: raw.strategies, seeds: raw.seeds, data: raw.data, limit: raw.limit, out })
+    }
+
+    /// Every arm: the first stage, one chain per strategy, and scratch.
+    pub fn arms(&self) -> Vec<String> {
+        std::iter::once(FIRST.to_string()).chain(self.strategies.iter().map(|&s| strategy_name(s))).chain([SCRATCH.to_string()]).collect()
+    }
+
+    /// The stages (0-based) an arm trains itself.
+    fn stages_of(&self, arm: &str) -> std::ops::Range<usize> {
+        match arm {
+            FIRST => 0..1,
+            SCRATCH => self.stages.len() - 1..self.stages.len(),
+            _ => 1..self.stages.len(),
+        }
+    }
+
+    /// The folder of `arm`'s run of stage `k` (0-based) for `seed`.
+    pub fn folder(&self, seed: u64, arm: &str, k: usize, cfg: &Config) -> PathBuf {
+        let seed_dir = self.out.join(format!("seed-{seed}"));
+        match arm {
+            FIRST => seed_dir.join(FIRST),
+            _ => seed_dir.join(arm).join(format!("{}-{}", k + 1, cfg.name)),
+        }
     }
 }
 
-/// One trained run of the experiment.
-#[derive(Debug, Clone)]
-pub struct RunResult {
-    pub name: String,
-    pub history: Vec<EpochLogs>,
-    pub seconds: f64,
+/// Stage `k`'s config for `seed` and `arm`, with the experiment's and the command line's
+/// settings (`overrides.epochs` wins over every stage's).
+fn stage_config(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<Config> {
+    let stage = &exp.stages[k];
+    let mut cfg = Config::load(&stage.config)?;
+    let o = Overrides { data: overrides.data.clone().or(exp.data.clone()), limit: overrides.limit.or(exp.limit), epochs: overrides.epochs.or(stage.epochs), seed: Some(seed), batch_size: overrides.batch_size };
+    if arm != SCRATCH {
+        cfg.train.learning_rate = stage.learning_rate.unwrap_or(cfg.train.learning_rate);
+        cfg.train.schedule = stage.schedule.unwrap_or(cfg.train.schedule);
+    }
+    o.apply(&mut cfg, &stage.config)?;
+    Ok(cfg)
 }
 
-impl RunResult {
+/// The seeds to run: `--seed` (which must be one of the experiment's), else all.
+fn seeds(exp: &ExperimentConfig, only: Option<u64>) -> anyhow::Result<Vec<u64>> {
+    let all = match &exp.seeds {
+        Some(s) => s.clone(),
+        None => vec![Config::load(&exp.stages[0].config)?.train.seed],
+    };
+    match only {
+        Some(s) if !all.contains(&s) => anyhow::bail!("--seed {s}: the experiment's seeds are {all:?}"),
+        Some(s) => Ok(vec![s]),
+        None => Ok(all),
+    }
+}
+
+/// The best checkpoint a finished run left in `dir` (the last epoch's without a best-model one).
+fn best_checkpoint(dir: &Path) -> Option<PathBuf> {
+    ["best.safetensors", run::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file())
+}
+
+/// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
+/// the report. Every run folder is claimed before the first run starts; a previous run's files
+/// are replaced only when `overwrite`. `progress` makes each run's progress display.
+pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, arm: Option<&str>, seed: Option<u64>, progress: &dyn Fn() -> Vec<Box<dyn Callback>>) -> anyhow::Result<Report> {
+    let arms = exp.arms();
+    if let Some(a) = arm.filter(|a| !arms.iter().any(|x| x == a)) {
+        anyhow::bail!("--arm {a}: the experiment's arms are {}", arms.join(", "));
+    }
+    let arms: Vec<&str> = arms.iter().map(String::as_str).filter(|a| arm.is_none_or(|x| x == *a)).filter(|&a| !(a == FIRST && exp.stages[0].checkpoint.is_some())).collect();
+    let seeds = seeds(exp, seed)?;
+    // Claim every folder first: a refusal leaves nothing half-done.
+    let mut jobs = Vec::new();
+    for &s in &seeds {
+        for &a in &arms {
+            for k in exp.stages_of(a) {
+                let cfg = stage_config(exp, k, s, a, overrides)?;
+                let dir = exp.folder(s, a, k, &cfg);
+                let folder = run::claim_folder(&cfg, &dir, None, None, overwrite)?;
+                if k > 0 && a != SCRATCH {
+                    crate::files::check_output_file(&dir.join("init.safetensors"), overwrite, &[])?;
+                }
+                jobs.push((s, a, k, cfg, folder));
+            }
+        }
+    }
+    for (s, a, k, cfg, folder) in jobs {
+        println!("== seed {s}, {a}: stage {} ({})", k + 1, cfg.name);
+        let mut cfg = cfg;
+        let start = if k == 0 || a == SCRATCH {
+            Start::Fresh
+        } else {
+            let prev_cfg = stage_config(exp, k - 1, s, if k == 1 { FIRST } else { a }, overrides)?;
+            let prev = match (k, &exp.stages[0].checkpoint) {
+                (1, Some(path)) => path.clone(),
+                _ => {
+                    let dir = exp.folder(s, if k == 1 { FIRST } else { a }, k - 1, &prev_cfg);
+                    best_checkpoint(&dir).ok_or_else(|| anyhow::anyhow!("{}: stage {} has not finished (run --arm {} --seed {s} first)", dir.display(), k, if k == 1 { FIRST } else { a }))?
+                }
+            };
+            let strategy = exp.strategies.iter().copied().find(|&st| strategy_name(st) == a).expect("a strategy arm");
+            let (plan, ckpt) = crate::transfer::transfer(&Checkpoint::load(&prev)?, &prev, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, false);
+            println!("transfer ({a}) from {}: {:.1}% of the parameters", prev.display(), 100.0 * plan.fraction());
+            print!("{}", plan.table());
+            ckpt.save(&folder.join("init.safetensors"))?;
+            let start = Start::Init(ckpt);
+            run::freeze(&mut cfg, &exp.stages[k].config, &exp.stages[k].freeze, exp.stages[k].unfreeze_after, &start)?;
+            start
+        };
+        if let Some(line) = run::describe_freezing(&cfg) {
+            println!("{line}");
+        }
+        let (train, test) = run::load_datasets(&cfg)?;
+        run::train(ctx, &cfg, train, test, &folder, start, progress(), None)?;
+    }
+    report(exp, overrides)
+}
+
+/// One finished run: stage `stage` (0-based) of an arm.
+#[derive(Debug, Clone)]
+pub struct StageRun {
+    pub stage: usize,
+    pub model: String,
+    pub history: Vec<EpochLogs>,
+}
+
+impl StageRun {
     fn best(&self) -> f64 {
         self.history.iter().map(|l| l.val_acc).fold(f64::NAN, f64::max)
     }
+    fn flops(&self) -> f64 {
+        self.history.last().map_or(0.0, |l| l.flops)
+    }
+    fn wall(&self) -> f64 {
+        self.history.last().map_or(0.0, |l| l.wall_seconds)
+    }
 }
 
-/// The markdown table: best val acc, first epoch reaching the source's best, val acc after the
-/// first epoch, wall time.
-pub fn table(source_best: f64, runs: &[RunResult]) -> String {
-    let mut out = format!("| run | best val_acc | epoch reaching the source's best ({source_best:.4}) | val_acc after epoch 1 | wall time |\n|---|---|---|---|---|\n");
-    for r in runs {
-        let reach = r.history.iter().find(|l| l.val_acc >= source_best).map_or("never".to_string(), |l| l.epoch.to_string());
-        let first = r.history.first().map_or(f64::NAN, |l| l.val_acc);
-        out += &format!("| {} | {:.4} | {reach} | {first:.4} | {:.0} s |\n", r.name, r.best(), r.seconds);
+/// One arm's chain for one seed: every stage it depends on, in order (a strategy arm starts
+/// with the shared first stage).
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub arm: String,
+    pub seed: u64,
+    pub stages: Vec<StageRun>,
+}
+
+impl Chain {
+    fn last(&self) -> &StageRun {
+        self.stages.last().expect("a chain has a stage")
+    }
+    /// FLOPs and seconds to the first epoch of the last stage at `target` val acc or above: from
+    /// the start of the last stage, and in total (the earlier stages included).
+    fn reach(&self, target: f64) -> Option<[f64; 4]> {
+        let l = self.last().history.iter().find(|l| l.val_acc >= target)?;
+        let before: (f64, f64) = self.stages[..self.stages.len() - 1].iter().fold((0.0, 0.0), |(f, w), s| (f + s.flops(), w + s.wall()));
+        Some([l.flops, l.wall_seconds, before.0 + l.flops, before.1 + l.wall_seconds])
+    }
+}
+
+/// What has finished: every complete chain.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub chains: Vec<Chain>,
+    pub out: PathBuf,
+}
+
+/// Rebuilds `results.md` and `comparison.png` from the histories that have finished (they hold
+/// nothing the histories do not, so they are always rewritten).
+pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<Report> {
+    let mut chains = Vec::new();
+    for seed in seeds(exp, None)? {
+        let read = |arm: &str, k: usize| -> anyhow::Result<Option<StageRun>> {
+            let cfg = stage_config(exp, k, seed, arm, overrides)?;
+            let file = exp.folder(seed, arm, k, &cfg).join("history.json");
+            Ok(file.is_file().then(|| crate::train::history::read(&file)).transpose().map_err(anyhow::Error::msg)?.filter(|h| !h.is_empty()).map(|history| StageRun { stage: k, model: cfg.name.clone(), history }))
+        };
+        let first = match &exp.stages[0].checkpoint {
+            Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::load(path)?.state.history }),
+            None => read(FIRST, 0)?,
+        };
+        for arm in exp.arms() {
+            let mut stages: Vec<StageRun> = if arm == SCRATCH { Vec::new() } else { first.clone().into_iter().collect() };
+            if arm != FIRST {
+                for k in exp.stages_of(&arm) {
+                    stages.extend(read(&arm, k)?);
+                }
+            }
+            let want = if arm == SCRATCH { 1 } else { exp.stages_of(&arm).end };
+            if stages.len() == want && (arm != FIRST || exp.stages[0].checkpoint.is_none()) {
+                chains.push(Chain { arm, seed, stages });
+            }
+        }
+    }
+    let md = results_md(exp, &chains);
+    crate::files::write_atomic(&exp.out.join("results.md"), md.as_bytes())?;
+    if !chains.is_empty() {
+        crate::plot::plot_compute(&chains, &exp.out.join("comparison.png")).map_err(anyhow::Error::msg)?;
+    }
+    Ok(Report { chains, out: exp.out.clone() })
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+fn pm(values: &[f64], digits: usize) -> String {
+    match values.len() {
+        0 => "-".into(),
+        1 => format!("{:.digits$}", values[0]),
+        _ => {
+            let (m, s) = mean_std(values);
+            format!("{m:.digits$} ± {s:.digits$}")
+        }
+    }
+}
+
+fn flops(v: f64) -> String {
+    format!("{:.3e}", v)
+}
+
+/// The markdown report: per arm over seeds, and per run.
+pub fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
+    let names: Vec<String> = exp.stages.iter().map(|s| s.config.file_stem().map_or("?".into(), |n| n.to_string_lossy().into_owned())).collect();
+    let mut out = format!("# Experiment: {}\n\n", names.join(" -> "));
+    let scratch = |seed: u64| chains.iter().find(|c| c.arm == SCRATCH && c.seed == seed);
+    out += "Compute to reach the scratch arm's best val_acc (same seed): *from the growth* counts the last stage's training only (the earlier stages already paid), *total* includes every earlier stage. Mean ± standard deviation over the seeds that finished.\n\n";
+    out += "| arm | seeds | best val_acc | val_acc after each stage's first epoch | FLOPs from the growth | ÷ scratch's | wall from the growth | FLOPs in total | wall in total |\n|---|---|---|---|---|---|---|---|---|\n";
+    for arm in exp.arms().iter().filter(|a| *a != FIRST) {
+        let mine: Vec<&Chain> = chains.iter().filter(|c| &c.arm == arm).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let best: Vec<f64> = mine.iter().map(|c| c.last().best()).collect();
+        let stages = mine[0].stages.len();
+        let firsts: Vec<String> = (0..stages).map(|k| pm(&mine.iter().map(|c| c.stages[k].history[0].val_acc).collect::<Vec<_>>(), 4)).collect();
+        let reach = |c: &Chain| scratch(c.seed).and_then(|s| Some((c.reach(s.last().best())?, s.reach(s.last().best())?)));
+        let reached: Vec<[f64; 4]> = mine.iter().filter_map(|c| reach(c).map(|r| r.0)).collect();
+        let ratio: Vec<f64> = mine.iter().filter_map(|c| reach(c).map(|(a, s)| a[0] / s[0])).collect();
+        let never = mine.len() - reached.len();
+        let col = |i: usize, f: &dyn Fn(f64) -> String| -> String {
+            let v: Vec<f64> = reached.iter().map(|r| r[i]).collect();
+            let shown = match v.len() {
+                0 => "never".to_string(),
+                1 => f(v[0]),
+                _ => format!("{} ± {}", f(mean_std(&v).0), f(mean_std(&v).1)),
+            };
+            if never > 0 && !v.is_empty() { format!("{shown} (never in {never} of {} seeds)", mine.len()) } else { shown }
+        };
+        let secs = |v: f64| format!("{v:.0} s");
+        out += &format!("| {arm} | {} | {} | {} | {} | {} | {} | {} | {} |\n", mine.len(), pm(&best, 4), firsts.join(" / "), col(0, &flops), pm(&ratio, 2), col(1, &secs), col(2, &flops), col(3, &secs));
+    }
+    out += "\n| seed | arm | stage | model | epochs | best val_acc | val_acc after epoch 1 | training FLOPs | wall |\n|---|---|---|---|---|---|---|---|---|\n";
+    for c in chains {
+        for s in c.stages.iter().filter(|s| c.arm == FIRST || s.stage > 0 || c.arm == SCRATCH) {
+            out += &format!("| {} | {} | {} | {} | {} | {:.4} | {:.4} | {} | {:.0} s |\n", c.seed, c.arm, s.stage + 1, s.model, s.history.len(), s.best(), s.history[0].val_acc, flops(s.flops()), s.wall());
+        }
     }
     out
-}
-
-/// Runs the whole experiment; `extra` makes the progress display for each run. Every output
-/// is claimed before the first run starts; a previous experiment's files are replaced only
-/// when `overwrite`.
-pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, progress: &dyn Fn() -> Vec<Box<dyn Callback>>) -> anyhow::Result<(f64, Vec<RunResult>, PathBuf)> {
-    let out = exp.out.clone().unwrap_or_else(|| PathBuf::from("checkpoints/experiment"));
-    let shared = Overrides { data: overrides.data.clone().or(exp.data.clone()), limit: overrides.limit.or(exp.limit), seed: overrides.seed, ..Default::default() };
-    let load = |path: &Path, epochs: Option<u32>| -> anyhow::Result<Config> {
-        let mut cfg = Config::load(path)?;
-        Overrides { epochs: overrides.epochs.or(epochs), ..shared.clone() }.apply(&mut cfg, path)?;
-        Ok(cfg)
-    };
-    let mut results = Vec::new();
-    let target = load(&exp.target, exp.epochs)?;
-    let source = match exp.source_checkpoint {
-        Some(_) => None,
-        None => Some(load(&exp.source, exp.source_epochs)?),
-    };
-    let names: Vec<String> = exp.strategies.iter().map(|s| format!("{s:?}").to_lowercase()).chain(["scratch".to_string()]).collect();
-    let mut folders = std::collections::HashMap::new();
-    if let Some(cfg) = &source {
-        folders.insert("source".to_string(), run::claim_folder(cfg, &out.join("source"), None, None, overwrite)?);
-    }
-    for name in &names {
-        let dir = out.join(name);
-        folders.insert(name.clone(), run::claim_folder(&target, &dir, None, None, overwrite)?);
-        if name != "scratch" {
-            crate::files::check_output_file(&dir.join("init.safetensors"), overwrite, &[])?;
-        }
-    }
-    for file in ["results.md", "comparison.png"] {
-        crate::files::check_output_file(&out.join(file), overwrite, &[])?;
-    }
-
-    let (source_ckpt, source_path, source_best) = match &exp.source_checkpoint {
-        Some(path) => {
-            let ckpt = Checkpoint::load(path)?;
-            let best = ckpt.state.history.iter().map(|l| l.val_acc).fold(f64::NAN, f64::max);
-            (ckpt, path.clone(), best)
-        }
-        None => {
-            let cfg = source.as_ref().expect("loaded above when there is no source checkpoint");
-            let (train, test) = run::load_datasets(cfg)?;
-            println!("== source: {} ({})", cfg.name, run::describe(&train, "training"));
-            let dir = &folders["source"];
-            let started = Instant::now();
-            let (history, _) = run::train(ctx, cfg, train, test, dir, Start::Fresh, progress(), None)?;
-            let result = RunResult { name: format!("source {}", cfg.name), history, seconds: started.elapsed().as_secs_f64() };
-            let best = result.best();
-            results.push(result);
-            // The best model if the source's config saves one there, else the last epoch's.
-            let best_path = dir.join("best.safetensors");
-            let path = if best_path.is_file() { best_path } else { dir.join("last.safetensors") };
-            (Checkpoint::load(&path)?, path, best)
-        }
-    };
-
-    let (train, test) = run::load_datasets(&target)?;
-    let mut starts: Vec<(String, Start)> = Vec::new();
-    for (&strategy, name) in exp.strategies.iter().zip(names) {
-        let (plan, ckpt) = crate::transfer::transfer(&source_ckpt, &source_path, &target.model, target.train.seed, target.train.learning_rate, strategy, false);
-        println!("== transfer ({name}): {:.1}% of the target's parameters from the source", 100.0 * plan.fraction());
-        print!("{}", plan.table());
-        let path = out.join(&name).join("init.safetensors");
-        ckpt.save(&path)?;
-        starts.push((name, Start::Init(ckpt)));
-    }
-    starts.push(("scratch".into(), Start::Fresh));
-    for (name, start) in starts {
-        println!("== target {} from {name}", target.name);
-        let started = Instant::now();
-        let (history, _) = run::train(ctx, &target, train.clone(), test.clone(), &folders[&name], start, progress(), None)?;
-        results.push(RunResult { name: format!("{} from {name}", target.name), history, seconds: started.elapsed().as_secs_f64() });
-    }
-
-    let md = table(source_best, &results);
-    crate::files::write_atomic(&out.join("results.md"), md.as_bytes())?;
-    let runs: Vec<(&str, &[EpochLogs])> = results.iter().map(|r| (r.name.as_str(), r.history.as_slice())).collect();
-    crate::plot::plot(&runs, &out.join("comparison.png")).map_err(anyhow::Error::msg)?;
-    Ok((source_best, results, out))
 }

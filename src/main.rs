@@ -145,9 +145,16 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         run: RunArgs,
-        /// Replace the files of a previous experiment in its folder.
+        /// Replace the files of a previous experiment's runs in its folder.
         #[arg(long)]
         overwrite: bool,
+        /// Run only this arm (`first`, a strategy, or `scratch`), e.g. one job of an array;
+        /// with --seed, for one seed (which must be one of the experiment's `seeds`).
+        #[arg(long)]
+        arm: Option<String>,
+        /// Rebuild results.md and comparison.png from the runs that have finished; train nothing.
+        #[arg(long, conflicts_with_all = ["arm", "overwrite"])]
+        report: bool,
     },
     /// Draw accuracy and loss curves (train and validation) of one or more runs.
     ///
@@ -344,9 +351,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", run::describe(&train, "training"));
             println!("{}", run::describe(&test, "validation"));
             println!("Model \"{}\": {} parameters, batch {}, on {}", cfg.name, thousands(cfg.model.param_count()), cfg.train.batch_size, ctx.describe());
-            if !cfg.model.frozen().is_empty() {
-                let until = cfg.train.unfreeze_after.map_or(String::new(), |n| format!(" through epoch {n}"));
-                println!("Frozen{until}: {} ({} trainable parameters)", cfg.model.frozen().join(", "), thousands(cfg.model.trainable_count()));
+            if let Some(line) = run::describe_freezing(&cfg) {
+                println!("{line}");
             }
             let interrupt = Arc::new(AtomicBool::new(false));
             let flag = interrupt.clone();
@@ -403,16 +409,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => println!("Dry run: nothing written"),
             }
         }
-        Command::Experiment { config, run: args, overwrite } => {
+        Command::Experiment { config, run: args, overwrite, arm, report } => {
             let exp = gpu_cnn::experiment::ExperimentConfig::load(&config)?;
-            let ctx = gpu()?;
-            let progress = || -> Vec<Box<dyn Callback>> { vec![Box::new(Progress::default())] };
-            let (source_best, results, out) = gpu_cnn::experiment::run(&ctx, &exp, &args.overrides(), overwrite, &progress).map_err(|e| match e.downcast::<OutputError>() {
-                Ok(e) => with_commands(e, None),
-                Err(e) => e,
-            })?;
-            println!("\n{}", gpu_cnn::experiment::table(source_best, &results));
-            println!("Chart: {}; table: {}", out.join("comparison.png").display(), out.join("results.md").display());
+            let overrides = args.overrides();
+            let done = if report {
+                gpu_cnn::experiment::report(&exp, &overrides)?
+            } else {
+                let ctx = gpu()?;
+                let progress = || -> Vec<Box<dyn Callback>> { vec![Box::new(Progress::default())] };
+                gpu_cnn::experiment::run(&ctx, &exp, &overrides, overwrite, arm.as_deref(), args.seed, &progress).map_err(|e| match e.downcast::<OutputError>() {
+                    Ok(e) => with_commands(e, None),
+                    Err(e) => e,
+                })?
+            };
+            println!("\n{}", gpu_cnn::experiment::results_md(&exp, &done.chains));
+            println!("Chart: {}; table: {}", done.out.join("comparison.png").display(), done.out.join("results.md").display());
         }
         Command::Plot { histories, output, overwrite } => {
             let inputs: Vec<(&std::path::Path, &str)> = histories.iter().map(|h| (h.as_path(), "a history")).collect();

@@ -61,12 +61,39 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[Run<'_>], ti
     Ok(())
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[Run<'_>]) -> Result<(), String> {
+/// What a chart file shows.
+enum Chart<'a> {
+    /// Accuracy and loss by epoch.
+    Runs(&'a [Run<'a>]),
+    /// Validation accuracy by cumulative compute, with the arms in legend order.
+    Compute(&'a [Curve], &'a [&'a str]),
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, chart: &Chart<'_>) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
-    panel(&left, runs, "accuracy", |l| l.acc, |l| l.val_acc)?;
-    panel(&right, runs, "loss", |l| l.loss, |l| l.val_loss)?;
+    match chart {
+        Chart::Runs(runs) => {
+            panel(&left, runs, "accuracy", |l| l.acc, |l| l.val_acc)?;
+            panel(&right, runs, "loss", |l| l.loss, |l| l.val_loss)?;
+        }
+        Chart::Compute(curves, arms) => {
+            compute_panel(&left, curves, arms, "training FLOPs", |p| p.0, |b| b.0)?;
+            compute_panel(&right, curves, arms, "wall seconds", |p| p.1, |b| b.1)?;
+        }
+    }
     root.present().map_err(|e| e.to_string())
+}
+
+/// Writes `chart` into `path`, as PNG or SVG by its extension.
+fn save(chart: &Chart<'_>, path: &Path) -> Result<(), String> {
+    let size = (1280, 520);
+    match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
+        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), chart),
+        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), chart),
+        _ => return Err(format!("{}: the chart's file name must end in .png or .svg", path.display())),
+    }
+    .map_err(|e| format!("{}: cannot draw the chart: {e}", path.display()))
 }
 
 /// Draws the runs' curves into `path` (.png or .svg).
@@ -78,13 +105,75 @@ pub fn plot(runs: &[Run<'_>], path: &Path) -> Result<(), String> {
     if let Some((name, l)) = runs.iter().flat_map(|(n, h)| h.iter().map(move |l| (n, l))).find(|(_, l)| l.epoch == 0 || l.epoch > MAX_EPOCHS) {
         return Err(fail(format!("{name}: epoch {} is outside 1..={MAX_EPOCHS}", l.epoch)));
     }
-    let size = (1280, 520);
-    match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
-        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), runs),
-        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), runs),
-        _ => Err(format!("{}: the chart's file name must end in .png or .svg", path.display())),
+    save(&Chart::Runs(runs), path)
+}
+
+/// One chain's validation accuracy against cumulative compute: (FLOPs, seconds, val_acc) per
+/// epoch, and where each earlier stage ended.
+struct Curve {
+    arm: String,
+    points: Vec<(f64, f64, f64)>,
+    boundaries: Vec<(f64, f64)>,
+}
+
+fn curves(chains: &[crate::experiment::Chain]) -> Vec<Curve> {
+    chains
+        .iter()
+        .map(|c| {
+            let (mut flops, mut wall) = (0.0, 0.0);
+            let (mut points, mut boundaries) = (Vec::new(), Vec::new());
+            for (i, s) in c.stages.iter().enumerate() {
+                points.extend(s.history.iter().map(|l| (flops + l.flops, wall + l.wall_seconds, l.val_acc)));
+                let last = s.history.last().map_or((0.0, 0.0), |l| (l.flops, l.wall_seconds));
+                (flops, wall) = (flops + last.0, wall + last.1);
+                if i + 1 < c.stages.len() {
+                    boundaries.push((flops, wall));
+                }
+            }
+            Curve { arm: c.arm.clone(), points, boundaries }
+        })
+        .collect()
+}
+
+fn compute_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &[Curve], arms: &[&str], title: &str, x: fn(&(f64, f64, f64)) -> f64, bx: fn(&(f64, f64)) -> f64) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let finite = |v: f64| v.is_finite() && v.abs() <= f64::MAX / 4.0;
+    let max_x = curves.iter().flat_map(|c| c.points.iter().map(x)).filter(|&v| finite(v)).fold(0f64, f64::max).max(1.0);
+    let ys: Vec<f64> = curves.iter().flat_map(|c| c.points.iter().map(|p| p.2)).filter(|v| v.is_finite()).collect();
+    let (lo, hi) = ys.iter().fold((1f64, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = if ys.is_empty() { (0.0, 1.0) } else { (lo - 0.02, hi + 0.02) };
+    let mut chart = ChartBuilder::on(area).caption(title, ("sans-serif", 22)).margin(12).x_label_area_size(36).y_label_area_size(52).build_cartesian_2d(0f64..max_x * 1.02, lo..hi).map_err(err)?;
+    chart.configure_mesh().x_desc(title).y_desc("val_acc").x_label_formatter(&|v| format!("{v:.1e}")).light_line_style(WHITE).draw().map_err(err)?;
+    for c in curves {
+        let i = arms.iter().position(|a| *a == c.arm).unwrap_or(0);
+        let color = PALETTE[i % PALETTE.len()];
+        let line: Vec<(f64, f64)> = c.points.iter().map(|p| (x(p), p.2)).filter(|p| finite(p.0) && p.1.is_finite()).collect();
+        chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2))).map_err(err)?;
+        chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+        // A stage boundary: where the earlier stages' compute ends and the next stage begins.
+        for b in c.boundaries.iter().map(bx).filter(|&v| finite(v)) {
+            chart.draw_series(DashedLineSeries::new([(b, lo), (b, hi)], 4, 4, color.mix(0.6).stroke_width(1))).map_err(err)?;
+        }
     }
-    .map_err(fail)
+    for (i, arm) in arms.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>()).map_err(err)?.label(arm.to_string()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
+    Ok(())
+}
+
+/// The experiment's chart: every chain's validation accuracy against cumulative training FLOPs
+/// (left) and wall time (right), earlier stages included, stage boundaries dashed.
+pub fn plot_compute(chains: &[crate::experiment::Chain], path: &Path) -> Result<(), String> {
+    let curves = curves(chains);
+    let mut arms: Vec<&str> = Vec::new();
+    for c in &curves {
+        if !arms.contains(&c.arm.as_str()) {
+            arms.push(&c.arm);
+        }
+    }
+    save(&Chart::Compute(&curves, &arms), path)
 }
 
 #[cfg(test)]

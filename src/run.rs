@@ -200,6 +200,13 @@ pub fn freeze(cfg: &mut Config, file: &Path, names: &[String], unfreeze_after: O
     Ok(())
 }
 
+/// A line about the run's frozen layers, if any.
+pub fn describe_freezing(cfg: &Config) -> Option<String> {
+    let frozen = cfg.model.frozen();
+    let until = cfg.train.unfreeze_after.map_or(String::new(), |n| format!(" through epoch {n}"));
+    (!frozen.is_empty()).then(|| format!("Frozen{until}: {} ({} trainable parameters)", frozen.join(", "), crate::model::summary::thousands(cfg.model.trainable_count())))
+}
+
 /// Builds the network for `cfg` (its sizes checked first) and reports how long kernel
 /// compilation and allocation took.
 pub fn build_network(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyhow::Result<(Network, f64)> {

@@ -165,31 +165,44 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("gpu-cnn transfer"));
 }
 
+/// A three-stage chain on a tiny synthetic set, two seeds: every run's history, the report
+/// (rebuilt identically by --report) and the chart; then `plot` on two of the runs.
 #[test]
-fn experiment_writes_histories_a_chart_and_a_table_and_plot_draws_runs() {
+fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() {
     let dir = tempfile::tempdir().unwrap();
     let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
-    std::fs::write(dir.path().join("source.toml"), quick.replace("\n  { type = \"conv2d\", filters = 16, kernel = 3, padding = \"same\", activation = \"relu\" },\n  { type = \"maxpool2d\", pool = 2 },", "")).unwrap();
-    std::fs::write(dir.path().join("target.toml"), &quick).unwrap();
-    std::fs::write(
-        dir.path().join("exp.toml"),
-        "source = \"source.toml\"\ntarget = \"target.toml\"\nstrategies = [\"prefix\", \"grow\"]\nepochs = 2\nsource_epochs = 1\nlimit = 64\nout = \"exp\"\n",
-    )
-    .unwrap();
+    let second_block = "\n  { type = \"conv2d\", filters = 16, kernel = 3, padding = \"same\", activation = \"relu\" },\n  { type = \"maxpool2d\", pool = 2 },";
+    std::fs::write(dir.path().join("s1.toml"), quick.replace(second_block, "")).unwrap();
+    std::fs::write(dir.path().join("s2.toml"), &quick).unwrap();
+    let normed = quick.replace(r#"padding = "same", activation = "relu" },"#, "padding = \"same\" },\n  { type = \"batchnorm\", activation = \"relu\" },");
+    std::fs::write(dir.path().join("s3.toml"), normed).unwrap();
+    let exp = "stages = [\"s1.toml\", \"s2.toml\", { config = \"s3.toml\", learning_rate = 0.0005, freeze = [\"copied\"], unfreeze_after = 1 }]\nstrategies = [\"grow\"]\nseeds = [1, 2]\nepochs = 2\nlimit = 64\nout = \"exp\"\n";
+    std::fs::write(dir.path().join("exp.toml"), exp).unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
     assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Frozen through epoch 1: conv2d_1"), "the last stage trains its copied layers frozen first");
+    for seed in [1, 2] {
+        for run in ["first", "grow/2-s2", "grow/3-s3", "scratch/3-s3"] {
+            let h = gpu_cnn::train::history::read(&dir.path().join(format!("exp/seed-{seed}/{run}/history.json"))).unwrap();
+            assert_eq!(h.len(), 2, "seed {seed} {run}");
+            assert!(h[1].flops > h[0].flops && h[0].flops > 0.0 && h[1].wall_seconds > h[0].wall_seconds, "cumulative compute in {run}");
+        }
+    }
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
-    for run in ["source source", "target from prefix", "target from grow", "target from scratch"] {
-        assert!(table.contains(run), "{run} missing from\n{table}");
+    assert!(table.contains("# Experiment: s1 -> s2 -> s3"), "{table}");
+    for row in ["| grow | 2 | ", "| scratch | 2 | ", "| 1 | first | 1 | s1 | 2 |", "| 2 | grow | 3 | s3 | 2 |", "| 2 | scratch | 3 | s3 | 2 |"] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
     }
     assert!(dir.path().join("exp/comparison.png").is_file());
-    for run in ["source", "prefix", "grow", "scratch"] {
-        assert!(dir.path().join("exp").join(run).join("history.json").is_file(), "{run}");
-    }
-    let o = gpu_cnn(dir.path(), &["plot", "exp/prefix", "exp/scratch/history.json", "-o", "both.svg"]);
+    std::fs::remove_file(dir.path().join("exp/results.md")).unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap(), table);
+
+    let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/grow/3-s3", "exp/seed-1/first/history.json", "-o", "both.svg"]);
     assert!(o.status.success());
     let svg = std::fs::read_to_string(dir.path().join("both.svg")).unwrap();
-    assert!(svg.contains("prefix (validation)") && svg.contains("scratch (train)"));
-    let o = gpu_cnn(dir.path(), &["plot", "exp/prefix", "-o", "chart.jpg"]);
+    assert!(svg.contains("3-s3 (validation)") && svg.contains("first (train)"));
+    let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/first", "-o", "chart.jpg"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(".png or .svg"));
 }

@@ -222,12 +222,17 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml"]), &["exp.toml: field `strategies`: prefix is listed twice"]);
 
     std::fs::write(dir.path().join("exp.toml"), exp("[\"prefix\"]")).unwrap();
-    std::fs::create_dir_all(dir.path().join("exp/prefix")).unwrap();
-    std::fs::write(dir.path().join("exp/prefix/history.json"), "[]").unwrap();
+    let run = dir.path().join("exp/seed-42/prefix/2-q");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("history.json"), "[]").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
-    refused(&o, &["exp/prefix: already holds a run (history.json); nothing was written", "replace its files: ", "experiment exp.toml --overwrite"]);
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("== source"), "refused before the first run");
-    assert!(!dir.path().join("exp/source/history.json").exists());
-    assert_eq!(std::fs::read_to_string(dir.path().join("exp/prefix/history.json")).unwrap(), "[]");
+    refused(&o, &["exp/seed-42/prefix/2-q: already holds a run (history.json); nothing was written", "replace its files: ", "experiment exp.toml --overwrite"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("== seed"), "refused before the first run");
+    assert!(!dir.path().join("exp/seed-42/first/history.json").exists());
+    assert_eq!(std::fs::read_to_string(run.join("history.json")).unwrap(), "[]");
+    // An arm whose earlier stage has not run, and an unknown arm or seed.
+    refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "prefix", "--overwrite"]), &["stage 1 has not finished (run --arm first --seed 42 first)"]);
+    refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow"]), &["--arm grow: the experiment's arms are first, prefix, scratch"]);
+    refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--seed", "7"]), &["--seed 7: the experiment's seeds are [42]"]);
     assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
 }
