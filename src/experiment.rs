@@ -227,6 +227,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
     for (s, a, k, cfg, folder) in jobs {
         println!("== seed {s}, {a}: stage {} ({})", k + 1, cfg.name);
         let mut cfg = cfg;
+        let (train, test) = run::load_datasets(&cfg)?;
         let start = if k == 0 || a == SCRATCH {
             Start::Fresh
         } else {
@@ -239,7 +240,11 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                 }
             };
             let strategy = exp.strategies.iter().copied().find(|&st| strategy_name(st) == a).expect("a strategy arm");
-            let (plan, ckpt) = crate::transfer::transfer(&Checkpoint::load(&prev)?, &prev, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, false);
+            let (mut plan, mut ckpt) = crate::transfer::transfer(&Checkpoint::load(&prev)?, &prev, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, false);
+            if strategy == Strategy::Grow {
+                // Inserted batchnorms start close to the identity in training mode too.
+                crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut ckpt, train.spread(1024))?;
+            }
             println!("transfer ({a}) from {}: {:.1}% of the parameters", prev.display(), 100.0 * plan.fraction());
             print!("{}", plan.table());
             ckpt.save(&folder.join("init.safetensors"))?;
@@ -250,7 +255,6 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
         if let Some(line) = run::describe_freezing(&cfg) {
             println!("{line}");
         }
-        let (train, test) = run::load_datasets(&cfg)?;
         run::train(ctx, &cfg, train, test, &folder, start, progress(), None)?;
     }
     report(exp, overrides)

@@ -289,6 +289,9 @@ enum Bench {
         json: bool,
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         batch_size: Option<u32>,
+        /// Measure with these layers frozen (as `train --freeze`).
+        #[arg(long, value_delimiter = ',')]
+        freeze: Vec<String>,
     },
 }
 
@@ -471,8 +474,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", gpu_cnn::bench::table(&ctx, &results));
             }
         }
-        Command::Bench(Bench::Train { config, json, batch_size }) => {
-            let cfg = load_config(&config, &Overrides { batch_size, ..Default::default() })?;
+        Command::Bench(Bench::Train { config, json, batch_size, freeze }) => {
+            let mut cfg = load_config(&config, &Overrides { batch_size, ..Default::default() })?;
+            run::freeze(&mut cfg, &config, &freeze, None, &Start::Fresh)?;
             let ctx = gpu()?;
             let kernels = Kernels::new(&ctx);
             let report = gpu_cnn::bench::train(&ctx, &kernels, &cfg).with_context(|| format!("benchmarking {}", config.display()))?;

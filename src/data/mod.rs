@@ -60,6 +60,18 @@ impl Dataset {
         let n = self.image_len();
         &self.pixels[i * n..(i + 1) * n]
     }
+    /// At most `n` of its images, evenly spread over it (so over every class).
+    pub fn spread(&self, n: usize) -> Dataset {
+        let picked: Vec<usize> = (0..self.len()).step_by(self.len().div_ceil(n.max(1)).max(1)).collect();
+        Dataset {
+            classes: self.classes.clone(),
+            shape: self.shape,
+            pixels: picked.iter().flat_map(|&i| self.image(i).iter().copied()).collect(),
+            labels: picked.iter().map(|&i| self.labels[i]).collect(),
+            files: picked.iter().filter_map(|&i| self.files.get(i).cloned()).collect(),
+        }
+    }
+
     /// Images per class.
     pub fn counts(&self) -> Vec<usize> {
         let mut c = vec![0; self.classes.len()];
