@@ -130,6 +130,21 @@ enum Command {
         #[arg(long)]
         overwrite: bool,
     },
+    /// The checkpoint as an ONNX model (opset 13): input as `predict` feeds it (pixels / 255,
+    /// NHWC unless --layout nchw), output the class probabilities, class names in its metadata.
+    ///
+    /// Example: gpu-cnn export checkpoints/model2/best.safetensors -o model2.onnx
+    Export {
+        checkpoint: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The input's axis order.
+        #[arg(long, value_enum, default_value = "nhwc")]
+        layout: gpu_cnn::interop::onnx::Layout,
+        /// Replace an existing output file.
+        #[arg(long)]
+        overwrite: bool,
+    },
     /// Train a source model, transfer it into a target layout with each strategy, train the
     /// target from each transfer and from scratch; write every history, a chart and a table.
     ///
@@ -384,6 +399,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => println!("Dry run: nothing written"),
             }
+        }
+        Command::Export { checkpoint, output, layout, overwrite } => {
+            check_output_file(&output, overwrite, &[(checkpoint.as_path(), "the checkpoint")])?;
+            let ckpt = Checkpoint::load(&checkpoint)?;
+            let model = gpu_cnn::interop::onnx::save(&ckpt, layout, &output)?;
+            let graph = model.graph.as_ref().expect("export builds a graph");
+            println!("Wrote {} (ONNX opset {}, {} nodes, {} parameters)", output.display(), gpu_cnn::interop::onnx::OPSET, graph.node.len(), thousands(ckpt.model.param_count()));
+            println!("{}", model.doc_string);
         }
         Command::Experiment { config, run: args, overwrite } => {
             let exp = gpu_cnn::experiment::ExperimentConfig::load(&config)?;
