@@ -157,3 +157,152 @@ fn export_never_overwrites_without_asking() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(left.iter().all(|f| !f.ends_with(".tmp")), "{left:?}");
 }
+
+fn keras_images() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/keras/images")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 16);
+    files
+}
+
+fn keras_predictions(key: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/keras/predictions.json")).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()[key].clone()
+}
+
+fn fixture(name: &str) -> String {
+    root().join("tests/fixtures/keras").join(name).display().to_string()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Imports a fixture and checks that `predict` on the imported checkpoint gives Keras' own
+/// predictions; returns the import's report.
+fn check_import(file: &str, config: &str, key: &str, matched_by: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let classes = if key == "batchnorm" { ["bird", "cat", "dog"].as_slice() } else { ["cats", "dogs"].as_slice() };
+    let o = gpu_cnn(dir.path(), &["import", "keras", &fixture(file), "--config", &fixture(config), "-o", "imported.safetensors", "--classes", &classes.join(",")]);
+    assert!(o.status.success(), "{file}");
+    let report = stdout(&o);
+    assert!(report.contains(&format!("layers matched by {matched_by}")), "{report}");
+    assert!(report.contains("(100.0%) came from the source"), "{report}");
+    let got = predict(dir.path(), "imported.safetensors", &keras_images(), classes);
+    let diff = max_difference(&got, &keras_predictions(key));
+    eprintln!("{file}: max |gpu-cnn - Keras| = {diff:.2e}");
+    assert!(diff < 1e-5, "{file}: gpu-cnn's predictions differ from Keras' by {diff}");
+    report
+}
+
+#[test]
+fn import_keras2_h5_by_name_predicts_as_keras() {
+    let report = check_import("model1.h5", "model1.toml", "model1", "name");
+    assert!(report.contains("dense_1 (Dense)    dense_1          copied                65,664"), "{report}");
+}
+
+#[test]
+fn import_keras2_save_weights_h5_by_order_predicts_as_keras() {
+    let report = check_import("model2.h5", "model2.toml", "model2", "order among layers with weights");
+    assert!(report.contains("conv2d_2 (Conv2D)  conv2d_1         copied"), "Keras' second conv is conv2d_1: {report}");
+}
+
+#[test]
+fn import_keras3_weights_h5_predicts_as_keras() {
+    check_import("model1.weights.h5", "model1.toml", "model1", "name");
+    check_import("model2.weights.h5", "model2.toml", "model2", "order among layers of each class");
+    check_import("batchnorm.weights.h5", "batchnorm.toml", "batchnorm", "order among layers of each class");
+}
+
+#[test]
+fn import_keras3_archive_predicts_as_keras() {
+    check_import("model2.keras", "model2.toml", "model2", "order among layers of each class");
+}
+
+/// Config layers the file lacks keep their fresh initialisation and are reported.
+#[test]
+fn import_reports_config_layers_the_file_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(fixture("model1.toml")).unwrap().replace(
+        "  { type = \"flatten\" },",
+        "  { type = \"conv2d\", name = \"extra\", filters = 32, kernel = 3, padding = \"same\", activation = \"relu\" },\n  { type = \"flatten\" },",
+    );
+    std::fs::write(dir.path().join("extra.toml"), config).unwrap();
+    let o = gpu_cnn(dir.path(), &["import", "keras", &fixture("model1.h5"), "--config", "extra.toml", "-o", "x.safetensors"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let row = out.lines().find(|l| l.starts_with("extra (Conv2D)")).unwrap_or_default();
+    assert!(row.contains(" fresh init ") && row.ends_with("9,248  no Keras layer of this name"), "{out}");
+    assert!(stdout(&o).contains("66,689 of 75,937 parameters"), "{}", stdout(&o));
+}
+
+#[test]
+fn import_errors_name_the_file_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("notes.h5"), "these are not weights").unwrap();
+    std::fs::create_dir_all(d.join("saved/variables")).unwrap();
+    std::fs::write(d.join("saved/saved_model.pb"), b"\x08\x01").unwrap();
+    std::fs::create_dir_all(d.join("folder")).unwrap();
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(d.join("other.keras")).unwrap());
+    zip.start_file("readme.txt", zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+    std::io::Write::write_all(&mut zip, b"not a model").unwrap();
+    zip.finish().unwrap();
+    let cases: &[(String, &str, &str)] = &[
+        ("notes.h5".into(), "model1.toml", "notes.h5: not an HDF5 file or a .keras archive"),
+        ("saved".into(), "model1.toml", "saved: is a TensorFlow SavedModel folder"),
+        ("folder".into(), "model1.toml", "folder: is a folder, not a Keras weights file"),
+        ("missing.h5".into(), "model1.toml", "missing.h5: cannot read"),
+        ("other.keras".into(), "model1.toml", "other.keras: a zip, but not a .keras archive"),
+        (fixture("unsupported.h5"), "model1.toml", "unsupported.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, but the config's conv2d_1 is a Conv2D"),
+        (fixture("model1.h5"), "model2.toml", "model1.h5: Keras layer 'dense_1' does not fit the config's dense_1: weight kernel has shape [512, 128], the config's dense_1.kernel needs [128, 128]"),
+        (fixture("model2.weights.h5"), "model1.toml", "model2.weights.h5: Keras layer 'dense' does not fit the config's dense_1: weight 0 has shape [128, 128]"),
+        (fixture("batchnorm.weights.h5"), "model2.toml", "batchnorm.weights.h5: Keras layer 'conv2d_2' does not fit the config's conv2d_1: it has 1 weight(s) (0), the config's layer 2 (kernel, bias)"),
+        (fixture("model1.h5"), "model1.toml --classes a,b,c", "--classes: 3 names for a 2-class model"),
+    ];
+    for (file, config, message) in cases {
+        let mut args = vec!["import", "keras", file, "--config"];
+        let config = config.split(' ').collect::<Vec<_>>();
+        let config_path = fixture(config[0]);
+        args.push(&config_path);
+        args.extend(&config[1..]);
+        args.extend(["-o", "out.safetensors"]);
+        let o = gpu_cnn(d, &args);
+        assert!(!o.status.success() && stderr(&o).contains(message), "{file}: expected '{message}', got: {}", stderr(&o));
+        assert!(!d.join("out.safetensors").exists(), "{file}: a failed import writes nothing");
+    }
+    std::fs::write(d.join("out.safetensors"), "keep me").unwrap();
+    let o = gpu_cnn(d, &["import", "keras", &fixture("model1.h5"), "--config", &fixture("model1.toml"), "-o", "out.safetensors"]);
+    assert!(!o.status.success() && stderr(&o).contains("pass --overwrite"));
+    assert_eq!(std::fs::read_to_string(d.join("out.safetensors")).unwrap(), "keep me");
+}
+
+/// An imported checkpoint is a normal one: evaluate, transfer --from and train --init take it.
+#[test]
+fn an_imported_checkpoint_evaluates_transfers_and_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for split in ["training_set", "test_set"] {
+        for f in keras_images() {
+            let class = if f.file_name().unwrap().to_string_lossy().starts_with("cat") { "cats" } else { "dogs" };
+            std::fs::create_dir_all(d.join("data").join(split).join(class)).unwrap();
+            std::fs::copy(&f, d.join("data").join(split).join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let o = gpu_cnn(d, &["import", "keras", &fixture("model1.h5"), "--config", &fixture("model1.toml"), "-o", "keras.safetensors", "--classes", "cats,dogs"]);
+    assert!(o.status.success());
+    let o = gpu_cnn(d, &["evaluate", "keras.safetensors", "--data", "data/test_set", "--json"]);
+    assert!(o.status.success());
+    let eval: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let keras = keras_predictions("model1");
+    let correct = keras.as_array().unwrap().iter().enumerate().filter(|(i, p)| (p[1].as_f64().unwrap() > 0.5) == (*i >= 8)).count();
+    assert_eq!(eval["accuracy"].as_f64().unwrap(), correct as f64 / 16.0, "evaluate agrees with Keras' predictions");
+    let o = gpu_cnn(d, &["transfer", "--from", "keras.safetensors", "--to", &fixture("model2.toml"), "--out", "grown.safetensors", "--strategy", "grow"]);
+    assert!(o.status.success() && stdout(&o).contains("conv2d_1 (Conv2D)"));
+    let o = gpu_cnn(d, &["train", &fixture("model2.toml"), "--init", "grown.safetensors", "--data", "data", "--epochs", "1", "--batch-size", "8", "--out", "run"]);
+    assert!(o.status.success());
+    assert!(d.join("run/history.json").is_file());
+}
