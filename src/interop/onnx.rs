@@ -13,7 +13,7 @@ use onnx_protobuf::{
 
 use crate::checkpoint::Checkpoint;
 use crate::files::OutputError;
-use crate::layers::{Activation, LayerKind};
+use crate::layers::{Activation, LayerKind, Padding};
 use crate::model::{ConvShape, Shape};
 
 /// The operator set: every kind's op is in it, and every current runtime runs it.
@@ -137,7 +137,7 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> ModelProto {
         x = match &layer.kind {
             LayerKind::Conv2d(c) => {
                 let Shape::Image(image) = input else { unreachable!("validated spec") };
-                let s = ConvShape::keras(1, image, c.filters, c.kernel.0, c.stride, c.padding == crate::layers::Padding::Same);
+                let s = ConvShape::keras(1, image, c.filters, c.kernel.0, c.stride, c.padding == Padding::Same);
                 let k = find("kernel").expect("a conv has a kernel");
                 let [kh, kw, ci, co] = [s.k_h, s.k_w, s.in_c, s.out_c];
                 let w = g.weight(infos[k].name.clone(), &[co, ci, kh, kw], &conv_kernel(&ckpt.params[k], [kh, kw, ci, co].map(|v| v as usize)));
