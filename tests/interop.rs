@@ -86,7 +86,7 @@ fn predict(dir: &Path, ckpt: &str, files: &[PathBuf], classes: &[&str]) -> Vec<V
 fn onnxruntime(dir: &Path, model: &str, input: [u32; 3], files: &[PathBuf], layout: &str) -> Value {
     let mut pixels = Vec::new();
     for f in files {
-        pixels.extend(gpu_cnn::data::folder::decode(f, input).unwrap().into_iter().map(|v| (v as f32 / 255.0).to_le_bytes()).flatten());
+        pixels.extend(gpu_cnn::data::folder::decode(f, input).unwrap().into_iter().flat_map(|v| (v as f32 / 255.0).to_le_bytes()));
     }
     std::fs::write(dir.join("images.f32"), pixels).unwrap();
     let shape = format!("{},{},{},{}", files.len(), input[0], input[1], input[2]);
@@ -257,10 +257,12 @@ fn import_errors_name_the_file_and_what_is_wrong() {
         ("folder".into(), "model1.toml", "folder: is a folder, not a Keras weights file"),
         ("missing.h5".into(), "model1.toml", "missing.h5: cannot read"),
         ("other.keras".into(), "model1.toml", "other.keras: a zip, but not a .keras archive"),
-        (fixture("unsupported.h5"), "model1.toml", "unsupported.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, but the config's conv2d_1 is a Conv2D"),
+        (fixture("unsupported.h5"), "model1.toml", "unsupported.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, which the config has no layer of"),
+        (fixture("unsupported.weights.h5"), "model1.toml", "unsupported.weights.h5: Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"),
         (fixture("model1.h5"), "model2.toml", "model1.h5: Keras layer 'dense_1' does not fit the config's dense_1: weight kernel has shape [512, 128], the config's dense_1.kernel needs [128, 128]"),
         (fixture("model2.weights.h5"), "model1.toml", "model2.weights.h5: Keras layer 'dense' does not fit the config's dense_1: weight 0 has shape [128, 128]"),
-        (fixture("batchnorm.weights.h5"), "model2.toml", "batchnorm.weights.h5: Keras layer 'conv2d_2' does not fit the config's conv2d_1: it has 1 weight(s) (0), the config's layer 2 (kernel, bias)"),
+        (fixture("batchnorm.weights.h5"), "model2.toml", "batchnorm.weights.h5: Keras layer 'batch_normalization' is a batch_normalization, which the config has no layer of"),
+        (fixture("model2.weights.h5"), "batchnorm.toml", "model2.weights.h5: Keras layer 'conv2d' does not fit the config's conv2d_1: it has 2 weight(s) (0, 1), the config's layer 1 (kernel)"),
         (fixture("model1.h5"), "model1.toml --classes a,b,c", "--classes: 3 names for a 2-class model"),
     ];
     for (file, config, message) in cases {

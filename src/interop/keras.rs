@@ -25,6 +25,7 @@ use thiserror::Error;
 
 use crate::checkpoint::{Checkpoint, TrainState};
 use crate::config::Config;
+use crate::layers::LayerKind;
 use crate::model::ModelSpec;
 use crate::transfer::{Action, LayerPlan, Plan, Strategy};
 
@@ -44,6 +45,8 @@ pub enum KerasError {
     Classes { found: usize, model: u32 },
     #[error("{path}: Keras layer '{layer}' is a {class}, but the config's {target} is a {target_class}; gpu-cnn takes the weights of Conv2D, Dense and BatchNormalization layers")]
     LayerType { path: PathBuf, layer: String, class: String, target: String, target_class: String },
+    #[error("{path}: Keras layer '{layer}' is a {class}, which the config has no layer of; gpu-cnn takes the weights of Conv2D, Dense and BatchNormalization layers")]
+    Unsupported { path: PathBuf, layer: String, class: String },
     #[error("{path}: Keras layer '{layer}' does not fit the config's {target}: {detail}; import into a config of the file's own layout, then use `gpu-cnn transfer`")]
     Shape { path: PathBuf, layer: String, target: String, detail: String },
 }
@@ -95,6 +98,25 @@ pub struct KerasLayer {
     path: String,
     class: Class,
     pub weights: Vec<Weight>,
+}
+
+impl KerasLayer {
+    /// Its class as the file says it (`Conv2D` or `conv2d`), when the file says.
+    fn class_name(&self) -> Option<&str> {
+        match &self.class {
+            Class::Keras(c) | Class::Stem(c) => Some(c),
+            Class::Unknown => None,
+        }
+    }
+
+    /// Whether its class is `kind`'s (or unknown).
+    fn fits(&self, kind: &LayerKind) -> bool {
+        match &self.class {
+            Class::Keras(c) => c == kind.ops().class(),
+            Class::Stem(s) => s == kind.ops().stem(),
+            Class::Unknown => true,
+        }
+    }
 }
 
 /// The layers with weights of a Keras file, in the file's order.
@@ -256,6 +278,11 @@ pub fn import(path: &Path, file: &KerasFile, spec: &ModelSpec, mut init: Vec<Vec
             }
         }
     };
+    // A Keras layer of a class the config has nowhere is a type gpu-cnn cannot hold, or the
+    // wrong config: either way not a spare layer to leave out.
+    if let Some((l, class)) = file.layers.iter().find_map(|l| l.class_name().filter(|_| !spec.layers.iter().any(|t| l.fits(&t.kind))).map(|c| (l, c))) {
+        return Err(KerasError::Unsupported { path: path.into(), layer: l.name.clone(), class: class.into() });
+    }
     let mut used = vec![false; file.layers.len()];
     let mut layers = Vec::new();
     for (t, target) in spec.layers.iter().enumerate() {
@@ -274,17 +301,8 @@ pub fn import(path: &Path, file: &KerasFile, spec: &ModelSpec, mut init: Vec<Vec
             continue;
         };
         let layer = &file.layers[s];
-        let fits = match &layer.class {
-            Class::Keras(c) => c == class,
-            Class::Stem(s) => s == target.kind.ops().stem(),
-            Class::Unknown => true,
-        };
-        if !fits {
-            let keras_class = match &layer.class {
-                Class::Keras(c) | Class::Stem(c) => c.clone(),
-                Class::Unknown => unreachable!("an unknown class fits"),
-            };
-            return Err(KerasError::LayerType { path: path.into(), layer: layer.name.clone(), class: keras_class, target: target.name.clone(), target_class: class.into() });
+        if let (false, Some(keras_class)) = (layer.fits(&target.kind), layer.class_name()) {
+            return Err(KerasError::LayerType { path: path.into(), layer: layer.name.clone(), class: keras_class.into(), target: target.name.clone(), target_class: class.into() });
         }
         let shape_error = |detail: String| KerasError::Shape { path: path.into(), layer: layer.name.clone(), target: target.name.clone(), detail };
         if layer.weights.len() != tensors.len() {
@@ -368,10 +386,22 @@ mod tests {
         assert!(plan.table().contains("no Keras layer of this position"));
 
         let head = layer("dense_1", &[("kernel", vec![128, 1]), ("bias", vec![1])]);
-        let file = KerasFile { format: Format::Legacy, layers: vec![conv, dense, head, extra] };
+        let file = KerasFile { format: Format::Legacy, layers: vec![conv, dense.clone(), head, extra] };
         let (plan, _, _) = import(path, &file, &spec, init.clone()).unwrap();
         assert_eq!(plan.unused, ["dense_9"]);
         assert_eq!(plan.moved, spec.param_count());
+
+        // Keras 3 paths name the class: a spare layer of a class the config lacks is refused.
+        let mut depthwise = layer("depthwise_conv2d", &[("0", vec![3, 3, 3, 1])]);
+        depthwise.class = Class::Stem("depthwise_conv2d".into());
+        let e = import(path, &KerasFile { format: Format::Keras3, layers: vec![depthwise] }, &spec, init.clone()).unwrap_err();
+        assert!(e.to_string().contains("Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"), "{e}");
+
+        // A model config's classes: a Dense where the config has its conv is refused.
+        let mut dense_first = dense.clone();
+        dense_first.class = Class::Keras("Dense".into());
+        let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![dense_first] }, &spec, init.clone()).unwrap_err();
+        assert!(e.to_string().contains("Keras layer 'dense' is a Dense, but the config's conv2d_1 is a Conv2D"), "{e}");
 
         // Legacy weights carry names: a bias where the kernel belongs is refused.
         let swapped = layer("conv2d", &[("bias", vec![32]), ("kernel", vec![3, 3, 3, 32])]);
