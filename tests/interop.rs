@@ -247,6 +247,8 @@ fn import_errors_name_the_file_and_what_is_wrong() {
     std::fs::create_dir_all(d.join("saved/variables")).unwrap();
     std::fs::write(d.join("saved/saved_model.pb"), b"\x08\x01").unwrap();
     std::fs::create_dir_all(d.join("folder")).unwrap();
+    let h5 = std::fs::read(fixture("model1.h5")).unwrap();
+    std::fs::write(d.join("truncated.h5"), &h5[..h5.len() / 2]).unwrap();
     let mut zip = zip::ZipWriter::new(std::fs::File::create(d.join("other.keras")).unwrap());
     zip.start_file("readme.txt", zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
     std::io::Write::write_all(&mut zip, b"not a model").unwrap();
@@ -256,6 +258,7 @@ fn import_errors_name_the_file_and_what_is_wrong() {
         ("saved".into(), "model1.toml", "saved: is a TensorFlow SavedModel folder"),
         ("folder".into(), "model1.toml", "folder: is a folder, not a Keras weights file"),
         ("missing.h5".into(), "model1.toml", "missing.h5: cannot read"),
+        ("truncated.h5".into(), "model1.toml", "truncated.h5: layer 'conv2d_1': unexpected end of data"),
         ("other.keras".into(), "model1.toml", "other.keras: a zip, but not a .keras archive"),
         (fixture("unsupported.h5"), "model1.toml", "unsupported.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, which the config has no layer of"),
         (fixture("unsupported.weights.h5"), "model1.toml", "unsupported.weights.h5: Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"),

@@ -160,8 +160,11 @@ impl KerasFile {
 
 fn read_weight(file: &Hdf5File, path: &str, name: String) -> Result<Weight, String> {
     let ds = file.dataset(path).map_err(|e| format!("{path}: {e}"))?;
-    let shape: Vec<u32> = ds.shape().iter().map(|&d| d as u32).collect();
-    let mut data = vec![0f32; shape.iter().map(|&d| d as usize).product()];
+    // A damaged header can claim any shape: check that it fits in memory before allocating.
+    let len = ds.shape().iter().try_fold(1u64, |n, &d| n.checked_mul(d)).unwrap_or(u64::MAX);
+    crate::sizes::check_host_bytes(&format!("{path} ({:?})", ds.shape()), len.saturating_mul(4)).map_err(|e| e.to_string())?;
+    let shape: Vec<u32> = ds.shape().iter().map(|&d| u32::try_from(d).map_err(|_| format!("{path}: dimension {d} is too large"))).collect::<Result<_, _>>()?;
+    let mut data = vec![0f32; len as usize];
     ds.read_into(&mut data).map_err(|e| format!("{path}: {e} (gpu-cnn reads float32 weights)"))?;
     Ok(Weight { name, shape, data })
 }
