@@ -137,6 +137,24 @@ enum Command {
         #[arg(long)]
         overwrite: bool,
     },
+    /// The checkpoint as an ONNX model (opset 13): input as `predict` feeds it (pixels / 255,
+    /// NHWC unless --layout nchw), output the class probabilities, class names in its metadata.
+    ///
+    /// Example: gpu-cnn export checkpoints/model2/best.safetensors -o model2.onnx
+    Export {
+        checkpoint: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The input's axis order.
+        #[arg(long, value_enum, default_value = "nhwc")]
+        layout: gpu_cnn::interop::onnx::Layout,
+        /// Replace an existing output file.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Weights from another framework as a gpu-cnn checkpoint.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Train a source model, transfer it into a target layout with each strategy, train the
     /// target from each transfer and from scratch; write every history, a chart and a table.
     ///
@@ -264,6 +282,30 @@ enum DatasetCommand {
         #[arg(long, requires = "out")]
         augment: Option<PathBuf>,
         /// Replace existing contact sheets.
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Keras weights (Keras 2 .h5 from save_weights or model.save, Keras 3 .weights.h5 or
+    /// .keras) into a config's layout: layers matched by name, else by order; the report says
+    /// what was copied and what was not.
+    ///
+    /// Example: gpu-cnn import keras classifier1.h5 --config configs/model1.toml -o model1-keras.safetensors
+    Keras {
+        file: PathBuf,
+        /// The config whose model the weights fill.
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Class names in label order (default: class_0, class_1, ...); `evaluate` needs the
+        /// data's folder names, e.g. cats,dogs.
+        #[arg(long, value_delimiter = ',')]
+        classes: Option<Vec<String>>,
+        /// Replace an existing output file.
         #[arg(long)]
         overwrite: bool,
     },
@@ -411,6 +453,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => println!("Dry run: nothing written"),
             }
+        }
+        Command::Export { checkpoint, output, layout, overwrite } => {
+            check_output_file(&output, overwrite, &[(checkpoint.as_path(), "the checkpoint")])?;
+            let ckpt = Checkpoint::load(&checkpoint)?;
+            let model = gpu_cnn::interop::onnx::save(&ckpt, layout, &output)?;
+            let graph = model.graph.as_ref().expect("export builds a graph");
+            println!("Wrote {} (ONNX opset {}, {} nodes, {} parameters)", output.display(), gpu_cnn::interop::onnx::OPSET, graph.node.len(), thousands(ckpt.model.param_count()));
+            println!("{}", model.doc_string);
+        }
+        Command::Import(ImportCommand::Keras { file, config, output, classes, overwrite }) => {
+            check_output_file(&output, overwrite, &[(file.as_path(), "the Keras file"), (config.as_path(), "--config")])?;
+            let cfg = Config::load(&config)?;
+            gpu_cnn::sizes::check_host(&cfg.model)?;
+            let (plan, matched_by, format, ckpt) = gpu_cnn::interop::keras::checkpoint(&file, &cfg, classes)?;
+            println!("Import {} ({}) -> {} (layers matched by {})", file.display(), format.describe(), config.display(), matched_by.describe());
+            print!("{}", plan.table());
+            ckpt.save(&output)?;
+            println!("Wrote {} (train it with: gpu-cnn train {} --init {})", output.display(), config.display(), output.display());
         }
         Command::Experiment { config, run: args, overwrite, arm, report } => {
             let exp = gpu_cnn::experiment::ExperimentConfig::load(&config)?;

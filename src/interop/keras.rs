@@ -1,0 +1,414 @@
+//! `gpu-cnn import keras`: weights saved by Keras into HDF5, into a config's layout. Keras'
+//! layouts are gpu-cnn's (conv kernel [kh, kw, in, out], dense [in, out], batchnorm gamma,
+//! beta, moving mean, moving variance), so tensors are copied as they are.
+//!
+//! Files read:
+//! - Keras 2 `save_weights("x.h5")` and `model.save("x.h5")` (Keras 3 writes the same "legacy"
+//!   files): the attribute `layer_names` (at the root or in `model_weights/`) lists the layers
+//!   in order, each group's `weight_names` its tensors; `model.save` adds each layer's class in
+//!   the `model_config` attribute.
+//! - Keras 3 `.weights.h5`, alone or inside a `.keras` archive: `layers/<path>/vars/0, 1, ...`,
+//!   where `<path>` is made from the layer's class in creation order (`conv2d`, `conv2d_1`,
+//!   `dense`, ...) and the layer's own name is the `vars` group's `name` attribute.
+//!
+//! Matching: by name when every Keras layer with weights has a config layer of its name (a
+//! partial match is not trusted: Keras 3 names `conv2d_1` its second conv, gpu-cnn its first);
+//! otherwise by order, which is, as Keras loads them, the order among layers with weights in a
+//! legacy file, and the position among layers of the same class for Keras 3 paths.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use hdf5_reader::group::Group;
+use hdf5_reader::Hdf5File;
+use thiserror::Error;
+
+use crate::checkpoint::{Checkpoint, TrainState};
+use crate::config::Config;
+use crate::layers::LayerKind;
+use crate::model::ModelSpec;
+use crate::transfer::{Action, LayerPlan, Plan, Strategy};
+
+#[derive(Debug, Error)]
+pub enum KerasError {
+    #[error("{0}: cannot read: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: is a TensorFlow SavedModel folder, which gpu-cnn cannot read; in Keras, save the weights with model.save_weights(\"model.weights.h5\") (Keras 3) or model.save(\"model.h5\"), and import that file")]
+    SavedModel(PathBuf),
+    #[error("{0}: is a folder, not a Keras weights file (.h5, .weights.h5 or .keras)")]
+    Folder(PathBuf),
+    #[error("{0}: not an HDF5 file or a .keras archive; gpu-cnn imports Keras weights saved as .h5, .weights.h5 or .keras")]
+    NotHdf5(PathBuf),
+    #[error("{0}: {1}")]
+    Format(PathBuf, String),
+    #[error("--classes: {found} names for a {model}-class model")]
+    Classes { found: usize, model: u32 },
+    #[error("{path}: Keras layer '{layer}' is a {class}, but the config's {target} is a {target_class}; gpu-cnn takes the weights of Conv2D, Dense and BatchNormalization layers")]
+    LayerType { path: PathBuf, layer: String, class: String, target: String, target_class: String },
+    #[error("{path}: Keras layer '{layer}' is a {class}, which the config has no layer of; gpu-cnn takes the weights of Conv2D, Dense and BatchNormalization layers")]
+    Unsupported { path: PathBuf, layer: String, class: String },
+    #[error("{path}: Keras layer '{layer}' does not fit the config's {target}: {detail}; import into a config of the file's own layout, then use `gpu-cnn transfer`")]
+    Shape { path: PathBuf, layer: String, target: String, detail: String },
+}
+
+/// Which Keras wrote the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Keras 2 `.h5` (also Keras 3's legacy `model.save("x.h5")`).
+    Legacy,
+    /// Keras 3 `.weights.h5`.
+    Keras3,
+    /// Keras 3 `.keras` archive (its `model.weights.h5`).
+    Archive,
+}
+
+impl Format {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Legacy => "Keras 2 / legacy HDF5",
+            Self::Keras3 => "Keras 3 .weights.h5",
+            Self::Archive => "Keras 3 .keras archive",
+        }
+    }
+}
+
+/// What a file says a layer is.
+#[derive(Debug, Clone, PartialEq)]
+enum Class {
+    /// Keras' class name (`Conv2D`), from a legacy file's model config.
+    Keras(String),
+    /// The class's snake-case stem (`conv2d`), from a Keras 3 path.
+    Stem(String),
+    /// A legacy file without a model config (`save_weights`).
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+pub struct Weight {
+    /// `kernel`, `gamma`, ... in legacy files; `0`, `1`, ... in Keras 3 files.
+    pub name: String,
+    pub shape: Vec<u32>,
+    pub data: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KerasLayer {
+    pub name: String,
+    /// Where Keras 3 stores it (`conv2d_1`); the name in legacy files.
+    path: String,
+    class: Class,
+    pub weights: Vec<Weight>,
+}
+
+impl KerasLayer {
+    /// Its class as the file says it (`Conv2D` or `conv2d`), when the file says.
+    fn class_name(&self) -> Option<&str> {
+        match &self.class {
+            Class::Keras(c) | Class::Stem(c) => Some(c),
+            Class::Unknown => None,
+        }
+    }
+
+    /// Whether its class is `kind`'s (or unknown).
+    fn fits(&self, kind: &LayerKind) -> bool {
+        match &self.class {
+            Class::Keras(c) => c == kind.ops().class(),
+            Class::Stem(s) => s == kind.ops().stem(),
+            Class::Unknown => true,
+        }
+    }
+}
+
+/// The layers with weights of a Keras file, in the file's order.
+#[derive(Debug, Clone)]
+pub struct KerasFile {
+    pub format: Format,
+    pub layers: Vec<KerasLayer>,
+}
+
+const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+
+impl KerasFile {
+    pub fn read(path: &Path) -> Result<Self, KerasError> {
+        if path.is_dir() {
+            let saved_model = path.join("saved_model.pb").is_file() || path.join("saved_model.pbtxt").is_file();
+            return Err(if saved_model { KerasError::SavedModel(path.to_path_buf()) } else { KerasError::Folder(path.to_path_buf()) });
+        }
+        let bytes = std::fs::read(path).map_err(|e| KerasError::Read(path.to_path_buf(), e))?;
+        let format = |e: String| KerasError::Format(path.to_path_buf(), e);
+        if bytes.starts_with(ZIP_MAGIC) {
+            let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format(format!("not a .keras archive: {e}")))?;
+            let mut entry = zip.by_name("model.weights.h5").map_err(|e| format(format!("a zip, but not a .keras archive (model.weights.h5: {e})")))?;
+            let mut weights = Vec::new();
+            entry.read_to_end(&mut weights).map_err(|e| KerasError::Read(path.to_path_buf(), e))?;
+            let file = Hdf5File::from_vec(weights).map_err(|e| format(format!("its model.weights.h5: {e}")))?;
+            return Ok(Self { format: Format::Archive, layers: keras3(&file).map_err(|e| format(format!("its model.weights.h5: {e}")))? });
+        }
+        if !bytes.starts_with(HDF5_MAGIC) {
+            return Err(KerasError::NotHdf5(path.to_path_buf()));
+        }
+        let file = Hdf5File::from_vec(bytes).map_err(|e| format(e.to_string()))?;
+        let root = file.root_group().map_err(|e| format(e.to_string()))?;
+        let (groups, _) = root.member_names().map_err(|e| format(e.to_string()))?;
+        if groups.iter().any(|g| g == "layers") {
+            return Ok(Self { format: Format::Keras3, layers: keras3(&file).map_err(format)? });
+        }
+        Ok(Self { format: Format::Legacy, layers: legacy(&file, &root).map_err(format)? })
+    }
+}
+
+fn read_weight(file: &Hdf5File, path: &str, name: String) -> Result<Weight, String> {
+    let ds = file.dataset(path).map_err(|e| format!("{path}: {e}"))?;
+    // A damaged header can claim any shape: check that it fits in memory before allocating.
+    let len = ds.shape().iter().try_fold(1u64, |n, &d| n.checked_mul(d)).unwrap_or(u64::MAX);
+    crate::sizes::check_host_bytes(&format!("{path} ({:?})", ds.shape()), len.saturating_mul(4)).map_err(|e| e.to_string())?;
+    let shape: Vec<u32> = ds.shape().iter().map(|&d| u32::try_from(d).map_err(|_| format!("{path}: dimension {d} is too large"))).collect::<Result<_, _>>()?;
+    let mut data = vec![0f32; len as usize];
+    ds.read_into(&mut data).map_err(|e| format!("{path}: {e} (gpu-cnn reads float32 weights)"))?;
+    Ok(Weight { name, shape, data })
+}
+
+/// Keras 3: `layers/<path>/vars/<i>`, the layer's name in the `vars` group's `name` attribute.
+fn keras3(file: &Hdf5File) -> Result<Vec<KerasLayer>, String> {
+    let layers = file.group("/layers").map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for path in layers.member_names().map_err(|e| e.to_string())?.0 {
+        let Ok(vars) = layers.group(&path).and_then(|g| g.group("vars")) else { continue };
+        let mut indices: Vec<usize> = vars.member_names().map_err(|e| e.to_string())?.1.iter().filter_map(|n| n.parse().ok()).collect();
+        indices.sort();
+        if indices.is_empty() {
+            continue;
+        }
+        let weights = indices.iter().map(|i| read_weight(file, &format!("/layers/{path}/vars/{i}"), i.to_string())).collect::<Result<_, _>>()?;
+        let name = vars.attribute("name").and_then(|a| a.read_string()).unwrap_or_else(|_| path.clone());
+        // The path is the class's stem, numbered from the second layer of a class on.
+        let stem = match path.rsplit_once('_') {
+            Some((stem, n)) if n.parse::<u32>().is_ok() => stem.to_string(),
+            _ => path.clone(),
+        };
+        out.push(KerasLayer { name, path, class: Class::Stem(stem), weights });
+    }
+    Ok(out)
+}
+
+fn strings(group: &Group, attribute: &str) -> Result<Vec<String>, String> {
+    let a = group.attribute(attribute).map_err(|e| format!("{}: attribute '{attribute}': {e}", group.name()))?;
+    if a.num_elements().map_err(|e| e.to_string())? == 0 {
+        return Ok(Vec::new());
+    }
+    a.read_strings().map_err(|e| format!("{}: attribute '{attribute}': {e}", group.name()))
+}
+
+/// Keras 2 / legacy: `layer_names` in order, each layer's `weight_names`, classes from the
+/// `model_config` when `model.save` wrote one.
+fn legacy(file: &Hdf5File, root: &Group) -> Result<Vec<KerasLayer>, String> {
+    let (weights_root, prefix) = match root.group("model_weights") {
+        Ok(g) => (g, "/model_weights"),
+        Err(_) => (file.root_group().map_err(|e| e.to_string())?, ""),
+    };
+    let names = strings(&weights_root, "layer_names").map_err(|_| "not Keras weights: no 'layer_names' attribute and no 'layers' group".to_string())?;
+    let classes: Vec<(String, String)> = root
+        .attribute("model_config")
+        .and_then(|a| a.read_string())
+        .ok()
+        .and_then(|text: String| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .map(|config| {
+            let layers = config["config"]["layers"].as_array().cloned().unwrap_or_default();
+            let name = |l: &serde_json::Value| l["config"]["name"].as_str().or(l["name"].as_str()).unwrap_or_default().to_string();
+            layers.iter().map(|l| (name(l), l["class_name"].as_str().unwrap_or_default().to_string())).collect()
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for name in names {
+        let group = weights_root.group(&name).map_err(|e| format!("layer '{name}': {e}"))?;
+        let weight_names = strings(&group, "weight_names")?;
+        if weight_names.is_empty() {
+            continue;
+        }
+        // `conv2d_1/kernel:0` (Keras 2) or `sequential/conv2d_1/kernel` (Keras 3): the last part.
+        let suffix = |w: &str| w.rsplit('/').next().unwrap_or(w).trim_end_matches(":0").to_string();
+        let weights = weight_names.iter().map(|w| read_weight(file, &format!("{prefix}/{name}/{w}"), suffix(w))).collect::<Result<_, _>>()?;
+        let class = classes.iter().find(|(n, _)| *n == name).map_or(Class::Unknown, |(_, c)| Class::Keras(c.clone()));
+        out.push(KerasLayer { path: name.clone(), name, class, weights });
+    }
+    Ok(out)
+}
+
+/// How the file's layers were paired with the config's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    Name,
+    /// Order among layers with weights (legacy files).
+    Order,
+    /// Keras 3's class-and-count paths (position among layers of the same class).
+    Path,
+}
+
+impl MatchedBy {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Order => "order among layers with weights",
+            Self::Path => "order among layers of each class (Keras 3's weight paths)",
+        }
+    }
+}
+
+/// The config's tensors with the file's weights in place of `init` where layers match, and
+/// the report (in `transfer`'s table). Errors when a paired layer's class or shapes differ.
+pub fn import(path: &Path, file: &KerasFile, spec: &ModelSpec, mut init: Vec<Vec<f32>>) -> Result<(Plan, MatchedBy, Vec<Vec<f32>>), KerasError> {
+    let infos = spec.params();
+    let with_params = |t: usize| infos.iter().any(|p| p.layer == t);
+    let targets: Vec<usize> = (0..spec.layers.len()).filter(|&t| with_params(t)).collect();
+    let by_name = !file.layers.is_empty() && file.layers.iter().all(|l| spec.layers.iter().any(|t| t.name == l.name));
+    let matched_by = match (by_name, file.format) {
+        (true, _) => MatchedBy::Name,
+        (false, Format::Legacy) => MatchedBy::Order,
+        (false, _) => MatchedBy::Path,
+    };
+    let source = |t: usize| -> Option<usize> {
+        let target = &spec.layers[t];
+        match matched_by {
+            MatchedBy::Name => file.layers.iter().position(|l| l.name == target.name),
+            MatchedBy::Order => Some(targets.iter().position(|&x| x == t)?).filter(|&i| i < file.layers.len()),
+            MatchedBy::Path => {
+                let stem = target.kind.ops().stem();
+                let n = spec.layers[..t].iter().filter(|l| l.kind.ops().stem() == stem).count();
+                let path = if n == 0 { stem.to_string() } else { format!("{stem}_{n}") };
+                file.layers.iter().position(|l| l.path == path)
+            }
+        }
+    };
+    // A Keras layer of a class the config has nowhere is a type gpu-cnn cannot hold, or the
+    // wrong config: either way not a spare layer to leave out.
+    if let Some((l, class)) = file.layers.iter().find_map(|l| l.class_name().filter(|_| !spec.layers.iter().any(|t| l.fits(&t.kind))).map(|c| (l, c))) {
+        return Err(KerasError::Unsupported { path: path.into(), layer: l.name.clone(), class: class.into() });
+    }
+    let mut used = vec![false; file.layers.len()];
+    let mut layers = Vec::new();
+    for (t, target) in spec.layers.iter().enumerate() {
+        let class = target.kind.ops().class();
+        let tensors: Vec<usize> = (0..infos.len()).filter(|&i| infos[i].layer == t).collect();
+        let params: u64 = tensors.iter().map(|&i| infos[i].len()).sum();
+        let mut row = LayerPlan { target: target.name.clone(), class: class.into(), source: None, action: Action::NoParameters, reason: None, params, moved: 0, recipe: None };
+        if tensors.is_empty() {
+            layers.push(row);
+            continue;
+        }
+        let Some(s) = source(t) else {
+            row.action = Action::FreshInit;
+            row.reason = Some(format!("no Keras layer of this {}", if matched_by == MatchedBy::Name { "name" } else { "position" }));
+            layers.push(row);
+            continue;
+        };
+        let layer = &file.layers[s];
+        if let (false, Some(keras_class)) = (layer.fits(&target.kind), layer.class_name()) {
+            return Err(KerasError::LayerType { path: path.into(), layer: layer.name.clone(), class: keras_class.into(), target: target.name.clone(), target_class: class.into() });
+        }
+        let shape_error = |detail: String| KerasError::Shape { path: path.into(), layer: layer.name.clone(), target: target.name.clone(), detail };
+        if layer.weights.len() != tensors.len() {
+            let names = |n: Vec<&str>| n.join(", ");
+            let detail = format!("it has {} weight(s) ({}), the config's layer {} ({})", layer.weights.len(), names(layer.weights.iter().map(|w| w.name.as_str()).collect()), tensors.len(), names(tensors.iter().map(|&i| infos[i].suffix).collect()));
+            return Err(shape_error(detail));
+        }
+        for (w, &i) in layer.weights.iter().zip(&tensors) {
+            let named = file.format == Format::Legacy;
+            if named && w.name != infos[i].suffix {
+                return Err(shape_error(format!("its weight '{}' stands where the config has '{}'", w.name, infos[i].suffix)));
+            }
+            if w.shape != infos[i].shape {
+                return Err(shape_error(format!("weight {} has shape {:?}, the config's {} needs {:?}", w.name, w.shape, infos[i].name, infos[i].shape)));
+            }
+            init[i].copy_from_slice(&w.data);
+        }
+        used[s] = true;
+        row.source = Some(layer.name.clone());
+        row.action = Action::Copied;
+        row.moved = params;
+        layers.push(row);
+    }
+    let unused = file.layers.iter().zip(&used).filter(|(_, u)| !**u).map(|(l, _)| l.name.clone()).collect();
+    let moved = layers.iter().map(|l| l.moved).sum();
+    let plan = Plan { strategy: Strategy::Match, partial: false, layers, unused, moved, total: spec.param_count(), function_preserving: false };
+    Ok((plan, matched_by, init))
+}
+
+/// A gpu-cnn checkpoint of `cfg`'s model from the Keras file at `path`: the file's weights where
+/// layers match, the config's seeded initialisation elsewhere, `classes` (default `class_0`,
+/// ...) as its class names, and the import recorded as its provenance.
+pub fn checkpoint(path: &Path, cfg: &Config, classes: Option<Vec<String>>) -> Result<(Plan, MatchedBy, Format, Checkpoint), KerasError> {
+    let spec = &cfg.model;
+    let classes = classes.unwrap_or_else(|| (0..spec.classes()).map(|i| format!("class_{i}")).collect());
+    if classes.len() != spec.classes() as usize {
+        return Err(KerasError::Classes { found: classes.len(), model: spec.classes() });
+    }
+    let file = KerasFile::read(path)?;
+    let (plan, matched_by, params) = import(path, &file, spec, crate::network::initial_params(spec, cfg.train.seed))?;
+    let provenance = serde_json::json!({
+        "source": path.display().to_string(),
+        "format": file.format.describe(),
+        "matched_by": matched_by,
+        "fraction_transferred": plan.fraction(),
+        "layers": plan.layers,
+    });
+    let state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, ..Default::default() };
+    let ckpt = Checkpoint { model: spec.clone(), classes, params, optimizer: None, state, provenance: Some(provenance) };
+    Ok((plan, matched_by, file.format, ckpt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(name: &str, weights: &[(&str, Vec<u32>)]) -> KerasLayer {
+        let weights = weights.iter().map(|(n, s)| Weight { name: n.to_string(), shape: s.clone(), data: vec![0.5; s.iter().product::<u32>() as usize] }).collect();
+        KerasLayer { name: name.into(), path: name.into(), class: Class::Unknown, weights }
+    }
+
+    /// Keras 2 `save_weights` without a model config, default names that are not the config's:
+    /// paired by order; a trailing Keras layer is unused, a config layer past the file's end
+    /// keeps its initialisation.
+    #[test]
+    fn legacy_layers_pair_by_order_and_the_rest_is_reported() {
+        let spec = ModelSpec::model1(8);
+        let conv = layer("conv2d", &[("kernel", vec![3, 3, 3, 32]), ("bias", vec![32])]);
+        let dense = layer("dense", &[("kernel", vec![512, 128]), ("bias", vec![128])]);
+        let extra = layer("dense_9", &[("kernel", vec![1, 1])]);
+        let path = Path::new("k.h5");
+        let init: Vec<Vec<f32>> = spec.params().iter().map(|p| vec![-1.0; p.len() as usize]).collect();
+        let file = KerasFile { format: Format::Legacy, layers: vec![conv.clone(), dense.clone()] };
+        let (plan, by, params) = import(path, &file, &spec, init.clone()).unwrap();
+        assert_eq!(by, MatchedBy::Order);
+        let actions: Vec<_> = plan.layers.iter().map(|l| (l.target.as_str(), l.action, l.source.as_deref())).collect();
+        assert_eq!(actions[0], ("conv2d_1", Action::Copied, Some("conv2d")));
+        assert_eq!(actions[3], ("dense_1", Action::Copied, Some("dense")));
+        assert_eq!(actions[4], ("dense_2", Action::FreshInit, None));
+        assert!(params[..4].iter().all(|t| t.iter().all(|&v| v == 0.5)) && params[4].iter().all(|&v| v == -1.0));
+        assert!(plan.table().contains("no Keras layer of this position"));
+
+        let head = layer("dense_1", &[("kernel", vec![128, 1]), ("bias", vec![1])]);
+        let file = KerasFile { format: Format::Legacy, layers: vec![conv, dense.clone(), head, extra] };
+        let (plan, _, _) = import(path, &file, &spec, init.clone()).unwrap();
+        assert_eq!(plan.unused, ["dense_9"]);
+        assert_eq!(plan.moved, spec.param_count());
+
+        // Keras 3 paths name the class: a spare layer of a class the config lacks is refused.
+        let mut depthwise = layer("depthwise_conv2d", &[("0", vec![3, 3, 3, 1])]);
+        depthwise.class = Class::Stem("depthwise_conv2d".into());
+        let e = import(path, &KerasFile { format: Format::Keras3, layers: vec![depthwise] }, &spec, init.clone()).unwrap_err();
+        assert!(e.to_string().contains("Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"), "{e}");
+
+        // A model config's classes: a Dense where the config has its conv is refused.
+        let mut dense_first = dense.clone();
+        dense_first.class = Class::Keras("Dense".into());
+        let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![dense_first] }, &spec, init.clone()).unwrap_err();
+        assert!(e.to_string().contains("Keras layer 'dense' is a Dense, but the config's conv2d_1 is a Conv2D"), "{e}");
+
+        // Legacy weights carry names: a bias where the kernel belongs is refused.
+        let swapped = layer("conv2d", &[("bias", vec![32]), ("kernel", vec![3, 3, 3, 32])]);
+        let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![swapped] }, &spec, init).unwrap_err();
+        assert!(e.to_string().contains("its weight 'bias' stands where the config has 'kernel'"), "{e}");
+    }
+}

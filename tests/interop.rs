@@ -1,0 +1,313 @@
+//! Interop through the real binary: `export` runs in onnxruntime with the probabilities
+//! `predict` gives, on 16 real images (tests/fixtures/images: CIFAR-10 cats and dogs).
+//! onnxruntime comes from the Python that GPU_CNN_PYTHON names (.ci/run installs it), else
+//! `python3`.
+
+#[path = "common/bin.rs"]
+mod bin;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bin::{gpu_cnn, root};
+use gpu_cnn::checkpoint::{Checkpoint, TrainState};
+use gpu_cnn::layers::activation::ActivationLayer;
+use gpu_cnn::layers::avgpool2d::AvgPool2d;
+use gpu_cnn::layers::batchnorm::BatchNorm;
+use gpu_cnn::layers::conv2d::Conv2d;
+use gpu_cnn::layers::dense::Dense;
+use gpu_cnn::layers::dropout::Dropout;
+use gpu_cnn::layers::{Pair, Role};
+use gpu_cnn::model::{Activation, LayerKind, ModelSpec, Padding};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde_json::Value;
+
+fn python() -> String {
+    std::env::var("GPU_CNN_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn images() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/images")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 16);
+    files
+}
+
+/// A checkpoint of `spec` with seeded random weights, biases and batchnorm statistics (Keras
+/// starts those at constants, which would hide a bias or statistic exported to the wrong place).
+fn checkpoint(spec: ModelSpec, classes: &[&str]) -> Checkpoint {
+    let mut params = gpu_cnn::network::initial_params(&spec, 7);
+    let mut rng = StdRng::seed_from_u64(14);
+    for (info, data) in spec.params().iter().zip(&mut params) {
+        let (lo, hi) = match info.suffix {
+            "gamma" | "moving_variance" => (0.5, 1.5),
+            _ if info.role == Role::PerUnit => (-0.2, 0.2),
+            _ => continue,
+        };
+        data.iter_mut().for_each(|v| *v = rng.random_range(lo..hi));
+    }
+    let state = TrainState { lr: 1e-3, ..Default::default() };
+    Checkpoint { model: spec, classes: classes.iter().map(|c| c.to_string()).collect(), params, optimizer: None, state, provenance: None }
+}
+
+/// Model 3's shape with everything else gpu-cnn has: batchnorm without bias or scale, average
+/// and global average pooling, a strided 'valid' conv, an activation layer, dropout, a
+/// batchnorm after a dense layer, and a softmax head.
+fn pooling_model() -> ModelSpec {
+    let conv = |filters, stride, padding, activation, use_bias| LayerKind::Conv2d(Conv2d { filters, kernel: Pair([3, 3]), stride, padding, activation, use_bias });
+    let layers = vec![
+        conv(8, 1, Padding::Same, Activation::Linear, false),
+        LayerKind::BatchNorm(BatchNorm { activation: Activation::Relu, ..Default::default() }),
+        LayerKind::AvgPool2d(AvgPool2d { pool: Pair([2, 2]), stride: None }),
+        conv(16, 2, Padding::Valid, Activation::Linear, true),
+        LayerKind::BatchNorm(BatchNorm { scale: false, ..Default::default() }),
+        LayerKind::Activation(ActivationLayer { activation: Activation::Relu }),
+        LayerKind::Dropout(Dropout { rate: 0.5 }),
+        LayerKind::GlobalAvgPool2d(Default::default()),
+        LayerKind::Dense(Dense::new(16, Activation::Relu)),
+        LayerKind::BatchNorm(BatchNorm { center: false, ..Default::default() }),
+        LayerKind::Dense(Dense::new(3, Activation::Softmax)),
+    ];
+    ModelSpec::new([32, 32, 3], layers.into_iter().map(|k| (None, k)).collect()).unwrap()
+}
+
+/// `gpu-cnn predict --json` probabilities, one row per image in class order.
+fn predict(dir: &Path, ckpt: &str, files: &[PathBuf], classes: &[&str]) -> Vec<Vec<f64>> {
+    let mut args = vec!["predict", ckpt, "--json"];
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    let o = gpu_cnn(dir, &args);
+    assert!(o.status.success());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array().unwrap().iter().map(|p| classes.iter().map(|c| p["probabilities"][c].as_f64().unwrap()).collect()).collect()
+}
+
+/// The exported model in onnxruntime on the images as `predict` decodes them.
+fn onnxruntime(dir: &Path, model: &str, input: [u32; 3], files: &[PathBuf], layout: &str) -> Value {
+    let mut pixels = Vec::new();
+    for f in files {
+        pixels.extend(gpu_cnn::data::folder::decode(f, input).unwrap().into_iter().flat_map(|v| (v as f32 / 255.0).to_le_bytes()));
+    }
+    std::fs::write(dir.join("images.f32"), pixels).unwrap();
+    let shape = format!("{},{},{},{}", files.len(), input[0], input[1], input[2]);
+    let script = root().join("tests/onnx_run.py");
+    let o = Command::new(python()).arg(&script).args([model, "images.f32", &shape, layout]).current_dir(dir).output().expect("run python");
+    assert!(o.status.success(), "{} {}: {}", python(), script.display(), String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn max_difference(a: &[Vec<f64>], b: &Value) -> f64 {
+    let b = b.as_array().unwrap();
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y.as_array().unwrap()).map(|(p, q)| (p - q.as_f64().unwrap()).abs())).fold(0.0, f64::max)
+}
+
+fn check_export(name: &str, spec: ModelSpec, classes: &[&str], layout: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = checkpoint(spec, classes);
+    ckpt.save(&dir.path().join("model.safetensors")).unwrap();
+    let o = gpu_cnn(dir.path(), &["export", "model.safetensors", "-o", "model.onnx", "--layout", layout]);
+    assert!(o.status.success(), "{name}");
+    let files = images();
+    let expected = predict(dir.path(), "model.safetensors", &files, classes);
+    // Untrained, but not saturated: the comparison is about numbers, not 0s and 1s.
+    let (lo, hi) = expected.iter().flatten().fold((1f64, 0f64), |(lo, hi), &p| (lo.min(p), hi.max(p)));
+    assert!(lo > 0.02 && hi < 0.98 && hi - lo > 0.01, "{name}: probabilities span [{lo}, {hi}]");
+    let got = onnxruntime(dir.path(), "model.onnx", ckpt.model.input, &files, layout);
+    let diff = max_difference(&expected, &got["probabilities"]);
+    eprintln!("{name} ({layout}): max |onnxruntime - predict| = {diff:.2e} over {} probabilities in [{lo:.3}, {hi:.3}]", 16 * classes.len());
+    assert!(diff < 1e-5, "{name}: onnxruntime differs from predict by {diff}");
+    assert_eq!(got["classes"], serde_json::json!(classes));
+    assert_eq!(got["layout"], layout.to_uppercase());
+    assert_eq!((got["input"].as_str(), got["output"].as_str()), (Some("input"), Some("probabilities")));
+    let [h, w, c] = ckpt.model.input.map(Value::from);
+    let dims = if layout == "nchw" { [c.clone(), h.clone(), w.clone()] } else { [h.clone(), w.clone(), c.clone()] };
+    assert_eq!(got["input_shape"].as_array().unwrap()[1..], dims);
+    assert!(got["doc"].as_str().unwrap().contains("pixels / 255"), "{}", got["doc"]);
+}
+
+#[test]
+fn export_model1_runs_in_onnxruntime_as_predict_does() {
+    check_export("Model 1", ModelSpec::model1(64), &["cats", "dogs"], "nhwc");
+}
+
+#[test]
+fn export_model2_runs_in_onnxruntime_as_predict_does_in_both_layouts() {
+    check_export("Model 2", ModelSpec::model2(64), &["cats", "dogs"], "nhwc");
+    check_export("Model 2", ModelSpec::model2(64), &["cats", "dogs"], "nchw");
+}
+
+#[test]
+fn export_batchnorm_and_pooling_runs_in_onnxruntime_as_predict_does() {
+    check_export("batchnorm + pooling", pooling_model(), &["bird", "cat", "dog"], "nhwc");
+}
+
+#[test]
+fn export_never_overwrites_without_asking() {
+    let dir = tempfile::tempdir().unwrap();
+    checkpoint(ModelSpec::model2(16), &["cats", "dogs"]).save(&dir.path().join("m.safetensors")).unwrap();
+    std::fs::write(dir.path().join("model.onnx"), "keep me").unwrap();
+    let o = gpu_cnn(dir.path(), &["export", "m.safetensors", "-o", "model.onnx"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("pass --overwrite"));
+    assert_eq!(std::fs::read_to_string(dir.path().join("model.onnx")).unwrap(), "keep me");
+    let o = gpu_cnn(dir.path(), &["export", "m.safetensors", "-o", "m.safetensors", "--overwrite"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("own input"));
+    assert!(gpu_cnn(dir.path(), &["export", "m.safetensors", "-o", "model.onnx", "--overwrite"]).status.success());
+    assert_ne!(std::fs::read(dir.path().join("model.onnx")).unwrap(), b"keep me");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(left.iter().all(|f| !f.ends_with(".tmp")), "{left:?}");
+}
+
+fn keras_images() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/keras/images")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 16);
+    files
+}
+
+fn keras_predictions(key: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/keras/predictions.json")).unwrap();
+    serde_json::from_str::<Value>(&text).unwrap()[key].clone()
+}
+
+fn fixture(name: &str) -> String {
+    root().join("tests/fixtures/keras").join(name).display().to_string()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Imports a fixture and checks that `predict` on the imported checkpoint gives Keras' own
+/// predictions; returns the import's report.
+fn check_import(file: &str, config: &str, key: &str, matched_by: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let classes = if key == "batchnorm" { ["bird", "cat", "dog"].as_slice() } else { ["cats", "dogs"].as_slice() };
+    let o = gpu_cnn(dir.path(), &["import", "keras", &fixture(file), "--config", &fixture(config), "-o", "imported.safetensors", "--classes", &classes.join(",")]);
+    assert!(o.status.success(), "{file}");
+    let report = stdout(&o);
+    assert!(report.contains(&format!("layers matched by {matched_by}")), "{report}");
+    assert!(report.contains("(100.0%) came from the source"), "{report}");
+    let got = predict(dir.path(), "imported.safetensors", &keras_images(), classes);
+    let diff = max_difference(&got, &keras_predictions(key));
+    eprintln!("{file}: max |gpu-cnn - Keras| = {diff:.2e}");
+    assert!(diff < 1e-5, "{file}: gpu-cnn's predictions differ from Keras' by {diff}");
+    report
+}
+
+#[test]
+fn import_keras2_h5_by_name_predicts_as_keras() {
+    let report = check_import("model1.h5", "model1.toml", "model1", "name");
+    assert!(report.contains("dense_1 (Dense)    dense_1          copied                65,664"), "{report}");
+}
+
+#[test]
+fn import_keras2_save_weights_h5_by_order_predicts_as_keras() {
+    let report = check_import("model2.h5", "model2.toml", "model2", "order among layers with weights");
+    assert!(report.contains("conv2d_2 (Conv2D)  conv2d_1         copied"), "Keras' second conv is conv2d_1: {report}");
+}
+
+#[test]
+fn import_keras3_weights_h5_predicts_as_keras() {
+    check_import("model1.weights.h5", "model1.toml", "model1", "name");
+    check_import("model2.weights.h5", "model2.toml", "model2", "order among layers of each class");
+    check_import("batchnorm.weights.h5", "batchnorm.toml", "batchnorm", "order among layers of each class");
+}
+
+#[test]
+fn import_keras3_archive_predicts_as_keras() {
+    check_import("model2.keras", "model2.toml", "model2", "order among layers of each class");
+}
+
+/// Config layers the file lacks keep their fresh initialisation and are reported.
+#[test]
+fn import_reports_config_layers_the_file_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(fixture("model1.toml")).unwrap().replace(
+        "  { type = \"flatten\" },",
+        "  { type = \"conv2d\", name = \"extra\", filters = 32, kernel = 3, padding = \"same\", activation = \"relu\" },\n  { type = \"flatten\" },",
+    );
+    std::fs::write(dir.path().join("extra.toml"), config).unwrap();
+    let o = gpu_cnn(dir.path(), &["import", "keras", &fixture("model1.h5"), "--config", "extra.toml", "-o", "x.safetensors"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let row = out.lines().find(|l| l.starts_with("extra (Conv2D)")).unwrap_or_default();
+    assert!(row.contains(" fresh init ") && row.ends_with("9,248  no Keras layer of this name"), "{out}");
+    assert!(stdout(&o).contains("66,689 of 75,937 parameters"), "{}", stdout(&o));
+}
+
+#[test]
+fn import_errors_name_the_file_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("notes.h5"), "these are not weights").unwrap();
+    std::fs::create_dir_all(d.join("saved/variables")).unwrap();
+    std::fs::write(d.join("saved/saved_model.pb"), b"\x08\x01").unwrap();
+    std::fs::create_dir_all(d.join("folder")).unwrap();
+    let h5 = std::fs::read(fixture("model1.h5")).unwrap();
+    std::fs::write(d.join("truncated.h5"), &h5[..h5.len() / 2]).unwrap();
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(d.join("other.keras")).unwrap());
+    zip.start_file("readme.txt", zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
+    std::io::Write::write_all(&mut zip, b"not a model").unwrap();
+    zip.finish().unwrap();
+    let cases: &[(String, &str, &str)] = &[
+        ("notes.h5".into(), "model1.toml", "notes.h5: not an HDF5 file or a .keras archive"),
+        ("saved".into(), "model1.toml", "saved: is a TensorFlow SavedModel folder"),
+        ("folder".into(), "model1.toml", "folder: is a folder, not a Keras weights file"),
+        ("missing.h5".into(), "model1.toml", "missing.h5: cannot read"),
+        ("truncated.h5".into(), "model1.toml", "truncated.h5: layer 'conv2d_1': unexpected end of data"),
+        ("other.keras".into(), "model1.toml", "other.keras: a zip, but not a .keras archive"),
+        (fixture("unsupported.h5"), "model1.toml", "unsupported.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, which the config has no layer of"),
+        (fixture("unsupported.weights.h5"), "model1.toml", "unsupported.weights.h5: Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"),
+        (fixture("model1.h5"), "model2.toml", "model1.h5: Keras layer 'dense_1' does not fit the config's dense_1: weight kernel has shape [512, 128], the config's dense_1.kernel needs [128, 128]"),
+        (fixture("model2.weights.h5"), "model1.toml", "model2.weights.h5: Keras layer 'dense' does not fit the config's dense_1: weight 0 has shape [128, 128]"),
+        (fixture("batchnorm.weights.h5"), "model2.toml", "batchnorm.weights.h5: Keras layer 'batch_normalization' is a batch_normalization, which the config has no layer of"),
+        (fixture("model2.weights.h5"), "batchnorm.toml", "model2.weights.h5: Keras layer 'conv2d' does not fit the config's conv2d_1: it has 2 weight(s) (0, 1), the config's layer 1 (kernel)"),
+        (fixture("model1.h5"), "model1.toml --classes a,b,c", "--classes: 3 names for a 2-class model"),
+    ];
+    for (file, config, message) in cases {
+        let mut args = vec!["import", "keras", file, "--config"];
+        let config = config.split(' ').collect::<Vec<_>>();
+        let config_path = fixture(config[0]);
+        args.push(&config_path);
+        args.extend(&config[1..]);
+        args.extend(["-o", "out.safetensors"]);
+        let o = gpu_cnn(d, &args);
+        assert!(!o.status.success() && stderr(&o).contains(message), "{file}: expected '{message}', got: {}", stderr(&o));
+        assert!(!d.join("out.safetensors").exists(), "{file}: a failed import writes nothing");
+    }
+    std::fs::write(d.join("out.safetensors"), "keep me").unwrap();
+    let o = gpu_cnn(d, &["import", "keras", &fixture("model1.h5"), "--config", &fixture("model1.toml"), "-o", "out.safetensors"]);
+    assert!(!o.status.success() && stderr(&o).contains("pass --overwrite"));
+    assert_eq!(std::fs::read_to_string(d.join("out.safetensors")).unwrap(), "keep me");
+}
+
+/// An imported checkpoint is a normal one: evaluate, transfer --from and train --init take it.
+#[test]
+fn an_imported_checkpoint_evaluates_transfers_and_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for split in ["training_set", "test_set"] {
+        for f in keras_images() {
+            let class = if f.file_name().unwrap().to_string_lossy().starts_with("cat") { "cats" } else { "dogs" };
+            std::fs::create_dir_all(d.join("data").join(split).join(class)).unwrap();
+            std::fs::copy(&f, d.join("data").join(split).join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let o = gpu_cnn(d, &["import", "keras", &fixture("model1.h5"), "--config", &fixture("model1.toml"), "-o", "keras.safetensors", "--classes", "cats,dogs"]);
+    assert!(o.status.success());
+    let o = gpu_cnn(d, &["evaluate", "keras.safetensors", "--data", "data/test_set", "--json"]);
+    assert!(o.status.success());
+    let eval: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let keras = keras_predictions("model1");
+    let correct = keras.as_array().unwrap().iter().enumerate().filter(|(i, p)| (p[1].as_f64().unwrap() > 0.5) == (*i >= 8)).count();
+    assert_eq!(eval["accuracy"].as_f64().unwrap(), correct as f64 / 16.0, "evaluate agrees with Keras' predictions");
+    let o = gpu_cnn(d, &["transfer", "--from", "keras.safetensors", "--to", &fixture("model2.toml"), "--out", "grown.safetensors", "--strategy", "grow"]);
+    assert!(o.status.success() && stdout(&o).contains("conv2d_1 (Conv2D)"));
+    let o = gpu_cnn(d, &["train", &fixture("model2.toml"), "--init", "grown.safetensors", "--data", "data", "--epochs", "1", "--batch-size", "8", "--out", "run"]);
+    assert!(o.status.success());
+    assert!(d.join("run/history.json").is_file());
+}
