@@ -338,8 +338,10 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
     }
     let md = results_md(exp, &chains);
     crate::files::write_atomic(&exp.out.join("results.md"), md.as_bytes())?;
-    if !chains.is_empty() {
-        crate::plot::plot_compute(&chains, &exp.out.join("comparison.png")).map_err(anyhow::Error::msg)?;
+    // The first stage is the start of every strategy's chain: no curve of its own.
+    let curves: Vec<Chain> = chains.iter().filter(|c| c.arm != FIRST).cloned().collect();
+    if !curves.is_empty() {
+        crate::plot::plot_compute(&curves, &exp.out.join("comparison.png")).map_err(anyhow::Error::msg)?;
     }
     Ok(Report { chains, out: exp.out.clone() })
 }

@@ -220,6 +220,19 @@ pub fn fit(
     // The rate of a 0-based global step: a function of the step and the schedule's base only,
     // so a resumed run repeats it exactly.
     let lr = |step: usize, control: &Control| settings.schedule.lr(step, steps, settings.epochs, control.lr);
+    // The resumable state after `step` steps of epoch `epoch + 1` (0: at the epoch's end).
+    let state_at = |epoch: u32, step: usize, partial_metrics: [f32; 3], lr: f32, history: &[EpochLogs]| TrainState {
+        epoch,
+        step,
+        partial_metrics,
+        lr,
+        seed: settings.seed,
+        batch_size: settings.batch_size,
+        train_images: train.len(),
+        history: history.to_vec(),
+        unfreeze_after: settings.unfreeze_after,
+        callbacks: Default::default(),
+    };
     for epoch in start.epoch + 1..=settings.epochs {
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
             log::info!("epoch {epoch}: unfreezing {} (Adam starts afresh)", net.spec.frozen().join(", "));
@@ -253,19 +266,7 @@ pub fn fit(
             callbacks.iter_mut().for_each(|c| c.on_batch_end(&progress));
             if interrupted(settings) {
                 let m = net.read_metrics(ctx)?;
-                let state = TrainState {
-                    epoch: epoch - 1,
-                    step,
-                    partial_metrics: [m.loss_sum as f32, m.correct as f32, m.count as f32],
-                    lr: control.lr,
-                    seed: settings.seed,
-                    batch_size: settings.batch_size,
-                    train_images: train.len(),
-                    history: history.clone(),
-                    unfreeze_after: settings.unfreeze_after,
-                    callbacks: Default::default(),
-                };
-                let state = snapshot(callbacks, state);
+                let state = snapshot(callbacks, state_at(epoch - 1, step, [m.loss_sum as f32, m.correct as f32, m.count as f32], control.lr, &history));
                 for c in callbacks.iter_mut() {
                     c.on_state(ctx, net, &state)?;
                 }
@@ -301,17 +302,7 @@ pub fn fit(
         for c in callbacks.iter_mut() {
             c.on_epoch_end(ctx, net, &logs, &history, &mut control)?;
         }
-        let state = TrainState {
-            epoch,
-            lr: control.lr,
-            seed: settings.seed,
-            batch_size: settings.batch_size,
-            train_images: train.len(),
-            history: history.clone(),
-            unfreeze_after: settings.unfreeze_after,
-            ..Default::default()
-        };
-        let state = snapshot(callbacks, state);
+        let state = snapshot(callbacks, state_at(epoch, 0, [0.0; 3], control.lr, &history));
         for c in callbacks.iter_mut() {
             c.on_state(ctx, net, &state)?;
         }
