@@ -195,19 +195,20 @@ fn check_import(file: &str, config: &str, key: &str, matched_by: &str) -> String
     let diff = max_difference(&got, &keras_predictions(key));
     eprintln!("{file}: max |gpu-cnn - Keras| = {diff:.2e}");
     assert!(diff < 1e-5, "{file}: gpu-cnn's predictions differ from Keras' by {diff}");
-    report
+    // The table's columns size to its names: compare its words.
+    report.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[test]
 fn import_keras2_h5_by_name_predicts_as_keras() {
     let report = check_import("model1.h5", "model1.toml", "model1", "name");
-    assert!(report.contains("dense_1 (Dense)    dense_1          copied                65,664"), "{report}");
+    assert!(report.contains("dense_1 (Dense) dense_1 copied 65,664"), "{report}");
 }
 
 #[test]
 fn import_keras2_save_weights_h5_by_order_predicts_as_keras() {
     let report = check_import("model2.h5", "model2.toml", "model2", "order among layers with weights");
-    assert!(report.contains("conv2d_2 (Conv2D)  conv2d_1         copied"), "Keras' second conv is conv2d_1: {report}");
+    assert!(report.contains("conv2d_2 (Conv2D) conv2d_1 copied"), "Keras' second conv is conv2d_1: {report}");
 }
 
 #[test]
