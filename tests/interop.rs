@@ -1,5 +1,5 @@
 //! Interop through the real binary: `export` runs in onnxruntime with the probabilities
-//! `predict` gives, on 16 real images (tests/fixtures/images: CIFAR-10 cats and dogs).
+//! `predict` gives, on 16 real images (CIFAR-10 cats and dogs from ../shared/datasets).
 //! onnxruntime comes from the Python that GPU_CNN_PYTHON names (.ci/run installs it), else
 //! `python3`.
 
@@ -26,10 +26,12 @@ fn python() -> String {
     std::env::var("GPU_CNN_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// cat.4000-4007 and dog.4000-4007 of the shared CIFAR-10 test set.
 fn images() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/images")).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    assert_eq!(files.len(), 16);
+    let dir = root().join("../shared/datasets/cifar10-catdog/test_set");
+    let names = ["cat", "dog"].iter().flat_map(|c| (4000..4008).map(move |i| format!("{c}s/{c}.{i}.jpg")));
+    let files: Vec<PathBuf> = names.map(|n| dir.join(n)).collect();
+    files.iter().for_each(|f| assert!(f.is_file(), "{}: the shared test images live in ../shared", f.display()));
     files
 }
 
