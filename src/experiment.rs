@@ -216,19 +216,32 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
             for k in exp.stages_of(a) {
                 let cfg = stage_config(exp, k, s, a, overrides)?;
                 let dir = exp.folder(s, a, k, &cfg);
-                let folder = run::claim_folder(&cfg, &dir, None, None, overwrite)?;
-                if k > 0 && a != SCRATCH {
+                // A run that stopped (killed, or fewer epochs asked before) continues from its
+                // last checkpoint, and a finished one is kept: re-running the command resumes a sweep.
+                let last = dir.join(run::LAST_CHECKPOINT);
+                let previous = match last.is_file() && !overwrite {
+                    true => Some(Checkpoint::load(&last)?),
+                    false => None,
+                };
+                if previous.as_ref().is_some_and(|c| c.state.epoch >= cfg.train.epochs) {
+                    println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
+                    continue;
+                }
+                let folder = run::claim_folder(&cfg, &dir, previous.is_some().then_some(last.as_path()), None, overwrite)?;
+                if k > 0 && a != SCRATCH && previous.is_none() {
                     crate::files::check_output_file(&dir.join("init.safetensors"), overwrite, &[])?;
                 }
-                jobs.push((s, a, k, cfg, folder));
+                jobs.push((s, a, k, cfg, folder, previous.map(|c| (c, last))));
             }
         }
     }
-    for (s, a, k, cfg, folder) in jobs {
-        println!("== seed {s}, {a}: stage {} ({})", k + 1, cfg.name);
+    for (s, a, k, cfg, folder, previous) in jobs {
+        println!("== seed {s}, {a}: stage {} ({}){}", k + 1, cfg.name, if previous.is_some() { ", resumed" } else { "" });
         let mut cfg = cfg;
         let (train, test) = run::load_datasets(&cfg)?;
-        let start = if k == 0 || a == SCRATCH {
+        let start = if let Some((ckpt, path)) = previous {
+            Start::Resume(ckpt, path)
+        } else if k == 0 || a == SCRATCH {
             Start::Fresh
         } else {
             let prev_cfg = stage_config(exp, k - 1, s, if k == 1 { FIRST } else { a }, overrides)?;

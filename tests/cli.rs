@@ -198,6 +198,16 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
     assert!(o.status.success());
     assert_eq!(std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap(), table);
+    // Running it again keeps every finished run; with more epochs, seed 1's runs resume.
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).matches(") finished in exp/seed-").count() == 8);
+    assert_eq!(std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap(), table);
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--epochs", "3", "--seed", "1"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).matches(", resumed").count() == 4);
+    for (seed, epochs) in [(1, 3), (2, 2)] {
+        let h = gpu_cnn::train::history::read(&dir.path().join(format!("exp/seed-{seed}/grow/3-s3/history.json"))).unwrap();
+        assert_eq!(h.len(), epochs, "seed {seed}");
+    }
 
     let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/grow/3-s3", "exp/seed-1/first/history.json", "-o", "both.svg"]);
     assert!(o.status.success());
