@@ -200,8 +200,9 @@ fn best_checkpoint(dir: &Path) -> Option<PathBuf> {
 }
 
 /// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
-/// the report. Every run folder is claimed before the first run starts; a previous run's files
-/// are replaced only when `overwrite`. `progress` makes each run's progress display.
+/// the report. Every run folder is claimed before the first run starts; finished runs are kept
+/// and stopped ones resumed, unless `overwrite` starts them afresh. `progress` makes each run's
+/// progress display.
 pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, arm: Option<&str>, seed: Option<u64>, progress: &dyn Fn() -> Vec<Box<dyn Callback>>) -> anyhow::Result<Report> {
     let arms = exp.arms();
     if let Some(a) = arm.filter(|a| !arms.iter().any(|x| x == a)) {
@@ -244,12 +245,13 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
         } else if k == 0 || a == SCRATCH {
             Start::Fresh
         } else {
-            let prev_cfg = stage_config(exp, k - 1, s, if k == 1 { FIRST } else { a }, overrides)?;
+            // The arm that trained the stage before: the shared first stage, else this one.
+            let before = if k == 1 { FIRST } else { a };
             let prev = match (k, &exp.stages[0].checkpoint) {
                 (1, Some(path)) => path.clone(),
                 _ => {
-                    let dir = exp.folder(s, if k == 1 { FIRST } else { a }, k - 1, &prev_cfg);
-                    best_checkpoint(&dir).ok_or_else(|| anyhow::anyhow!("{}: stage {} has not finished (run --arm {} --seed {s} first)", dir.display(), k, if k == 1 { FIRST } else { a }))?
+                    let dir = exp.folder(s, before, k - 1, &stage_config(exp, k - 1, s, before, overrides)?);
+                    best_checkpoint(&dir).ok_or_else(|| anyhow::anyhow!("{}: stage {k} has not finished (run --arm {before} --seed {s} first)", dir.display()))?
                 }
             };
             let strategy = exp.strategies.iter().copied().find(|&st| strategy_name(st) == a).expect("a strategy arm");
