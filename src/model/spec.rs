@@ -159,7 +159,8 @@ impl ModelSpec {
 
     /// Names of the frozen layers that own tensors.
     pub fn frozen(&self) -> Vec<&str> {
-        self.layers.iter().enumerate().filter(|(i, l)| !l.trainable && self.params().iter().any(|p| p.layer == *i)).map(|(_, l)| l.name.as_str()).collect()
+        let params = self.params();
+        self.layers.iter().enumerate().filter(|(i, l)| !l.trainable && params.iter().any(|p| p.layer == *i)).map(|(_, l)| l.name.as_str()).collect()
     }
 
     /// This spec with the layers in `names` frozen too; unknown names are refused with a
@@ -191,7 +192,8 @@ impl ModelSpec {
         let first_trainable = params.iter().filter(|p| p.trainable).map(|p| p.layer).min().unwrap_or(self.layers.len());
         let shapes = self.shapes().expect("validated spec");
         let trains = |i: usize| params.iter().any(|p| p.layer == i && p.trainable);
-        (0..self.layers.len()).map(|i| self.layers[i].kind.ops().flops(self.input_of(i), shapes[i], trains(i), i > first_trainable)).collect()
+        let inputs = std::iter::once(Shape::Image(self.input)).chain(shapes.iter().copied());
+        self.layers.iter().zip(inputs).enumerate().map(|(i, (l, input))| l.kind.ops().flops(input, shapes[i], trains(i), i > first_trainable)).collect()
     }
 
     /// FLOPs of training on `images` images in `steps` steps: every layer's forward and
