@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 
 use crate::gpu::GpuContext;
 use crate::model::ModelSpec;
 use crate::network::{Network, NetworkError};
-use crate::train::EpochLogs;
+use crate::record::TrainState;
 
 pub const FORMAT: &str = "gpu-cnn";
 pub const FORMAT_VERSION: u32 = 1;
@@ -52,30 +52,6 @@ pub enum CheckpointError {
     NotResumable(PathBuf),
     #[error(transparent)]
     Network(#[from] NetworkError),
-}
-
-/// Where training stands, enough to continue exactly.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Completed epochs.
-    pub epoch: u32,
-    /// Steps done in epoch `epoch + 1` (non-zero only for an interrupted epoch).
-    pub step: usize,
-    /// The metrics accumulator at that step: [loss sum, correct, count].
-    pub partial_metrics: [f32; 3],
-    /// The rate the schedule runs from (`learning_rate` less plateau cuts).
-    pub lr: f32,
-    pub seed: u64,
-    /// Batch size and training-set size the step count refers to (an exact resume needs both).
-    pub batch_size: u32,
-    pub train_images: usize,
-    pub history: Vec<EpochLogs>,
-    /// The run's `unfreeze_after`: the frozen layers (the checkpoint's model says which) become
-    /// trainable after this epoch, also on resume.
-    #[serde(default)]
-    pub unfreeze_after: Option<u32>,
-    /// Each stateful callback's state, by its name.
-    pub callbacks: HashMap<String, serde_json::Value>,
 }
 
 /// Adam's state for every trainable tensor, in the model's parameter order.

@@ -254,7 +254,7 @@ impl Config {
             }
         }
         if cb.checkpoint.enabled {
-            crate::run::check_checkpoint_pattern(&cb.checkpoint.filepath, &self.name).map_err(|m| invalid("callbacks.checkpoint.filepath", m))?;
+            crate::train::callbacks::check_checkpoint_pattern(&cb.checkpoint.filepath, &self.name).map_err(|m| invalid("callbacks.checkpoint.filepath", m))?;
         }
         Ok(())
     }

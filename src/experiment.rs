@@ -17,7 +17,8 @@ use crate::config::{Config, ConfigError};
 use crate::gpu::GpuContext;
 use crate::run::{self, Overrides, Start};
 use crate::train::schedule::Schedule;
-use crate::train::{Callback, EpochLogs};
+use crate::record::EpochLogs;
+use crate::train::Callback;
 use crate::transfer::Strategy;
 
 /// One stage of the chain: a config, and what the experiment changes in it.
@@ -196,7 +197,7 @@ fn seeds(exp: &ExperimentConfig, only: Option<u64>) -> anyhow::Result<Vec<u64>> 
 
 /// The best checkpoint a finished run left in `dir` (the last epoch's without a best-model one).
 fn best_checkpoint(dir: &Path) -> Option<PathBuf> {
-    ["best.safetensors", run::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file())
+    ["best.safetensors", crate::train::callbacks::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file())
 }
 
 /// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
@@ -219,7 +220,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                 let dir = exp.folder(s, a, k, &cfg);
                 // A run that stopped (killed, or fewer epochs asked before) continues from its
                 // last checkpoint, and a finished one is kept: re-running the command resumes a sweep.
-                let last = dir.join(run::LAST_CHECKPOINT);
+                let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
                 let previous = match last.is_file() && !overwrite {
                     true => Some(Checkpoint::load(&last)?),
                     false => None,
@@ -354,7 +355,7 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
     let md = results_md(exp, &chains);
     crate::files::write_atomic(&exp.out.join("results.md"), md.as_bytes())?;
     // The first stage is the start of every strategy's chain: no curve of its own.
-    let curves: Vec<Chain> = chains.iter().filter(|c| c.arm != FIRST).cloned().collect();
+    let curves: Vec<crate::plot::Chain> = chains.iter().filter(|c| c.arm != FIRST).map(|c| (c.arm.as_str(), c.stages.iter().map(|s| s.history.as_slice()).collect())).collect();
     if !curves.is_empty() {
         crate::plot::plot_compute(&curves, &exp.out.join("comparison.png")).map_err(anyhow::Error::msg)?;
     }

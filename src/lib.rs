@@ -14,6 +14,7 @@ pub mod layers;
 pub mod model;
 pub mod network;
 pub mod plot;
+pub mod record;
 pub mod predict;
 pub mod run;
 pub mod sizes;

@@ -381,7 +381,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train { config, run: args, out, resume, init, overwrite, freeze, unfreeze_after } => {
             let mut cfg = load_config(&config, &args.overrides())?;
             let out = run::out_dir(&cfg, out.as_deref());
-            let last = out.join(run::LAST_CHECKPOINT);
+            let last = out.join(gpu_cnn::train::callbacks::LAST_CHECKPOINT);
             let folder = run::claim_folder(&cfg, &out, resume.as_deref(), init.as_deref(), overwrite).map_err(|e| with_commands(e, Some(&last)))?;
             let start = match (resume, init) {
                 (Some(path), _) => Start::Resume(Checkpoint::load(&path)?, path),
@@ -497,7 +497,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let name = file.parent().and_then(|p| p.file_name()).map_or("run".into(), |n| n.to_string_lossy().into_owned());
                 runs.push((name, gpu_cnn::train::history::read(&file).map_err(anyhow::Error::msg)?));
             }
-            let refs: Vec<(&str, &[gpu_cnn::train::EpochLogs])> = runs.iter().map(|(n, h)| (n.as_str(), h.as_slice())).collect();
+            let refs: Vec<(&str, &[gpu_cnn::record::EpochLogs])> = runs.iter().map(|(n, h)| (n.as_str(), h.as_slice())).collect();
             gpu_cnn::plot::plot(&refs, &output).map_err(anyhow::Error::msg)?;
             println!("Wrote {}", output.display());
         }

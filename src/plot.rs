@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::train::EpochLogs;
+use crate::record::EpochLogs;
 
 const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(255, 127, 14), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
 
@@ -116,21 +116,24 @@ struct Curve {
     boundaries: Vec<(f64, f64)>,
 }
 
-fn curves(chains: &[crate::experiment::Chain]) -> Vec<Curve> {
+/// An arm of an experiment: its name and the histories of its stages, in order.
+pub type Chain<'a> = (&'a str, Vec<&'a [EpochLogs]>);
+
+fn curves(chains: &[Chain<'_>]) -> Vec<Curve> {
     chains
         .iter()
-        .map(|c| {
+        .map(|(arm, stages)| {
             let (mut flops, mut wall) = (0.0, 0.0);
             let (mut points, mut boundaries) = (Vec::new(), Vec::new());
-            for (i, s) in c.stages.iter().enumerate() {
-                points.extend(s.history.iter().map(|l| (flops + l.flops, wall + l.wall_seconds, l.val_acc)));
-                let last = s.history.last().map_or((0.0, 0.0), |l| (l.flops, l.wall_seconds));
+            for (i, history) in stages.iter().enumerate() {
+                points.extend(history.iter().map(|l| (flops + l.flops, wall + l.wall_seconds, l.val_acc)));
+                let last = history.last().map_or((0.0, 0.0), |l| (l.flops, l.wall_seconds));
                 (flops, wall) = (flops + last.0, wall + last.1);
-                if i + 1 < c.stages.len() {
+                if i + 1 < stages.len() {
                     boundaries.push((flops, wall));
                 }
             }
-            Curve { arm: c.arm.clone(), points, boundaries }
+            Curve { arm: arm.to_string(), points, boundaries }
         })
         .collect()
 }
@@ -165,7 +168,7 @@ fn compute_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &[Cu
 
 /// The experiment's chart: every chain's validation accuracy against cumulative training FLOPs
 /// (left) and wall time (right), earlier stages included, stage boundaries dashed.
-pub fn plot_compute(chains: &[crate::experiment::Chain], path: &Path) -> Result<(), String> {
+pub fn plot_compute(chains: &[Chain<'_>], path: &Path) -> Result<(), String> {
     let curves = curves(chains);
     let mut arms: Vec<&str> = Vec::new();
     for c in &curves {

@@ -6,16 +6,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::record::TrainState;
 use crate::config::{Config, ConfigError};
 use crate::data::{folder, synthetic, DataError, Dataset};
 use crate::files::{OutputError, RunFolder, RunOutputs};
 use crate::gpu::{GpuContext, Kernels};
 use crate::model::Shape;
 use crate::network::Network;
-use crate::train::callbacks::{EarlyStopping, LastCheckpoint, ModelCheckpoint, ReduceLrOnPlateau};
+use crate::train::callbacks::{EarlyStopping, LastCheckpoint, ModelCheckpoint, ReduceLrOnPlateau, LAST_CHECKPOINT, RUN_FILES};
 use crate::train::history::HistoryWriter;
-use crate::train::{fit, Callback, EpochLogs, FitSettings};
+use crate::record::EpochLogs;
+use crate::train::{fit, Callback, FitSettings};
 
 /// Command-line overrides of a config (`--data`, `--epochs`, ...).
 #[derive(Debug, Clone, Default)]
@@ -106,28 +108,6 @@ pub fn describe(ds: &Dataset, split: &str) -> String {
 /// The run folder: `--out`, else `checkpoints/<config name>/`.
 pub fn out_dir(cfg: &Config, out: Option<&Path>) -> PathBuf {
     out.map_or_else(|| Path::new("checkpoints").join(&cfg.name), Path::to_path_buf)
-}
-
-/// The resumable checkpoint in a run's folder.
-pub const LAST_CHECKPOINT: &str = "last.safetensors";
-/// The files every run writes into its folder, besides the best-model checkpoint.
-pub const RUN_FILES: [&str; 4] = ["history.csv", "history.json", "curves.png", LAST_CHECKPOINT];
-
-/// Checks a best-model `filepath` pattern before training: its fields are known, and the
-/// names it gives stay inside the run folder and are none of the run's own files.
-pub fn check_checkpoint_pattern(pattern: &str, name: &str) -> Result<(), String> {
-    let logs = EpochLogs { epoch: 1, loss: 0.5, acc: 0.5, val_loss: 0.5, val_acc: 0.5, lr: 1e-3, step_size: 1e-3, train_seconds: 0.0, eval_seconds: 0.0, train_images_per_s: 0.0, flops: 0.0, wall_seconds: 0.0 };
-    let file = crate::train::callbacks::format_path(pattern, name, &logs)?;
-    let path = Path::new(&file);
-    if file.is_empty() || path.is_absolute() || path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-        return Err(format!("\"{pattern}\" must name a file inside the run folder (no absolute path, '.' or '..')"));
-    }
-    let named = pattern.replace("{name}", name);
-    let own = RUN_FILES.iter().chain([&crate::files::LOCK_FILE]).find(|f| crate::files::matches_pattern(&named, f));
-    if let Some(own) = own {
-        return Err(format!("\"{pattern}\" can name {own}, which the run writes itself"));
-    }
-    Ok(())
 }
 
 /// Claims `dir` for a run of `cfg` (see [`RunFolder::claim`]): a run that resumes a checkpoint

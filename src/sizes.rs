@@ -7,7 +7,8 @@
 use thiserror::Error;
 
 use crate::gpu::{GpuContext, GpuError};
-use crate::model::{LayerKind, ModelSpec, Shape};
+use crate::layers::LayerKind;
+use crate::model::{ModelSpec, Shape};
 
 /// The largest image side, kernel, stride or pool size: sums and products of two of them stay
 /// far inside 32 bits, so shape inference never overflows.
@@ -108,7 +109,7 @@ pub fn check_network(ctx: &GpuContext, spec: &ModelSpec, batch: u32) -> Result<(
 mod tests {
     use super::*;
     use crate::layers::{conv2d::Conv2d, dense::Dense, Pair};
-    use crate::model::{Activation, Padding};
+    use crate::layers::{Activation, Padding};
 
     fn dense(units: u32, activation: Activation) -> LayerKind {
         LayerKind::Dense(Dense::new(units, activation))

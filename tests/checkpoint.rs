@@ -8,14 +8,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use common::gpu;
-use gpu_cnn::checkpoint::{Checkpoint, CheckpointError, TrainState};
+use gpu_cnn::checkpoint::{Checkpoint, CheckpointError};
+use gpu_cnn::record::TrainState;
 use gpu_cnn::config::Config;
 use gpu_cnn::data::synthetic;
 use gpu_cnn::network::{Network, Pass};
 use gpu_cnn::run::{self, Start};
 use gpu_cnn::train::callbacks::ReduceLrOnPlateau;
 use gpu_cnn::train::schedule::rescale;
-use gpu_cnn::train::{Callback, EpochLogs, InterruptAfter, TrainError};
+use gpu_cnn::record::EpochLogs;
+use gpu_cnn::train::{Callback, InterruptAfter, TrainError};
 
 const CONFIG: &str = r#"
 [model]

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bin::{gpu_cnn, root};
-use gpu_cnn::checkpoint::{Checkpoint, TrainState};
+use gpu_cnn::checkpoint::Checkpoint;
+use gpu_cnn::record::TrainState;
 use gpu_cnn::layers::activation::ActivationLayer;
 use gpu_cnn::layers::avgpool2d::AvgPool2d;
 use gpu_cnn::layers::batchnorm::BatchNorm;
@@ -18,7 +19,8 @@ use gpu_cnn::layers::conv2d::Conv2d;
 use gpu_cnn::layers::dense::Dense;
 use gpu_cnn::layers::dropout::Dropout;
 use gpu_cnn::layers::{Pair, Role};
-use gpu_cnn::model::{Activation, LayerKind, ModelSpec, Padding};
+use gpu_cnn::layers::{Activation, LayerKind, Padding};
+use gpu_cnn::model::ModelSpec;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use gpu_cnn::checkpoint::{Checkpoint, TrainState};
+use gpu_cnn::checkpoint::Checkpoint;
+use gpu_cnn::record::TrainState;
 use gpu_cnn::config::Config;
 
 #[path = "common/bin.rs"]

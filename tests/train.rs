@@ -8,7 +8,7 @@ use common::gpu;
 use gpu_cnn::config::Config;
 use gpu_cnn::data::Dataset;
 use gpu_cnn::run;
-use gpu_cnn::train::EpochLogs;
+use gpu_cnn::record::EpochLogs;
 
 const CONFIG: &str = r#"
 [model]

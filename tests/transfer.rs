@@ -10,7 +10,8 @@ use gpu_cnn::layers::conv2d::Conv2d;
 use gpu_cnn::layers::dense::Dense;
 use gpu_cnn::layers::globalavgpool2d::GlobalAvgPool2d;
 use gpu_cnn::layers::maxpool2d::MaxPool2d;
-use gpu_cnn::model::{Activation, LayerKind, ModelSpec, Padding};
+use gpu_cnn::layers::{Activation, LayerKind, Padding};
+use gpu_cnn::model::ModelSpec;
 use gpu_cnn::network::{initial_params, Network, Pass};
 use gpu_cnn::transfer::{apply, plan, Action, Strategy};
 

@@ -23,7 +23,8 @@ use hdf5_reader::group::Group;
 use hdf5_reader::Hdf5File;
 use thiserror::Error;
 
-use crate::checkpoint::{Checkpoint, TrainState};
+use crate::checkpoint::Checkpoint;
+use crate::record::TrainState;
 use crate::config::Config;
 use crate::layers::LayerKind;
 use crate::model::ModelSpec;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Build, Kind, LayerKind};
 use crate::gpu::GpuError;
-use crate::model::Shape;
+use crate::model::shape::Shape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

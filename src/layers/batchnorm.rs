@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{default_true, hidden_activation, Activation, Build, Init, Kind, LayerKind, Role, Tensor};
 use crate::gpu::kernels::batchnorm::NormShape;
 use crate::gpu::{GpuError, Kernels};
-use crate::model::Shape;
+use crate::model::shape::Shape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

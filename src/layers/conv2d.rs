@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{default_true, hidden_activation, image, kernel_and_bias, Activation, Build, Kind, LayerKind, Pair, Tensor};
 use crate::gpu::GpuError;
-use crate::model::{ConvShape, Shape};
+use crate::model::shape::{ConvShape, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{default_true, hidden_activation, kernel_and_bias, Activation, Build, Kind, LayerKind, Tensor};
 use crate::gpu::kernels::matmul::GemmShape;
 use crate::gpu::{GpuError, Kernels};
-use crate::model::Shape;
+use crate::model::shape::Shape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

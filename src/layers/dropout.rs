@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Build, Kind, LayerKind};
 use crate::gpu::GpuError;
-use crate::model::Shape;
+use crate::model::shape::Shape;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

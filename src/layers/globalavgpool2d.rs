@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{image, Build, Kind, LayerKind};
 use crate::gpu::GpuError;
-use crate::model::{PoolShape, Shape};
+use crate::model::shape::{PoolShape, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

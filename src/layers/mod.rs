@@ -18,7 +18,7 @@ pub mod maxpool2d;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::{Dispatch, GpuContext, GpuError, Kernels, View};
-use crate::model::Shape;
+use crate::model::shape::Shape;
 
 pub use activation::Activation;
 pub use conv2d::Padding;

@@ -4,6 +4,5 @@ pub mod shape;
 pub mod spec;
 pub mod summary;
 
-pub use crate::layers::{Activation, LayerKind, Padding};
 pub use shape::{ConvShape, PoolShape, Shape};
 pub use spec::{Layer, ModelSpec, ParamInfo, SpecError};

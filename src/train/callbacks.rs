@@ -2,13 +2,15 @@
 //! decision rules (their `update` methods are pure, and tested against Keras' algorithm), and the
 //! resumable `last` checkpoint written after every epoch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::schedule::rescale;
-use super::{Callback, Control, EpochLogs, TrainError};
-use crate::checkpoint::{Checkpoint, TrainState};
+use super::{Callback, Control, TrainError};
+use crate::record::EpochLogs;
+use crate::checkpoint::Checkpoint;
+use crate::record::TrainState;
 use crate::gpu::GpuContext;
 use crate::network::Network;
 
@@ -83,6 +85,28 @@ pub fn format_path(pattern: &str, name: &str, logs: &EpochLogs) -> Result<String
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The resumable checkpoint in a run's folder.
+pub const LAST_CHECKPOINT: &str = "last.safetensors";
+/// The files every run writes into its folder, besides the best-model checkpoint.
+pub const RUN_FILES: [&str; 4] = ["history.csv", "history.json", "curves.png", LAST_CHECKPOINT];
+
+/// Checks a best-model `filepath` pattern before training: its fields are known, and the
+/// names it gives stay inside the run folder and are none of the run's own files.
+pub fn check_checkpoint_pattern(pattern: &str, name: &str) -> Result<(), String> {
+    let logs = EpochLogs { epoch: 1, loss: 0.5, acc: 0.5, val_loss: 0.5, val_acc: 0.5, lr: 1e-3, step_size: 1e-3, train_seconds: 0.0, eval_seconds: 0.0, train_images_per_s: 0.0, flops: 0.0, wall_seconds: 0.0 };
+    let file = format_path(pattern, name, &logs)?;
+    let path = Path::new(&file);
+    if file.is_empty() || path.is_absolute() || path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(format!("\"{pattern}\" must name a file inside the run folder (no absolute path, '.' or '..')"));
+    }
+    let named = pattern.replace("{name}", name);
+    let own = RUN_FILES.iter().chain([&crate::files::LOCK_FILE]).find(|f| crate::files::matches_pattern(&named, f));
+    if let Some(own) = own {
+        return Err(format!("\"{pattern}\" can name {own}, which the run writes itself"));
+    }
+    Ok(())
 }
 
 /// `[callbacks.checkpoint]`: Keras `ModelCheckpoint`.

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Callback, Control, EpochLogs, TrainError};
+use super::{Callback, Control, TrainError};
+use crate::record::EpochLogs;
 use crate::gpu::GpuContext;
 use crate::network::Network;
 

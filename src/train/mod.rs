@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::checkpoint::TrainState;
+use crate::record::{EpochLogs, TrainState};
 use crate::data::augment::AugmentConfig;
 use crate::data::loader::{epoch_order, mix, Augmentation, BatchStream};
 use crate::data::Dataset;
@@ -36,45 +35,6 @@ pub enum TrainError {
     Interrupted { epoch: u32, step: usize },
     #[error("{path}: cannot write: {error}")]
     Write { path: std::path::PathBuf, error: std::io::Error },
-}
-
-/// One epoch's record, with Keras' key names plus timings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochLogs {
-    /// 1-based.
-    pub epoch: u32,
-    pub loss: f64,
-    pub acc: f64,
-    pub val_loss: f64,
-    pub val_acc: f64,
-    /// Learning rate of the epoch's last step (the schedule's, after any plateau cuts).
-    pub lr: f64,
-    /// Adam's effective step size at the epoch's end: lr * sqrt(1 - beta2^t) / (1 - beta1^t).
-    pub step_size: f64,
-    /// Seconds spent training (not evaluating).
-    pub train_seconds: f64,
-    pub eval_seconds: f64,
-    pub train_images_per_s: f64,
-    /// Training FLOPs since the run began, through this epoch ([`crate::model::ModelSpec::train_flops`]).
-    #[serde(default)]
-    pub flops: f64,
-    /// Training and evaluation seconds since the run began, through this epoch.
-    #[serde(default)]
-    pub wall_seconds: f64,
-}
-
-impl EpochLogs {
-    /// A monitored quantity by its Keras name.
-    pub fn get(&self, name: &str) -> Option<f64> {
-        Some(match name {
-            "loss" => self.loss,
-            "acc" | "accuracy" => self.acc,
-            "val_loss" => self.val_loss,
-            "val_acc" | "val_accuracy" => self.val_acc,
-            "lr" => self.lr,
-            _ => return None,
-        })
-    }
 }
 
 /// Where a step stands, for progress displays.

@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{Callback, Control, EpochLogs, StepProgress, TrainError};
+use super::{Callback, Control, StepProgress, TrainError};
+use crate::record::EpochLogs;
 use crate::gpu::GpuContext;
 use crate::network::{Metrics, Network};
 

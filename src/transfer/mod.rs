@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
-use crate::checkpoint::{Checkpoint, TrainState};
+use crate::checkpoint::Checkpoint;
+use crate::record::TrainState;
 use crate::layers::{conv2d::Conv2d, Activation, LayerKind, Padding, Role};
 use crate::model::{ModelSpec, ParamInfo, Shape};
 

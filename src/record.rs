@@ -1,0 +1,70 @@
+//! What a run has done, shared by the training loop, checkpoints, histories and reports: each
+//! epoch's logs and the state that continues a run exactly. A leaf module, so that `train` may
+//! write checkpoints while checkpoints carry its state.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One epoch's record, with Keras' key names plus timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLogs {
+    /// 1-based.
+    pub epoch: u32,
+    pub loss: f64,
+    pub acc: f64,
+    pub val_loss: f64,
+    pub val_acc: f64,
+    /// Learning rate of the epoch's last step (the schedule's, after any plateau cuts).
+    pub lr: f64,
+    /// Adam's effective step size at the epoch's end: lr * sqrt(1 - beta2^t) / (1 - beta1^t).
+    pub step_size: f64,
+    /// Seconds spent training (not evaluating).
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+    pub train_images_per_s: f64,
+    /// Training FLOPs since the run began, through this epoch ([`crate::model::ModelSpec::train_flops`]).
+    #[serde(default)]
+    pub flops: f64,
+    /// Training and evaluation seconds since the run began, through this epoch.
+    #[serde(default)]
+    pub wall_seconds: f64,
+}
+
+impl EpochLogs {
+    /// A monitored quantity by its Keras name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "loss" => self.loss,
+            "acc" | "accuracy" => self.acc,
+            "val_loss" => self.val_loss,
+            "val_acc" | "val_accuracy" => self.val_acc,
+            "lr" => self.lr,
+            _ => return None,
+        })
+    }
+}
+
+/// Where training stands, enough to continue exactly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Completed epochs.
+    pub epoch: u32,
+    /// Steps done in epoch `epoch + 1` (non-zero only for an interrupted epoch).
+    pub step: usize,
+    /// The metrics accumulator at that step: [loss sum, correct, count].
+    pub partial_metrics: [f32; 3],
+    /// The rate the schedule runs from (`learning_rate` less plateau cuts).
+    pub lr: f32,
+    pub seed: u64,
+    /// Batch size and training-set size the step count refers to (an exact resume needs both).
+    pub batch_size: u32,
+    pub train_images: usize,
+    pub history: Vec<EpochLogs>,
+    /// The run's `unfreeze_after`: the frozen layers (the checkpoint's model says which) become
+    /// trainable after this epoch, also on resume.
+    #[serde(default)]
+    pub unfreeze_after: Option<u32>,
+    /// Each stateful callback's state, by its name.
+    pub callbacks: HashMap<String, serde_json::Value>,
+}
