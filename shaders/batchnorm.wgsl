@@ -73,13 +73,41 @@ fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
     return vec3<f32>(n, a.y + delta * (b.x / n), a.z + b.z + delta * delta * (a.x * b.x / n));
 }
 
-// batchnorm_stats_partial: Welford's count, mean and M2 of channel c over split s's rows, into
-// partial[k, s, c]. Training only (inference uses the moving statistics). Overwrites partial.
-// Dispatch: linear over splits * channels invocations.
+// batchnorm_stats_partial: Welford's count, mean and M2 of each channel over split s's rows,
+// into partial[k, s, c]. Training only (inference uses the moving statistics). Overwrites
+// partial. Dispatch: linear over splits * channels / 4 invocations (a channel quad each) when
+// channels % 4 == 0, else over splits * channels.
 @compute @workgroup_size(64)
 fn batchnorm_stats_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
-    if (!training() || id >= p.splits * p.channels) { return; }
+    if (!training()) { return; }
+    let stride = p.splits * p.channels;
+    if (p.channels % 4u == 0u) {
+        let quads = p.channels / 4u;
+        if (id >= p.splits * quads) { return; }
+        let split = id / quads;
+        let c4 = id - split * quads;
+        let r = split_rows(split);
+        // The count is shared by the quad: one division per row.
+        var n = 0.0;
+        var mean = vec4<f32>(0.0);
+        var m2 = vec4<f32>(0.0);
+        for (var row = r.x; row < r.y; row++) {
+            let v = x4[row * quads + c4];
+            n += 1.0;
+            let d = v - mean;
+            mean += d * (1.0 / n);
+            m2 += d * (v - mean);
+        }
+        let at = split * p.channels + 4u * c4;
+        for (var j = 0u; j < 4u; j++) {
+            partial[at + j] = n;
+            partial[stride + at + j] = mean[j];
+            partial[2u * stride + at + j] = m2[j];
+        }
+        return;
+    }
+    if (id >= stride) { return; }
     let c = id % p.channels;
     let r = split_rows(id / p.channels);
     var acc = vec3<f32>(0.0);
@@ -90,7 +118,6 @@ fn batchnorm_stats_partial(@builtin(global_invocation_id) gid: vec3<u32>, @built
         acc.y += d / acc.x;
         acc.z += d * (v - acc.y);
     }
-    let stride = p.splits * p.channels;
     partial[id] = acc.x;
     partial[stride + id] = acc.y;
     partial[2u * stride + id] = acc.z;
@@ -149,6 +176,19 @@ fn coefs(k: u32, c0: u32) -> vec4<f32> {
     return out;
 }
 
+// Coefficient array `k` of channel c.
+fn coef(k: u32, c: u32) -> f32 {
+    let i = k * p.channels + c;
+    return coef4[i / 4u][i % 4u];
+}
+
+// The gradient at the normalisation's output from dy at the layer's: a fused ReLU's mask is
+// recomputed from x (y > 0 exactly where x * scale + shift > 0), so no pass of its own.
+fn masked(dy: vec4<f32>, x: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
+    if (p.relu == 0u) { return dy; }
+    return select(vec4<f32>(0.0), dy, x * scale + shift > vec4<f32>(0.0));
+}
+
 // Rows per invocation of the element-wise kernels when channels % 4 == 0: each invocation
 // takes one channel quad down ROWS rows, loading its coefficients once and dividing once.
 const ROWS: u32 = 8u;
@@ -189,27 +229,55 @@ fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     out4[id] = v;
 }
 
-// batchnorm_backward_partial: sums of dy and dy * x_hat of channel c over split s's rows, into
-// partial[k, s, c] (dy at the normalised output, after any fused ReLU's backward). Overwrites
-// partial. Dispatch: linear over splits * channels invocations.
+// batchnorm_backward_partial: sums of g and g * x_hat of each channel over split s's rows, into
+// partial[k, s, c], where g is dy through any fused ReLU's mask. Overwrites partial.
+// Dispatch: as batchnorm_stats_partial.
 @compute @workgroup_size(64)
 fn batchnorm_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
-    if (id >= p.splits * p.channels) { return; }
+    let stride = p.splits * p.channels;
+    if (p.channels % 4u == 0u) {
+        let quads = p.channels / 4u;
+        if (id >= p.splits * quads) { return; }
+        let split = id / quads;
+        let c4 = id - split * quads;
+        let r = split_rows(split);
+        let mean = coef4[MEAN * quads + c4];
+        let scale = coef4[SCALE * quads + c4];
+        let shift = coef4[SHIFT * quads + c4];
+        var sum_g = vec4<f32>(0.0);
+        var sum_g_xc = vec4<f32>(0.0);
+        for (var row = r.x; row < r.y; row++) {
+            let q = row * quads + c4;
+            let v = x4[q];
+            let g = masked(dy4[q], v, scale, shift);
+            sum_g += g;
+            sum_g_xc += g * (v - mean);
+        }
+        let at = split * p.channels + 4u * c4;
+        let sum_g_xhat = sum_g_xc * coef4[INV * quads + c4];
+        for (var j = 0u; j < 4u; j++) {
+            partial[at + j] = sum_g[j];
+            partial[stride + at + j] = sum_g_xhat[j];
+        }
+        return;
+    }
+    if (id >= stride) { return; }
     let c = id % p.channels;
     let r = split_rows(id / p.channels);
-    let mean = stats[MEAN * p.channels + c];
-    let inv = stats[INV * p.channels + c];
-    var sum_dy = 0.0;
-    var sum_dy_xhat = 0.0;
+    let mean = coef(MEAN, c);
+    let scale = vec4<f32>(coef(SCALE, c));
+    let shift = vec4<f32>(coef(SHIFT, c));
+    var sum_g = 0.0;
+    var sum_g_xc = 0.0;
     for (var row = r.x; row < r.y; row++) {
         let i = row * p.channels + c;
-        sum_dy += dy[i];
-        sum_dy_xhat += dy[i] * (x[i] - mean) * inv;
+        let g = masked(vec4<f32>(dy[i]), vec4<f32>(x[i]), scale, shift).x;
+        sum_g += g;
+        sum_g_xc += g * (x[i] - mean);
     }
-    let stride = p.splits * p.channels;
-    partial[id] = sum_dy;
-    partial[stride + id] = sum_dy_xhat;
+    partial[id] = sum_g;
+    partial[stride + id] = sum_g_xc * coef(INV, c);
 }
 
 // batchnorm_backward_finish: adds the splits in order into dbeta = sum dy and dgamma =
@@ -239,8 +307,8 @@ fn batchnorm_backward_finish(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     stats[OFFSET * p.channels + c] = -b * mean - a * sum_dy / n;
 }
 
-// batchnorm_backward_input: out = dx = a * dy + b * x + c on the valid rows, 0 on the rest.
-// Overwrites out. Dispatch: as batchnorm_forward.
+// batchnorm_backward_input: out = dx = a * g + b * x + c on the valid rows (g: dy through any
+// fused ReLU's mask), 0 on the rest. Overwrites out. Dispatch: as batchnorm_forward.
 @compute @workgroup_size(64)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
@@ -252,16 +320,21 @@ fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
         let a = coef4[DY_COEF * quads + at.y];
         let b = coef4[X_COEF * quads + at.y];
         let c = coef4[OFFSET * quads + at.y];
+        let scale = coef4[SCALE * quads + at.y];
+        let shift = coef4[SHIFT * quads + at.y];
         for (var r = at.x; r < min(at.x + ROWS, p.capacity_rows); r++) {
             let q = r * quads + at.y;
-            out4[q] = select(vec4<f32>(0.0), a * dy4[q] + b * x4[q] + c, r < valid);
+            let v = x4[q];
+            out4[q] = select(vec4<f32>(0.0), a * masked(dy4[q], v, scale, shift) + b * v + c, r < valid);
         }
         return;
     }
     if (4u * id >= p.capacity_rows * p.channels) { return; }
     let e = 4u * id;
     let c = channel_of(e);
-    let dx = coefs(DY_COEF, c) * dy4[id] + coefs(X_COEF, c) * x4[id] + coefs(OFFSET, c);
+    let v = x4[id];
+    let g = masked(dy4[id], v, coefs(SCALE, c), coefs(SHIFT, c));
+    let dx = coefs(DY_COEF, c) * g + coefs(X_COEF, c) * v + coefs(OFFSET, c);
     let in_valid = vec4<u32>(e) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(valid * p.channels);
     out4[id] = select(vec4<f32>(0.0), dx, in_valid);
 }

@@ -165,13 +165,13 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     let (bx, by, bdy, bdx) = (buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?);
     let mut forward = k.batchnorm_stats(&n, &step, &bx, &ones, &zeros, &moving, &stats, &scratch);
     forward.push(k.batchnorm_forward(&n, true, &bx, &stats, &by));
-    let mut backward = vec![k.relu_backward(&by, &bdy)];
-    backward.extend(k.batchnorm_backward_stats(&n, &step, &bx, &bdy, &ones, &stats, &dg, &db, &scratch));
-    backward.push(k.batchnorm_backward_input(&n, &step, &bx, &bdy, &stats, &bdx));
+    // The ReLU's backward is fused into both backward kernels.
+    let mut backward = k.batchnorm_backward_stats(&n, true, &step, &bx, &bdy, &ones, &stats, &dg, &db, &scratch);
+    backward.push(k.batchnorm_backward_input(&n, true, &step, &bx, &bdy, &stats, &bdx));
     out.push(Case { kernel: "batchnorm_stats", shape: shape.clone(), dispatches: forward[..2].to_vec(), flops: None, bytes: Some(4.0 * len) });
     out.push(Case { kernel: "batchnorm_forward (+ relu)", shape: shape.clone(), dispatches: forward[2..].to_vec(), flops: None, bytes: Some(8.0 * len) });
-    out.push(Case { kernel: "batchnorm_backward_stats", shape: shape.clone(), dispatches: backward[1..3].to_vec(), flops: None, bytes: Some(8.0 * len) });
-    out.push(Case { kernel: "batchnorm_backward_input", shape: shape.clone(), dispatches: backward[3..].to_vec(), flops: None, bytes: Some(12.0 * len) });
+    out.push(Case { kernel: "batchnorm_backward_stats", shape: shape.clone(), dispatches: backward[..2].to_vec(), flops: None, bytes: Some(8.0 * len) });
+    out.push(Case { kernel: "batchnorm_backward_input", shape: shape.clone(), dispatches: backward[2..].to_vec(), flops: None, bytes: Some(12.0 * len) });
     let bytes = Some(4.0 * len * 4.0 + 12.0 * len);
     out.push(Case { kernel: "batchnorm layer, fwd + bwd", shape: shape.clone(), dispatches: [forward, backward].concat(), flops: None, bytes });
     let a = PoolShape { batch: 32, in_h: 16, in_w: 16, c: 64, pool: [2, 2], stride: [2, 2] };

@@ -213,6 +213,7 @@ fn batchnorm_kernels_match_reference() {
         let mut d = k.batchnorm_stats(&s, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
         d.push(k.batchnorm_forward(&s, i % 2 == 1, &xv, &stats, &y));
         let got = run(&d, &y);
+        let y_train: Vec<f32> = ctx.read(&y).unwrap();
         let (mean, var) = cpu::batch_stats(&x, rows, cu);
         let want = cpu::batchnorm_forward(&x, cu, &mean, &var, &gamma, &beta, 1e-3, i % 2 == 1);
         // Rows past the valid ones are normalised too (harmless), with the valid rows' statistics.
@@ -234,13 +235,17 @@ fn batchnorm_kernels_match_reference() {
         assert_close(&format!("batchnorm_forward (inference) {name}"), &got, &cpu::batchnorm_forward(&x, cu, &to64(&mm1), &to64(&mv1), &gamma, &beta, 1e-3, false), TOL);
         assert_eq!(ctx.read::<f32>(&moving[0]).unwrap(), mm1, "inference leaves moving_mean alone");
 
+        // With a fused ReLU, the backward kernels recompute its mask from x: the reference
+        // takes it from the forward's output (y > 0), so both must agree element for element.
+        let relu = i % 2 == 1;
+        let mask = |dy: &[f32], y: &[f32]| -> Vec<f32> { dy.iter().zip(y).map(|(&g, &y)| if relu && y <= 0.0 { 0.0 } else { g }).collect() };
         let dy = random(seed + 5, len, -1.0, 1.0);
         let (dg, db, dx) = (poisoned(ctx, c as u64), poisoned(ctx, c as u64), poisoned(ctx, len as u64));
         let mut d = k.batchnorm_stats(&s, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
-        d.extend(k.batchnorm_backward_stats(&s, &train, &xv, &input(ctx, &dy), &gv, &stats, &dg, &db, &scratch));
-        d.push(k.batchnorm_backward_input(&s, &train, &xv, &input(ctx, &dy), &stats, &dx));
+        d.extend(k.batchnorm_backward_stats(&s, relu, &train, &xv, &input(ctx, &dy), &gv, &stats, &dg, &db, &scratch));
+        d.push(k.batchnorm_backward_input(&s, relu, &train, &xv, &input(ctx, &dy), &stats, &dx));
         let got = run(&d, &dx);
-        let (want_dx, want_dg, want_db) = cpu::batchnorm_backward(&x, &dy, rows, cu, &gamma, 1e-3);
+        let (want_dx, want_dg, want_db) = cpu::batchnorm_backward(&x, &mask(&dy, &y_train), rows, cu, &gamma, 1e-3);
         assert_close(&format!("batchnorm_backward_input {name}"), &got, &want_dx, TOL);
         assert_close(&format!("batchnorm_backward dgamma {name}"), &ctx.read(&dg).unwrap(), &want_dg, TOL);
         assert_close(&format!("batchnorm_backward dbeta {name}"), &ctx.read(&db).unwrap(), &want_db, TOL);
@@ -251,12 +256,14 @@ fn batchnorm_kernels_match_reference() {
         let (mm2, mv2): (Vec<f32>, Vec<f32>) = (ctx.read(&moving[0]).unwrap(), ctx.read(&moving[1]).unwrap());
         let (y, dx) = (poisoned(ctx, len as u64), poisoned(ctx, len as u64));
         let mut d = k.batchnorm_stats(&f, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
-        d.push(k.batchnorm_forward(&f, false, &xv, &stats, &y));
-        d.push(k.batchnorm_backward_input(&f, &train, &xv, &input(ctx, &dy), &stats, &dx));
+        d.push(k.batchnorm_forward(&f, relu, &xv, &stats, &y));
+        d.push(k.batchnorm_backward_input(&f, relu, &train, &xv, &input(ctx, &dy), &stats, &dx));
         let got_dx = run(&d, &dx);
-        let want_y = cpu::batchnorm_forward(&x, cu, &to64(&mm2), &to64(&mv2), &gamma, &beta, 1e-3, false);
-        assert_close(&format!("batchnorm_forward (frozen) {name}"), &ctx.read(&y).unwrap(), &want_y, TOL);
-        let want_dx: Vec<f64> = (0..len).map(|e| if e < rows * cu { gamma[e % cu] as f64 / (mv2[e % cu] as f64 + 1e-3).sqrt() * dy[e] as f64 } else { 0.0 }).collect();
+        let y_frozen: Vec<f32> = ctx.read(&y).unwrap();
+        let want_y = cpu::batchnorm_forward(&x, cu, &to64(&mm2), &to64(&mv2), &gamma, &beta, 1e-3, relu);
+        assert_close(&format!("batchnorm_forward (frozen) {name}"), &y_frozen, &want_y, TOL);
+        let g = mask(&dy, &y_frozen);
+        let want_dx: Vec<f64> = (0..len).map(|e| if e < rows * cu { gamma[e % cu] as f64 / (mv2[e % cu] as f64 + 1e-3).sqrt() * g[e] as f64 } else { 0.0 }).collect();
         assert_close(&format!("batchnorm_backward_input (frozen) {name}"), &got_dx, &want_dx, TOL);
         assert_eq!((ctx.read::<f32>(&moving[0]).unwrap(), ctx.read::<f32>(&moving[1]).unwrap()), (mm2, mv2), "a frozen layer leaves its moving statistics alone");
     }

@@ -93,16 +93,13 @@ impl Kind for BatchNorm {
     fn scratch(&self, batch: u32, input: Shape) -> u64 {
         Kernels::batchnorm_scratch(&self.shape(batch, input, false))
     }
-    /// Per element: the split Welford sums (6) in training, the scale and shift (2), the ReLU;
-    /// backward, the ReLU's mask, the dgamma/dbeta sums (5) when it trains, dx = a dy + b x + c (4).
+    /// Per element: the split Welford sums (6) in training, the scale and shift (2), the ReLU.
+    /// Backward, in each of its two kernels that runs (the dgamma/dbeta sums when it trains, dx
+    /// = a g + b x + c when a gradient goes down): 4, plus 3 to recompute the ReLU's mask.
     fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool) -> [u64; 2] {
         let n = input.len();
         let r = n * (self.activation == Activation::Relu) as u64;
-        let backward = match trains || input_grad {
-            true => r + trains as u64 * 5 * n + input_grad as u64 * 4 * n,
-            false => 0,
-        };
-        [if trains { 8 * n } else { 2 * n } + r, backward]
+        [if trains { 8 * n } else { 2 * n } + r, (trains as u64 + input_grad as u64) * (4 * n + 3 * r)]
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input, !b.trainable);
@@ -124,15 +121,13 @@ impl Kind for BatchNorm {
         b.forward.extend(k.batchnorm_stats(&s, b.step, b.x, &gamma, &beta, &moving, &stats, b.scratch));
         b.forward.push(k.batchnorm_forward(&s, relu, b.x, &stats, b.y));
         let Some(dy) = b.backward_dy() else { return Ok(()) };
-        if relu {
-            b.backward.push(k.relu_backward(b.y, dy));
-        }
-        // Frozen, the forward left inference-mode dx coefficients (dx = gamma * inv * dy).
+        // The ReLU's mask is applied inside both backward kernels. Frozen, the forward left
+        // inference-mode dx coefficients (dx = gamma * inv * dy).
         if b.trainable {
-            b.backward.extend(k.batchnorm_backward_stats(&s, b.step, b.x, dy, &gamma, &stats, &dgamma, &dbeta, b.scratch));
+            b.backward.extend(k.batchnorm_backward_stats(&s, relu, b.step, b.x, dy, &gamma, &stats, &dgamma, &dbeta, b.scratch));
         }
         if let Some(dx) = b.dx {
-            b.backward.push(k.batchnorm_backward_input(&s, b.step, b.x, dy, &stats, dx));
+            b.backward.push(k.batchnorm_backward_input(&s, relu, b.step, b.x, dy, &stats, dx));
         }
         Ok(())
     }

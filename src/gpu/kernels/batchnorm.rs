@@ -41,8 +41,15 @@ impl NormShape {
             false => self.len().div_ceil(4),
         }
     }
+    /// Invocations of each split of the reductions: a channel quad each when channels % 4 == 0.
+    fn reduction_lanes(&self) -> u64 {
+        match self.channels.is_multiple_of(4) {
+            true => self.channels as u64 / 4,
+            false => self.channels as u64,
+        }
+    }
     fn splits(&self) -> Splits {
-        Splits::choose(self.channels as u64, self.rows() as u32)
+        Splits::choose(self.reduction_lanes(), self.rows() as u32)
     }
     fn params(&self, relu: bool) -> NormParams {
         let splits = self.splits();
@@ -99,7 +106,8 @@ impl Kernels {
         let p = s.params(false);
         let k = Kernel::BatchnormStatsPartial;
         let u = self.uniform(k, &p);
-        let partial = (!s.frozen).then(|| self.dispatch(k, &[(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (9, Bind::Storage(scratch))], self.grid(p.splits as u64 * p.channels as u64)));
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (9, Bind::Storage(scratch)), (13, Bind::Quads(x))];
+        let partial = (!s.frozen).then(|| self.dispatch(k, &binds, self.grid(p.splits as u64 * s.reduction_lanes())));
         let k = Kernel::BatchnormStatsFinish;
         let binds = [
             (0, Bind::Uniform(&u)),
@@ -123,16 +131,26 @@ impl Kernels {
         self.dispatch(k, &binds, self.grid(s.elementwise_invocations()))
     }
 
-    /// dgamma = sum dy * x_hat and dbeta = sum dy over the valid rows (overwritten), and dx's
-    /// coefficients into `stats` for [`Self::batchnorm_backward_input`]. Two dispatches through
-    /// `scratch`.
+    /// dgamma = sum g * x_hat and dbeta = sum g over the valid rows (overwritten), where g is dy
+    /// through the fused ReLU's mask when `relu` (recomputed from x: no pass of its own), and
+    /// dx's coefficients into `stats` for [`Self::batchnorm_backward_input`]. Two dispatches
+    /// through `scratch`.
     #[allow(clippy::too_many_arguments)]
-    pub fn batchnorm_backward_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
-        let p = s.params(false);
+    pub fn batchnorm_backward_stats(&self, s: &NormShape, relu: bool, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
+        let p = s.params(relu);
         let k = Kernel::BatchnormBackwardPartial;
         let u = self.uniform(k, &p);
-        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (3, Bind::Storage(dy)), (8, Bind::Storage(stats)), (9, Bind::Storage(scratch))];
-        let partial = self.dispatch(k, &binds, self.grid(p.splits as u64 * p.channels as u64));
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Uniform(step)),
+            (2, Bind::Storage(x)),
+            (3, Bind::Storage(dy)),
+            (9, Bind::Storage(scratch)),
+            (13, Bind::Quads(x)),
+            (14, Bind::Quads(dy)),
+            (15, Bind::Quads(stats)),
+        ];
+        let partial = self.dispatch(k, &binds, self.grid(p.splits as u64 * s.reduction_lanes()));
         let k = Kernel::BatchnormBackwardFinish;
         let binds = [
             (0, Bind::Uniform(&u)),
@@ -146,11 +164,12 @@ impl Kernels {
         vec![partial, self.dispatch(k, &binds, self.grid(p.channels as u64))]
     }
 
-    /// dx = gamma / sqrt(var + eps) * (dy - mean(dy) - x_hat * mean(dy * x_hat)) on the valid
-    /// rows, 0 on the rest; overwrites dx (by quads).
-    pub fn batchnorm_backward_input(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dx: &View) -> Dispatch {
+    /// dx = gamma / sqrt(var + eps) * (g - mean(g) - x_hat * mean(g * x_hat)) on the valid
+    /// rows, 0 on the rest, g as in [`Self::batchnorm_backward_stats`]; overwrites dx (by quads).
+    #[allow(clippy::too_many_arguments)]
+    pub fn batchnorm_backward_input(&self, s: &NormShape, relu: bool, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dx: &View) -> Dispatch {
         let k = Kernel::BatchnormBackwardInput;
-        let u = self.uniform(k, &s.params(false));
+        let u = self.uniform(k, &s.params(relu));
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (13, Bind::Quads(x)), (14, Bind::Quads(dy)), (15, Bind::Quads(stats)), (16, Bind::Quads(dx))];
         self.dispatch(k, &binds, self.grid(s.elementwise_invocations()))
     }
