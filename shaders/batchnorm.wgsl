@@ -191,7 +191,8 @@ fn masked(dy: vec4<f32>, x: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> ve
 
 // Rows per invocation of the element-wise kernels when channels % 4 == 0: each invocation
 // takes one channel quad down ROWS rows, loading its coefficients once and dividing once.
-const ROWS: u32 = 8u;
+// (On lavapipe, 32 rows ran the whole layer 1.2x faster than 8, and 2 rows 1.5x slower.)
+const ROWS: u32 = 32u;
 
 // (first row, channel quad) of invocation id on the quad path.
 fn row_block(id: u32) -> vec2<u32> {

@@ -204,14 +204,16 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     Ok(out)
 }
 
-/// Runs every case on `ctx`; where a case takes a subgroup kernel, the plain kernel that
-/// adapters without subgroups run follows it as a row of its own.
-pub fn kernels(ctx: &GpuContext) -> Result<Vec<KernelTiming>, GpuError> {
+/// Runs every case on `ctx` (those whose kernel or shape contains `only`, if given); where a
+/// case takes a subgroup kernel, the plain kernel that adapters without subgroups run follows
+/// it as a row of its own.
+pub fn kernels(ctx: &GpuContext, only: Option<&str>) -> Result<Vec<KernelTiming>, GpuError> {
     let (k, plain) = (Kernels::new(ctx), Kernels::with_subgroups(ctx, false));
     k.compile_all();
     plain.compile_all();
     let mut results = Vec::new();
-    for (case, plain_case) in cases(ctx, &k)?.into_iter().zip(cases(ctx, &plain)?) {
+    let wanted = |c: &(Case, Case)| only.is_none_or(|o| c.0.kernel.contains(o) || c.0.shape.contains(o));
+    for (case, plain_case) in cases(ctx, &k)?.into_iter().zip(cases(ctx, &plain)?).filter(wanted) {
         let subgroups = case.dispatches[0].kernel.uses_subgroups();
         let variants: Vec<_> = [(case, ""), (plain_case, " (no subgroups)")].into_iter().take(1 + subgroups as usize).collect();
         // The fastest of a few rounds, the variants interleaved: a shared machine's slow

@@ -320,6 +320,9 @@ enum Bench {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only the kernels whose name or shape contains this, e.g. `batchnorm`.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Steady-state training and evaluation images/s of a config, and the augmentation
     /// pipeline's images/s on its own, with each kernel's share of a training step.
@@ -525,9 +528,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench(Bench::Kernels { json }) => {
+        Command::Bench(Bench::Kernels { json, only }) => {
             let ctx = gpu()?;
-            let results = gpu_cnn::bench::kernels(&ctx)?;
+            let results = gpu_cnn::bench::kernels(&ctx, only.as_deref())?;
             if json {
                 println!("{}", gpu_cnn::bench::to_json(&ctx, &results));
             } else {

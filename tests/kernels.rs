@@ -186,10 +186,10 @@ fn avgpool2d_forward_and_backward_match_reference() {
 /// (batch capacity, valid images, pixels per image, channels): channels that are multiples of
 /// nothing (element quads spanning rows), one image, a short last batch (rows past `valid` must
 /// not count and get dx = 0), a dense layer's features (1 pixel); channel quads (channels % 4
-/// == 0) down row blocks of 8 with a partial last block, a short batch, and Model 3's largest
-/// BatchNorm (32 x 64 x 64 x 32).
+/// == 0) down row blocks of 32: one partial block, several with a partial last one and a short
+/// batch ending inside a block, and Model 3's largest BatchNorm (32 x 64 x 64 x 32).
 const NORM_SHAPES: &[(u32, u32, u32, u32)] =
-    &[(1, 1, 35, 3), (3, 3, 7, 5), (4, 3, 9, 13), (6, 6, 1, 7), (5, 2, 1, 1), (2, 2, 400, 33), (1, 1, 3, 4), (3, 2, 5, 12), (32, 32, 4096, 32)];
+    &[(1, 1, 35, 3), (3, 3, 7, 5), (4, 3, 9, 13), (6, 6, 1, 7), (5, 2, 1, 1), (2, 2, 400, 33), (1, 1, 3, 4), (3, 2, 5, 12), (3, 2, 37, 8), (32, 32, 4096, 32)];
 
 #[test]
 fn batchnorm_kernels_match_reference() {

@@ -6,7 +6,7 @@ use super::{Bind, Dispatch, Kernel, Kernels, Splits};
 use crate::gpu::View;
 
 /// Rows per invocation of the element-wise kernels on the quad path (`ROWS` in batchnorm.wgsl).
-const ELEMENTWISE_ROWS: u64 = 8;
+const ELEMENTWISE_ROWS: u64 = 32;
 
 /// Geometry of a batch normalisation: x seen as [batch * pixels, channels].
 #[derive(Clone, Copy, Debug, PartialEq)]
