@@ -219,13 +219,14 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                 let cfg = stage_config(exp, k, s, a, overrides)?;
                 let dir = exp.folder(s, a, k, &cfg);
                 // A run that stopped (killed, or fewer epochs asked before) continues from its
-                // last checkpoint, and a finished one is kept: re-running the command resumes a sweep.
+                // last checkpoint, and a finished one (or one early stopping ended) is kept:
+                // re-running the command resumes a sweep.
                 let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
                 let previous = match last.is_file() && !overwrite {
                     true => Some(Checkpoint::load(&last)?),
                     false => None,
                 };
-                if previous.as_ref().is_some_and(|c| c.state.epoch >= cfg.train.epochs) {
+                if previous.as_ref().is_some_and(|c| c.state.epoch >= cfg.train.epochs || c.state.stopped) {
                     println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
                     continue;
                 }

@@ -65,6 +65,10 @@ pub struct TrainState {
     /// trainable after this epoch, also on resume.
     #[serde(default)]
     pub unfreeze_after: Option<u32>,
+    /// Early stopping ended the run at `epoch`: it is finished, though `epoch` may be short of
+    /// the run's `epochs` (an experiment keeps such a run rather than resuming it).
+    #[serde(default)]
+    pub stopped: bool,
     /// Each stateful callback's state, by its name.
     pub callbacks: HashMap<String, serde_json::Value>,
 }

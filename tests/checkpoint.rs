@@ -344,3 +344,18 @@ fn resume_refuses_data_with_other_class_names_and_a_finished_run() {
     let err = train(&config(1, 0.003), dir.path(), resume(dir.path()), None).unwrap_err().to_string();
     assert!(err.contains("has already trained 1 epochs, and this run stops at epoch 1"), "{err}");
 }
+
+#[test]
+fn early_stopping_marks_the_run_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    // No epoch can improve by 1.0: Keras' rule stops at the end of epoch 2 (never the first).
+    let text = format!("{CONFIG}\n[callbacks.early_stopping]\nmonitor = \"val_loss\"\nmin_delta = 1.0\n");
+    let history = train(&with_config(&text, 4, 0.003), dir.path(), Start::Fresh, None).unwrap();
+    assert_eq!(history.len(), 2);
+    let state = Checkpoint::load(&dir.path().join("last.safetensors")).unwrap().state;
+    assert_eq!((state.epoch, state.stopped), (2, true));
+    // A run that was not stopped says so.
+    let dir = tempfile::tempdir().unwrap();
+    train(&config(1, 0.003), dir.path(), Start::Fresh, None).unwrap();
+    assert!(!Checkpoint::load(&dir.path().join("last.safetensors")).unwrap().state.stopped);
+}

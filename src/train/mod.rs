@@ -181,11 +181,12 @@ pub fn fit(
     // so a resumed run repeats it exactly.
     let lr = |step: usize, control: &Control| settings.schedule.lr(step, steps, settings.epochs, control.lr);
     // The resumable state after `step` steps of epoch `epoch + 1` (0: at the epoch's end).
-    let state_at = |epoch: u32, step: usize, partial_metrics: [f32; 3], lr: f32, history: &[EpochLogs]| TrainState {
+    let state_at = |epoch: u32, step: usize, partial_metrics: [f32; 3], control: &Control, history: &[EpochLogs]| TrainState {
         epoch,
         step,
         partial_metrics,
-        lr,
+        lr: control.lr,
+        stopped: control.stop,
         seed: settings.seed,
         batch_size: settings.batch_size,
         train_images: train.len(),
@@ -226,7 +227,7 @@ pub fn fit(
             callbacks.iter_mut().for_each(|c| c.on_batch_end(&progress));
             if interrupted(settings) {
                 let m = net.read_metrics(ctx)?;
-                let state = snapshot(callbacks, state_at(epoch - 1, step, [m.loss_sum as f32, m.correct as f32, m.count as f32], control.lr, &history));
+                let state = snapshot(callbacks, state_at(epoch - 1, step, [m.loss_sum as f32, m.correct as f32, m.count as f32], &control, &history));
                 for c in callbacks.iter_mut() {
                     c.on_state(ctx, net, &state)?;
                 }
@@ -262,7 +263,7 @@ pub fn fit(
         for c in callbacks.iter_mut() {
             c.on_epoch_end(ctx, net, &logs, &history, &mut control)?;
         }
-        let state = snapshot(callbacks, state_at(epoch, 0, [0.0; 3], control.lr, &history));
+        let state = snapshot(callbacks, state_at(epoch, 0, [0.0; 3], &control, &history));
         for c in callbacks.iter_mut() {
             c.on_state(ctx, net, &state)?;
         }
