@@ -65,6 +65,14 @@ fn split_rows(s: u32) -> vec2<u32> {
     return vec2<u32>(r0, min(r0 + p.rows_per_split, valid_rows()));
 }
 
+// The split of invocation id on the quad path of the reductions, its channel quad, and the
+// rows [r0, r1) it sums: (split, quad, r0, r1).
+fn split_quad(id: u32) -> vec4<u32> {
+    let quads = p.channels / 4u;
+    let split = id / quads;
+    return vec4<u32>(split, id - split * quads, split_rows(split));
+}
+
 // Chan et al.'s merge of two (count, mean, M2) summaries.
 fn merge(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
     if (b.x == 0.0) { return a; }
@@ -85,9 +93,9 @@ fn batchnorm_stats_partial(@builtin(global_invocation_id) gid: vec3<u32>, @built
     if (p.channels % 4u == 0u) {
         let quads = p.channels / 4u;
         if (id >= p.splits * quads) { return; }
-        let split = id / quads;
-        let c4 = id - split * quads;
-        let r = split_rows(split);
+        let at = split_quad(id);
+        let c4 = at.y;
+        let r = at.zw;
         // The count is shared by the quad: one division per row.
         var n = 0.0;
         var mean = vec4<f32>(0.0);
@@ -99,11 +107,11 @@ fn batchnorm_stats_partial(@builtin(global_invocation_id) gid: vec3<u32>, @built
             mean += d * (1.0 / n);
             m2 += d * (v - mean);
         }
-        let at = split * p.channels + 4u * c4;
+        let base = at.x * p.channels + 4u * c4;
         for (var j = 0u; j < 4u; j++) {
-            partial[at + j] = n;
-            partial[stride + at + j] = mean[j];
-            partial[2u * stride + at + j] = m2[j];
+            partial[base + j] = n;
+            partial[stride + base + j] = mean[j];
+            partial[2u * stride + base + j] = m2[j];
         }
         return;
     }
@@ -240,9 +248,9 @@ fn batchnorm_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @bu
     if (p.channels % 4u == 0u) {
         let quads = p.channels / 4u;
         if (id >= p.splits * quads) { return; }
-        let split = id / quads;
-        let c4 = id - split * quads;
-        let r = split_rows(split);
+        let at = split_quad(id);
+        let c4 = at.y;
+        let r = at.zw;
         let mean = coef4[MEAN * quads + c4];
         let scale = coef4[SCALE * quads + c4];
         let shift = coef4[SHIFT * quads + c4];
@@ -255,11 +263,11 @@ fn batchnorm_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @bu
             sum_g += g;
             sum_g_xc += g * (v - mean);
         }
-        let at = split * p.channels + 4u * c4;
+        let base = at.x * p.channels + 4u * c4;
         let sum_g_xhat = sum_g_xc * coef4[INV * quads + c4];
         for (var j = 0u; j < 4u; j++) {
-            partial[at + j] = sum_g[j];
-            partial[stride + at + j] = sum_g_xhat[j];
+            partial[base + j] = sum_g[j];
+            partial[stride + base + j] = sum_g_xhat[j];
         }
         return;
     }
