@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Build, Kind, LayerKind};
+use super::{Build, Insertion, Kind, LayerKind};
 use crate::gpu::GpuError;
 use crate::model::shape::Shape;
 
@@ -44,6 +44,9 @@ impl Kind for ActivationLayer {
     }
     fn same_but_width(&self, other: &LayerKind) -> bool {
         *other == LayerKind::Activation(*self)
+    }
+    fn inserted(&self, _: Shape) -> Insertion {
+        Insertion::Activation
     }
     fn gradient_in_place(&self) -> bool {
         true

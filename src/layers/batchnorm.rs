@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, hidden_activation, Activation, Build, Init, Kind, LayerKind, Role, Tensor};
+use super::{default_true, hidden_activation, Activation, Build, Init, Insertion, Kind, LayerKind, Role, Tensor};
 use crate::gpu::kernels::batchnorm::NormShape;
 use crate::gpu::{GpuError, Kernels};
 use crate::model::shape::Shape;
@@ -89,6 +89,9 @@ impl Kind for BatchNorm {
     }
     fn same_but_width(&self, other: &LayerKind) -> bool {
         *other == LayerKind::BatchNorm(*self)
+    }
+    fn inserted(&self, _: Shape) -> Insertion {
+        Insertion::Norm { center: self.center }
     }
     fn scratch(&self, batch: u32, input: Shape) -> u64 {
         Kernels::batchnorm_scratch(&self.shape(batch, input, false))

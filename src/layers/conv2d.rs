@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, hidden_activation, image, kernel_and_bias, Activation, Build, Kind, LayerKind, Pair, Tensor};
+use super::{default_true, hidden_activation, image, kernel_and_bias, Activation, Build, Insertion, Kind, LayerKind, Pair, Tensor};
 use crate::gpu::GpuError;
 use crate::model::shape::{ConvShape, Shape};
 
@@ -81,6 +81,24 @@ impl Kind for Conv2d {
     }
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::Conv2d(o) if Self { filters: o.filters, ..*self } == *o)
+    }
+    fn same_but_activation(&self, other: &LayerKind) -> bool {
+        matches!(other, LayerKind::Conv2d(o) if Self { filters: o.filters, activation: o.activation, use_bias: o.use_bias, ..*self } == *o)
+    }
+    fn has_bias(&self) -> bool {
+        self.use_bias
+    }
+    /// The identity needs an odd kernel, stride 1 and 'same' padding, and at least as many
+    /// filters as input channels.
+    fn inserted(&self, input: Shape) -> Insertion {
+        let (filters, kernel, c) = (self.filters, self.kernel.0, input.channels());
+        if filters < c {
+            Insertion::NoIdentity(Some(format!("an inserted conv needs at least as many filters as input channels ({filters} vs {c}) to start as the identity")))
+        } else if kernel[0] % 2 == 0 || kernel[1] % 2 == 0 || self.stride != 1 || self.padding != Padding::Same {
+            Insertion::NoIdentity(Some("an inserted conv needs an odd kernel, stride 1 and 'same' padding to start as the identity".into()))
+        } else {
+            Insertion::Conv { units: filters }
+        }
     }
     fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
         vec![("a kernel side", self.kernel.0.to_vec()), ("the stride", vec![self.stride])]

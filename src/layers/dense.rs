@@ -63,6 +63,12 @@ impl Kind for Dense {
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::Dense(o) if Self { units: o.units, ..*self } == *o)
     }
+    fn same_but_activation(&self, other: &LayerKind) -> bool {
+        matches!(other, LayerKind::Dense(_))
+    }
+    fn has_bias(&self) -> bool {
+        self.use_bias
+    }
     fn scratch(&self, batch: u32, input: Shape) -> u64 {
         let gemms = self.gemms(batch, input.channels()).map(|g| Kernels::gemm_scratch(&g));
         gemms.into_iter().max().unwrap_or(0).max(Kernels::column_sum_scratch(batch as u64, self.units))

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Build, Kind, LayerKind};
+use super::{Build, Insertion, Kind, LayerKind};
 use crate::gpu::GpuError;
 use crate::model::shape::Shape;
 
@@ -28,6 +28,9 @@ impl Kind for Dropout {
     }
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::Dropout(_))
+    }
+    fn inserted(&self, _: Shape) -> Insertion {
+        Insertion::Transparent
     }
     /// The mask's multiply per element, each way (training steps only: evaluation skips it).
     fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool) -> [u64; 2] {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{image, Build, Kind, LayerKind};
+use super::{image, Build, Insertion, Kind, LayerKind};
 use crate::gpu::GpuError;
 use crate::model::shape::{PoolShape, Shape};
 
@@ -23,6 +23,9 @@ impl Kind for GlobalAvgPool2d {
     }
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::GlobalAvgPool2d(_))
+    }
+    fn inserted(&self, _: Shape) -> Insertion {
+        Insertion::NoIdentity(Some("no function-preserving map from a flattened grid to its average".into()))
     }
     /// One operation per input element each way (the channel sums and their scale).
     fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool) -> [u64; 2] {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{image, Build, Kind, LayerKind, Pair};
+use super::{image, Build, Insertion, Kind, LayerKind, Pair};
 use crate::gpu::GpuError;
 use crate::model::shape::{PoolShape, Shape};
 
@@ -59,6 +59,12 @@ impl Kind for MaxPool2d {
     }
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::MaxPool2d(o) if self.pool == o.pool && self.stride.unwrap_or(self.pool) == o.stride.unwrap_or(o.pool))
+    }
+    fn inserted(&self, _: Shape) -> Insertion {
+        match self.stride.unwrap_or(self.pool) == self.pool {
+            true => Insertion::Pool { window: self.pool.0 },
+            false => Insertion::NoIdentity(None),
+        }
     }
     fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
         vec![("a pool side", self.pool.0.to_vec()), ("a stride", self.stride.unwrap_or(self.pool).0.to_vec())]

@@ -134,6 +134,19 @@ pub trait Kind {
     }
     /// Whether `other` is this layer up to its width (widening pairs such layers).
     fn same_but_width(&self, other: &LayerKind) -> bool;
+    /// Whether `other` is this layer up to its width, activation and bias (a conv or dense layer
+    /// whose ReLU, and bias, growth moves to a batchnorm inserted after it).
+    fn same_but_activation(&self, _other: &LayerKind) -> bool {
+        false
+    }
+    /// Whether it adds a bias (conv2d, dense).
+    fn has_bias(&self) -> bool {
+        false
+    }
+    /// What it starts as when growth inserts it where the source has no counterpart, on `input`.
+    fn inserted(&self, _input: Shape) -> Insertion {
+        Insertion::NoIdentity(None)
+    }
     /// Flatten: the output is the input's buffer seen with another shape.
     fn is_view(&self) -> bool {
         false
@@ -161,6 +174,26 @@ pub trait Kind {
     }
     /// Records its forward and backward dispatches.
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError>;
+}
+
+/// What a layer inserted by growth starts as (Net2Net's function-preserving insertions); the
+/// grow planner (`crate::transfer`) checks what the layers around it allow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Insertion {
+    /// A conv that starts as the identity, `units` wide (filters past its input channels
+    /// replicate channels).
+    Conv { units: u32 },
+    /// A batchnorm: the identity in inference mode; `center`: it has a beta that can take over
+    /// the source's bias.
+    Norm { center: bool },
+    /// An activation layer: the identity where its input is non-negative.
+    Activation,
+    /// A non-overlapping pool of this window: the next dense layer's kernel maps through it.
+    Pool { window: [u32; 2] },
+    /// No effect in inference (dropout).
+    Transparent,
+    /// No function-preserving insertion; why, where the kind knows.
+    NoIdentity(Option<String>),
 }
 
 /// What a layer's [`Kind::build`] records into: its buffers and tensors, and the dispatch lists.

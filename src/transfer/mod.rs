@@ -29,7 +29,7 @@ use std::path::Path;
 
 use crate::checkpoint::Checkpoint;
 use crate::record::TrainState;
-use crate::layers::{conv2d::Conv2d, Activation, LayerKind, Padding, Role};
+use crate::layers::{Activation, Insertion, LayerKind, Role};
 use crate::model::{ModelSpec, ParamInfo, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -332,35 +332,6 @@ fn plan_match(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
     b.finish(Strategy::Match, partial)
 }
 
-/// Why this inserted conv cannot start as the identity, if it cannot: it must keep the grid
-/// (odd kernel, stride 1, 'same') and have at least as many filters as input channels (the
-/// extra ones replicate inputs).
-fn identity_conv(kind: &LayerKind, input: Shape) -> Result<(), String> {
-    match (kind, input) {
-        (LayerKind::Conv2d(conv), Shape::Image([_, _, c])) => {
-            let (filters, kernel) = (conv.filters, conv.kernel.0);
-            if filters < c {
-                Err(format!("an inserted conv needs at least as many filters as input channels ({filters} vs {c}) to start as the identity"))
-            } else if kernel[0] % 2 == 0 || kernel[1] % 2 == 0 || conv.stride != 1 || conv.padding != Padding::Same {
-                Err("an inserted conv needs an odd kernel, stride 1 and 'same' padding to start as the identity".into())
-            } else {
-                Ok(())
-            }
-        }
-        _ => Err("not a conv layer".into()),
-    }
-}
-
-/// Conv or dense layers equal up to width, activation and bias: a source layer whose ReLU (and
-/// bias) move to a batchnorm inserted after the target's.
-fn same_but_activation(target: &LayerKind, source: &LayerKind) -> bool {
-    match (target, source) {
-        (LayerKind::Conv2d(t), LayerKind::Conv2d(s)) => Conv2d { filters: s.filters, activation: s.activation, use_bias: s.use_bias, ..*t } == *s,
-        (LayerKind::Dense(_), LayerKind::Dense(_)) => true,
-        _ => false,
-    }
-}
-
 /// A source layer's ReLU (and bias) waiting for the batchnorm inserted after its target layer.
 struct Deferred {
     layer: usize,
@@ -406,7 +377,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         let paired = j < source.layers.len() && same_but_width(tk, &source.layers[j].kind);
         let moves_activation = !paired
             && j < source.layers.len()
-            && same_but_activation(tk, &source.layers[j].kind)
+            && tk.ops().same_but_activation(&source.layers[j].kind)
             && source.layers[j].kind.ops().activation() == Activation::Relu
             && tk.ops().activation() == Activation::Linear
             && matches!(target.layers.get(t + 1).map(|l| &l.kind), Some(LayerKind::BatchNorm(_)));
@@ -417,21 +388,16 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
             // the source's ReLU.
             let relu_ok = |deferred: &Option<Deferred>| !relu || non_negative || deferred.is_some();
             let negative = || format!("its input (from {}) can be negative, so a ReLU identity would not be exact", target.layers[t - 1].name);
-            match tk {
-                LayerKind::Conv2d(_) => match identity_conv(tk, target.input_of(t)).and_then(|()| if relu_ok(&None) { Ok(()) } else { Err(negative()) }) {
-                    Ok(()) => {
-                        let c = channels.len();
-                        let inputs: Vec<usize> = (0..c).chain((c..units(tk).expect("a conv") as usize).map(|_| rng.random_range(0..c))).collect();
-                        let why = if inputs.len() > c { format!("inserted: starts as the identity, widened {c} -> {} (channels replicated)", inputs.len()) } else { "inserted: starts as the identity".into() };
-                        channels = inputs.iter().map(|&i| channels[i]).collect();
-                        b.push(t, None, Action::Identity, Some(why), Some(Recipe::Identity { inputs, bias: None }));
-                    }
-                    Err(why) => {
-                        broken = Some(format!("after {name} could not be grown"));
-                        b.push(t, None, Action::FreshInit, Some(why), None);
-                    }
-                },
-                LayerKind::BatchNorm(bn) if relu_ok(&deferred) && (bn.center || !deferred.as_ref().is_some_and(|d| d.bias)) => {
+            let fresh = |b: &mut Builder, why| b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, Some(why), None);
+            match tk.ops().inserted(target.input_of(t)) {
+                Insertion::Conv { units } if relu_ok(&None) => {
+                    let c = channels.len();
+                    let inputs: Vec<usize> = (0..c).chain((c..units as usize).map(|_| rng.random_range(0..c))).collect();
+                    let why = if inputs.len() > c { format!("inserted: starts as the identity, widened {c} -> {} (channels replicated)", inputs.len()) } else { "inserted: starts as the identity".into() };
+                    channels = inputs.iter().map(|&i| channels[i]).collect();
+                    b.push(t, None, Action::Identity, Some(why), Some(Recipe::Identity { inputs, bias: None }));
+                }
+                Insertion::Norm { center } if relu_ok(&deferred) && (center || !deferred.as_ref().is_some_and(|d| d.bias)) => {
                     let mut why = "inserted: the identity in inference mode".to_string();
                     let mut bias = None;
                     if let Some(d) = &mut deferred {
@@ -448,29 +414,28 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
                     non_negative |= relu;
                     b.push(t, None, Action::Identity, Some(why), Some(Recipe::Identity { inputs: (0..channels.len()).collect(), bias }));
                 }
-                LayerKind::Activation(_) if relu_ok(&deferred) => {
+                Insertion::Activation if relu_ok(&deferred) => {
                     deferred = None;
                     non_negative |= relu;
                     b.push(t, None, Action::NoParameters, Some("inserted: the identity".into()), None);
                 }
-                LayerKind::MaxPool2d(m) if m.stride.unwrap_or(m.pool) == m.pool => {
-                    window = [window[0] * m.pool.0[0], window[1] * m.pool.0[1]];
+                Insertion::Pool { window: w } => {
+                    window = [window[0] * w[0], window[1] * w[1]];
                     b.push(t, None, Action::NoParameters, Some("inserted".into()), None);
                 }
-                LayerKind::Dropout(_) => b.push(t, None, Action::NoParameters, Some("inserted".into()), None),
-                LayerKind::BatchNorm(_) | LayerKind::Activation(_) => {
+                Insertion::Transparent => b.push(t, None, Action::NoParameters, Some("inserted".into()), None),
+                Insertion::Conv { .. } | Insertion::Activation => {
                     broken = Some(format!("after {name} could not be grown"));
-                    let why = if relu_ok(&deferred) { "the source's bias has no beta to go to (center = false)".to_string() } else { negative() };
-                    b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, Some(why), None);
+                    fresh(&mut b, negative());
                 }
-                _ => {
-                    broken = Some(format!("after the unmatched layer {name}"));
+                Insertion::Norm { .. } => {
+                    broken = Some(format!("after {name} could not be grown"));
+                    fresh(&mut b, if relu_ok(&deferred) { "the source's bias has no beta to go to (center = false)".to_string() } else { negative() });
+                }
+                Insertion::NoIdentity(why) => {
                     let here = source.layers.get(j).map_or("end of model".into(), |l| l.name.clone());
-                    let why = match (tk, source.layers.get(j).map(|l| &l.kind)) {
-                        (LayerKind::GlobalAvgPool2d(_), Some(LayerKind::Flatten(_))) => format!("replaces {here}: no function-preserving map from a flattened grid to its average"),
-                        _ => format!("no counterpart in the source at this depth ({here})"),
-                    };
-                    b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, Some(why), None);
+                    broken = Some(format!("after the unmatched layer {name}"));
+                    fresh(&mut b, why.map_or_else(|| format!("no counterpart in the source at this depth ({here})"), |why| format!("{why} (the source has {here} at this depth)")));
                 }
             }
             continue;
@@ -491,7 +456,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
             }
         }
         if moves_activation {
-            deferred = Some(Deferred { layer: s, bias: has_bias(sk) && !has_bias(tk) });
+            deferred = Some(Deferred { layer: s, bias: sk.ops().has_bias() && !tk.ops().has_bias() });
             non_negative = false;
         } else {
             non_negative = sk.ops().non_negative(non_negative);
@@ -537,7 +502,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         };
         if moves_activation {
             let next = &target.layers[t + 1].name;
-            let moved = if has_bias(sk) && !has_bias(tk) { "ReLU and bias move" } else { "ReLU moves" };
+            let moved = if sk.ops().has_bias() && !tk.ops().has_bias() { "ReLU and bias move" } else { "ReLU moves" };
             reason = Some(reason.map_or(String::new(), |r| r + "; ") + &format!("its {moved} to {next}"));
         }
         if matches!(input, InputMap::Pooled { .. }) {
@@ -547,14 +512,6 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         b.push(t, Some(s), action, reason, Some(Recipe::Map { source_layer: s, units: unit_map, input }));
     }
     b.finish(Strategy::Grow, partial)
-}
-
-fn has_bias(kind: &LayerKind) -> bool {
-    match kind {
-        LayerKind::Conv2d(c) => c.use_bias,
-        LayerKind::Dense(d) => d.use_bias,
-        _ => false,
-    }
 }
 
 /// Target tensors (in the target spec's parameter order) from the source's, following `plan`;
