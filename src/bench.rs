@@ -149,31 +149,35 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     out.push(Case { kernel: "maxpool2d_backward", shape: shape.clone(), dispatches: vec![k.maxpool2d_backward(&p, &arg, &y, &x)], flops: None, bytes });
     let grad = buffer(ctx, p.input_len())?;
     out.push(Case { kernel: "relu_backward", shape: "32x64x64x32".into(), dispatches: vec![k.relu_backward(&x, &grad)], flops: None, bytes: Some(12.0 * p.input_len() as f64) });
-    // The yardstick a BatchNorm layer is held to: a ReLU backward plus a column sum.
-    let mut yardstick = vec![k.relu_backward(&x, &grad)];
-    yardstick.extend(k.column_sum(p.input_len() / 32, 32, &grad, &y, &scratch));
-    out.push(Case { kernel: "relu_backward + column_sum", shape: "32x64x64x32".into(), dispatches: yardstick, flops: None, bytes: Some(16.0 * p.input_len() as f64) });
 
-    // Model 3's BatchNorms (the largest, after conv2d_1) and its pools.
+    // Model 3's BatchNorms (after each conv, with its ReLU fused), each beside the yardstick
+    // the BatchNorm issue holds it to: a ReLU backward plus a column sum over the same tensor.
     let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, 32));
-    let n = NormShape { batch: 32, pixels: 64 * 64, channels: 32, momentum: 0.99, epsilon: 1e-3, frozen: false };
-    let (ones, zeros, stats) = (buffer(ctx, 32)?, buffer(ctx, 32)?, buffer(ctx, Kernels::batchnorm_stats_len(&n))?);
-    let moving = [buffer(ctx, 32)?, buffer(ctx, 32)?];
-    let (dg, db) = (buffer(ctx, 32)?, buffer(ctx, 32)?);
-    let shape = "batchnorm 32x64x64x32".to_string();
-    let len = n.len() as f64;
-    let (bx, by, bdy, bdx) = (buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?);
-    let mut forward = k.batchnorm_stats(&n, &step, &bx, &ones, &zeros, &moving, &stats, &scratch);
-    forward.push(k.batchnorm_forward(&n, true, &bx, &stats, &by));
-    // The ReLU's backward is fused into both backward kernels.
-    let mut backward = k.batchnorm_backward_stats(&n, true, &step, &bx, &bdy, &ones, &stats, &dg, &db, &scratch);
-    backward.push(k.batchnorm_backward_input(&n, true, &step, &bx, &bdy, &stats, &bdx));
-    out.push(Case { kernel: "batchnorm_stats", shape: shape.clone(), dispatches: forward[..2].to_vec(), flops: None, bytes: Some(4.0 * len) });
-    out.push(Case { kernel: "batchnorm_forward (+ relu)", shape: shape.clone(), dispatches: forward[2..].to_vec(), flops: None, bytes: Some(8.0 * len) });
-    out.push(Case { kernel: "batchnorm_backward_stats", shape: shape.clone(), dispatches: backward[..2].to_vec(), flops: None, bytes: Some(8.0 * len) });
-    out.push(Case { kernel: "batchnorm_backward_input", shape: shape.clone(), dispatches: backward[2..].to_vec(), flops: None, bytes: Some(12.0 * len) });
-    let bytes = Some(4.0 * len * 4.0 + 12.0 * len);
-    out.push(Case { kernel: "batchnorm layer, fwd + bwd", shape: shape.clone(), dispatches: [forward, backward].concat(), flops: None, bytes });
+    for (side, c) in [(64, 32), (32, 32), (16, 64)] {
+        let n = NormShape { batch: 32, pixels: side * side, channels: c, momentum: 0.99, epsilon: 1e-3, frozen: false };
+        let shape = format!("32x{side}x{side}x{c}");
+        let len = n.len() as f64;
+        let (bx, by, bdy, bdx) = (buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?);
+        let mut yardstick = vec![k.relu_backward(&bx, &bdx)];
+        yardstick.extend(k.column_sum(n.rows(), c, &bdx, &by, &scratch));
+        out.push(Case { kernel: "relu_backward + column_sum", shape: shape.clone(), dispatches: yardstick, flops: None, bytes: Some(16.0 * len) });
+        let c = c as u64;
+        let (ones, zeros, stats) = (buffer(ctx, c)?, buffer(ctx, c)?, buffer(ctx, Kernels::batchnorm_stats_len(&n))?);
+        let moving = [buffer(ctx, c)?, buffer(ctx, c)?];
+        let (dg, db) = (buffer(ctx, c)?, buffer(ctx, c)?);
+        let mut forward = k.batchnorm_stats(&n, &step, &bx, &ones, &zeros, &moving, &stats, &scratch);
+        forward.push(k.batchnorm_forward(&n, true, &bx, &stats, &by));
+        let mut backward = k.batchnorm_backward_stats(&n, true, &step, &bx, &bdy, &ones, &stats, &dg, &db, &scratch);
+        backward.push(k.batchnorm_backward_input(&n, true, &step, &bx, &bdy, &stats, &bdx));
+        let shape = format!("batchnorm {shape}");
+        out.push(Case { kernel: "batchnorm_stats", shape: shape.clone(), dispatches: forward[..2].to_vec(), flops: None, bytes: Some(4.0 * len) });
+        out.push(Case { kernel: "batchnorm_forward (+ relu)", shape: shape.clone(), dispatches: forward[2..].to_vec(), flops: None, bytes: Some(8.0 * len) });
+        out.push(Case { kernel: "batchnorm_backward_stats", shape: shape.clone(), dispatches: backward[..2].to_vec(), flops: None, bytes: Some(8.0 * len) });
+        out.push(Case { kernel: "batchnorm_backward_input", shape: shape.clone(), dispatches: backward[2..].to_vec(), flops: None, bytes: Some(12.0 * len) });
+        out.push(Case { kernel: "batchnorm layer, fwd + bwd", shape, dispatches: [forward, backward].concat(), flops: None, bytes: Some(32.0 * len) });
+    }
+
+    // Model 3's pools.
     let a = PoolShape { batch: 32, in_h: 16, in_w: 16, c: 64, pool: [2, 2], stride: [2, 2] };
     let (ax, ay) = (buffer(ctx, a.input_len())?, buffer(ctx, a.output_len())?);
     let bytes = Some(4.0 * (a.input_len() + a.output_len()) as f64);
