@@ -4,7 +4,9 @@
 struct Pool {
     batch: u32, in_h: u32, in_w: u32, c: u32,
     out_h: u32, out_w: u32, pool_h: u32, pool_w: u32,
-    stride_h: u32, stride_w: u32, _pad0: u32, _pad1: u32,
+    stride_h: u32, stride_w: u32,
+    norm: u32,     // max pooling of a batchnorm's unstored output: 0 no, 1 yes, 2 with its ReLU
+    norm_at: u32,  // where its per-channel scale starts in `coef` (the shift follows, c later)
 }
 
 @group(0) @binding(0) var<uniform> p: Pool;
@@ -14,8 +16,21 @@ struct Pool {
 @group(0) @binding(4) var<storage, read> arg: array<u32>;         // argmax, read in backward
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+// A batchnorm before a max pool leaves its output unstored: the pool reads the batchnorm's
+// input and normalises it on load, act(x * scale + shift), saving a write and a read of the
+// whole tensor. (Bound to x when p.norm == 0.)
+@group(0) @binding(13) var<storage, read> coef: array<f32>;
+@group(0) @binding(14) var<storage, read> coef4: array<vec4<f32>>;
 
-// maxpool2d_forward: y = max over the window; argmax keeps the first maximum's flat x index.
+// x as the pool sees it, given its channels' scale and shift (the batchnorm forward's expression).
+fn normalised(v: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
+    if (p.norm == 0u) { return v; }
+    let u = v * scale + shift;
+    return select(u, max(u, vec4<f32>(0.0)), p.norm == 2u);
+}
+
+// maxpool2d_forward: y = max over the window (of x normalised, with p.norm); argmax keeps the
+// first maximum's flat x index.
 // Dispatch: linear over batch * out_h * out_w * c invocations (one per output).
 @compute @workgroup_size(64)
 fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -26,13 +41,19 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let oh = o.y;
     let ow = o.z;
     let ch = o.w;
+    var scale = vec4<f32>(1.0);
+    var shift = vec4<f32>(0.0);
+    if (p.norm != 0u) {
+        scale = vec4<f32>(coef[p.norm_at + ch]);
+        shift = vec4<f32>(coef[p.norm_at + p.c + ch]);
+    }
     var best = -3.4028235e38;
     var best_i = 0u;
     for (var dh = 0u; dh < p.pool_h; dh++) {
         let row = (n * p.in_h + oh * p.stride_h + dh) * p.in_w;
         for (var dw = 0u; dw < p.pool_w; dw++) {
             let i = (row + ow * p.stride_w + dw) * p.c + ch;
-            let v = x[i];
+            let v = normalised(vec4<f32>(x[i]), scale, shift).x;
             if (v > best || (dh == 0u && dw == 0u)) { best = v; best_i = i; }
         }
     }
@@ -122,13 +143,19 @@ fn maxpool2d_forward_quads(@builtin(global_invocation_id) gid: vec3<u32>, @built
     let quads = p.c / 4u;
     if (id >= p.batch * p.out_h * p.out_w * quads) { return; }
     let o = unflatten_nhwc(id, p.out_h, p.out_w, quads);
+    var scale = vec4<f32>(1.0);
+    var shift = vec4<f32>(0.0);
+    if (p.norm != 0u) {
+        scale = coef4[p.norm_at / 4u + o.w];
+        shift = coef4[(p.norm_at + p.c) / 4u + o.w];
+    }
     var best = vec4<f32>(-3.4028235e38);
     var best_i = vec4<u32>(0u);
     for (var dh = 0u; dh < p.pool_h; dh++) {
         let row = (o.x * p.in_h + o.y * p.stride_h + dh) * p.in_w;
         for (var dw = 0u; dw < p.pool_w; dw++) {
             let q = (row + o.z * p.stride_w + dw) * quads + o.w;
-            let v = x4[q];
+            let v = normalised(x4[q], scale, shift);
             let take = v > best | vec4<bool>(dh == 0u && dw == 0u);
             best = select(best, v, take);
             best_i = select(best_i, vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u), take);

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::data::loader::{epoch_order, Augmentation, BatchStream};
 use crate::data::synthetic;
 use crate::gpu::kernels::adam::StepParams;
-use crate::gpu::kernels::batchnorm::NormShape;
+use crate::gpu::kernels::batchnorm::{NormShape, Unstored};
 use crate::gpu::kernels::matmul::GemmShape;
 use crate::gpu::kernels::{Dispatch, Kernels};
 use crate::model::{ConvShape, PoolShape};
@@ -145,7 +145,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     let (x, y, arg) = (buffer(ctx, p.input_len())?, buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?);
     let shape = "32x64x64x32 pool 2x2".to_string();
     let bytes = Some(4.0 * (p.input_len() + 2 * p.output_len()) as f64);
-    out.push(Case { kernel: "maxpool2d_forward", shape: shape.clone(), dispatches: vec![k.maxpool2d_forward(&p, &x, &y, &arg)], flops: None, bytes });
+    out.push(Case { kernel: "maxpool2d_forward", shape: shape.clone(), dispatches: vec![k.maxpool2d_forward(&p, &x, None, &y, &arg)], flops: None, bytes });
     out.push(Case { kernel: "maxpool2d_backward", shape: shape.clone(), dispatches: vec![k.maxpool2d_backward(&p, &arg, &y, &x)], flops: None, bytes });
     let grad = buffer(ctx, p.input_len())?;
     out.push(Case { kernel: "relu_backward", shape: "32x64x64x32".into(), dispatches: vec![k.relu_backward(&x, &grad)], flops: None, bytes: Some(12.0 * p.input_len() as f64) });
@@ -174,7 +174,16 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         out.push(Case { kernel: "batchnorm_forward (+ relu)", shape: shape.clone(), dispatches: forward[2..].to_vec(), flops: None, bytes: Some(8.0 * len) });
         out.push(Case { kernel: "batchnorm_backward_stats", shape: shape.clone(), dispatches: backward[..2].to_vec(), flops: None, bytes: Some(8.0 * len) });
         out.push(Case { kernel: "batchnorm_backward_input", shape: shape.clone(), dispatches: backward[2..].to_vec(), flops: None, bytes: Some(12.0 * len) });
-        out.push(Case { kernel: "batchnorm layer, fwd + bwd", shape, dispatches: [forward, backward].concat(), flops: None, bytes: Some(32.0 * len) });
+        out.push(Case { kernel: "batchnorm layer, fwd + bwd", shape: shape.clone(), dispatches: [&forward[..], &backward].concat(), flops: None, bytes: Some(32.0 * len) });
+        // In Model 3 each is followed by a max pool, which normalises on load: the layer then
+        // runs no forward pass of its own, and the pool reads x instead of y.
+        let p = PoolShape { batch: 32, in_h: side, in_w: side, c: c as u32, pool: [2, 2], stride: [2, 2] };
+        let (py, parg) = (buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?);
+        let bytes = Some(4.0 * (p.input_len() + 2 * p.output_len()) as f64);
+        let norm = Unstored { stats: stats.clone(), channels: c as u32, relu: true };
+        out.push(Case { kernel: "maxpool2d_forward", shape: format!("{shape} pool 2x2, stored"), dispatches: vec![k.maxpool2d_forward(&p, &by, None, &py, &parg)], flops: None, bytes });
+        out.push(Case { kernel: "maxpool2d_forward", shape: format!("{shape} pool 2x2, normalising"), dispatches: vec![k.maxpool2d_forward(&p, &bx, Some(&norm), &py, &parg)], flops: None, bytes });
+        out.push(Case { kernel: "batchnorm layer before a pool", shape, dispatches: [&forward[..2], &backward].concat(), flops: None, bytes: Some(24.0 * len) });
     }
 
     // Model 3's pools.

@@ -26,6 +26,8 @@ pub enum NetworkError {
     UnknownTensor(String),
     #[error("tensor '{name}' has {expected} elements, got {got}")]
     Length { name: String, expected: u64, got: usize },
+    #[error("{0}'s output is never stored (its max pool normalises on load)")]
+    Unstored(String),
     #[error("a batch holds at most {capacity} images, got {got}")]
     BatchTooLarge { capacity: u32, got: usize },
     #[error("{got} pixel values for {rows} images of {per_image} values each")]
@@ -134,8 +136,9 @@ pub struct Network {
     adam_v: View,
     input: View,
     labels: View,
-    /// Output of each layer (flatten aliases its input).
-    activations: Vec<View>,
+    /// Output of each layer (flatten aliases its input); None where a batchnorm leaves it to
+    /// its max pool to compute on load.
+    activations: Vec<Option<View>>,
     step: wgpu::Buffer,
     metrics: View,
     forward: Vec<Dispatch>,
@@ -226,13 +229,19 @@ impl Network {
         let mut acts = vec![input.clone()];
         let mut act_grads: Vec<Option<View>> = vec![None];
         let first_trainable = slots.iter().filter(|s| s.info.trainable).map(|s| s.info.layer).min().unwrap_or(spec.layers.len() - 1);
+        let mut stored = vec![true];
+        let mut unstored = None;
         let mut forward = Vec::new();
         let mut backward = Vec::new();
         for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
             let ops = layer.kind.ops();
             let len = b * shape.len();
             let needs_grad = i >= first_trainable;
-            acts.push(if ops.is_view() { acts[i].clone() } else { ctx.storage(&format!("{} output", layer.name), len)? });
+            // A batchnorm before a max pool stores no output: the pool reads the batchnorm's
+            // input (aliased here) and normalises it on load.
+            let leave_unstored = ops.can_leave_unstored() && spec.layers.get(i + 1).is_some_and(|next| next.kind.ops().loads_unstored());
+            stored.push(!leave_unstored);
+            acts.push(if ops.is_view() || leave_unstored { acts[i].clone() } else { ctx.storage(&format!("{} output", layer.name), len)? });
             act_grads.push(match (needs_grad, ops.is_view() || ops.gradient_in_place()) {
                 (false, _) => None,
                 (true, true) => act_grads[i].clone(),
@@ -254,6 +263,9 @@ impl Network {
                 y: &acts[i + 1],
                 dx: act_grads[i].as_ref(),
                 dy: act_grads[i + 1].as_ref(),
+                x_unstored: unstored.take(),
+                leave_unstored,
+                unstored: None,
                 step: &step,
                 scratch: &scratch,
                 seed: fnv(seed, i),
@@ -262,7 +274,9 @@ impl Network {
                 backward: Vec::new(),
             };
             ops.build(&mut build)?;
-            let Build { forward: f, backward: back, .. } = build;
+            let Build { forward: f, backward: back, unstored: left, .. } = build;
+            assert_eq!(left.is_some(), leave_unstored, "{} leaves its output unstored exactly when asked", layer.name);
+            unstored = left;
             forward.extend(f);
             if i + 1 == spec.layers.len() {
                 let dy = act_grads[i + 1].as_ref().expect("the head has parameters");
@@ -273,7 +287,8 @@ impl Network {
         }
         let update = kernels.adam_update(&step, &params.slice(0, trainable), &grads.slice(0, trainable), &adam_m, &adam_v);
         ctx.check_errors()?;
-        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations: acts, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, rows: batch, seed })
+        let activations = acts.into_iter().zip(stored).map(|(a, s)| s.then_some(a)).collect();
+        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, rows: batch, seed })
     }
 
     /// This network with every layer trainable (the same tensors, on the GPU) and a fresh
@@ -382,12 +397,13 @@ impl Network {
     /// The input of layer `i` (0: the images) for the last batch's rows.
     pub fn read_activation(&self, ctx: &GpuContext, i: usize) -> Result<Vec<f32>, NetworkError> {
         let per = self.spec.input_of(i).len();
-        Ok(ctx.read(&self.activations[i].slice(0, self.rows as u64 * per))?)
+        let act = self.activations[i].as_ref().ok_or_else(|| NetworkError::Unstored(self.spec.layers[i - 1].name.clone()))?;
+        Ok(ctx.read(&act.slice(0, self.rows as u64 * per))?)
     }
 
     /// The logits of the last batch, [rows, logits].
     pub fn read_logits(&self, ctx: &GpuContext) -> Result<Vec<f32>, NetworkError> {
-        let out = self.activations.last().expect("a layer");
+        let out = self.activations.last().expect("a layer").as_ref().expect("the head's output is stored");
         let per = self.spec.logits() as u64;
         Ok(ctx.read(&out.slice(0, self.rows as u64 * per))?)
     }

@@ -11,7 +11,7 @@ mod common;
 
 use common::{assert_close, gpu, input, kernel_paths, poisoned, random, reference as cpu, run};
 use gpu_cnn::gpu::kernels::adam::StepParams;
-use gpu_cnn::gpu::kernels::batchnorm::NormShape;
+use gpu_cnn::gpu::kernels::batchnorm::{NormShape, Unstored};
 use gpu_cnn::gpu::kernels::matmul::GemmShape;
 use gpu_cnn::gpu::kernels::{Kernel, Kernels};
 use gpu_cnn::model::{ConvShape, PoolShape};
@@ -152,10 +152,25 @@ fn maxpool2d_forward_and_backward_match_reference() {
         let x = random(200 + i as u64, s.input_len() as usize, -1.0, 1.0);
         let dy = random(300 + i as u64, s.output_len() as usize, -1.0, 1.0);
         let (y, arg) = (poisoned(ctx, s.output_len()), poisoned(ctx, s.output_len()));
-        let got = run(&[k.maxpool2d_forward(&s, &input(ctx, &x), &y, &arg)], &y);
+        let got = run(&[k.maxpool2d_forward(&s, &input(ctx, &x), None, &y, &arg)], &y);
         let (want, want_arg) = cpu::maxpool2d_forward(&s, &x);
         assert_close(&format!("maxpool2d_forward {name}"), &got, &want, EXACT);
         assert_eq!(ctx.read::<u32>(&arg).unwrap(), want_arg, "maxpool2d_forward argmax {name}");
+
+        // Pooling a batchnorm's unstored output: x normalised on load, act(x * scale + shift),
+        // scale and shift where a batchnorm's statistics hold them (the rest poisoned).
+        let cu = c as usize;
+        let mut stats = vec![f32::NAN; 7 * cu];
+        stats[2 * cu..4 * cu].copy_from_slice(&random(400 + i as u64, 2 * cu, -1.5, 1.5));
+        for relu in [false, true] {
+            let norm = Unstored { stats: input(ctx, &stats), channels: c, relu };
+            let (y, arg) = (poisoned(ctx, s.output_len()), poisoned(ctx, s.output_len()));
+            let got = run(&[k.maxpool2d_forward(&s, &input(ctx, &x), Some(&norm), &y, &arg)], &y);
+            let normalised: Vec<f32> = x.iter().enumerate().map(|(e, &v)| v * stats[2 * cu + e % cu] + stats[3 * cu + e % cu]).map(|v| if relu { v.max(0.0) } else { v }).collect();
+            let (want, want_arg) = cpu::maxpool2d_forward(&s, &normalised);
+            assert_close(&format!("maxpool2d_forward of a batchnorm (relu {relu}) {name}"), &got, &want, TOL);
+            assert_eq!(ctx.read::<u32>(&arg).unwrap(), want_arg, "maxpool2d_forward of a batchnorm, argmax (relu {relu}) {name}");
+        }
 
         let dx = poisoned(ctx, s.input_len());
         let got = run(&[k.maxpool2d_backward(&s, &arg, &input(ctx, &dy), &dx)], &dx);

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{default_true, hidden_activation, Activation, Build, Init, Insertion, Kind, LayerKind, Role, Tensor};
-use crate::gpu::kernels::batchnorm::NormShape;
+use crate::gpu::kernels::batchnorm::{NormShape, Unstored};
 use crate::gpu::{GpuError, Kernels};
 use crate::model::shape::Shape;
 
@@ -93,6 +93,9 @@ impl Kind for BatchNorm {
     fn inserted(&self, _: Shape) -> Insertion {
         Insertion::Norm { center: self.center }
     }
+    fn can_leave_unstored(&self) -> bool {
+        true
+    }
     fn scratch(&self, batch: u32, input: Shape) -> u64 {
         Kernels::batchnorm_scratch(&self.shape(batch, input, false))
     }
@@ -122,7 +125,10 @@ impl Kind for BatchNorm {
         let moving = [b.param("moving_mean"), b.param("moving_variance")];
         let relu = self.activation == Activation::Relu;
         b.forward.extend(k.batchnorm_stats(&s, b.step, b.x, &gamma, &beta, &moving, &stats, b.scratch));
-        b.forward.push(k.batchnorm_forward(&s, relu, b.x, &stats, b.y));
+        match b.leave_unstored {
+            true => b.unstored = Some(Unstored { stats: stats.clone(), channels: s.channels, relu }),
+            false => b.forward.push(k.batchnorm_forward(&s, relu, b.x, &stats, b.y)),
+        }
         let Some(dy) = b.backward_dy() else { return Ok(()) };
         // The ReLU's mask is applied inside both backward kernels. Frozen, the forward left
         // inference-mode dx coefficients (dx = gamma * inv * dy).

@@ -66,6 +66,9 @@ impl Kind for MaxPool2d {
             false => Insertion::NoIdentity(None),
         }
     }
+    fn loads_unstored(&self) -> bool {
+        true
+    }
     fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
         vec![("a pool side", self.pool.0.to_vec()), ("a stride", self.stride.unwrap_or(self.pool).0.to_vec())]
     }
@@ -77,7 +80,7 @@ impl Kind for MaxPool2d {
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input).expect("validated spec");
         let argmax = b.ctx.storage(&format!("{} argmax", b.name), s.output_len())?;
-        b.forward.push(b.kernels.maxpool2d_forward(&s, b.x, b.y, &argmax));
+        b.forward.push(b.kernels.maxpool2d_forward(&s, b.x, b.x_unstored.as_ref(), b.y, &argmax));
         if let (Some(dx), Some(dy)) = (b.dx, b.dy) {
             b.backward.push(b.kernels.maxpool2d_backward(&s, &argmax, dy, dx));
         }

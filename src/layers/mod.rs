@@ -17,6 +17,7 @@ pub mod maxpool2d;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gpu::kernels::batchnorm::Unstored;
 use crate::gpu::{Dispatch, GpuContext, GpuError, Kernels, View};
 use crate::model::shape::Shape;
 
@@ -151,6 +152,15 @@ pub trait Kind {
     fn is_view(&self) -> bool {
         false
     }
+    /// It can leave its output unstored for a next layer that [`Kind::loads_unstored`]
+    /// (batchnorm: the max pool after it normalises on load, saving a write and a read).
+    fn can_leave_unstored(&self) -> bool {
+        false
+    }
+    /// It can compute its input on load from the layer before (see [`Build::x_unstored`]).
+    fn loads_unstored(&self) -> bool {
+        false
+    }
     /// Its backward works in place: its input gradient is its output gradient's buffer.
     fn gradient_in_place(&self) -> bool {
         false
@@ -212,6 +222,13 @@ pub struct Build<'a> {
     /// Gradients at the input (None when nothing before needs them) and at the output.
     pub dx: Option<&'a View>,
     pub dy: Option<&'a View>,
+    /// Set when the layer before left its output unstored: `x` then holds that layer's input,
+    /// and this says how to compute the output from it.
+    pub x_unstored: Option<Unstored>,
+    /// Asks the layer to leave its output unstored ([`Kind::can_leave_unstored`]): it then
+    /// records no output pass, sets [`Build::unstored`], and `y` aliases `x`.
+    pub leave_unstored: bool,
+    pub unstored: Option<Unstored>,
     /// The per-step uniform (`Step` in common.wgsl).
     pub step: &'a wgpu::Buffer,
     pub scratch: &'a View,

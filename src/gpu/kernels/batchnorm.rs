@@ -69,6 +69,23 @@ impl NormShape {
     }
 }
 
+/// A batchnorm's output left unstored: the next kernel (a max pool) reads the batchnorm's input
+/// and computes act(x * scale + shift) on load, with the per-channel scale and shift the
+/// forward leaves in `stats` (from [`Kernels::batchnorm_stats`]).
+#[derive(Clone)]
+pub struct Unstored {
+    pub stats: View,
+    pub channels: u32,
+    pub relu: bool,
+}
+
+impl Unstored {
+    /// Where the scale starts in `stats` (`SCALE` in batchnorm.wgsl); the shift follows.
+    pub fn scale_at(&self) -> u32 {
+        2 * self.channels
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct NormParams {

@@ -2,6 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use super::batchnorm::Unstored;
 use super::{Bind, Dispatch, Kernel, Kernels};
 use crate::gpu::View;
 use crate::model::PoolShape;
@@ -19,19 +20,31 @@ struct PoolParams {
     pool_w: u32,
     stride_h: u32,
     stride_w: u32,
-    _pad: [u32; 2],
+    /// 0, or 1 (2 with its ReLU) to pool a batchnorm's unstored output.
+    norm: u32,
+    norm_at: u32,
 }
 
 impl Kernels {
-    /// y = window max, argmax = flat x index of the first maximum; overwrites both.
+    /// y = window max, argmax = flat x index of the first maximum; overwrites both. With `norm`,
+    /// `x` is the input of a batchnorm whose unstored output is pooled (normalised on load).
     /// Channel quads when the channel count allows (`*_quads` kernels), else one channel each.
-    pub fn maxpool2d_forward(&self, s: &PoolShape, x: &View, y: &View, argmax: &View) -> Dispatch {
+    pub fn maxpool2d_forward(&self, s: &PoolShape, x: &View, norm: Option<&Unstored>, y: &View, argmax: &View) -> Dispatch {
         let quads = s.c.is_multiple_of(4);
         let k = if quads { Kernel::Maxpool2dForwardQuads } else { Kernel::Maxpool2dForward };
-        let u = self.uniform(k, &pool_params(s));
+        let mut params = pool_params(s);
+        let coef = match norm {
+            Some(n) => {
+                assert_eq!(n.channels, s.c, "a batchnorm's output pooled over its own channels");
+                (params.norm, params.norm_at) = (1 + n.relu as u32, n.scale_at());
+                &n.stats
+            }
+            None => x,
+        };
+        let u = self.uniform(k, &params);
         let binds = match quads {
-            true => [(7, Bind::Quads(x)), (8, Bind::Quads(y)), (9, Bind::Quads(argmax))],
-            false => [(1, Bind::Storage(x)), (2, Bind::Storage(y)), (3, Bind::Storage(argmax))],
+            true => [(7, Bind::Quads(x)), (8, Bind::Quads(y)), (9, Bind::Quads(argmax)), (14, Bind::Quads(coef))],
+            false => [(1, Bind::Storage(x)), (2, Bind::Storage(y)), (3, Bind::Storage(argmax)), (13, Bind::Storage(coef))],
         };
         let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
         self.dispatch(k, &binds, self.grid(s.output_len() / if quads { 4 } else { 1 }))
@@ -78,6 +91,7 @@ fn pool_params(s: &PoolShape) -> PoolParams {
         pool_w: s.pool[1],
         stride_h: s.stride[0],
         stride_w: s.stride[1],
-        _pad: [0; 2],
+        norm: 0,
+        norm_at: 0,
     }
 }
