@@ -10,7 +10,9 @@ struct Norm {
     rows_per_split: u32,
     relu: u32,
     frozen: u32,         // inference mode in every pass (a frozen layer)
-    _pad3: u32,
+    // Rows per image the statistics count: pixels, except when the backward sums run over a
+    // max pool's windows (rows = windows; see Kernels::batchnorm_window_sums).
+    counted_pixels: u32,
     momentum: f32,
     epsilon: f32,
     _pad0: u32,
@@ -290,7 +292,8 @@ fn batchnorm_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @bu
 }
 
 // batchnorm_backward_finish: adds the splits in order into dbeta = sum dy and dgamma =
-// sum dy * x_hat (overwritten), and stores dx's coefficients: over the n valid rows,
+// sum dy * x_hat (overwritten), and stores dx's coefficients: over the n valid rows of the
+// normalised tensor,
 // dx = gamma * inv * (dy - sum dy / n - x_hat * sum dy x_hat / n) = a * dy + b * x + c.
 // Dispatch: linear over channels invocations.
 @compute @workgroup_size(64)
@@ -306,7 +309,7 @@ fn batchnorm_backward_finish(@builtin(global_invocation_id) gid: vec3<u32>, @bui
     }
     dgamma[c] = sum_dy_xhat;
     dbeta[c] = sum_dy;
-    let n = f32(max(valid_rows(), 1u));
+    let n = f32(max(valid_rows() / p.pixels * p.counted_pixels, 1u));
     let mean = stats[MEAN * p.channels + c];
     let inv = stats[INV * p.channels + c];
     let a = gamma[c] * inv;

@@ -18,9 +18,12 @@ struct Pool {
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 // A batchnorm before a max pool leaves its output unstored: the pool reads the batchnorm's
 // input and normalises it on load, act(x * scale + shift), saving a write and a read of the
-// whole tensor. (Bound to x when p.norm == 0.)
+// whole tensor. It also keeps the input at each window's maximum, the only elements the
+// batchnorm's gradient sums see. (Bound to x and y when p.norm == 0.)
 @group(0) @binding(13) var<storage, read> coef: array<f32>;
 @group(0) @binding(14) var<storage, read> coef4: array<vec4<f32>>;
+@group(0) @binding(15) var<storage, read_write> at_max: array<f32>;     // per y
+@group(0) @binding(16) var<storage, read_write> at_max4: array<vec4<f32>>;
 
 // x as the pool sees it, given its channels' scale and shift (the batchnorm forward's expression).
 fn normalised(v: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
@@ -59,6 +62,7 @@ fn maxpool2d_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     }
     y[id] = best;
     argmax[id] = best_i;
+    if (p.norm != 0u) { at_max[id] = x[best_i]; }
 }
 
 // The windows containing input pixel (ih, iw): oh in [x, y), ow in [z, w), those with
@@ -151,18 +155,22 @@ fn maxpool2d_forward_quads(@builtin(global_invocation_id) gid: vec3<u32>, @built
     }
     var best = vec4<f32>(-3.4028235e38);
     var best_i = vec4<u32>(0u);
+    var best_x = vec4<f32>(0.0);
     for (var dh = 0u; dh < p.pool_h; dh++) {
         let row = (o.x * p.in_h + o.y * p.stride_h + dh) * p.in_w;
         for (var dw = 0u; dw < p.pool_w; dw++) {
             let q = (row + o.z * p.stride_w + dw) * quads + o.w;
-            let v = normalised(x4[q], scale, shift);
+            let raw = x4[q];
+            let v = normalised(raw, scale, shift);
             let take = v > best | vec4<bool>(dh == 0u && dw == 0u);
             best = select(best, v, take);
+            best_x = select(best_x, raw, take);
             best_i = select(best_i, vec4<u32>(4u * q) + vec4<u32>(0u, 1u, 2u, 3u), take);
         }
     }
     y4[id] = best;
     argmax4[id] = best_i;
+    if (p.norm != 0u) { at_max4[id] = best_x; }
 }
 
 // maxpool2d_backward_quads: a scatter for windows that do not overlap (stride >= pool): each

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::data::loader::{epoch_order, Augmentation, BatchStream};
 use crate::data::synthetic;
 use crate::gpu::kernels::adam::StepParams;
-use crate::gpu::kernels::batchnorm::{NormShape, Unstored};
+use crate::gpu::kernels::batchnorm::{NormShape, Unstored, WindowSums};
 use crate::gpu::kernels::matmul::GemmShape;
 use crate::gpu::kernels::{Dispatch, Kernels};
 use crate::model::{ConvShape, PoolShape};
@@ -178,12 +178,19 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         // In Model 3 each is followed by a max pool, which normalises on load: the layer then
         // runs no forward pass of its own, and the pool reads x instead of y.
         let p = PoolShape { batch: 32, in_h: side, in_w: side, c: c as u32, pool: [2, 2], stride: [2, 2] };
-        let (py, parg) = (buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?);
+        let (py, parg, at_max) = (buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?);
         let bytes = Some(4.0 * (p.input_len() + 2 * p.output_len()) as f64);
-        let norm = Unstored { stats: stats.clone(), channels: c as u32, relu: true };
+        let sums = WindowSums { shape: n, gamma: ones.clone(), dgamma: dg.clone(), dbeta: db.clone() };
+        let norm = Unstored { stats: stats.clone(), channels: c as u32, relu: true, sums: Some(sums) };
+        let windows = p.out_h() * p.out_w();
+        let window_sums = k.batchnorm_window_sums(&norm, windows, &step, &at_max, &py, &scratch);
         out.push(Case { kernel: "maxpool2d_forward", shape: format!("{shape} pool 2x2, stored"), dispatches: vec![k.maxpool2d_forward(&p, &by, None, &py, &parg)], flops: None, bytes });
-        out.push(Case { kernel: "maxpool2d_forward", shape: format!("{shape} pool 2x2, normalising"), dispatches: vec![k.maxpool2d_forward(&p, &bx, Some(&norm), &py, &parg)], flops: None, bytes });
-        out.push(Case { kernel: "batchnorm layer before a pool", shape, dispatches: [&forward[..2], &backward].concat(), flops: None, bytes: Some(24.0 * len) });
+        let pool = k.maxpool2d_forward(&p, &bx, Some((&norm, &at_max)), &py, &parg);
+        out.push(Case { kernel: "maxpool2d_forward", shape: format!("{shape} pool 2x2, normalising"), dispatches: vec![pool.clone()], flops: None, bytes: Some(4.0 * (p.input_len() + 3 * p.output_len()) as f64) });
+        out.push(Case { kernel: "batchnorm_window_sums", shape: shape.clone(), dispatches: window_sums.clone(), flops: None, bytes: Some(8.0 * p.output_len() as f64) });
+        // What the layer runs before a pool, the pool's own forward counted as the stored one.
+        let layer = [&forward[..2], &[pool], &window_sums, &backward[2..]].concat();
+        out.push(Case { kernel: "batchnorm layer before a pool", shape, dispatches: layer, flops: None, bytes: None });
     }
 
     // Model 3's pools.

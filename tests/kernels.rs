@@ -11,7 +11,7 @@ mod common;
 
 use common::{assert_close, gpu, input, kernel_paths, poisoned, random, reference as cpu, run};
 use gpu_cnn::gpu::kernels::adam::StepParams;
-use gpu_cnn::gpu::kernels::batchnorm::{NormShape, Unstored};
+use gpu_cnn::gpu::kernels::batchnorm::{NormShape, Unstored, WindowSums};
 use gpu_cnn::gpu::kernels::matmul::GemmShape;
 use gpu_cnn::gpu::kernels::{Kernel, Kernels};
 use gpu_cnn::model::{ConvShape, PoolShape};
@@ -163,13 +163,15 @@ fn maxpool2d_forward_and_backward_match_reference() {
         let mut stats = vec![f32::NAN; 7 * cu];
         stats[2 * cu..4 * cu].copy_from_slice(&random(400 + i as u64, 2 * cu, -1.5, 1.5));
         for relu in [false, true] {
-            let norm = Unstored { stats: input(ctx, &stats), channels: c, relu };
-            let (y, arg) = (poisoned(ctx, s.output_len()), poisoned(ctx, s.output_len()));
-            let got = run(&[k.maxpool2d_forward(&s, &input(ctx, &x), Some(&norm), &y, &arg)], &y);
+            let norm = Unstored { stats: input(ctx, &stats), channels: c, relu, sums: None };
+            let (y, arg, at_max) = (poisoned(ctx, s.output_len()), poisoned(ctx, s.output_len()), poisoned(ctx, s.output_len()));
+            let got = run(&[k.maxpool2d_forward(&s, &input(ctx, &x), Some((&norm, &at_max)), &y, &arg)], &y);
             let normalised: Vec<f32> = x.iter().enumerate().map(|(e, &v)| v * stats[2 * cu + e % cu] + stats[3 * cu + e % cu]).map(|v| if relu { v.max(0.0) } else { v }).collect();
             let (want, want_arg) = cpu::maxpool2d_forward(&s, &normalised);
             assert_close(&format!("maxpool2d_forward of a batchnorm (relu {relu}) {name}"), &got, &want, TOL);
             assert_eq!(ctx.read::<u32>(&arg).unwrap(), want_arg, "maxpool2d_forward of a batchnorm, argmax (relu {relu}) {name}");
+            let want_at: Vec<f64> = want_arg.iter().map(|&i| x[i as usize] as f64).collect();
+            assert_close(&format!("maxpool2d_forward of a batchnorm, input at the maxima (relu {relu}) {name}"), &ctx.read(&at_max).unwrap(), &want_at, EXACT);
         }
 
         let dx = poisoned(ctx, s.input_len());
@@ -281,6 +283,58 @@ fn batchnorm_kernels_match_reference() {
         let want_dx: Vec<f64> = (0..len).map(|e| if e < rows * cu { gamma[e % cu] as f64 / (mv2[e % cu] as f64 + 1e-3).sqrt() * g[e] as f64 } else { 0.0 }).collect();
         assert_close(&format!("batchnorm_backward_input (frozen) {name}"), &got_dx, &want_dx, TOL);
         assert_eq!((ctx.read::<f32>(&moving[0]).unwrap(), ctx.read::<f32>(&moving[1]).unwrap()), (mm2, mv2), "a frozen layer leaves its moving statistics alone");
+    }
+}
+
+/// A batchnorm whose output a max pool takes unstored: its gradient sums over the windows'
+/// maxima (`batchnorm_window_sums`) against the reference's sums over the whole tensor, with dy
+/// the pool's backward of a random pooled gradient, and the input gradient from them. Odd
+/// channels (scalar path) and quads, overlapping windows and an uncovered last row and column,
+/// batch 1, a short batch (valid < capacity), with and without the fused ReLU.
+#[test]
+fn batchnorm_gradient_sums_over_max_pool_windows_match_reference() {
+    let (ctx, k) = gpu();
+    // (capacity, valid, h, w, c, pool, stride, relu)
+    let cases: &[(u32, u32, u32, u32, u32, [u32; 2], [u32; 2], bool)] = &[
+        (1, 1, 7, 9, 3, [2, 2], [2, 2], true),
+        (3, 2, 6, 5, 5, [3, 2], [2, 1], false),
+        (2, 2, 9, 8, 8, [2, 2], [2, 2], true),
+        (4, 3, 5, 7, 12, [2, 2], [2, 2], false),
+    ];
+    for (i, &(batch, valid, h, w, c, pool, stride, relu)) in cases.iter().enumerate() {
+        let p = PoolShape { batch, in_h: h, in_w: w, c, pool, stride };
+        let s = NormShape { batch, pixels: h * w, channels: c, momentum: 0.99, epsilon: 1e-3, frozen: false };
+        let name = format!("capacity {batch} valid {valid} x {h}x{w}x{c} pool {pool:?} stride {stride:?} relu {relu}");
+        let (len, rows, cu) = (s.len() as usize, (valid * h * w) as usize, c as usize);
+        let seed = 2400 + 10 * i as u64;
+        let x = random(seed, len, -1.0, 3.0);
+        let (gamma, beta) = (random(seed + 1, cu, 0.5, 1.5), random(seed + 2, cu, -0.5, 0.5));
+        let (xv, gv, bv) = (input(ctx, &x), input(ctx, &gamma), input(ctx, &beta));
+        let moving = [input(ctx, &vec![0.0; cu]), input(ctx, &vec![1.0; cu])];
+        let (stats, scratch) = (poisoned(ctx, Kernels::batchnorm_stats_len(&s)), poisoned(ctx, Kernels::batchnorm_scratch(&s)));
+        let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, valid));
+        let (dg, db, dx) = (poisoned(ctx, c as u64), poisoned(ctx, c as u64), poisoned(ctx, len as u64));
+        let sums = WindowSums { shape: s, gamma: gv.clone(), dgamma: dg.clone(), dbeta: db.clone() };
+        let norm = Unstored { stats: stats.clone(), channels: c, relu, sums: Some(sums) };
+        let (y, arg, at_max, dy) = (poisoned(ctx, p.output_len()), poisoned(ctx, p.output_len()), poisoned(ctx, p.output_len()), poisoned(ctx, len as u64));
+        let dp = input(ctx, &random(seed + 3, p.output_len() as usize, -1.0, 1.0));
+        let mut d = k.batchnorm_stats(&s, &step, &xv, &gv, &bv, &moving, &stats, &scratch);
+        d.push(k.maxpool2d_forward(&p, &xv, Some((&norm, &at_max)), &y, &arg));
+        d.push(k.maxpool2d_backward(&p, &arg, &dp, &dy));
+        d.extend(k.batchnorm_window_sums(&norm, p.out_h() * p.out_w(), &step, &at_max, &dp, &scratch));
+        d.push(k.batchnorm_backward_input(&s, relu, &step, &xv, &dy, &stats, &dx));
+        let got = run(&d, &dx);
+
+        // The reference: the whole tensor's sums of dy (the pool's backward, routed by the
+        // GPU's argmax, which the pool test checks) through the ReLU's mask.
+        let (mean, var) = cpu::batch_stats(&x, rows, cu);
+        let y_full = cpu::batchnorm_forward(&x, cu, &mean, &var, &gamma, &beta, 1e-3, relu);
+        let dy_full = cpu::maxpool2d_backward(&p, &ctx.read::<u32>(&arg).unwrap(), &ctx.read::<f32>(&dp).unwrap());
+        let g: Vec<f32> = dy_full.iter().zip(&y_full).map(|(&g, &y)| if relu && y <= 0.0 { 0.0 } else { g as f32 }).collect();
+        let (want_dx, want_dg, want_db) = cpu::batchnorm_backward(&x, &g, rows, cu, &gamma, 1e-3);
+        assert_close(&format!("batchnorm window sums dgamma {name}"), &ctx.read(&dg).unwrap(), &want_dg, TOL);
+        assert_close(&format!("batchnorm window sums dbeta {name}"), &ctx.read(&db).unwrap(), &want_db, TOL);
+        assert_close(&format!("batchnorm_backward_input after window sums {name}"), &got, &want_dx, TOL);
     }
 }
 

@@ -239,8 +239,9 @@ fn model2_step_matches_pytorch_float64() {
 
 /// The BatchNorm + global-average-pooling model of ../shared/reference (batch and shapes from the
 /// file): training-mode logits and loss, every gradient, every weight and moving statistic after
-/// 1 and 3 Adam steps, and the inference-mode logits after them, same tolerances as Model 2's
-/// (inference logits 1e-4, see below). The first BatchNorm fuses its ReLU, the second is followed by an
+/// 1 and 3 Adam steps, and the inference-mode logits after them (1e-5, as the training-mode
+/// ones), same tolerances as Model 2's. The first BatchNorm fuses its ReLU and feeds a max pool
+/// (which normalises on load and takes its gradient sums), the second is followed by an
 /// activation layer, so both forms are checked.
 #[test]
 fn batchnorm_gap_step_matches_pytorch_float64() {
@@ -310,9 +311,13 @@ fn check_reference_step(kernels: &Kernels, r: &Reference, spec: &ModelSpec, batc
         }
     }
     if r.has("eval_logits3") {
+        // Inference mode would also see the noise-driven bias steps above (which training
+        // mode's batch mean cancels), ~1e-4 of the logits and as random as f32 rounding: those
+        // tensors take the reference's values, so what is checked is the kernels.
+        for name in &vanishing {
+            net.write_param(ctx, name, &r.f32(&format!("after3.{name}"))).unwrap();
+        }
         net.run(ctx, Pass::Evaluate, 0.0);
-        // After three steps: the weights agree to their changes' ~3e-5, and inference mode also
-        // sees the noise-driven bias steps above (which training mode's batch mean cancels).
-        check("eval_logits3", &net.read_logits(ctx).unwrap(), &r.f64("eval_logits3"), 1e-4);
+        check("eval_logits3", &net.read_logits(ctx).unwrap(), &r.f64("eval_logits3"), 1e-5);
     }
 }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{default_true, hidden_activation, Activation, Build, Init, Insertion, Kind, LayerKind, Role, Tensor};
-use crate::gpu::kernels::batchnorm::{NormShape, Unstored};
+use crate::gpu::kernels::batchnorm::{NormShape, Unstored, WindowSums};
 use crate::gpu::{GpuError, Kernels};
 use crate::model::shape::Shape;
 
@@ -125,14 +125,17 @@ impl Kind for BatchNorm {
         let moving = [b.param("moving_mean"), b.param("moving_variance")];
         let relu = self.activation == Activation::Relu;
         b.forward.extend(k.batchnorm_stats(&s, b.step, b.x, &gamma, &beta, &moving, &stats, b.scratch));
-        match b.leave_unstored {
-            true => b.unstored = Some(Unstored { stats: stats.clone(), channels: s.channels, relu }),
-            false => b.forward.push(k.batchnorm_forward(&s, relu, b.x, &stats, b.y)),
+        if b.leave_unstored {
+            // The max pool after it normalises on load and takes the gradient sums.
+            let sums = b.trainable.then(|| WindowSums { shape: s, gamma: gamma.clone(), dgamma: dgamma.clone(), dbeta: dbeta.clone() });
+            b.unstored = Some(Unstored { stats: stats.clone(), channels: s.channels, relu, sums });
+        } else {
+            b.forward.push(k.batchnorm_forward(&s, relu, b.x, &stats, b.y));
         }
         let Some(dy) = b.backward_dy() else { return Ok(()) };
         // The ReLU's mask is applied inside both backward kernels. Frozen, the forward left
         // inference-mode dx coefficients (dx = gamma * inv * dy).
-        if b.trainable {
+        if b.trainable && !b.leave_unstored {
             b.backward.extend(k.batchnorm_backward_stats(&s, relu, b.step, b.x, dy, &gamma, &stats, &dgamma, &dbeta, b.scratch));
         }
         if let Some(dx) = b.dx {

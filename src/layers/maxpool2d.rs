@@ -80,9 +80,19 @@ impl Kind for MaxPool2d {
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input).expect("validated spec");
         let argmax = b.ctx.storage(&format!("{} argmax", b.name), s.output_len())?;
-        b.forward.push(b.kernels.maxpool2d_forward(&s, b.x, b.x_unstored.as_ref(), b.y, &argmax));
+        // Pooling a batchnorm's unstored output: also keep its input at the maxima, where the
+        // batchnorm's gradient sums run (recorded here, after the pool's backward).
+        let at_max = match b.x_unstored {
+            Some(_) => Some(b.ctx.storage(&format!("{} input at the maxima", b.name), s.output_len())?),
+            None => None,
+        };
+        let norm = b.x_unstored.as_ref().zip(at_max.as_ref());
+        b.forward.push(b.kernels.maxpool2d_forward(&s, b.x, norm, b.y, &argmax));
         if let (Some(dx), Some(dy)) = (b.dx, b.dy) {
             b.backward.push(b.kernels.maxpool2d_backward(&s, &argmax, dy, dx));
+            if let Some((u, at_max)) = norm {
+                b.backward.extend(b.kernels.batchnorm_window_sums(u, s.out_h() * s.out_w(), b.step, at_max, dy, b.scratch));
+            }
         }
         Ok(())
     }

@@ -61,7 +61,7 @@ impl NormShape {
             rows_per_split: splits.chunk,
             relu: relu as u32,
             frozen: self.frozen as u32,
-            _pad: 0,
+            counted_pixels: self.pixels,
             momentum: self.momentum,
             epsilon: self.epsilon,
             _pad2: [0; 2],
@@ -69,14 +69,27 @@ impl NormShape {
     }
 }
 
-/// A batchnorm's output left unstored: the next kernel (a max pool) reads the batchnorm's input
-/// and computes act(x * scale + shift) on load, with the per-channel scale and shift the
-/// forward leaves in `stats` (from [`Kernels::batchnorm_stats`]).
+/// A batchnorm's output left unstored: the max pool after it reads the batchnorm's input and
+/// computes act(x * scale + shift) on load, with the per-channel scale and shift the forward
+/// leaves in `stats` (from [`Kernels::batchnorm_stats`]). The pool's backward puts gradient
+/// only at its windows' maxima, so the batchnorm's gradient sums run there
+/// ([`Kernels::batchnorm_window_sums`], recorded by the pool), over a quarter of the tensor
+/// for 2x2 windows.
 #[derive(Clone)]
 pub struct Unstored {
     pub stats: View,
     pub channels: u32,
     pub relu: bool,
+    /// What the sums need, when the batchnorm trains.
+    pub sums: Option<WindowSums>,
+}
+
+#[derive(Clone)]
+pub struct WindowSums {
+    pub shape: NormShape,
+    pub gamma: View,
+    pub dgamma: View,
+    pub dbeta: View,
 }
 
 impl Unstored {
@@ -96,7 +109,7 @@ struct NormParams {
     rows_per_split: u32,
     relu: u32,
     frozen: u32,
-    _pad: u32,
+    counted_pixels: u32,
     momentum: f32,
     epsilon: f32,
     _pad2: [u32; 2],
@@ -154,7 +167,22 @@ impl Kernels {
     /// through `scratch`.
     #[allow(clippy::too_many_arguments)]
     pub fn batchnorm_backward_stats(&self, s: &NormShape, relu: bool, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
-        let p = s.params(relu);
+        self.backward_sums(s.params(relu), s, step, x, dy, gamma, stats, dgamma, dbeta, scratch)
+    }
+
+    /// [`Self::batchnorm_backward_stats`] for an [`Unstored`] output pooled in windows of
+    /// `windows` per image: over the windows' maxima, `at_max` the input there and `dy` the
+    /// pool's output gradient, [batch, windows, channels]. Nothing when the batchnorm does not
+    /// train. Its scratch fits in the batchnorm's (fewer rows, no more splits).
+    pub fn batchnorm_window_sums(&self, u: &Unstored, windows: u32, step: &wgpu::Buffer, at_max: &View, dy: &View, scratch: &View) -> Vec<Dispatch> {
+        let Some(w) = &u.sums else { return Vec::new() };
+        let pooled = NormShape { pixels: windows, ..w.shape };
+        let p = NormParams { counted_pixels: w.shape.pixels, ..pooled.params(u.relu) };
+        self.backward_sums(p, &pooled, step, at_max, dy, &w.gamma, &u.stats, &w.dgamma, &w.dbeta, scratch)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_sums(&self, p: NormParams, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
         let k = Kernel::BatchnormBackwardPartial;
         let u = self.uniform(k, &p);
         let binds = [

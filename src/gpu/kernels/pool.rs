@@ -27,24 +27,25 @@ struct PoolParams {
 
 impl Kernels {
     /// y = window max, argmax = flat x index of the first maximum; overwrites both. With `norm`,
-    /// `x` is the input of a batchnorm whose unstored output is pooled (normalised on load).
-    /// Channel quads when the channel count allows (`*_quads` kernels), else one channel each.
-    pub fn maxpool2d_forward(&self, s: &PoolShape, x: &View, norm: Option<&Unstored>, y: &View, argmax: &View) -> Dispatch {
+    /// `x` is the input of a batchnorm whose unstored output is pooled (normalised on load),
+    /// and the second view receives x at each maximum (per y). Channel quads when the channel
+    /// count allows (`*_quads` kernels), else one channel each.
+    pub fn maxpool2d_forward(&self, s: &PoolShape, x: &View, norm: Option<(&Unstored, &View)>, y: &View, argmax: &View) -> Dispatch {
         let quads = s.c.is_multiple_of(4);
         let k = if quads { Kernel::Maxpool2dForwardQuads } else { Kernel::Maxpool2dForward };
         let mut params = pool_params(s);
-        let coef = match norm {
-            Some(n) => {
+        let (coef, at_max) = match norm {
+            Some((n, at_max)) => {
                 assert_eq!(n.channels, s.c, "a batchnorm's output pooled over its own channels");
                 (params.norm, params.norm_at) = (1 + n.relu as u32, n.scale_at());
-                &n.stats
+                (&n.stats, at_max)
             }
-            None => x,
+            None => (x, y),
         };
         let u = self.uniform(k, &params);
         let binds = match quads {
-            true => [(7, Bind::Quads(x)), (8, Bind::Quads(y)), (9, Bind::Quads(argmax)), (14, Bind::Quads(coef))],
-            false => [(1, Bind::Storage(x)), (2, Bind::Storage(y)), (3, Bind::Storage(argmax)), (13, Bind::Storage(coef))],
+            true => [(7, Bind::Quads(x)), (8, Bind::Quads(y)), (9, Bind::Quads(argmax)), (14, Bind::Quads(coef)), (16, Bind::Quads(at_max))],
+            false => [(1, Bind::Storage(x)), (2, Bind::Storage(y)), (3, Bind::Storage(argmax)), (13, Bind::Storage(coef)), (15, Bind::Storage(at_max))],
         };
         let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
         self.dispatch(k, &binds, self.grid(s.output_len() / if quads { 4 } else { 1 }))
