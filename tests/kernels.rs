@@ -294,14 +294,14 @@ fn batchnorm_kernels_match_reference() {
 #[test]
 fn batchnorm_gradient_sums_over_max_pool_windows_match_reference() {
     let (ctx, k) = gpu();
-    // (capacity, valid, h, w, c, pool, stride, relu)
-    let cases: &[(u32, u32, u32, u32, u32, [u32; 2], [u32; 2], bool)] = &[
-        (1, 1, 7, 9, 3, [2, 2], [2, 2], true),
-        (3, 2, 6, 5, 5, [3, 2], [2, 1], false),
-        (2, 2, 9, 8, 8, [2, 2], [2, 2], true),
-        (4, 3, 5, 7, 12, [2, 2], [2, 2], false),
+    // (the pool over a batch of capacity images, valid images, relu)
+    let cases: &[(PoolCase, u32, bool)] = &[
+        ((1, 7, 9, 3, [2, 2], [2, 2]), 1, true),
+        ((3, 6, 5, 5, [3, 2], [2, 1]), 2, false),
+        ((2, 9, 8, 8, [2, 2], [2, 2]), 2, true),
+        ((4, 5, 7, 12, [2, 2], [2, 2]), 3, false),
     ];
-    for (i, &(batch, valid, h, w, c, pool, stride, relu)) in cases.iter().enumerate() {
+    for (i, &((batch, h, w, c, pool, stride), valid, relu)) in cases.iter().enumerate() {
         let p = PoolShape { batch, in_h: h, in_w: w, c, pool, stride };
         let s = NormShape { batch, pixels: h * w, channels: c, momentum: 0.99, epsilon: 1e-3, frozen: false };
         let name = format!("capacity {batch} valid {valid} x {h}x{w}x{c} pool {pool:?} stride {stride:?} relu {relu}");
