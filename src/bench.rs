@@ -188,7 +188,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         let pool = k.maxpool2d_forward(&p, &bx, Some((&norm, &at_max)), &py, &parg);
         out.push(Case { kernel: "maxpool2d_forward", shape: format!("{shape} pool 2x2, normalising"), dispatches: vec![pool.clone()], flops: None, bytes: Some(4.0 * (p.input_len() + 3 * p.output_len()) as f64) });
         out.push(Case { kernel: "batchnorm_window_sums", shape: shape.clone(), dispatches: window_sums.clone(), flops: None, bytes: Some(8.0 * p.output_len() as f64) });
-        // What the layer runs before a pool, the pool's own forward counted as the stored one.
+        // The layer with its pool's forward: less the stored pool's row, what the layer adds.
         let layer = [&forward[..2], &[pool], &window_sums, &backward[2..]].concat();
         out.push(Case { kernel: "batchnorm layer before a pool", shape, dispatches: layer, flops: None, bytes: None });
     }
