@@ -1,4 +1,4 @@
-// Prepended to every kernel family (see src/gpu/kernels.rs), so helpers live once.
+// Prepended to every kernel family (see src/gpu/kernels/mod.rs), so helpers live once.
 
 // Every linear kernel uses 64-invocation workgroups. Large launches are folded into a 2D grid
 // (x <= 65535 workgroups), so the flat invocation id is x + y * (groups_x * 64).

@@ -1,5 +1,5 @@
 // Prepended (after common.wgsl and the family's own file) to the subgroup variants of a kernel
-// family, which are compiled only on adapters with subgroup operations (src/gpu/kernels.rs).
+// family, which are compiled only on adapters with subgroup operations (src/gpu/kernels/mod.rs).
 //
 // Why subgroups: lavapipe runs each storage load lane by lane, so an operand that every lane of a
 // subgroup needs costs as many loads as there are lanes. In the subgroup kernels the lanes share

@@ -119,6 +119,17 @@ fn check_adam_step(t: u32, s: &TrainState) -> Result<(), String> {
     Ok(())
 }
 
+/// Class names a checkpoint can hold: `count` of them, none empty or repeated.
+pub fn check_classes(classes: &[String], count: usize) -> Result<(), String> {
+    if classes.len() != count {
+        return Err(format!("{} names for a {count}-class model", classes.len()));
+    }
+    match (0..classes.len()).find(|&i| classes[i].is_empty() || classes[..i].contains(&classes[i])) {
+        Some(i) => Err(format!("name {:?} is empty or repeated", classes[i])),
+        None => Ok(()),
+    }
+}
+
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serialises")
 }
@@ -196,12 +207,7 @@ impl Checkpoint {
             return Err(CheckpointError::Metadata(p(), "input", format!("{input:?}, but the model's input is {:?}", model.input)));
         }
         let classes: Vec<String> = field(path, &meta, "classes")?;
-        if classes.len() != model.classes() as usize {
-            return Err(CheckpointError::Metadata(p(), "classes", format!("{} names for a {}-class model", classes.len(), model.classes())));
-        }
-        if let Some(i) = (0..classes.len()).find(|&i| classes[i].is_empty() || classes[..i].contains(&classes[i])) {
-            return Err(CheckpointError::Metadata(p(), "classes", format!("name {:?} is empty or repeated", classes[i])));
-        }
+        check_classes(&classes, model.classes() as usize).map_err(|m| CheckpointError::Metadata(p(), "classes", m))?;
         let state: TrainState = field(path, &meta, "state")?;
         check_state(&state).map_err(|e| CheckpointError::Metadata(p(), "state", e))?;
         let provenance = meta.get("provenance").map(|s| serde_json::from_str(s)).transpose().map_err(|e| CheckpointError::Metadata(p(), "provenance", e.to_string()))?;

@@ -91,7 +91,7 @@ pub struct TrainConfig {
     pub learning_rate: f32,
     /// Seeds initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
-    /// At most this many images per split, balanced across classes (quick runs).
+    /// This many images per split: limit / classes of each class, rounded down, at least one (quick runs).
     pub limit: Option<usize>,
     /// `[train.schedule]`: how the learning rate moves over the run, step by step.
     pub schedule: Schedule,
@@ -173,9 +173,7 @@ impl Config {
             let line = line_of(text, spanned.span().start);
             layers.push(parse_layer(spanned.into_inner()).map_err(|m| invalid(&format!("model.layers[{i}]"), line, m))?);
         }
-        if raw.model.input.contains(&0) {
-            return Err(invalid("model.input", String::new(), "expected [height, width, channels], each at least 1".into()));
-        }
+        crate::model::spec::check_input(raw.model.input).map_err(|e| invalid("model.input", String::new(), e.to_string()))?;
         crate::sizes::check_arguments(raw.model.input, layers.iter().enumerate().map(|(i, (n, k, _))| (n.clone().unwrap_or_else(|| format!("model.layers[{i}]")), k))).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let trainable: Vec<bool> = layers.iter().map(|l| l.2).collect();
         let mut model = ModelSpec::new(raw.model.input, layers.into_iter().map(|(n, k, _)| (n, k)).collect()).map_err(|e| invalid("model", String::new(), e.to_string()))?;
@@ -315,6 +313,9 @@ layers = [
 
         let e = parse(&format!("{MODEL}\n[augment]\nzoom_range = 2.0\n")).unwrap_err().to_string();
         assert!(e.contains("augment.zoom_range"), "{e}");
+
+        let e = parse(&MODEL.replace("[16, 16, 3]", "[16, 16, 4]")).unwrap_err().to_string();
+        assert!(e.contains("model.input") && e.contains("1 (grayscale) or 3 (RGB)"), "{e}");
 
         let e = parse(&format!("{MODEL}\n[callbacks.reduce_lr]\nmonitor = \"val_accurcy\"\n")).unwrap_err().to_string();
         assert!(e.contains("callbacks.reduce_lr.monitor") && e.contains("val_accurcy"), "{e}");

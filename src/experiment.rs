@@ -289,6 +289,11 @@ impl StageRun {
     fn best(&self) -> f64 {
         self.history.iter().map(|l| l.val_acc).fold(f64::NAN, f64::max)
     }
+    /// Val acc after the first epoch: none for a checkpoint given as the first stage whose run
+    /// is not recorded (written by `transfer` or `import keras`).
+    fn first(&self) -> Option<f64> {
+        self.history.first().map(|l| l.val_acc)
+    }
     fn flops(&self) -> f64 {
         self.history.last().map_or(0.0, |l| l.flops)
     }
@@ -399,7 +404,7 @@ pub fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
         }
         let best: Vec<f64> = mine.iter().map(|c| c.last().best()).collect();
         let stages = mine[0].stages.len();
-        let firsts: Vec<String> = (0..stages).map(|k| pm(&mine.iter().map(|c| c.stages[k].history[0].val_acc).collect::<Vec<_>>(), 4)).collect();
+        let firsts: Vec<String> = (0..stages).map(|k| pm(&mine.iter().filter_map(|c| c.stages[k].first()).collect::<Vec<_>>(), 4)).collect();
         let reach = |c: &Chain| scratch(c.seed).and_then(|s| Some((c.reach(s.last().best())?, s.reach(s.last().best())?)));
         let reached: Vec<[f64; 4]> = mine.iter().filter_map(|c| reach(c).map(|r| r.0)).collect();
         let ratio: Vec<f64> = mine.iter().filter_map(|c| reach(c).map(|(a, s)| a[0] / s[0])).collect();
@@ -419,7 +424,8 @@ pub fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
     out += "\n| seed | arm | stage | model | epochs | best val_acc | val_acc after epoch 1 | training FLOPs | wall |\n|---|---|---|---|---|---|---|---|---|\n";
     for c in chains {
         for s in c.stages.iter().filter(|s| c.arm == FIRST || s.stage > 0 || c.arm == SCRATCH) {
-            out += &format!("| {} | {} | {} | {} | {} | {:.4} | {:.4} | {} | {:.0} s |\n", c.seed, c.arm, s.stage + 1, s.model, s.history.len(), s.best(), s.history[0].val_acc, flops(s.flops()), s.wall());
+            let first = s.first().map_or("-".into(), |v| format!("{v:.4}"));
+            out += &format!("| {} | {} | {} | {} | {} | {:.4} | {first} | {} | {:.0} s |\n", c.seed, c.arm, s.stage + 1, s.model, s.history.len(), s.best(), flops(s.flops()), s.wall());
         }
     }
     out

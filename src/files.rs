@@ -81,6 +81,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `rgb` (w x h, 3 bytes a pixel) encoded as PNG, for `write_atomic`.
+pub fn png_bytes(w: u32, h: u32, rgb: Vec<u8>) -> Result<Vec<u8>, String> {
+    let img = image::RgbImage::from_raw(w, h, rgb).ok_or("the pixels do not match the size")?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+    Ok(bytes.into_inner())
+}
+
 /// Whether two paths name the same existing file.
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {

@@ -41,7 +41,7 @@ struct RunArgs {
     batch_size: Option<u32>,
     #[arg(long)]
     seed: Option<u64>,
-    /// At most N images per split, balanced across classes.
+    /// N images per split: N / classes of each class (rounded down, at least one).
     #[arg(long)]
     limit: Option<usize>,
 }
@@ -553,14 +553,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// This process's command line with `--resume <last>` in place of any --resume/--init.
+/// This process's command line with `--resume <last>` in place of any --resume/--init, and
+/// without the freezing flags (a resumed run keeps the schedule its checkpoint records, and
+/// refuses them).
 fn resume_command(last: &std::path::Path) -> String {
+    const DROPPED: [&str; 4] = ["--resume", "--init", "--freeze", "--unfreeze-after"];
     let mut args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
-        if args[i] == "--resume" || args[i] == "--init" {
+        if DROPPED.contains(&args[i].as_str()) {
             args.drain(i..(i + 2).min(args.len()));
-        } else if args[i].starts_with("--resume=") || args[i].starts_with("--init=") {
+        } else if DROPPED.iter().any(|f| args[i].starts_with(&format!("{f}="))) {
             args.remove(i);
         } else {
             i += 1;

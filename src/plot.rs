@@ -85,15 +85,25 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, chart: &Chart<'_>) -> 
     root.present().map_err(|e| e.to_string())
 }
 
-/// Writes `chart` into `path`, as PNG or SVG by its extension.
+/// Writes `chart` into `path`, as PNG or SVG by its extension. It is drawn in memory and
+/// written atomically, so a failure never leaves a torn file where an old chart was.
 fn save(chart: &Chart<'_>, path: &Path) -> Result<(), String> {
-    let size = (1280, 520);
-    match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
-        Some("svg") => draw(SVGBackend::new(path, size).into_drawing_area(), chart),
-        Some("png") => draw(BitMapBackend::new(path, size).into_drawing_area(), chart),
+    let (w, h) = (1280, 520);
+    let fail = |e: String| format!("{}: cannot draw the chart: {e}", path.display());
+    let bytes = match path.extension().and_then(|e| e.to_str()).map(str::to_lowercase).as_deref() {
+        Some("svg") => {
+            let mut svg = String::new();
+            draw(SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area(), chart).map_err(fail)?;
+            svg.into_bytes()
+        }
+        Some("png") => {
+            let mut rgb = vec![0u8; (w * h * 3) as usize];
+            draw(BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area(), chart).map_err(fail)?;
+            crate::files::png_bytes(w, h, rgb).map_err(fail)?
+        }
         _ => return Err(format!("{}: the chart's file name must end in .png or .svg", path.display())),
-    }
-    .map_err(|e| format!("{}: cannot draw the chart: {e}", path.display()))
+    };
+    crate::files::write_atomic(path, &bytes).map_err(|e| format!("{}: cannot write the chart: {e}", path.display()))
 }
 
 /// Draws the runs' curves into `path` (.png or .svg).

@@ -107,6 +107,11 @@ pub struct Prediction {
     pub probabilities: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Class name -> probability, in class order (serde_json's `preserve_order`).
+fn by_class(classes: &[String], p: &[f64]) -> serde_json::Map<String, serde_json::Value> {
+    classes.iter().zip(p).map(|(c, &v)| (c.clone(), serde_json::json!(v))).collect()
+}
+
 /// The predicted class and class probabilities of each image file.
 pub fn predict(ctx: &GpuContext, ckpt: &Checkpoint, files: &[PathBuf], batch: u32) -> anyhow::Result<Vec<Prediction>> {
     let mut net = network(ctx, ckpt, batch)?;
@@ -121,8 +126,7 @@ pub fn predict(ctx: &GpuContext, ckpt: &Checkpoint, files: &[PathBuf], batch: u3
         let logits = net.read_logits(ctx)?;
         for (f, z) in chunk.iter().zip(logits.chunks(ckpt.model.logits() as usize)) {
             let p = probabilities(z);
-            let probabilities = ckpt.classes.iter().zip(&p).map(|(c, &v)| (c.clone(), serde_json::json!(v))).collect();
-            out.push(Prediction { file: f.clone(), class: ckpt.classes[argmax(&p)].clone(), probabilities });
+            out.push(Prediction { file: f.clone(), class: ckpt.classes[argmax(&p)].clone(), probabilities: by_class(&ckpt.classes, &p) });
         }
     }
     Ok(out)
@@ -139,5 +143,11 @@ mod tests {
         assert!((p[1] - 0.880797).abs() < 1e-6 && (p[0] + p[1] - 1.0).abs() < 1e-12);
         let p = probabilities(&[1.0, 1.0, 1000.0]);
         assert!(p[2] > 0.999999 && p.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn json_probabilities_keep_the_class_order() {
+        let json = serde_json::to_string(&by_class(&["dogs".into(), "cats".into()], &[0.25, 0.75])).unwrap();
+        assert_eq!(json, r#"{"dogs":0.25,"cats":0.75}"#);
     }
 }

@@ -72,13 +72,14 @@ fn ctrl_c_writes_a_resumable_checkpoint_and_the_printed_command_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = root().join("configs/quickstart.toml");
     let cfg = cfg.to_str().unwrap();
-    let args = ["train", cfg, "--epochs", "2", "--limit", "64", "--out", "run"];
+    // With a freezing schedule, which the checkpoint carries and a resume refuses as flags.
+    let args = ["train", cfg, "--epochs", "2", "--limit", "64", "--out", "run", "--freeze", "conv2d_1", "--unfreeze-after=1"];
     let o = Command::new(env!("CARGO_BIN_EXE_gpu-cnn")).args(args).env("GPU_CNN_INTERRUPT_AFTER_STEPS", "3").current_dir(dir.path()).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     eprintln!("{err}");
     assert_eq!(o.status.code(), Some(130), "interrupted runs exit non-zero");
     let command = err.lines().find_map(|l| l.strip_prefix("Resume with: ")).expect("the resume command is printed");
-    assert!(command.ends_with("--resume run/last.safetensors"), "{command}");
+    assert!(command.ends_with("--resume run/last.safetensors") && !command.contains("freeze"), "{command}");
     let words: Vec<&str> = command.split(' ').skip(1).collect();
     let o = gpu_cnn(dir.path(), &words);
     assert!(o.status.success());
@@ -160,6 +161,13 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
 
     let o = gpu_cnn(dir.path(), &["train", "wide.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64", "--out", "wide"]);
     assert!(o.status.success());
+    // A transferred checkpoint records no training: as an experiment's first stage its
+    // first-epoch accuracy is "-".
+    std::fs::write(dir.path().join("exp.toml"), "stages = [{ config = \"wide.toml\", checkpoint = \"wide.safetensors\" }, \"wide.toml\"]\nstrategies = [\"grow\"]\nseeds = [0]\nepochs = 1\nlimit = 64\nout = \"exp\"\n").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
+    assert!(table.contains("| grow | 1 | ") && table.contains(" | - / 0."), "{table}");
     // The wrong layout is refused with a pointer to transfer.
     let o = gpu_cnn(dir.path(), &["train", "small.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("gpu-cnn transfer"));

@@ -104,6 +104,13 @@ fn fetch_verifies_writes_the_layout_and_reruns_as_a_no_op() {
     assert!(stderr(&o).contains("download of") && stderr(&o).contains("cut.tar.gz"), "{}", stderr(&o));
     assert_eq!(count(&dir.path().join("cut")), 0);
 
+    // A different archive of the user's where the download would go: kept, and refused.
+    std::fs::create_dir_all(dir.path().join("mine")).unwrap();
+    std::fs::write(dir.path().join("mine/cifar-10-binary.tar.gz"), b"my own copy").unwrap();
+    let o = fetch("mine", "/good.tar.gz", &md5);
+    assert!(!o.status.success() && stderr(&o).contains("dataset import"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.path().join("mine/cifar-10-binary.tar.gz")).unwrap(), b"my own copy");
+
     // The real thing: 100 training-batch records, a third cats and dogs each, split 80/20.
     let o = fetch("data", "/good.tar.gz", &md5);
     assert!(o.status.success());
@@ -124,7 +131,7 @@ fn fetch_verifies_writes_the_layout_and_reruns_as_a_no_op() {
     assert_eq!(hits.load(Ordering::SeqCst), before, "a complete folder is not downloaded again");
 
     // Offline / unreachable: a clear error.
-    let o = gpu_cnn(dir.path(), &["dataset", "fetch", "cifar10", "--classes", "cat", "--out", "x", "--url", "http://127.0.0.1:9/none.tar.gz", "--timeout", "2"]);
+    let o = gpu_cnn(dir.path(), &["dataset", "fetch", "cifar10", "--classes", "cat,dog", "--out", "x", "--url", "http://127.0.0.1:9/none.tar.gz", "--timeout", "2"]);
     assert!(!o.status.success() && stderr(&o).contains("dataset import"), "{}", stderr(&o));
 }
 
@@ -150,24 +157,28 @@ fn import_from_archive_and_folder_with_clear_errors() {
     };
     assert_eq!(list("a/training_set/dogs"), list("b/training_set/dogs"));
 
-    let o = gpu_cnn(dir.path(), &["dataset", "import", "cifar.tar.gz", "--classes", "dog", "--out", "c", "--verify"]);
+    let o = gpu_cnn(dir.path(), &["dataset", "import", "cifar.tar.gz", "--classes", "dog,cat", "--out", "c", "--verify"]);
     assert!(!o.status.success() && stderr(&o).contains("checksum mismatch") && stderr(&o).contains("not the official archive"), "a re-packed archive fails --verify");
     assert!(dir.path().join("cifar.tar.gz").is_file(), "import never deletes the user's file");
 
     std::fs::write(folder.join("data_batch_3.bin"), vec![1u8; RECORD * 2 + 5]).unwrap();
-    let o = gpu_cnn(dir.path(), &["dataset", "import", "extracted", "--classes", "dog", "--out", "d"]);
+    let o = gpu_cnn(dir.path(), &["dataset", "import", "extracted", "--classes", "dog,cat", "--out", "d"]);
     assert!(!o.status.success() && stderr(&o).contains("cifar-10-batches-bin/data_batch_3.bin") && stderr(&o).contains("whole number"));
     let mut bad = batch(4, &[3], 1);
     bad[RECORD] = 12;
     std::fs::write(folder.join("data_batch_3.bin"), bad).unwrap();
-    let o = gpu_cnn(dir.path(), &["dataset", "import", "extracted", "--classes", "dog", "--out", "d"]);
+    let o = gpu_cnn(dir.path(), &["dataset", "import", "extracted", "--classes", "dog,cat", "--out", "d"]);
     assert!(!o.status.success() && stderr(&o).contains("label 12"));
     std::fs::write(folder.join("data_batch_3.bin"), batch(4, &[3], 1)).unwrap();
     std::fs::remove_file(folder.join("test_batch.bin")).unwrap();
-    let o = gpu_cnn(dir.path(), &["dataset", "import", "extracted", "--classes", "dog", "--out", "d"]);
+    let o = gpu_cnn(dir.path(), &["dataset", "import", "extracted", "--classes", "dog,cat", "--out", "d"]);
     assert!(!o.status.success() && stderr(&o).contains("test_batch.bin is missing"));
     let o = gpu_cnn(dir.path(), &["dataset", "import", "cifar.tar.gz", "--classes", "dogs", "--out", "d"]);
     assert!(!o.status.success() && stderr(&o).contains("unknown CIFAR-10 class 'dogs'"));
+    for (classes, message) in [("dog", "at least two classes"), ("dog,cat,dog", "'dog' is given twice")] {
+        let o = gpu_cnn(dir.path(), &["dataset", "import", "cifar.tar.gz", "--classes", classes, "--out", "e"]);
+        assert!(!o.status.success() && stderr(&o).contains(message) && !dir.path().join("e").exists(), "{classes}: {}", stderr(&o));
+    }
 }
 
 #[test]

@@ -272,6 +272,7 @@ fn import_errors_name_the_file_and_what_is_wrong() {
         (fixture("batchnorm.weights.h5"), "model2.toml", "batchnorm.weights.h5: Keras layer 'batch_normalization' is a batch_normalization, which the config has no layer of"),
         (fixture("model2.weights.h5"), "batchnorm.toml", "model2.weights.h5: Keras layer 'conv2d' does not fit the config's conv2d_1: it has 2 weight(s) (0, 1), the config's layer 1 (kernel)"),
         (fixture("model1.h5"), "model1.toml --classes a,b,c", "--classes: 3 names for a 2-class model"),
+        (fixture("model1.h5"), "model1.toml --classes cats,cats", "--classes: name \"cats\" is empty or repeated"),
     ];
     for (file, config, message) in cases {
         let mut args = vec!["import", "keras", file, "--config"];

@@ -76,7 +76,7 @@ pub fn decode(path: &Path, shape: [u32; 3]) -> Result<Vec<u8>, DataError> {
     })
 }
 
-/// Loads a split. `limit` keeps at most that many images, balanced across classes (the first
+/// Loads a split. `limit` keeps limit / classes images of each class, at least one (the first
 /// files of each class in sorted order). Corrupt images are skipped with a warning, or fail the
 /// load, as `corrupt` says. Decoding runs on `workers` threads.
 pub fn load(dir: &Path, shape: [u32; 3], limit: Option<usize>, corrupt: CorruptPolicy, workers: usize) -> Result<Dataset, DataError> {

@@ -76,9 +76,16 @@ pub fn read(source: &Path) -> Result<Batches, DatasetError> {
     Ok(Batches { train, test })
 }
 
-/// Label indices of class names.
+/// Label indices of class names: at least two, each once (the layout's class folders).
 pub fn class_indices(classes: &[String]) -> Result<Vec<u8>, DatasetError> {
-    classes.iter().map(|c| CLASSES.iter().position(|k| k == c).map(|i| i as u8).ok_or_else(|| DatasetError::UnknownClass(c.clone()))).collect()
+    let indices = classes.iter().map(|c| CLASSES.iter().position(|k| k == c).map(|i| i as u8).ok_or_else(|| DatasetError::UnknownClass(c.clone()))).collect::<Result<Vec<u8>, _>>()?;
+    if indices.len() < 2 {
+        return Err(DatasetError::Classes("a classifier needs at least two classes, e.g. --classes cat,dog".into()));
+    }
+    match (1..indices.len()).find(|&i| indices[..i].contains(&indices[i])) {
+        Some(i) => Err(DatasetError::Classes(format!("'{}' is given twice", classes[i]))),
+        None => Ok(indices),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

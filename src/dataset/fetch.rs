@@ -45,10 +45,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Fetches `d.url` into `dest` unless `dest` already holds a file with the expected checksum.
-/// Returns whether anything was downloaded.
+/// Any other file there is the user's, and is never replaced. Returns whether anything was
+/// downloaded.
 pub fn fetch(d: &Download, dest: &Path) -> Result<bool, DatasetError> {
-    if dest.is_file() && d.md5.as_ref().is_some_and(|m| md5_file(dest).is_ok_and(|a| &a == m)) {
-        return Ok(false);
+    if dest.exists() {
+        if dest.is_file() && d.md5.as_ref().is_some_and(|m| md5_file(dest).is_ok_and(|a| &a == m)) {
+            return Ok(false);
+        }
+        let name = dest.file_name().unwrap_or_default().to_string_lossy();
+        return Err(DatasetError::Occupied(dest.parent().unwrap_or(Path::new(".")).to_path_buf(), format!("a {name} that is not the expected download; import it with `gpu-cnn dataset import`, or move it away")));
     }
     let fail = |message: String| DatasetError::Download { url: d.url.clone(), message };
     let proxy = match &d.proxy {

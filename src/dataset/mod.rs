@@ -20,6 +20,8 @@ pub enum DatasetError {
     Format { location: String, what: &'static str, problem: String },
     #[error("unknown CIFAR-10 class '{0}': expected airplane, automobile, bird, cat, deer, dog, frog, horse, ship or truck")]
     UnknownClass(String),
+    #[error("--classes: {0}")]
+    Classes(String),
     #[error("checksum mismatch for {path}: MD5 {actual}, expected {expected}{hint}")]
     Checksum { path: PathBuf, expected: String, actual: String, hint: &'static str },
     #[error("download of {url} failed: {message}")]

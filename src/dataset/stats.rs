@@ -115,6 +115,7 @@ pub fn contact_sheet(dir: &Path, out: &Path, augment: Option<&AugmentConfig>) ->
         }
         let _ = root.present();
     }
-    image::RgbImage::from_raw(w, h, canvas).expect("sized canvas").save(out).map_err(|e| DatasetError::Io(out.to_path_buf(), std::io::Error::other(e.to_string())))?;
+    let png = crate::files::png_bytes(w, h, canvas).map_err(|e| DatasetError::Io(out.to_path_buf(), std::io::Error::other(e)))?;
+    crate::files::write_atomic(out, &png).map_err(|e| DatasetError::Io(out.to_path_buf(), e))?;
     Ok((w, h))
 }

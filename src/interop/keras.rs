@@ -42,8 +42,8 @@ pub enum KerasError {
     NotHdf5(PathBuf),
     #[error("{0}: {1}")]
     Format(PathBuf, String),
-    #[error("--classes: {found} names for a {model}-class model")]
-    Classes { found: usize, model: u32 },
+    #[error("--classes: {0}")]
+    Classes(String),
     #[error("{path}: Keras layer '{layer}' is a {class}, but the config's {target} is a {target_class}; gpu-cnn takes the weights of Conv2D, Dense and BatchNormalization layers")]
     LayerType { path: PathBuf, layer: String, class: String, target: String, target_class: String },
     #[error("{path}: Keras layer '{layer}' is a {class}, which the config has no layer of; gpu-cnn takes the weights of Conv2D, Dense and BatchNormalization layers")]
@@ -342,9 +342,7 @@ pub fn import(path: &Path, file: &KerasFile, spec: &ModelSpec, mut init: Vec<Vec
 pub fn checkpoint(path: &Path, cfg: &Config, classes: Option<Vec<String>>) -> Result<(Plan, MatchedBy, Format, Checkpoint), KerasError> {
     let spec = &cfg.model;
     let classes = classes.unwrap_or_else(|| (0..spec.classes()).map(|i| format!("class_{i}")).collect());
-    if classes.len() != spec.classes() as usize {
-        return Err(KerasError::Classes { found: classes.len(), model: spec.classes() });
-    }
+    crate::checkpoint::check_classes(&classes, spec.classes() as usize).map_err(KerasError::Classes)?;
     let file = KerasFile::read(path)?;
     let (plan, matched_by, params) = import(path, &file, spec, crate::network::initial_params(spec, cfg.train.seed))?;
     let provenance = serde_json::json!({

@@ -47,7 +47,7 @@ impl ParamInfo {
 pub enum SpecError {
     #[error("the model has no layers")]
     Empty,
-    #[error("input {0:?}: expected [height, width, channels], each at least 1")]
+    #[error("input {0:?}: expected [height, width, channels], each at least 1, with channels 1 (grayscale) or 3 (RGB)")]
     Input([u32; 3]),
     #[error("layer '{layer}': {message}")]
     Layer { layer: String, message: String },
@@ -55,6 +55,15 @@ pub enum SpecError {
     DuplicateName(String),
     #[error("the last layer must be a dense layer with activation \"sigmoid\" (1 unit, two classes) or \"softmax\" (one unit per class); it is '{0}'")]
     Head(String),
+}
+
+/// An input shape the data can fill: the images come in as grayscale or RGB
+/// (`data::folder`, `data::synthetic`).
+pub fn check_input(input: [u32; 3]) -> Result<(), SpecError> {
+    match input {
+        [h, w, 1 | 3] if h > 0 && w > 0 => Ok(()),
+        _ => Err(SpecError::Input(input)),
+    }
 }
 
 /// A whole model: the input shape and the layers in order.
@@ -84,9 +93,7 @@ impl ModelSpec {
 
     /// Checks names, shapes and the output head.
     pub fn validate(&self) -> Result<(), SpecError> {
-        if self.input.contains(&0) {
-            return Err(SpecError::Input(self.input));
-        }
+        check_input(self.input)?;
         let last = self.layers.last().ok_or(SpecError::Empty)?;
         let mut seen = std::collections::HashSet::new();
         for l in &self.layers {
@@ -330,5 +337,7 @@ mod tests {
         let same = LayerKind::Conv2d(Conv2d::new(1, 3, Padding::Same, Activation::Relu));
         let empty = ModelSpec::new([0, 8, 3], vec![(None, same), (None, LayerKind::Flatten(Default::default())), (None, head())]);
         assert_eq!(empty, Err(SpecError::Input([0, 8, 3])));
+        let four = ModelSpec::new([8, 8, 4], vec![(None, LayerKind::Flatten(Default::default())), (None, head())]);
+        assert_eq!(four, Err(SpecError::Input([8, 8, 4])));
     }
 }
