@@ -73,6 +73,6 @@ fn dropout_mask(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let i = linear_id(gid, nwg);
     if (i >= p.len) { return; }
     if (step.training == 0u) { y[i] = x[i]; return; }
-    let u = f32(hash(i ^ hash(p.seed ^ hash(step.t))) >> 8u) * (1.0 / 16777216.0);
+    let u = f32(hash(i ^ hash(p.seed ^ hash(step.seq))) >> 8u) * (1.0 / 16777216.0);
     y[i] = select(0.0, x[i] / (1.0 - p.rate), u >= p.rate);
 }

@@ -1,7 +1,7 @@
 // Adam in Keras form (eps added to the uncorrected sqrt(v)), over one flat buffer holding every
 // parameter tensor of the network, so one dispatch updates the whole model. The betas, eps and
 // the bias-corrected step size come from the per-step uniform: a schedule changes them with a
-// 32-byte write, never a rebuild. The buffers are bound as quads (vec4): one load moves four
+// 48-byte write, never a rebuild. The buffers are bound as quads (vec4): one load moves four
 // parameters, which is what makes this memory-bound kernel fast on CPU adapters. The zero
 // padding of the last quad stays zero (zero gradient, zero moments, zero step).
 

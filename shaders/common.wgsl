@@ -8,7 +8,7 @@ fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// Per-step values written by the host before each submission (one 32-byte uniform shared by
+// Per-step values written by the host before each submission (one 48-byte uniform shared by
 // Adam, the losses and dropout), so a schedule or a new batch never rebuilds a bind group.
 struct Step {
     lr: f32,
@@ -17,9 +17,11 @@ struct Step {
     eps: f32,
     lr_t: f32,     // lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed by the host in f64:
                    // in f32, 1 - pow(beta2, t) loses half its digits to cancellation
-    t: u32,        // Adam step, 1-based (also varies the dropout mask per step)
+    t: u32,        // Adam step, 1-based
     rows: u32,     // valid rows in this batch (the last batch of an epoch may be short)
     training: u32, // 0: dropout is the identity
+    seq: u32,      // the run's training step, 1-based: varies the dropout mask per step, and
+                   // unlike t does not restart when layers are unfrozen
 }
 
 // Numerically stable logistic: never exponentiates a positive number.

@@ -102,6 +102,9 @@ fn check_state(s: &TrainState) -> Result<(), String> {
     if s.partial_metrics.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
         return Err(format!("partial metrics {:?}", s.partial_metrics));
     }
+    if !(s.partial_seconds.is_finite() && s.partial_seconds >= 0.0) {
+        return Err(format!("partial seconds {}", s.partial_seconds));
+    }
     Ok(())
 }
 

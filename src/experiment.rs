@@ -195,9 +195,24 @@ fn seeds(exp: &ExperimentConfig, only: Option<u64>) -> anyhow::Result<Vec<u64>> 
     }
 }
 
-/// The best checkpoint a finished run left in `dir` (the last epoch's without a best-model one).
-fn best_checkpoint(dir: &Path) -> Option<PathBuf> {
-    ["best.safetensors", crate::train::callbacks::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file())
+/// The last checkpoint of the run in `dir`, if any, and whether that run has finished: it
+/// reached `epochs`, or early stopping ended it.
+fn last_run(dir: &Path, epochs: u32) -> anyhow::Result<Option<(Checkpoint, bool)>> {
+    let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
+    if !last.is_file() {
+        return Ok(None);
+    }
+    let ckpt = Checkpoint::load(&last)?;
+    let finished = ckpt.state.epoch >= epochs || ckpt.state.stopped;
+    Ok(Some((ckpt, finished)))
+}
+
+/// The best checkpoint of the finished run in `dir` (its last one without a best-model one).
+fn best_checkpoint(dir: &Path, epochs: u32) -> anyhow::Result<Option<PathBuf>> {
+    if !last_run(dir, epochs)?.is_some_and(|(_, finished)| finished) {
+        return Ok(None);
+    }
+    Ok(["best.safetensors", crate::train::callbacks::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file()))
 }
 
 /// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
@@ -222,17 +237,22 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                 // last checkpoint, and a finished one (or one early stopping ended) is kept:
                 // re-running the command resumes a sweep.
                 let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
-                let previous = match last.is_file() && !overwrite {
-                    true => Some(Checkpoint::load(&last)?),
-                    false => None,
+                let previous = match overwrite {
+                    false => last_run(&dir, cfg.train.epochs)?,
+                    true => None,
                 };
-                if previous.as_ref().is_some_and(|c| c.state.epoch >= cfg.train.epochs || c.state.stopped) {
+                if previous.as_ref().is_some_and(|(_, finished)| *finished) {
                     println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
                     continue;
                 }
+                let previous = previous.map(|(c, _)| c);
                 let folder = run::claim_folder(&cfg, &dir, previous.is_some().then_some(last.as_path()), None, overwrite)?;
-                if k > 0 && a != SCRATCH && previous.is_none() {
-                    crate::files::check_output_file(&dir.join("init.safetensors"), overwrite, &[])?;
+                let init = dir.join("init.safetensors");
+                // One this stage's transfer wrote (a run killed before its first checkpoint) is
+                // written again; anything else there is refused.
+                let ours = || Checkpoint::load(&init).is_ok_and(|c| c.check_layout(&cfg.model).is_ok());
+                if k > 0 && a != SCRATCH && previous.is_none() && !ours() {
+                    crate::files::check_output_file(&init, overwrite, &[])?;
                 }
                 jobs.push((s, a, k, cfg, folder, previous.map(|c| (c, last))));
             }
@@ -252,8 +272,9 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
             let prev = match (k, &exp.stages[0].checkpoint) {
                 (1, Some(path)) => path.clone(),
                 _ => {
-                    let dir = exp.folder(s, before, k - 1, &stage_config(exp, k - 1, s, before, overrides)?);
-                    best_checkpoint(&dir).ok_or_else(|| anyhow::anyhow!("{}: stage {k} has not finished (run --arm {before} --seed {s} first)", dir.display()))?
+                    let before_cfg = stage_config(exp, k - 1, s, before, overrides)?;
+                    let dir = exp.folder(s, before, k - 1, &before_cfg);
+                    best_checkpoint(&dir, before_cfg.train.epochs)?.ok_or_else(|| anyhow::anyhow!("{}: stage {k} has not finished (run --arm {before} --seed {s} first)", dir.display()))?
                 }
             };
             let strategy = exp.strategies.iter().copied().find(|&st| strategy_name(st) == a).expect("a strategy arm");
@@ -338,8 +359,12 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
     for seed in seeds(exp, None)? {
         let read = |arm: &str, k: usize| -> anyhow::Result<Option<StageRun>> {
             let cfg = stage_config(exp, k, seed, arm, overrides)?;
-            let file = exp.folder(seed, arm, k, &cfg).join("history.json");
-            Ok(file.is_file().then(|| crate::train::history::read(&file)).transpose().map_err(anyhow::Error::msg)?.filter(|h| !h.is_empty()).map(|history| StageRun { stage: k, model: cfg.name.clone(), history }))
+            let dir = exp.folder(seed, arm, k, &cfg);
+            if !last_run(&dir, cfg.train.epochs)?.is_some_and(|(_, finished)| finished) {
+                return Ok(None);
+            }
+            let history = crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?;
+            Ok(Some(StageRun { stage: k, model: cfg.name.clone(), history }))
         };
         let first = match &exp.stages[0].checkpoint {
             Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::load(path)?.state.history }),

@@ -3,7 +3,7 @@
 //! `adam_update` dispatch over that prefix serves the whole model and never touches the moving
 //! statistics after it); activations and their gradients get a buffer per layer. The network
 //! walks the layers and each kind records its own dispatches (`crate::layers`), all built once
-//! here; a training step writes the batch and a 32-byte step uniform, records the prepared
+//! here; a training step writes the batch and a 48-byte step uniform, records the prepared
 //! dispatches into one compute pass and submits once, with no readback.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -147,6 +147,9 @@ pub struct Network {
     probe: MetricsProbe,
     /// Adam steps taken.
     pub t: u32,
+    /// Training steps of the run taken (dropout's mask index): set by the trainer on a
+    /// resume, kept when layers are unfrozen, where `t` starts again.
+    pub steps: u32,
     rows: u32,
     seed: u64,
 }
@@ -288,13 +291,14 @@ impl Network {
         let update = kernels.adam_update(&step, &params.slice(0, trainable), &grads.slice(0, trainable), &adam_m, &adam_v);
         ctx.check_errors()?;
         let activations = acts.into_iter().zip(stored).map(|(a, s)| s.then_some(a)).collect();
-        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, rows: batch, seed })
+        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, steps: 0, rows: batch, seed })
     }
 
     /// This network with every layer trainable (the same tensors, on the GPU) and a fresh
     /// Adam state, as Keras after unfreezing and recompiling with a new optimizer.
     pub fn unfrozen(&self, ctx: &GpuContext, kernels: &Kernels) -> Result<Self, NetworkError> {
-        let net = Self::new(ctx, kernels, &self.spec.unfrozen(), self.batch, self.seed)?;
+        let mut net = Self::new(ctx, kernels, &self.spec.unfrozen(), self.batch, self.seed)?;
+        net.steps = self.steps;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         for (new, old) in net.slots.iter().zip(&self.slots) {
             let (a, b) = (self.params.slice(old.offset, old.info.len()), net.params.slice(new.offset, new.info.len()));
@@ -329,10 +333,12 @@ impl Network {
         let t = if pass == Pass::Train { self.t + 1 } else { self.t.max(1) };
         let mut step = StepParams::adam(lr, t, self.rows);
         step.training = u32::from(pass != Pass::Evaluate);
+        step.seq = self.steps + 1;
         ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
         let mut encoder = self.encode(ctx, pass);
         if pass == Pass::Train {
             self.t += 1;
+            self.steps += 1;
         }
         let probe = self.probe.state.load(Ordering::Acquire) == IDLE;
         if probe {

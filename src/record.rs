@@ -54,6 +54,9 @@ pub struct TrainState {
     pub step: usize,
     /// The metrics accumulator at that step: [loss sum, correct, count].
     pub partial_metrics: [f32; 3],
+    /// Training seconds of those steps, which the epoch's time includes after a resume.
+    #[serde(default)]
+    pub partial_seconds: f64,
     /// The rate the schedule runs from (`learning_rate` less plateau cuts).
     pub lr: f32,
     pub seed: u64,

@@ -467,17 +467,18 @@ fn dropout_mask_matches_reference_and_is_inverted() {
     let (len, rate, seed) = (10_007u64, 0.3f32, 42u32);
     let x = random(800, len as usize, 0.5, 1.5);
     let xv = input(ctx, &x);
-    for t in [1u32, 2] {
-        let step = ctx.uniform("step", &StepParams::adam(1e-3, t, 1));
+    // The mask follows the run's step `seq`, not Adam's `t` (which restarts on unfreezing).
+    for seq in [1u32, 2, 7] {
+        let step = ctx.uniform("step", &StepParams { seq, ..StepParams::adam(1e-3, 1, 1) });
         let y = poisoned(ctx, len);
         let got = run(&[k.dropout_mask(len, rate, seed, &step, &xv, &y)], &y);
         let want: Vec<f64> = (0..len as u32)
             .map(|i| {
-                let u = (hash(i ^ hash(seed ^ hash(t))) >> 8) as f32 / 16_777_216.0;
+                let u = (hash(i ^ hash(seed ^ hash(seq))) >> 8) as f32 / 16_777_216.0;
                 if u >= rate { x[i as usize] as f64 / (1.0 - rate as f64) } else { 0.0 }
             })
             .collect();
-        assert_close(&format!("dropout_mask t={t}"), &got, &want, TOL);
+        assert_close(&format!("dropout_mask seq={seq}"), &got, &want, TOL);
         let dropped = got.iter().filter(|&&v| v == 0.0).count() as f64 / len as f64;
         assert!((dropped - rate as f64).abs() < 0.02, "dropped fraction {dropped} for rate {rate}");
         let mean_ratio: f64 = got.iter().zip(&x).map(|(&g, &v)| g as f64 / v as f64).sum::<f64>() / len as f64;

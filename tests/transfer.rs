@@ -256,6 +256,11 @@ fn grow_preserves_the_function_through_batchnorm() {
     assert!(p.layers[0].reason.as_ref().unwrap().contains("ReLU and bias move to batch_normalization_1"), "{:?}", p.layers[0].reason);
     assert!(p.table().contains("in inference mode"));
     assert_same_function("batchnorm inserted after existing convs", outputs(&plain, &normed));
+
+    // A batchnorm of flattened features: every (y, x, channel) feature follows the widened conv.
+    let flat_bn = spec([10, 9, 3], vec![conv(5), pool(), flat(), norm(false), dense(7), head(2)]);
+    let wider = spec([10, 9, 3], vec![conv(8), pool(), flat(), norm(false), dense(9), head(2)]);
+    assert_same_function("widened conv, flatten, batchnorm", outputs(&flat_bn, &wider));
 }
 
 #[test]
@@ -275,6 +280,17 @@ fn grow_says_why_batchnorm_or_global_pooling_cannot_preserve_the_function() {
     assert!(p.layers[2].reason.as_ref().unwrap().contains("no function-preserving map"), "{:?}", p.layers[2].reason);
     assert_eq!(p.layers[3].action, Action::FreshInit);
     assert!(!p.function_preserving);
+    // A pool inserted before a global average pool: nothing to remap, but not the same function.
+    let gap_source = spec([8, 8, 3], vec![conv(4), (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {})), dense(8), head(2)]);
+    let pooled = spec([8, 8, 3], vec![conv(4), pool(), (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {})), dense(8), head(2)]);
+    let p = plan(&gap_source, &pooled, Strategy::Grow, false);
+    assert!(p.layers[1].reason.as_ref().unwrap().contains("approximate") && !p.function_preserving, "{}", p.table());
+    // A source ReLU before its batchnorm cannot move past it (relu(x) then normalised is not
+    // normalised x then relu).
+    let relu_first = spec([8, 8, 3], vec![conv(4), norm(false), pool(), flat(), dense(8), head(2)]);
+    let relu_after = spec([8, 8, 3], vec![linear_conv(4, true), norm(false), (None, LayerKind::Activation(ActivationLayer { activation: Activation::Relu })), pool(), flat(), dense(8), head(2)]);
+    let p = plan(&relu_first, &relu_after, Strategy::Grow, false);
+    assert!(p.layers[1].reason.as_ref().unwrap().contains("ReLU found no place before batch_normalization_1") && !p.function_preserving, "{}", p.table());
 }
 
 /// configs/model2.toml grows into configs/model3.toml with most parameters carried over (the

@@ -177,14 +177,17 @@ pub fn fit(
     let batch = settings.batch_size as usize;
     let steps = train.len().div_ceil(batch);
     let mut skip = start.step;
+    // Dropout's masks follow the run's step, which a resume knows exactly.
+    net.steps = (start.epoch as usize * steps + start.step) as u32;
     // The rate of a 0-based global step: a function of the step and the schedule's base only,
     // so a resumed run repeats it exactly.
     let lr = |step: usize, control: &Control| settings.schedule.lr(step, steps, settings.epochs, control.lr);
     // The resumable state after `step` steps of epoch `epoch + 1` (0: at the epoch's end).
-    let state_at = |epoch: u32, step: usize, partial_metrics: [f32; 3], control: &Control, history: &[EpochLogs]| TrainState {
+    let state_at = |epoch: u32, step: usize, partial_metrics: [f32; 3], partial_seconds: f64, control: &Control, history: &[EpochLogs]| TrainState {
         epoch,
         step,
         partial_metrics,
+        partial_seconds,
         lr: control.lr,
         stopped: control.stop,
         seed: settings.seed,
@@ -206,6 +209,8 @@ pub fn fit(
             net.reset_metrics(ctx);
         }
         let started = Instant::now();
+        // A resumed epoch's time includes that of its steps before the interruption.
+        let before = if skip > 0 { start.partial_seconds } else { 0.0 };
         let order = epoch_order(train.len(), settings.seed, epoch);
         let augment = Augmentation { config: settings.augment, seed: mix(settings.seed ^ mix(0xA0 + epoch as u64)) };
         let mut inflight = VecDeque::new();
@@ -227,7 +232,7 @@ pub fn fit(
             callbacks.iter_mut().for_each(|c| c.on_batch_end(&progress));
             if interrupted(settings) {
                 let m = net.read_metrics(ctx)?;
-                let state = snapshot(callbacks, state_at(epoch - 1, step, [m.loss_sum as f32, m.correct as f32, m.count as f32], &control, &history));
+                let state = snapshot(callbacks, state_at(epoch - 1, step, [m.loss_sum as f32, m.correct as f32, m.count as f32], before + started.elapsed().as_secs_f64(), &control, &history));
                 for c in callbacks.iter_mut() {
                     c.on_state(ctx, net, &state)?;
                 }
@@ -236,7 +241,7 @@ pub fn fit(
         }
         skip = 0;
         let train_metrics = net.read_metrics(ctx)?;
-        let train_seconds = started.elapsed().as_secs_f64();
+        let train_seconds = before + started.elapsed().as_secs_f64();
         if !train_metrics.loss().is_finite() {
             return Err(TrainError::NotFinite { value: train_metrics.loss(), epoch, step: steps });
         }
@@ -263,7 +268,7 @@ pub fn fit(
         for c in callbacks.iter_mut() {
             c.on_epoch_end(ctx, net, &logs, &history, &mut control)?;
         }
-        let state = snapshot(callbacks, state_at(epoch, 0, [0.0; 3], &control, &history));
+        let state = snapshot(callbacks, state_at(epoch, 0, [0.0; 3], 0.0, &control, &history));
         for c in callbacks.iter_mut() {
             c.on_state(ctx, net, &state)?;
         }

@@ -191,11 +191,13 @@ struct Builder<'a> {
     target: &'a ModelSpec,
     layers: Vec<LayerPlan>,
     used: Vec<bool>,
+    /// An inserted layer changed the function (a pool): the plan cannot be exact.
+    approximate: bool,
 }
 
 impl<'a> Builder<'a> {
     fn new(source: &'a ModelSpec, target: &'a ModelSpec) -> Self {
-        Self { source, target, layers: Vec::new(), used: vec![false; source.layers.len()] }
+        Self { source, target, layers: Vec::new(), used: vec![false; source.layers.len()], approximate: false }
     }
 
     fn push(&mut self, t: usize, source: Option<usize>, action: Action, reason: Option<String>, recipe: Option<Recipe>) {
@@ -263,6 +265,7 @@ impl<'a> Builder<'a> {
         let moved = self.layers.iter().map(|l| l.moved).sum();
         let total = self.target.param_count();
         let function_preserving = strategy == Strategy::Grow
+            && !self.approximate
             && self.layers.iter().all(|l| matches!(l.action, Action::Copied | Action::Grown | Action::Identity | Action::NoParameters));
         Plan { strategy, partial, layers: self.layers, unused, moved, total, function_preserving }
     }
@@ -365,7 +368,10 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
         while j < source.layers.len() && matches!(source.layers[j].kind, LayerKind::Dropout(_)) && !matches!(tk, LayerKind::Dropout(_)) {
             j += 1;
         }
-        if deferred.is_some() && !matches!(tk, LayerKind::BatchNorm(_) | LayerKind::Activation(_)) {
+        let paired = j < source.layers.len() && same_but_width(tk, &source.layers[j].kind);
+        // The source's ReLU moves past inserted layers only: a layer both models have (a
+        // batchnorm) comes after it in the source and would come before it here.
+        if deferred.is_some() && (paired || !matches!(tk, LayerKind::BatchNorm(_) | LayerKind::Activation(_))) {
             let d = deferred.take().expect("checked");
             broken = Some(format!("{}'s ReLU found no place before {name}", source.layers[d.layer].name));
         }
@@ -374,7 +380,6 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
             b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, with_params.then_some(why), None);
             continue;
         }
-        let paired = j < source.layers.len() && same_but_width(tk, &source.layers[j].kind);
         let moves_activation = !paired
             && j < source.layers.len()
             && tk.ops().same_but_activation(&source.layers[j].kind)
@@ -421,7 +426,8 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
                 }
                 Insertion::Pool { window: w } => {
                     window = [window[0] * w[0], window[1] * w[1]];
-                    b.push(t, None, Action::NoParameters, Some("inserted".into()), None);
+                    b.approximate = true;
+                    b.push(t, None, Action::NoParameters, Some("inserted: pooling is not the identity, so the growth is approximate".into()), None);
                 }
                 Insertion::Transparent => b.push(t, None, Action::NoParameters, Some("inserted".into()), None),
                 Insertion::Conv { .. } | Insertion::Activation => {
@@ -466,10 +472,23 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
             continue;
         }
         let Some((nt, ns)) = units(tk).zip(units(sk)).map(|(a, b)| (a as usize, b as usize)) else {
-            // A layer as wide as its input (batchnorm): its tensors follow the input's units.
-            let replicated = channels.iter().enumerate().any(|(i, &c)| i != c);
+            // A layer as wide as its input (batchnorm): its tensors follow the input's units,
+            // after a flatten every (y, x, channel) feature of the source's grid.
+            let features = match grid {
+                None => channels.clone(),
+                Some(_) if window != [1, 1] => {
+                    broken = Some(format!("after {name}: its flattened features are pooled, with no exact map"));
+                    b.push(t, Some(s), Action::FreshInit, Some("normalises flattened features of an inserted pool's output: no exact map".into()), None);
+                    continue;
+                }
+                Some([h, w]) => {
+                    let c = source.input_of(s).len() as usize / (h * w) as usize;
+                    (0..(h * w) as usize).flat_map(|p| channels.iter().map(move |&k| p * c + k)).collect()
+                }
+            };
+            let replicated = features.iter().enumerate().any(|(i, &c)| i != c);
             let (action, reason) = if replicated { (Action::Grown, Some("units replicated with its input's".into())) } else { (Action::Copied, None) };
-            b.push(t, Some(s), action, reason, Some(Recipe::Map { source_layer: s, units: channels.clone(), input: InputMap::Same }));
+            b.push(t, Some(s), action, reason, Some(Recipe::Map { source_layer: s, units: features, input: InputMap::Same }));
             continue;
         };
         let is_head = t + 1 == target.layers.len();

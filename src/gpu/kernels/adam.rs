@@ -25,6 +25,11 @@ pub struct StepParams {
     pub rows: u32,
     /// 0 makes dropout the identity.
     pub training: u32,
+    /// Training step of the run, 1-based: it varies dropout's masks, and unlike `t` does not
+    /// start again when layers are unfrozen.
+    pub seq: u32,
+    /// The uniform is a whole number of 16-byte rows.
+    pub _pad: [u32; 3],
 }
 
 impl StepParams {
@@ -32,7 +37,7 @@ impl StepParams {
     pub fn adam(lr: f32, t: u32, rows: u32) -> Self {
         let (beta1, beta2) = (0.9f64, 0.999f64);
         let lr_t = lr as f64 * (1.0 - beta2.powi(t as i32)).sqrt() / (1.0 - beta1.powi(t as i32));
-        Self { lr, beta1: beta1 as f32, beta2: beta2 as f32, eps: 1e-7, lr_t: lr_t as f32, t, rows, training: 1 }
+        Self { lr, beta1: beta1 as f32, beta2: beta2 as f32, eps: 1e-7, lr_t: lr_t as f32, t, rows, training: 1, seq: t, _pad: [0; 3] }
     }
 }
 
