@@ -152,8 +152,10 @@ fn check_resume(text: &str) {
     assert!(matches!(err.downcast_ref::<TrainError>(), Some(TrainError::Interrupted { epoch: 3, step: 3 })), "{err}");
     let state = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap().state;
     assert_eq!((state.epoch, state.step, state.history.len()), (2, 3, 2));
+    assert!(state.partial_seconds > 0.0, "the cut epoch's seconds so far are kept");
     let after_cut = train(&config(8, 0.003), cut.path(), resume(cut.path()), None).unwrap();
     assert_eq!(numbers(&after_cut), numbers(&whole));
+    assert!(after_cut[2].train_seconds > state.partial_seconds, "the resumed epoch counts its steps before the cut");
 
     let a = Checkpoint::load(&straight.path().join("last.safetensors")).unwrap();
     for other in [split.path(), cut.path()] {

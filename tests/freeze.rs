@@ -104,4 +104,7 @@ fn frozen_layers_hold_still_through_training_steps_and_record_fewer_dispatches()
     // Adam keeps moments for the trainable tensors only: dense_1 and dense_2's kernels and biases.
     let (m, _) = moments.unwrap();
     assert_eq!(m.len(), 4);
+    // Unfrozen, Adam starts again but the run's step (dropout's masks) goes on.
+    let unfrozen = net.unfrozen(ctx, kernels).unwrap();
+    assert_eq!((unfrozen.t, unfrozen.steps), (0, 3));
 }
