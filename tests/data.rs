@@ -31,6 +31,36 @@ fn labels_follow_sorted_class_folders_and_images_are_resized() {
     assert_eq!(gray.pixels.len(), 3 * 25);
 }
 
+/// Keras loads grayscale through PIL's convert("L"): 299/587/114 luma, rounded (pure red 76,
+/// green 150, blue 29); grey images stay as they are.
+#[test]
+fn grayscale_is_pils_luma() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = ["red.png", "green.png", "blue.png", "grey.png"].map(|f| dir.path().join(f));
+    for (path, rgb) in paths.iter().zip([[255, 0, 0], [0, 255, 0], [0, 0, 255]]) {
+        image::RgbImage::from_pixel(2, 2, image::Rgb(rgb)).save(path).unwrap();
+    }
+    image::GrayImage::from_pixel(2, 2, image::Luma([77])).save(&paths[3]).unwrap();
+    let luma: Vec<u8> = paths.iter().map(|p| folder::decode(p, [2, 2, 1]).unwrap()[0]).collect();
+    assert_eq!(luma, [76, 150, 29, 77]);
+}
+
+/// Images in subfolders of a class folder belong to it (as in Keras), hidden folders do not,
+/// and files no compiled-in decoder reads are not listed.
+#[test]
+fn class_folders_are_walked_like_keras() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_png(&root.join("cats/a.png"), 4, 4, 1);
+    write_png(&root.join("cats/more/b.png"), 4, 4, 2);
+    write_png(&root.join("cats/.cache/c.png"), 4, 4, 3);
+    write_png(&root.join("dogs/d.png"), 4, 4, 4);
+    std::fs::write(root.join("dogs/favicon.ico"), b"not decodable here").unwrap();
+    let ds = folder::load(root, [4, 4, 3], None, CorruptPolicy::Fail, 1).unwrap();
+    assert_eq!(ds.counts(), [2, 1], "{:?}", ds.files);
+    assert!(ds.files[1].ends_with("cats/more/b.png"));
+}
+
 #[test]
 fn limit_is_balanced_across_classes() {
     let dir = tempfile::tempdir().unwrap();

@@ -160,6 +160,14 @@ fn export_never_overwrites_without_asking() {
     assert_ne!(std::fs::read(dir.path().join("model.onnx")).unwrap(), b"keep me");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert!(left.iter().all(|f| !f.ends_with(".tmp")), "{left:?}");
+
+    // A layer named like the graph's input: refused, rather than a file no runtime loads.
+    let conv = LayerKind::Conv2d(Conv2d::new(4, 3, Padding::Same, Activation::Relu));
+    let named = ModelSpec::new([8, 8, 3], vec![(Some("input".into()), conv), (None, LayerKind::Flatten(Default::default())), (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid)))]).unwrap();
+    checkpoint(named, &["cats", "dogs"]).save(&dir.path().join("named.safetensors")).unwrap();
+    let o = gpu_cnn(dir.path(), &["export", "named.safetensors", "-o", "named.onnx"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("two values 'input'"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.path().join("named.onnx").exists());
 }
 
 fn keras_images() -> Vec<PathBuf> {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
+use image::ColorType;
 use serde::{Deserialize, Serialize};
 
 use super::{DataError, Dataset};
@@ -39,13 +40,14 @@ pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
         _ => {}
     }
     let mut out = Vec::new();
+    let hidden = |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
     for (name, path) in classes {
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(&path).map_err(io(&path))? {
-            let file = entry.map_err(io(&path))?.path();
-            let hidden = file.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            // Files whose extension no decoder claims (README, .DS_Store, ...) are not images.
-            if file.is_file() && !hidden && image::ImageFormat::from_path(&file).is_ok() {
+        // Subfolders count, as in Keras' flow_from_directory; hidden files and folders do not.
+        for entry in walkdir::WalkDir::new(&path).into_iter().filter_entry(|e| !hidden(e)) {
+            let file = entry.map_err(|e| DataError::Io { path: path.clone(), error: e.into() })?.into_path();
+            // Files no compiled-in decoder reads (README, .ico, ...) are not images.
+            if file.is_file() && image::ImageFormat::from_path(&file).is_ok_and(|f| f.reading_enabled()) {
                 files.push(file);
             }
         }
@@ -71,7 +73,9 @@ pub fn decode(path: &Path, shape: [u32; 3]) -> Result<Vec<u8>, DataError> {
     let img = if img.width() == w && img.height() == h { img } else { img.resize_exact(w, h, FilterType::Nearest) };
     Ok(match c {
         3 => img.into_rgb8().into_raw(),
-        1 => img.into_luma8().into_raw(),
+        1 if matches!(img.color(), ColorType::L8 | ColorType::La8 | ColorType::L16 | ColorType::La16) => img.into_luma8().into_raw(),
+        // Keras' grayscale loading is PIL's convert("L"): ITU-R 601-2 luma, rounded.
+        1 => img.into_rgb8().pixels().map(|p| ((19595 * p[0] as u32 + 38470 * p[1] as u32 + 7471 * p[2] as u32 + 0x8000) >> 16) as u8).collect(),
         other => return Err(DataError::Channels { expected: other }),
     })
 }

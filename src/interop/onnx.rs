@@ -120,7 +120,7 @@ fn conv_kernel(k: &[f32], [kh, kw, ci, co]: [usize; 4]) -> Vec<f32> {
 }
 
 /// The checkpoint as an ONNX model whose input has `layout`.
-pub fn export(ckpt: &Checkpoint, layout: Layout) -> ModelProto {
+pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportError> {
     let spec = &ckpt.model;
     let infos = spec.params();
     let mut g = Graph::default();
@@ -210,8 +210,15 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> ModelProto {
         doc_string: doc.clone(),
         ..Default::default()
     };
+    // Values are named after layers, next to the graph's own names: a layer named `input`
+    // would make a graph no runtime loads.
+    let mut seen = std::collections::HashSet::from([INPUT]);
+    let outputs = graph.initializer.iter().map(|t| &t.name).chain(graph.node.iter().flat_map(|n| &n.output));
+    if let Some(name) = outputs.into_iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(ExportError::Name(name.clone()));
+    }
     let meta = |key: &str, value: String| StringStringEntryProto { key: key.into(), value, ..Default::default() };
-    ModelProto {
+    Ok(ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET, ..Default::default() }],
         producer_name: "gpu-cnn".into(),
@@ -224,14 +231,14 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> ModelProto {
             meta("input_scale", "pixel / 255".into()),
         ],
         ..Default::default()
-    }
+    })
 }
 
 /// What the model takes and gives, for its doc string and the export report.
 pub fn doc_string(ckpt: &Checkpoint, layout: Layout) -> String {
     let [h, w, c] = ckpt.model.input;
     let dims = layout.dims(ckpt.model.input);
-    let colour = if c == 1 { "grey" } else { "RGB" };
+    let colour = if c == 1 { "grey (PIL's convert(\"L\") luma)" } else { "RGB" };
     format!(
         "gpu-cnn classifier. Input '{INPUT}': float32 [N, {}, {}, {}] ({}), {colour} pixels / 255 in [0, 1], each image resized to {w}x{h} \
          (nearest neighbour) as `gpu-cnn predict` does. Output '{OUTPUT}': float32 [N, {}], class probabilities in the order {}.",
@@ -244,9 +251,17 @@ pub fn doc_string(ckpt: &Checkpoint, layout: Layout) -> String {
     )
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("the ONNX graph would name two values '{0}' (a layer named like the graph's input or output, or like another layer's op); rename that layer")]
+    Name(String),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+}
+
 /// Writes the ONNX model of `ckpt` to `path` atomically (the caller checked that it may).
-pub fn save(ckpt: &Checkpoint, layout: Layout, path: &Path) -> Result<ModelProto, OutputError> {
-    let model = export(ckpt, layout);
+pub fn save(ckpt: &Checkpoint, layout: Layout, path: &Path) -> Result<ModelProto, ExportError> {
+    let model = export(ckpt, layout)?;
     let bytes = model.write_to_bytes().expect("an in-memory ONNX model serialises");
     crate::files::write_atomic(path, &bytes).map_err(|error| OutputError::Write { path: path.to_path_buf(), error })?;
     Ok(model)
