@@ -266,7 +266,16 @@ fn import_errors_name_the_file_and_what_is_wrong() {
     zip.start_file("readme.txt", zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
     std::io::Write::write_all(&mut zip, b"not a model").unwrap();
     zip.finish().unwrap();
+    // The files' models say conv2d_1 is a ReLU conv; these configs say linear.
+    let linear = |model: &str| {
+        let path = d.join(format!("linear-{model}"));
+        std::fs::write(&path, std::fs::read_to_string(fixture(model)).unwrap().replacen("activation = \"relu\"", "activation = \"linear\"", 1)).unwrap();
+        path.display().to_string()
+    };
+    let (linear1, linear2) = (linear("model1.toml"), linear("model2.toml"));
     let cases: &[(String, &str, &str)] = &[
+        (fixture("model2.keras"), &linear2, "model2.keras: Keras layer 'conv2d' computes otherwise than the config's conv2d_1: activation relu in the file, linear in the config"),
+        (fixture("model1.h5"), &linear1, "computes otherwise than the config's conv2d_1: activation relu in the file, linear in the config"),
         ("notes.h5".into(), "model1.toml", "notes.h5: not an HDF5 file or a .keras archive"),
         ("saved".into(), "model1.toml", "saved: is a TensorFlow SavedModel folder"),
         ("folder".into(), "model1.toml", "folder: is a folder, not a Keras weights file"),

@@ -16,6 +16,7 @@
 //! otherwise by order, which is, as Keras loads them, the order among layers with weights in a
 //! legacy file, and the position among layers of the same class for Keras 3 paths.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,7 @@ use thiserror::Error;
 use crate::checkpoint::Checkpoint;
 use crate::record::TrainState;
 use crate::config::Config;
-use crate::layers::LayerKind;
+use crate::layers::{Activation, LayerKind, Padding};
 use crate::model::ModelSpec;
 use crate::transfer::{Action, LayerPlan, Plan, Strategy};
 
@@ -50,6 +51,8 @@ pub enum KerasError {
     Unsupported { path: PathBuf, layer: String, class: String },
     #[error("{path}: Keras layer '{layer}' does not fit the config's {target}: {detail}; import into a config of the file's own layout, then use `gpu-cnn transfer`")]
     Shape { path: PathBuf, layer: String, target: String, detail: String },
+    #[error("{path}: Keras layer '{layer}' computes otherwise than the config's {target}: {detail}; set the config to match the Keras model")]
+    Settings { path: PathBuf, layer: String, target: String, detail: String },
 }
 
 /// Which Keras wrote the file.
@@ -99,6 +102,104 @@ pub struct KerasLayer {
     path: String,
     class: Class,
     pub weights: Vec<Weight>,
+    /// Its settings, where the file records the model (`model.save`, `.keras`).
+    settings: Option<Settings>,
+}
+
+/// A layer's Keras config, and the activation of an `Activation` or `ReLU` layer right after
+/// it (which gpu-cnn fuses into the layer).
+#[derive(Debug, Clone)]
+struct Settings {
+    config: serde_json::Value,
+    then: Option<String>,
+}
+
+/// The layers of a Keras model config (`{"config": {"layers": [...]}}`) with their settings, by
+/// name and by Keras 3 weight path (the class's snake-case stem, numbered from the second).
+fn model_layers(model: &serde_json::Value) -> Vec<(String, String, String, Settings)> {
+    let layers = model["config"]["layers"].as_array().cloned().unwrap_or_default();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let class = l["class_name"].as_str().unwrap_or_default().to_string();
+        let name = l["config"]["name"].as_str().or(l["name"].as_str()).unwrap_or_default().to_string();
+        let stem = snake_case(&class);
+        let n = seen.entry(stem.clone()).or_default();
+        let path = if *n == 0 { stem } else { format!("{stem}_{n}") };
+        *n += 1;
+        let then = layers.get(i + 1).and_then(|next| match next["class_name"].as_str() {
+            Some("Activation") => next["config"]["activation"].as_str().map(str::to_string),
+            Some("ReLU") => Some("relu".into()),
+            _ => None,
+        });
+        out.push((name, path, class, Settings { config: l["config"].clone(), then }));
+    }
+    out
+}
+
+/// Keras' `to_snake_case` of a class name: `BatchNormalization` -> `batch_normalization`.
+fn snake_case(class: &str) -> String {
+    let c: Vec<char> = class.chars().collect();
+    let mut out = String::new();
+    for (i, &ch) in c.iter().enumerate() {
+        let starts_word = i > 0 && ch.is_ascii_uppercase() && (c.get(i + 1).is_some_and(|n| n.is_ascii_lowercase()) || c[i - 1].is_ascii_lowercase());
+        if starts_word {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}
+
+/// How `target` (with the layer after it) differs from the Keras layer's settings in what the
+/// weights' shapes cannot show, if it does.
+fn settings_differ(target: &LayerKind, next: Option<&LayerKind>, s: &Settings) -> Option<String> {
+    let c = &s.config;
+    let keras_act = match &c["activation"] {
+        serde_json::Value::Null => "linear".to_string(),
+        serde_json::Value::String(a) => a.clone(),
+        other => other.to_string(),
+    };
+    let keras_act = if keras_act == "linear" { s.then.clone().unwrap_or(keras_act) } else { keras_act };
+    let mut act = target.ops().activation();
+    if let (Activation::Linear, Some(LayerKind::Activation(a))) = (act, next) {
+        act = a.activation;
+    }
+    let ours = format!("{act:?}").to_lowercase();
+    let pair = |v: &serde_json::Value| v.as_array().map(|a| a.iter().map(|x| x.as_u64()).collect::<Vec<_>>()).or_else(|| v.as_u64().map(|n| vec![Some(n), Some(n)]));
+    let mut differ = Vec::new();
+    if keras_act != ours {
+        differ.push(format!("activation {keras_act} in the file, {ours} in the config"));
+    }
+    match target {
+        LayerKind::Conv2d(conv) => {
+            let padding = if conv.padding == Padding::Same { "same" } else { "valid" };
+            if c["padding"].as_str().is_some_and(|p| p != padding) {
+                differ.push(format!("padding {} in the file, {padding} in the config", c["padding"]));
+            }
+            if pair(&c["strides"]).is_some_and(|st| st != [Some(conv.stride as u64); 2]) {
+                differ.push(format!("strides {} in the file, {} in the config", c["strides"], conv.stride));
+            }
+            if pair(&c["dilation_rate"]).is_some_and(|d| d != [Some(1); 2]) {
+                differ.push(format!("dilation_rate {} (gpu-cnn convs are not dilated)", c["dilation_rate"]));
+            }
+            if c["data_format"].as_str() == Some("channels_first") {
+                differ.push("data_format channels_first (gpu-cnn is channels_last)".into());
+            }
+        }
+        LayerKind::BatchNorm(bn) => {
+            if c["epsilon"].as_f64().is_some_and(|e| (e - bn.epsilon as f64).abs() > 1e-6 * e.abs().max(1e-12)) {
+                differ.push(format!("epsilon {} in the file, {} in the config", c["epsilon"], bn.epsilon));
+            }
+            for (key, ours) in [("center", bn.center), ("scale", bn.scale)] {
+                if c[key].as_bool().is_some_and(|v| v != ours) {
+                    differ.push(format!("{key} {} in the file, {ours} in the config", c[key]));
+                }
+            }
+        }
+        _ => {}
+    }
+    (!differ.is_empty()).then(|| differ.join(", "))
 }
 
 impl KerasLayer {
@@ -143,8 +244,20 @@ impl KerasFile {
             let mut entry = zip.by_name("model.weights.h5").map_err(|e| format(format!("a zip, but not a .keras archive (model.weights.h5: {e})")))?;
             let mut weights = Vec::new();
             entry.read_to_end(&mut weights).map_err(|e| KerasError::Read(path.to_path_buf(), e))?;
+            drop(entry);
             let file = Hdf5File::from_vec(weights).map_err(|e| format(format!("its model.weights.h5: {e}")))?;
-            return Ok(Self { format: Format::Archive, layers: keras3(&file).map_err(|e| format(format!("its model.weights.h5: {e}")))? });
+            let mut layers = keras3(&file).map_err(|e| format(format!("its model.weights.h5: {e}")))?;
+            // The model's settings, by the weights' paths (an archive without them is read as
+            // weights alone).
+            let mut text = String::new();
+            if zip.by_name("config.json").is_ok_and(|mut c| c.read_to_string(&mut text).is_ok()) {
+                let model: serde_json::Value = serde_json::from_str(&text).map_err(|e| format(format!("its config.json: {e}")))?;
+                let known = model_layers(&model);
+                for l in &mut layers {
+                    l.settings = known.iter().find(|k| k.1 == l.path).map(|k| k.3.clone());
+                }
+            }
+            return Ok(Self { format: Format::Archive, layers });
         }
         if !bytes.starts_with(HDF5_MAGIC) {
             return Err(KerasError::NotHdf5(path.to_path_buf()));
@@ -188,7 +301,7 @@ fn keras3(file: &Hdf5File) -> Result<Vec<KerasLayer>, String> {
             Some((stem, n)) if n.parse::<u32>().is_ok() => stem.to_string(),
             _ => path.clone(),
         };
-        out.push(KerasLayer { name, path, class: Class::Stem(stem), weights });
+        out.push(KerasLayer { name, path, class: Class::Stem(stem), weights, settings: None });
     }
     Ok(out)
 }
@@ -209,17 +322,7 @@ fn legacy(file: &Hdf5File, root: &Group) -> Result<Vec<KerasLayer>, String> {
         Err(_) => (file.root_group().map_err(|e| e.to_string())?, ""),
     };
     let names = strings(&weights_root, "layer_names").map_err(|_| "not Keras weights: no 'layer_names' attribute and no 'layers' group".to_string())?;
-    let classes: Vec<(String, String)> = root
-        .attribute("model_config")
-        .and_then(|a| a.read_string())
-        .ok()
-        .and_then(|text: String| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .map(|config| {
-            let layers = config["config"]["layers"].as_array().cloned().unwrap_or_default();
-            let name = |l: &serde_json::Value| l["config"]["name"].as_str().or(l["name"].as_str()).unwrap_or_default().to_string();
-            layers.iter().map(|l| (name(l), l["class_name"].as_str().unwrap_or_default().to_string())).collect()
-        })
-        .unwrap_or_default();
+    let known = root.attribute("model_config").and_then(|a| a.read_string()).ok().and_then(|text: String| serde_json::from_str::<serde_json::Value>(&text).ok()).map_or_else(Vec::new, |m| model_layers(&m));
     let mut out = Vec::new();
     for name in names {
         let group = weights_root.group(&name).map_err(|e| format!("layer '{name}': {e}"))?;
@@ -230,8 +333,9 @@ fn legacy(file: &Hdf5File, root: &Group) -> Result<Vec<KerasLayer>, String> {
         // `conv2d_1/kernel:0` (Keras 2) or `sequential/conv2d_1/kernel` (Keras 3): the last part.
         let suffix = |w: &str| w.rsplit('/').next().unwrap_or(w).trim_end_matches(":0").to_string();
         let weights = weight_names.iter().map(|w| read_weight(file, &format!("{prefix}/{name}/{w}"), suffix(w))).collect::<Result<_, _>>()?;
-        let class = classes.iter().find(|(n, _)| *n == name).map_or(Class::Unknown, |(_, c)| Class::Keras(c.clone()));
-        out.push(KerasLayer { path: name.clone(), name, class, weights });
+        let model = known.iter().find(|k| k.0 == name);
+        let class = model.map_or(Class::Unknown, |k| Class::Keras(k.2.clone()));
+        out.push(KerasLayer { path: name.clone(), name, class, weights, settings: model.map(|k| k.3.clone()) });
     }
     Ok(out)
 }
@@ -308,6 +412,9 @@ pub fn import(path: &Path, file: &KerasFile, spec: &ModelSpec, mut init: Vec<Vec
         if let (false, Some(keras_class)) = (layer.fits(&target.kind), layer.class_name()) {
             return Err(KerasError::LayerType { path: path.into(), layer: layer.name.clone(), class: keras_class.into(), target: target.name.clone(), target_class: class.into() });
         }
+        if let Some(detail) = layer.settings.as_ref().and_then(|s| settings_differ(&target.kind, spec.layers.get(t + 1).map(|l| &l.kind), s)) {
+            return Err(KerasError::Settings { path: path.into(), layer: layer.name.clone(), target: target.name.clone(), detail });
+        }
         let shape_error = |detail: String| KerasError::Shape { path: path.into(), layer: layer.name.clone(), target: target.name.clone(), detail };
         if layer.weights.len() != tensors.len() {
             let names = |n: Vec<&str>| n.join(", ");
@@ -344,6 +451,9 @@ pub fn checkpoint(path: &Path, cfg: &Config, classes: Option<Vec<String>>) -> Re
     let classes = classes.unwrap_or_else(|| (0..spec.classes()).map(|i| format!("class_{i}")).collect());
     crate::checkpoint::check_classes(&classes, spec.classes() as usize).map_err(KerasError::Classes)?;
     let file = KerasFile::read(path)?;
+    if file.layers.iter().all(|l| l.settings.is_none()) {
+        log::warn!("{}: holds weights only, no model: the config's activations, strides, padding and batchnorm options are taken unchecked", path.display());
+    }
     let (plan, matched_by, params) = import(path, &file, spec, crate::network::initial_params(spec, cfg.train.seed))?;
     let provenance = serde_json::json!({
         "source": path.display().to_string(),
@@ -360,10 +470,12 @@ pub fn checkpoint(path: &Path, cfg: &Config, classes: Option<Vec<String>>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::batchnorm::BatchNorm;
+    use crate::layers::conv2d::Conv2d;
 
     fn layer(name: &str, weights: &[(&str, Vec<u32>)]) -> KerasLayer {
         let weights = weights.iter().map(|(n, s)| Weight { name: n.to_string(), shape: s.clone(), data: vec![0.5; s.iter().product::<u32>() as usize] }).collect();
-        KerasLayer { name: name.into(), path: name.into(), class: Class::Unknown, weights }
+        KerasLayer { name: name.into(), path: name.into(), class: Class::Unknown, weights, settings: None }
     }
 
     /// Keras 2 `save_weights` without a model config, default names that are not the config's:
@@ -409,5 +521,32 @@ mod tests {
         let swapped = layer("conv2d", &[("bias", vec![32]), ("kernel", vec![3, 3, 3, 32])]);
         let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![swapped] }, &spec, init).unwrap_err();
         assert!(e.to_string().contains("its weight 'bias' stands where the config has 'kernel'"), "{e}");
+    }
+
+    /// Settings the weights cannot show: a following Activation layer counts as the fused
+    /// activation, and strides, padding, dilation and batchnorm options must agree.
+    #[test]
+    fn keras_settings_are_compared_with_the_config() {
+        // As Keras' to_snake_case (ReLU's weights path would be re_lu).
+        assert_eq!(["Conv2D", "BatchNormalization", "MaxPooling2D", "Dense", "ReLU"].map(snake_case), ["conv2d", "batch_normalization", "max_pooling2d", "dense", "re_lu"]);
+        let model = serde_json::json!({"config": {"layers": [
+            {"class_name": "Conv2D", "config": {"name": "c", "activation": "linear", "strides": [1, 1], "padding": "same", "dilation_rate": [1, 1]}},
+            {"class_name": "Activation", "config": {"name": "a", "activation": "relu"}},
+            {"class_name": "Conv2D", "config": {"name": "c2", "activation": "relu", "strides": [2, 2], "padding": "valid", "dilation_rate": [2, 2]}},
+            {"class_name": "BatchNormalization", "config": {"name": "bn", "epsilon": 0.001, "center": true, "scale": false}},
+            {"class_name": "ReLU", "config": {"name": "r"}},
+        ]}});
+        let layers = model_layers(&model);
+        assert_eq!(layers.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(), ["conv2d", "activation", "conv2d_1", "batch_normalization", "re_lu"]);
+        let conv = |stride, padding, activation| LayerKind::Conv2d(Conv2d { stride, ..Conv2d::new(4, 3, padding, activation) });
+        assert_eq!(settings_differ(&conv(1, Padding::Same, Activation::Relu), None, &layers[0].3), None);
+        assert!(settings_differ(&conv(1, Padding::Same, Activation::Linear), None, &layers[0].3).unwrap().contains("activation relu in the file, linear"));
+        let e = settings_differ(&conv(1, Padding::Same, Activation::Relu), None, &layers[2].3).unwrap();
+        assert!(e.contains("padding") && e.contains("strides") && e.contains("dilation_rate"), "{e}");
+        assert_eq!(settings_differ(&conv(2, Padding::Valid, Activation::Relu), None, &layers[2].3).map(|e| e.contains("dilation")), Some(true));
+        let bn = |scale, activation| LayerKind::BatchNorm(BatchNorm { scale, activation, ..Default::default() });
+        assert_eq!(settings_differ(&bn(false, Activation::Relu), None, &layers[3].3), None);
+        let e = settings_differ(&bn(true, Activation::Linear), None, &layers[3].3).unwrap();
+        assert!(e.contains("scale false in the file") && e.contains("activation relu in the file"), "{e}");
     }
 }
