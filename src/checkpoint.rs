@@ -6,6 +6,7 @@
 //! everything and names what is wrong.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
@@ -181,6 +182,29 @@ impl Checkpoint {
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
         let bytes = std::fs::read(path).map_err(|e| CheckpointError::Read(path.to_path_buf(), e))?;
         Self::from_bytes(path, &bytes)
+    }
+
+    /// The training state alone, from the file's header (a report's question of whether a run
+    /// finished need not read every tensor).
+    pub fn read_state(path: &Path) -> Result<TrainState, CheckpointError> {
+        let p = || path.to_path_buf();
+        let mut file = std::fs::File::open(path).map_err(|e| CheckpointError::Read(p(), e))?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
+        // Never more than the file holds (a garbage length would allocate it).
+        let size = file.metadata().map_err(|e| CheckpointError::Read(p(), e))?.len();
+        let len = u64::from_le_bytes(len).min(size.saturating_sub(8)) as usize;
+        let mut header = vec![0u8; len];
+        file.read_exact(&mut header).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
+        let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
+        let meta = &header["__metadata__"];
+        if meta["format"].as_str() != Some(FORMAT) {
+            return Err(CheckpointError::NotOurs(p()));
+        }
+        let text = meta["state"].as_str().ok_or_else(|| CheckpointError::Metadata(p(), "state", "missing".into()))?;
+        let state: TrainState = serde_json::from_str(text).map_err(|e| CheckpointError::Metadata(p(), "state", e.to_string()))?;
+        check_state(&state).map_err(|e| CheckpointError::Metadata(p(), "state", e))?;
+        Ok(state)
     }
 
     /// [`Checkpoint::load`] of a file's contents; `path` names the file in errors.

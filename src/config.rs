@@ -91,7 +91,7 @@ pub struct TrainConfig {
     pub learning_rate: f32,
     /// Seeds initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
-    /// This many images per split: limit / classes of each class, rounded down, at least one (quick runs).
+    /// limit / classes images of each class per split, rounded down, at least one (quick runs).
     pub limit: Option<usize>,
     /// `[train.schedule]`: how the learning rate moves over the run, step by step.
     pub schedule: Schedule,

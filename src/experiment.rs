@@ -195,21 +195,15 @@ fn seeds(exp: &ExperimentConfig, only: Option<u64>) -> anyhow::Result<Vec<u64>> 
     }
 }
 
-/// The last checkpoint of the run in `dir`, if any, and whether that run has finished: it
-/// reached `epochs`, or early stopping ended it.
-fn last_run(dir: &Path, epochs: u32) -> anyhow::Result<Option<(Checkpoint, bool)>> {
+/// Whether the run in `dir` has finished for `epochs` (its last checkpoint's state says).
+fn finished(dir: &Path, epochs: u32) -> anyhow::Result<bool> {
     let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
-    if !last.is_file() {
-        return Ok(None);
-    }
-    let ckpt = Checkpoint::load(&last)?;
-    let finished = ckpt.state.epoch >= epochs || ckpt.state.stopped;
-    Ok(Some((ckpt, finished)))
+    Ok(last.is_file() && Checkpoint::read_state(&last)?.finished(epochs))
 }
 
 /// The best checkpoint of the finished run in `dir` (its last one without a best-model one).
 fn best_checkpoint(dir: &Path, epochs: u32) -> anyhow::Result<Option<PathBuf>> {
-    if !last_run(dir, epochs)?.is_some_and(|(_, finished)| finished) {
+    if !finished(dir, epochs)? {
         return Ok(None);
     }
     Ok(["best.safetensors", crate::train::callbacks::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file()))
@@ -237,20 +231,19 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                 // last checkpoint, and a finished one (or one early stopping ended) is kept:
                 // re-running the command resumes a sweep.
                 let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
-                let previous = match overwrite {
-                    false => last_run(&dir, cfg.train.epochs)?,
-                    true => None,
+                let previous = match last.is_file() && !overwrite {
+                    true => Some(Checkpoint::load(&last)?),
+                    false => None,
                 };
-                if previous.as_ref().is_some_and(|(_, finished)| *finished) {
+                if previous.as_ref().is_some_and(|c| c.state.finished(cfg.train.epochs)) {
                     println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
                     continue;
                 }
-                let previous = previous.map(|(c, _)| c);
                 let folder = run::claim_folder(&cfg, &dir, previous.is_some().then_some(last.as_path()), None, overwrite)?;
                 let init = dir.join("init.safetensors");
                 // One this stage's transfer wrote (a run killed before its first checkpoint) is
                 // written again; anything else there is refused.
-                let ours = || Checkpoint::load(&init).is_ok_and(|c| c.check_layout(&cfg.model).is_ok());
+                let ours = || Checkpoint::load(&init).is_ok_and(|c| c.check_layout(&cfg.model).is_ok() && c.provenance.as_ref().is_some_and(|p| p["strategy"].as_str() == Some(a)));
                 if k > 0 && a != SCRATCH && previous.is_none() && !ours() {
                     crate::files::check_output_file(&init, overwrite, &[])?;
                 }
@@ -360,7 +353,7 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
         let read = |arm: &str, k: usize| -> anyhow::Result<Option<StageRun>> {
             let cfg = stage_config(exp, k, seed, arm, overrides)?;
             let dir = exp.folder(seed, arm, k, &cfg);
-            if !last_run(&dir, cfg.train.epochs)?.is_some_and(|(_, finished)| finished) {
+            if !finished(&dir, cfg.train.epochs)? {
                 return Ok(None);
             }
             let history = crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?;

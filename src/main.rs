@@ -41,7 +41,7 @@ struct RunArgs {
     batch_size: Option<u32>,
     #[arg(long)]
     seed: Option<u64>,
-    /// N images per split: N / classes of each class (rounded down, at least one).
+    /// N / classes images of each class per split (rounded down, at least one).
     #[arg(long)]
     limit: Option<usize>,
 }

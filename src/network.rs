@@ -373,7 +373,8 @@ impl Network {
 
     /// Writes the step uniform a pass would use, without running it (profiling).
     pub fn prepare(&self, ctx: &GpuContext, lr: f32) {
-        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&StepParams::adam(lr, self.t + 1, self.rows)));
+        let step = StepParams { seq: self.steps + 1, ..StepParams::adam(lr, self.t + 1, self.rows) };
+        ctx.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
     }
 
     /// The newest running metrics that have reached the host since the last call, if any.

@@ -75,3 +75,10 @@ pub struct TrainState {
     /// Each stateful callback's state, by its name.
     pub callbacks: HashMap<String, serde_json::Value>,
 }
+
+impl TrainState {
+    /// Whether the run is over for `epochs`: it trained them, or early stopping ended it.
+    pub fn finished(&self, epochs: u32) -> bool {
+        self.epoch >= epochs || self.stopped
+    }
+}

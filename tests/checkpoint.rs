@@ -153,9 +153,14 @@ fn check_resume(text: &str) {
     let state = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap().state;
     assert_eq!((state.epoch, state.step, state.history.len()), (2, 3, 2));
     assert!(state.partial_seconds > 0.0, "the cut epoch's seconds so far are kept");
+    assert_eq!(Checkpoint::read_state(&cut.path().join("last.safetensors")).unwrap(), state, "the header alone gives the state");
+    // Made large, so that the resumed epoch's time shows whether it counts them.
+    let mut last = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap();
+    last.state.partial_seconds = 1000.0;
+    last.save(&cut.path().join("last.safetensors")).unwrap();
     let after_cut = train(&config(8, 0.003), cut.path(), resume(cut.path()), None).unwrap();
     assert_eq!(numbers(&after_cut), numbers(&whole));
-    assert!(after_cut[2].train_seconds > state.partial_seconds, "the resumed epoch counts its steps before the cut");
+    assert!(after_cut[2].train_seconds > 1000.0 && after_cut[3].train_seconds < 1000.0, "the resumed epoch counts its steps before the cut");
 
     let a = Checkpoint::load(&straight.path().join("last.safetensors")).unwrap();
     for other in [split.path(), cut.path()] {
@@ -266,6 +271,7 @@ fn every_corrupt_checkpoint_gets_a_clear_error() {
 
     std::fs::write(dir.path().join("text.safetensors"), "hello, not a checkpoint").unwrap();
     assert!(matches!(load("text.safetensors"), CheckpointError::NotSafetensors(..)));
+    assert!(matches!(Checkpoint::read_state(&dir.path().join("text.safetensors")), Err(CheckpointError::NotSafetensors(..))));
 
     std::fs::write(dir.path().join("cut.safetensors"), &bytes[..bytes.len() - 100]).unwrap();
     let e = load("cut.safetensors");

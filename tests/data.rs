@@ -52,13 +52,15 @@ fn class_folders_are_walked_like_keras() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write_png(&root.join("cats/a.png"), 4, 4, 1);
+    write_png(&root.join("cats/z.png"), 4, 4, 1);
     write_png(&root.join("cats/more/b.png"), 4, 4, 2);
     write_png(&root.join("cats/.cache/c.png"), 4, 4, 3);
     write_png(&root.join("dogs/d.png"), 4, 4, 4);
     std::fs::write(root.join("dogs/favicon.ico"), b"not decodable here").unwrap();
     let ds = folder::load(root, [4, 4, 3], None, CorruptPolicy::Fail, 1).unwrap();
-    assert_eq!(ds.counts(), [2, 1], "{:?}", ds.files);
-    assert!(ds.files[1].ends_with("cats/more/b.png"));
+    assert_eq!(ds.counts(), [3, 1], "{:?}", ds.files);
+    // Keras' order: a folder's own files, then its subfolders'.
+    assert!(ds.files[1].ends_with("cats/z.png") && ds.files[2].ends_with("cats/more/b.png"), "{:?}", ds.files);
 }
 
 #[test]

@@ -45,7 +45,7 @@ pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
         let mut files = Vec::new();
         // Subfolders count, as in Keras' flow_from_directory; hidden files and folders do not.
         for entry in walkdir::WalkDir::new(&path).into_iter().filter_entry(|e| !hidden(e)) {
-            let file = entry.map_err(|e| DataError::Io { path: path.clone(), error: e.into() })?.into_path();
+            let file = entry.map_err(|e| DataError::Io { path: e.path().unwrap_or(&path).to_path_buf(), error: e.into() })?.into_path();
             // Files no compiled-in decoder reads (README, .ico, ...) are not images.
             if file.is_file() && image::ImageFormat::from_path(&file).is_ok_and(|f| f.reading_enabled()) {
                 files.push(file);
@@ -54,7 +54,8 @@ pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
         if files.is_empty() {
             return Err(DataError::EmptyClass(path));
         }
-        files.sort();
+        // Keras' order: folder by folder (as strings), each folder's files by name.
+        files.sort_by(|a, b| (a.parent().map(Path::as_os_str), a.file_name()).cmp(&(b.parent().map(Path::as_os_str), b.file_name())));
         out.push((name, files));
     }
     Ok(out)

@@ -117,7 +117,8 @@ struct Settings {
 /// The layers of a Keras model config (`{"config": {"layers": [...]}}`) with their settings, by
 /// name and by Keras 3 weight path (the class's snake-case stem, numbered from the second).
 fn model_layers(model: &serde_json::Value) -> Vec<(String, String, String, Settings)> {
-    let layers = model["config"]["layers"].as_array().cloned().unwrap_or_default();
+    // Keras 2's early Sequential configs are the list of layers itself.
+    let layers = model["config"]["layers"].as_array().or(model["config"].as_array()).cloned().unwrap_or_default();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
     for (i, l) in layers.iter().enumerate() {

@@ -33,7 +33,8 @@ pub struct StepParams {
 }
 
 impl StepParams {
-    /// Keras' Adam defaults (beta1 0.9, beta2 0.999, eps 1e-7) at 1-based step `t`, training.
+    /// Keras' Adam defaults (beta1 0.9, beta2 0.999, eps 1e-7) at 1-based step `t`, training
+    /// (`seq` = `t`: a network that unfreezes sets the run's step itself).
     pub fn adam(lr: f32, t: u32, rows: u32) -> Self {
         let (beta1, beta2) = (0.9f64, 0.999f64);
         let lr_t = lr as f64 * (1.0 - beta2.powi(t as i32)).sqrt() / (1.0 - beta1.powi(t as i32));
