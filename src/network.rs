@@ -233,6 +233,7 @@ impl Network {
         let mut act_grads: Vec<Option<View>> = vec![None];
         let first_trainable = slots.iter().filter(|s| s.info.trainable).map(|s| s.info.layer).min().unwrap_or(spec.layers.len() - 1);
         let mut stored = vec![true];
+        let unstored_at = spec.unstored();
         let mut unstored = None;
         let mut forward = Vec::new();
         let mut backward = Vec::new();
@@ -242,7 +243,7 @@ impl Network {
             let needs_grad = i >= first_trainable;
             // A batchnorm before a max pool stores no output: the pool reads the batchnorm's
             // input (aliased here) and normalises it on load.
-            let leave_unstored = ops.can_leave_unstored() && spec.layers.get(i + 1).is_some_and(|next| next.kind.ops().loads_unstored());
+            let leave_unstored = unstored_at[i].is_some();
             stored.push(!leave_unstored);
             acts.push(if ops.is_view() || leave_unstored { acts[i].clone() } else { ctx.storage(&format!("{} output", layer.name), len)? });
             act_grads.push(match (needs_grad, ops.is_view() || ops.gradient_in_place()) {

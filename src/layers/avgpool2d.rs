@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::maxpool2d::{pool_shape, two_by_two};
-use super::{Build, Kind, LayerKind, Pair};
+use super::{Build, Kind, LayerKind, Loads, Pair};
 use crate::gpu::GpuError;
 use crate::model::shape::{PoolShape, Shape};
 
@@ -42,7 +42,7 @@ impl Kind for AvgPool2d {
         vec![("a pool side", self.pool.0.to_vec()), ("a stride", self.stride.unwrap_or(self.pool).0.to_vec())]
     }
     /// Per output, the window's sum and one scale (area operations), forward and backward.
-    fn flops(&self, _: Shape, output: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+    fn flops(&self, _: Shape, output: Shape, _: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         let area = output.len() * (self.pool.0[0] * self.pool.0[1]) as u64;
         [area, input_grad as u64 * area]
     }

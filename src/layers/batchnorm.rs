@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, hidden_activation, Activation, Build, Init, Insertion, Kind, LayerKind, Role, Tensor};
+use super::{default_true, hidden_activation, Activation, Build, Init, Insertion, Kind, LayerKind, Loads, Role, Tensor};
 use crate::gpu::kernels::batchnorm::{NormShape, Unstored, WindowSums};
 use crate::gpu::{GpuError, Kernels};
 use crate::model::shape::Shape;
@@ -102,10 +102,14 @@ impl Kind for BatchNorm {
     /// Per element: the split Welford sums (6) in training, the scale and shift (2), the ReLU.
     /// Backward, in each of its two kernels that runs (the dgamma/dbeta sums when it trains, dx
     /// = a g + b x + c when a gradient goes down): 4, plus 3 to recompute the ReLU's mask.
-    fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool) -> [u64; 2] {
+    /// Left unstored, the scale, shift and ReLU run on each element the next layer loads, and
+    /// the sums over the windows where its gradient arrives.
+    fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool, unstored: Option<Loads>) -> [u64; 2] {
         let n = input.len();
-        let r = n * (self.activation == Activation::Relu) as u64;
-        [if trains { 8 * n } else { 2 * n } + r, (trains as u64 + input_grad as u64) * (4 * n + 3 * r)]
+        let Loads { elements, windows } = unstored.unwrap_or(Loads { elements: n, windows: n });
+        let relu = (self.activation == Activation::Relu) as u64;
+        let (sums, dx) = (trains as u64 * (4 + 3 * relu) * windows, input_grad as u64 * (4 + 3 * relu) * n);
+        [trains as u64 * 6 * n + (2 + relu) * elements, sums + dx]
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input, !b.trainable);

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, hidden_activation, image, kernel_and_bias, Activation, Build, Insertion, Kind, LayerKind, Pair, Tensor};
+use super::{default_true, hidden_activation, image, kernel_and_bias, Activation, Build, Insertion, Kind, LayerKind, Loads, Pair, Tensor};
 use crate::gpu::GpuError;
 use crate::model::shape::{ConvShape, Shape};
 
@@ -107,7 +107,7 @@ impl Kind for Conv2d {
         let s = self.shape(batch, image(input).expect("validated spec"));
         crate::gpu::Kernels::conv2d_backward_kernel_scratch(&s).max(crate::gpu::Kernels::column_sum_scratch(s.output_rows(), self.filters))
     }
-    fn flops(&self, input: Shape, output: Shape, trains: bool, input_grad: bool) -> [u64; 2] {
+    fn flops(&self, input: Shape, output: Shape, trains: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         let [kh, kw] = self.kernel.0;
         let macs = output.len() * (kh * kw * input.channels()) as u64;
         super::weighted_flops(macs, output.len(), self.use_bias, self.activation == Activation::Relu, trains, input_grad)

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, hidden_activation, kernel_and_bias, Activation, Build, Kind, LayerKind, Tensor};
+use super::{default_true, hidden_activation, kernel_and_bias, Activation, Build, Kind, LayerKind, Loads, Tensor};
 use crate::gpu::kernels::matmul::GemmShape;
 use crate::gpu::{GpuError, Kernels};
 use crate::model::shape::Shape;
@@ -73,7 +73,7 @@ impl Kind for Dense {
         let gemms = self.gemms(batch, input.channels()).map(|g| Kernels::gemm_scratch(&g));
         gemms.into_iter().max().unwrap_or(0).max(Kernels::column_sum_scratch(batch as u64, self.units))
     }
-    fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool) -> [u64; 2] {
+    fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         let units = self.units as u64;
         super::weighted_flops(input.len() * units, units, self.use_bias, self.activation == Activation::Relu, trains, input_grad)
     }

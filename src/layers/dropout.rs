@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Build, Insertion, Kind, LayerKind};
+use super::{Build, Insertion, Kind, LayerKind, Loads};
 use crate::gpu::GpuError;
 use crate::model::shape::Shape;
 
@@ -33,7 +33,7 @@ impl Kind for Dropout {
         Insertion::Transparent
     }
     /// The mask's multiply per element, each way (training steps only: evaluation skips it).
-    fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+    fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         [input.len(), input_grad as u64 * input.len()]
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {

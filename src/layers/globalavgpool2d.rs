@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{image, Build, Insertion, Kind, LayerKind};
+use super::{image, Build, Insertion, Kind, LayerKind, Loads};
 use crate::gpu::GpuError;
 use crate::model::shape::{PoolShape, Shape};
 
@@ -28,7 +28,7 @@ impl Kind for GlobalAvgPool2d {
         Insertion::NoIdentity(Some("no function-preserving map from a flattened grid to its average".into()))
     }
     /// One operation per input element each way (the channel sums and their scale).
-    fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+    fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         [input.len(), input_grad as u64 * input.len()]
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{image, Build, Insertion, Kind, LayerKind, Pair};
+use super::{image, Build, Insertion, Kind, LayerKind, Loads, Pair};
 use crate::gpu::GpuError;
 use crate::model::shape::{PoolShape, Shape};
 
@@ -66,14 +66,16 @@ impl Kind for MaxPool2d {
             false => Insertion::NoIdentity(None),
         }
     }
-    fn loads_unstored(&self) -> bool {
-        true
+    /// Every window element normalised on load; the gradient at each window's maximum.
+    fn loads_unstored(&self, _: Shape, output: Shape) -> Option<Loads> {
+        let [ph, pw] = self.pool.0;
+        Some(Loads { elements: output.len() * (ph * pw) as u64, windows: output.len() })
     }
     fn spatial_arguments(&self) -> Vec<(&'static str, Vec<u32>)> {
         vec![("a pool side", self.pool.0.to_vec()), ("a stride", self.stride.unwrap_or(self.pool).0.to_vec())]
     }
     /// Forward, the window's comparisons; backward, one add per output routed to its argmax.
-    fn flops(&self, _: Shape, output: Shape, _: bool, input_grad: bool) -> [u64; 2] {
+    fn flops(&self, _: Shape, output: Shape, _: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         let [ph, pw] = self.pool.0;
         [output.len() * (ph * pw - 1) as u64, input_grad as u64 * output.len()]
     }

@@ -157,9 +157,10 @@ pub trait Kind {
     fn can_leave_unstored(&self) -> bool {
         false
     }
-    /// It can compute its input on load from the layer before (see [`Build::x_unstored`]).
-    fn loads_unstored(&self) -> bool {
-        false
+    /// It can compute its input on load from the layer before (see [`Build::x_unstored`]),
+    /// for `input` -> `output`: what it then computes per image.
+    fn loads_unstored(&self, _input: Shape, _output: Shape) -> Option<Loads> {
+        None
     }
     /// Its backward works in place: its input gradient is its output gradient's buffer.
     fn gradient_in_place(&self) -> bool {
@@ -177,13 +178,23 @@ pub trait Kind {
     /// Floating-point operations per image of a training step, [forward, backward], for
     /// `input` -> `output`: what [`Kind::build`] records, so a frozen layer counts what it runs.
     /// `trains`: it computes its weight gradients (a batchnorm: uses batch statistics);
-    /// `input_grad`: it passes a gradient to the layer before. A multiply-add counts 2, any other
+    /// `input_grad`: it passes a gradient to the layer before; `unstored`: it leaves its output
+    /// unstored for the next layer, which loads it so. A multiply-add counts 2, any other
     /// arithmetic operation or comparison 1.
-    fn flops(&self, _input: Shape, _output: Shape, _trains: bool, _input_grad: bool) -> [u64; 2] {
+    fn flops(&self, _input: Shape, _output: Shape, _trains: bool, _input_grad: bool, _unstored: Option<Loads>) -> [u64; 2] {
         [0, 0]
     }
     /// Records its forward and backward dispatches.
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError>;
+}
+
+/// What a layer that [`Kind::loads_unstored`] computes of the layer before's output, per
+/// image: `elements` computed on load, and `windows` where its gradient arrives (a max pool's
+/// maxima, where a batchnorm's gradient sums then run).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Loads {
+    pub elements: u64,
+    pub windows: u64,
 }
 
 /// What a layer inserted by growth starts as (Net2Net's function-preserving insertions); the

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::Shape;
-use crate::layers::{conv2d::Conv2d, dense::Dense, maxpool2d::MaxPool2d, Activation, Init, LayerKind, Padding, Role};
+use crate::layers::{conv2d::Conv2d, dense::Dense, maxpool2d::MaxPool2d, Activation, Init, LayerKind, Loads, Padding, Role};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Layer {
@@ -199,8 +199,21 @@ impl ModelSpec {
         let first_trainable = params.iter().filter(|p| p.trainable).map(|p| p.layer).min().unwrap_or(self.layers.len());
         let shapes = self.shapes().expect("validated spec");
         let trains = |i: usize| params.iter().any(|p| p.layer == i && p.trainable);
+        let unstored = self.unstored();
         let inputs = std::iter::once(Shape::Image(self.input)).chain(shapes.iter().copied());
-        self.layers.iter().zip(inputs).enumerate().map(|(i, (l, input))| l.kind.ops().flops(input, shapes[i], trains(i), i > first_trainable)).collect()
+        self.layers.iter().zip(inputs).enumerate().map(|(i, (l, input))| l.kind.ops().flops(input, shapes[i], trains(i), i > first_trainable, unstored[i])).collect()
+    }
+
+    /// Per layer, what the next layer computes of its output when it leaves it unstored (a
+    /// batchnorm before a max pool; see [`crate::layers::Kind::can_leave_unstored`]).
+    pub fn unstored(&self) -> Vec<Option<Loads>> {
+        let shapes = self.shapes().expect("validated spec");
+        (0..self.layers.len())
+            .map(|i| match (self.layers[i].kind.ops().can_leave_unstored(), self.layers.get(i + 1)) {
+                (true, Some(next)) => next.kind.ops().loads_unstored(shapes[i], shapes[i + 1]),
+                _ => None,
+            })
+            .collect()
     }
 
     /// FLOPs of training on `images` images in `steps` steps: every layer's forward and
@@ -261,7 +274,7 @@ pub fn closest_name<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::{avgpool2d::AvgPool2d, batchnorm::BatchNorm, globalavgpool2d::GlobalAvgPool2d, Pair};
+    use crate::layers::{avgpool2d::AvgPool2d, batchnorm::BatchNorm, flatten::Flatten, globalavgpool2d::GlobalAvgPool2d, Pair};
 
     #[test]
     fn did_you_mean() {
@@ -323,6 +336,25 @@ mod tests {
         assert_eq!(frozen[2], [4 * 32 * 32 * 32, 0]);
         // conv2d_2, now the first trainable layer, passes no gradient down.
         assert_eq!(frozen[3], [f[3][0], f[3][1] - 2 * 32 * 32 * 8 * 32]);
+
+        // Before a 2x2 max pool (Model 3's blocks) on an odd 63x63x32, the batchnorm leaves
+        // its output unstored: the pool normalises the 62x62 it covers on load, and the
+        // gradient sums run over the 31x31 maxima only. Frozen, only the scale and shift run.
+        let pooled = |trainable: bool| {
+            let mut spec = ModelSpec::new([63, 63, 3], vec![
+                (None, LayerKind::Conv2d(Conv2d::new(32, 3, Padding::Same, Activation::Linear))),
+                (None, LayerKind::BatchNorm(BatchNorm { activation: Activation::Relu, ..Default::default() })),
+                (None, LayerKind::MaxPool2d(MaxPool2d::default())),
+                (None, LayerKind::Flatten(Flatten {})),
+                (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid))),
+            ])
+            .unwrap();
+            spec.layers[1].trainable = trainable;
+            spec.flops()[1]
+        };
+        let (n, covered, maxima) = (63 * 63 * 32, 62 * 62 * 32, 31 * 31 * 32);
+        assert_eq!(pooled(true), [6 * n + 3 * covered, 7 * maxima + 7 * n]);
+        assert_eq!(pooled(false), [3 * covered, 7 * n]);
     }
 
     #[test]
