@@ -114,28 +114,61 @@ struct Settings {
     then: Option<String>,
 }
 
-/// The layers of a Keras model config (`{"config": {"layers": [...]}}`) with their settings, by
-/// name and by Keras 3 weight path (the class's snake-case stem, numbered from the second).
-fn model_layers(model: &serde_json::Value) -> Vec<(String, String, String, Settings)> {
+/// A layer of a Keras model config.
+#[derive(Debug, Clone)]
+struct ConfigLayer {
+    name: String,
+    /// Its Keras 3 weight path: the class's snake-case stem, numbered from the second.
+    path: String,
+    /// Keras' class name (`Conv2D`).
+    class: String,
+    settings: Settings,
+}
+
+/// The layers of a Keras model config (`{"config": {"layers": [...]}}`) with their settings.
+fn model_layers(model: &serde_json::Value) -> Vec<ConfigLayer> {
     // Keras 2's early Sequential configs are the list of layers itself.
     let layers = model["config"]["layers"].as_array().or(model["config"].as_array()).cloned().unwrap_or_default();
+    let name = |l: &serde_json::Value| l["config"]["name"].as_str().or(l["name"].as_str()).unwrap_or_default().to_string();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
     for (i, l) in layers.iter().enumerate() {
         let class = l["class_name"].as_str().unwrap_or_default().to_string();
-        let name = l["config"]["name"].as_str().or(l["name"].as_str()).unwrap_or_default().to_string();
         let stem = snake_case(&class);
         let n = seen.entry(stem.clone()).or_default();
         let path = if *n == 0 { stem } else { format!("{stem}_{n}") };
         *n += 1;
-        let then = layers.get(i + 1).and_then(|next| match next["class_name"].as_str() {
+        // A Functional model's graph says which layer reads this one's output (a branch: none
+        // to fuse); a Sequential one's is the next in the list.
+        let next = match layers.iter().any(|o| o.get("inbound_nodes").is_some()) {
+            true => {
+                let readers: Vec<&serde_json::Value> = layers.iter().filter(|o| inbound(&o["inbound_nodes"]).contains(&name(l))).collect();
+                (readers.len() == 1).then(|| readers[0])
+            }
+            false => layers.get(i + 1),
+        };
+        let then = next.and_then(|next| match next["class_name"].as_str() {
             Some("Activation") => next["config"]["activation"].as_str().map(str::to_string),
             Some("ReLU") => Some("relu".into()),
             _ => None,
         });
-        out.push((name, path, class, Settings { config: l["config"].clone(), then }));
+        out.push(ConfigLayer { name: name(l), path, class, settings: Settings { config: l["config"].clone(), then } });
     }
     out
+}
+
+/// The layer names a Functional config's `inbound_nodes` read from: Keras 2 writes each input as
+/// `[name, node, tensor, kwargs]`, Keras 3 as `{"keras_history": [name, node, tensor]}`.
+fn inbound(nodes: &serde_json::Value) -> Vec<String> {
+    match nodes {
+        serde_json::Value::Array(a) if a.len() >= 3 && a[0].is_string() && a[1].is_u64() => vec![a[0].as_str().unwrap_or_default().to_string()],
+        serde_json::Value::Array(a) => a.iter().flat_map(inbound).collect(),
+        serde_json::Value::Object(o) => match o.get("keras_history") {
+            Some(h) => inbound(h),
+            None => o.values().flat_map(inbound).collect(),
+        },
+        _ => Vec::new(),
+    }
 }
 
 /// Keras' `to_snake_case` of a class name: `BatchNormalization` -> `batch_normalization`.
@@ -255,7 +288,7 @@ impl KerasFile {
                 let model: serde_json::Value = serde_json::from_str(&text).map_err(|e| format(format!("its config.json: {e}")))?;
                 let known = model_layers(&model);
                 for l in &mut layers {
-                    l.settings = known.iter().find(|k| k.1 == l.path).map(|k| k.3.clone());
+                    l.settings = known.iter().find(|k| k.path == l.path).map(|k| k.settings.clone());
                 }
             }
             return Ok(Self { format: Format::Archive, layers });
@@ -334,9 +367,9 @@ fn legacy(file: &Hdf5File, root: &Group) -> Result<Vec<KerasLayer>, String> {
         // `conv2d_1/kernel:0` (Keras 2) or `sequential/conv2d_1/kernel` (Keras 3): the last part.
         let suffix = |w: &str| w.rsplit('/').next().unwrap_or(w).trim_end_matches(":0").to_string();
         let weights = weight_names.iter().map(|w| read_weight(file, &format!("{prefix}/{name}/{w}"), suffix(w))).collect::<Result<_, _>>()?;
-        let model = known.iter().find(|k| k.0 == name);
-        let class = model.map_or(Class::Unknown, |k| Class::Keras(k.2.clone()));
-        out.push(KerasLayer { path: name.clone(), name, class, weights, settings: model.map(|k| k.3.clone()) });
+        let model = known.iter().find(|k| k.name == name);
+        let class = model.map_or(Class::Unknown, |k| Class::Keras(k.class.clone()));
+        out.push(KerasLayer { path: name.clone(), name, class, weights, settings: model.map(|k| k.settings.clone()) });
     }
     Ok(out)
 }
@@ -538,16 +571,35 @@ mod tests {
             {"class_name": "ReLU", "config": {"name": "r"}},
         ]}});
         let layers = model_layers(&model);
-        assert_eq!(layers.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(), ["conv2d", "activation", "conv2d_1", "batch_normalization", "re_lu"]);
+        assert_eq!(layers.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(), ["conv2d", "activation", "conv2d_1", "batch_normalization", "re_lu"]);
         let conv = |stride, padding, activation| LayerKind::Conv2d(Conv2d { stride, ..Conv2d::new(4, 3, padding, activation) });
-        assert_eq!(settings_differ(&conv(1, Padding::Same, Activation::Relu), None, &layers[0].3), None);
-        assert!(settings_differ(&conv(1, Padding::Same, Activation::Linear), None, &layers[0].3).unwrap().contains("activation relu in the file, linear"));
-        let e = settings_differ(&conv(1, Padding::Same, Activation::Relu), None, &layers[2].3).unwrap();
+        assert_eq!(settings_differ(&conv(1, Padding::Same, Activation::Relu), None, &layers[0].settings), None);
+        assert!(settings_differ(&conv(1, Padding::Same, Activation::Linear), None, &layers[0].settings).unwrap().contains("activation relu in the file, linear"));
+        let e = settings_differ(&conv(1, Padding::Same, Activation::Relu), None, &layers[2].settings).unwrap();
         assert!(e.contains("padding") && e.contains("strides") && e.contains("dilation_rate"), "{e}");
-        assert_eq!(settings_differ(&conv(2, Padding::Valid, Activation::Relu), None, &layers[2].3).map(|e| e.contains("dilation")), Some(true));
+        assert_eq!(settings_differ(&conv(2, Padding::Valid, Activation::Relu), None, &layers[2].settings).map(|e| e.contains("dilation")), Some(true));
         let bn = |scale, activation| LayerKind::BatchNorm(BatchNorm { scale, activation, ..Default::default() });
-        assert_eq!(settings_differ(&bn(false, Activation::Relu), None, &layers[3].3), None);
-        let e = settings_differ(&bn(true, Activation::Linear), None, &layers[3].3).unwrap();
+        assert_eq!(settings_differ(&bn(false, Activation::Relu), None, &layers[3].settings), None);
+        let e = settings_differ(&bn(true, Activation::Linear), None, &layers[3].settings).unwrap();
         assert!(e.contains("scale false in the file") && e.contains("activation relu in the file"), "{e}");
+
+        // A Functional model: the activation fused is the one that reads the layer (Keras 3's
+        // keras_history, Keras 2's node lists), not the next in the list; a branch fuses none.
+        let k3 = |name: &str| serde_json::json!([{"args": [{"class_name": "__keras_tensor__", "config": {"shape": [null, 8, 8, 4], "keras_history": [name, 0, 0]}}], "kwargs": {}}]);
+        let k2 = |name: &str| serde_json::json!([[[name, 0, 0, {}]]]);
+        for (by, reads) in [("Keras 3", &k3 as &dyn Fn(&str) -> serde_json::Value), ("Keras 2", &k2)] {
+            let layer = |class: &str, name: &str, activation: &str, input: &str| serde_json::json!({"class_name": class, "name": name, "config": {"name": name, "activation": activation}, "inbound_nodes": reads(input)});
+            let graph = |second_reader: &str| serde_json::json!({"config": {"layers": [
+                {"class_name": "InputLayer", "name": "in", "config": {"name": "in"}, "inbound_nodes": []},
+                layer("Conv2D", "c", "linear", "in"),
+                layer("Activation", "s", "sigmoid", second_reader),
+                layer("Activation", "a", "relu", "c"),
+            ]}});
+            let relu_conv = conv(1, Padding::Same, Activation::Relu);
+            let layers = model_layers(&graph("in"));
+            assert_eq!(settings_differ(&relu_conv, None, &layers[1].settings), None, "{by}");
+            let layers = model_layers(&graph("c"));
+            assert!(settings_differ(&relu_conv, None, &layers[1].settings).unwrap().contains("activation linear in the file, relu"), "{by}");
+        }
     }
 }
