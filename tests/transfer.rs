@@ -51,7 +51,7 @@ fn actions(p: &gpu_cnn::transfer::Plan) -> Vec<(&str, Action)> {
 
 #[test]
 fn prefix_copies_model1s_conv_into_model2_and_stops() {
-    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Prefix, false);
+    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Prefix, false, 0);
     println!("{}", p.table());
     assert_eq!(
         actions(&p),
@@ -74,7 +74,7 @@ fn prefix_copies_model1s_conv_into_model2_and_stops() {
 
 #[test]
 fn match_copies_every_layer_whose_name_and_shape_agree() {
-    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Match, false);
+    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Match, false, 0);
     let a = actions(&p);
     assert_eq!(a[0], ("conv2d_1", Action::Copied));
     assert_eq!(a[2], ("conv2d_2", Action::FreshInit));
@@ -86,7 +86,7 @@ fn match_copies_every_layer_whose_name_and_shape_agree() {
 
 #[test]
 fn grow_turns_model1_into_model2_with_an_identity_conv_and_a_pooled_remap() {
-    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Grow, false);
+    let p = plan(&ModelSpec::model1(64), &ModelSpec::model2(64), Strategy::Grow, false, 0);
     println!("{}", p.table());
     let a = actions(&p);
     assert_eq!(a[0].1, Action::Copied);
@@ -101,7 +101,7 @@ fn grow_turns_model1_into_model2_with_an_identity_conv_and_a_pooled_remap() {
 #[test]
 fn identical_layouts_copy_everything() {
     for strategy in [Strategy::Prefix, Strategy::Match, Strategy::Grow] {
-        let p = plan(&ModelSpec::model2(32), &ModelSpec::model2(32), strategy, false);
+        let p = plan(&ModelSpec::model2(32), &ModelSpec::model2(32), strategy, false, 0);
         assert_eq!(p.moved, p.total, "{strategy:?}");
         assert!(p.layers.iter().all(|l| matches!(l.action, Action::Copied | Action::NoParameters)));
     }
@@ -113,19 +113,19 @@ fn wider_narrower_reordered_resized_and_reclassed_layouts() {
 
     // Wider: grow replicates; prefix and match cannot copy the changed shapes.
     let wide = spec([16, 16, 3], vec![conv(12), pool(), conv(8), pool(), flat(), dense(20), head(2)]);
-    let g = plan(&base, &wide, Strategy::Grow, false);
+    let g = plan(&base, &wide, Strategy::Grow, false, 0);
     assert_eq!(actions(&g).iter().map(|a| a.1).collect::<Vec<_>>(), [Action::Grown, Action::NoParameters, Action::Grown, Action::NoParameters, Action::NoParameters, Action::Grown, Action::Grown]);
     assert!(g.function_preserving && g.moved == g.total);
-    let pre = plan(&base, &wide, Strategy::Prefix, false);
+    let pre = plan(&base, &wide, Strategy::Prefix, false, 0);
     assert_eq!(pre.moved, 0);
     assert!(pre.layers[0].reason.as_ref().unwrap().contains("shape differs"));
 
     // Narrower: growth cannot shrink; --partial copies the overlapping slice.
     let narrow = spec([16, 16, 3], vec![conv(4), pool(), conv(8), pool(), flat(), dense(16), head(2)]);
-    let g = plan(&base, &narrow, Strategy::Grow, false);
+    let g = plan(&base, &narrow, Strategy::Grow, false, 0);
     assert_eq!(g.layers[0].action, Action::FreshInit);
     assert!(g.layers[0].reason.as_ref().unwrap().contains("narrower"));
-    let m = plan(&base, &narrow, Strategy::Match, true);
+    let m = plan(&base, &narrow, Strategy::Match, true, 0);
     assert_eq!(m.layers[0].action, Action::Partial);
     assert_eq!(m.layers[0].moved, 3 * 3 * 3 * 4 + 4);
     assert_eq!(m.layers[2].action, Action::Partial, "conv2d_2's input channels shrank");
@@ -134,22 +134,22 @@ fn wider_narrower_reordered_resized_and_reclassed_layouts() {
     let named = |a: &str, b: &str, ua: u32, ub: u32| {
         spec([8, 8, 3], vec![conv(4), pool(), flat(), (Some(a.into()), LayerKind::Dense(Dense::new(ua, Activation::Relu))), (Some(b.into()), LayerKind::Dense(Dense::new(ub, Activation::Relu))), head(2)])
     };
-    let p = plan(&named("fc_a", "fc_b", 10, 6), &named("fc_b", "fc_a", 6, 10), Strategy::Match, false);
+    let p = plan(&named("fc_a", "fc_b", 10, 6), &named("fc_b", "fc_a", 6, 10), Strategy::Match, false, 0);
     assert_eq!(p.layers[3].action, Action::FreshInit);
     assert!(p.layers[3].reason.as_ref().unwrap().contains("shape differs"));
 
     // Another input size: convs still fit; the dense layer after flatten does not.
     let big = spec([32, 32, 3], vec![conv(8), pool(), conv(8), pool(), flat(), dense(16), head(2)]);
-    let m = plan(&base, &big, Strategy::Match, false);
+    let m = plan(&base, &big, Strategy::Match, false, 0);
     assert_eq!(actions(&m).iter().map(|a| a.1).collect::<Vec<_>>()[..6], [Action::Copied, Action::NoParameters, Action::Copied, Action::NoParameters, Action::NoParameters, Action::FreshInit]);
     assert_eq!(m.layers[6].action, Action::Copied);
-    let g = plan(&base, &big, Strategy::Grow, false);
+    let g = plan(&base, &big, Strategy::Grow, false, 0);
     assert!(g.layers[0].reason.as_ref().unwrap().contains("input size differs"));
 
     // Another class count: everything but the head.
     let ten = spec([16, 16, 3], vec![conv(8), pool(), conv(8), pool(), flat(), dense(16), head(10)]);
     for strategy in [Strategy::Match, Strategy::Grow, Strategy::Prefix] {
-        let p = plan(&base, &ten, strategy, false);
+        let p = plan(&base, &ten, strategy, false, 0);
         assert_eq!(p.layers[6].action, Action::FreshInit, "{strategy:?}");
         assert_eq!(p.moved, p.total - (16 * 10 + 10), "{strategy:?}");
     }
@@ -162,7 +162,7 @@ fn grow_refuses_what_it_cannot_do_exactly_or_consistently() {
     let source = spec([32, 32, 3], vec![conv(4), pool(), flat(), dense(8), head(2)]);
     let valid = (None, LayerKind::Conv2d(Conv2d::new(4, 3, Padding::Valid, Activation::Relu)));
     let target = spec([32, 32, 3], vec![conv(4), pool(), pool(), valid, flat(), dense(8), head(2)]);
-    let p = plan(&source, &target, Strategy::Grow, false);
+    let p = plan(&source, &target, Strategy::Grow, false, 0);
     println!("{}", p.table());
     assert_eq!(p.layers[5].action, Action::FreshInit);
     assert!(!p.function_preserving);
@@ -171,16 +171,17 @@ fn grow_refuses_what_it_cannot_do_exactly_or_consistently() {
     let linear = (None, LayerKind::Conv2d(Conv2d::new(4, 3, Padding::Same, Activation::Linear)));
     let source = spec([8, 8, 3], vec![linear.clone(), pool(), flat(), dense(8), head(2)]);
     let target = spec([8, 8, 3], vec![linear, conv(4), pool(), flat(), dense(8), head(2)]);
-    let p = plan(&source, &target, Strategy::Grow, false);
+    let p = plan(&source, &target, Strategy::Grow, false, 0);
     assert_eq!(p.layers[1].action, Action::FreshInit);
     assert!(p.layers[1].reason.as_ref().unwrap().contains("can be negative"), "{:?}", p.layers[1].reason);
     assert!(!p.function_preserving);
 }
 
-/// Outputs of `source` and of `target` (after `grow`) on the same random batch.
-fn outputs(source: &ModelSpec, target: &ModelSpec) -> (Vec<f32>, Vec<f32>) {
+/// Outputs of `source` and of `target` (after `grow` with replicas picked by `seed`) on the
+/// same random batch.
+fn outputs(source: &ModelSpec, target: &ModelSpec, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let (ctx, kernels) = gpu();
-    let p = plan(source, target, Strategy::Grow, false);
+    let p = plan(source, target, Strategy::Grow, false, seed);
     println!("{}", p.table());
     assert!(p.function_preserving, "grow should be exact here");
     let batch = 5;
@@ -223,14 +224,37 @@ fn assert_same_function(what: &str, (a, b): (Vec<f32>, Vec<f32>)) {
 fn grow_preserves_the_function_for_an_inserted_conv() {
     let source = spec([10, 9, 3], vec![conv(6), pool(), flat(), dense(7), head(2)]);
     let target = spec([10, 9, 3], vec![conv(6), conv(6), pool(), flat(), dense(7), head(2)]);
-    assert_same_function("inserted conv", outputs(&source, &target));
+    assert_same_function("inserted conv", outputs(&source, &target, 0));
 }
 
 #[test]
 fn grow_preserves_the_function_when_widening() {
     let source = spec([10, 9, 3], vec![conv(5), pool(), conv(6), pool(), flat(), dense(7), head(3)]);
     let target = spec([10, 9, 3], vec![conv(9), pool(), conv(11), pool(), flat(), dense(12), head(3)]);
-    assert_same_function("widened convs and dense", outputs(&source, &target));
+    for seed in [0, 1] {
+        assert_same_function(&format!("widened convs and dense, seed {seed}"), outputs(&source, &target, seed));
+    }
+}
+
+/// Net2Net picks the replicated units at random: another seed widens with other units.
+#[test]
+fn grow_seed_picks_the_replicated_units() {
+    let source = spec([10, 9, 3], vec![conv(5), pool(), flat(), dense(7), head(2)]);
+    let target = spec([10, 9, 3], vec![conv(9), pool(), flat(), dense(12), head(2)]);
+    let src = initial_params(&source, 1);
+    let grown = |seed| apply(&plan(&source, &target, Strategy::Grow, false, seed), &source, &src, &target, initial_params(&target, 2));
+    let (a, b) = (grown(0), grown(1));
+    assert_eq!(a, grown(0), "one seed grows one way");
+    // The kernel is [3, 3, 3, filters]: unit c's weights are every filters-th value from c.
+    let unit = |k: &[f32], filters: usize, c: usize| k.iter().skip(c).step_by(filters).copied().collect::<Vec<f32>>();
+    let replicas = |k: &[f32]| -> Vec<usize> {
+        (0..9).map(|c| (0..5).find(|&u| unit(k, 9, c) == unit(&src[0], 5, u)).expect("a new unit copies no source unit")).collect()
+    };
+    let (ra, rb) = (replicas(&a[0]), replicas(&b[0]));
+    println!("seed 0 replicates {ra:?}, seed 1 {rb:?}");
+    assert_eq!(ra[..5], [0, 1, 2, 3, 4], "the source's units keep their places");
+    assert_eq!(rb[..5], [0, 1, 2, 3, 4]);
+    assert_ne!(ra, rb, "seeds 0 and 1 replicated the same units");
 }
 
 /// Growth through batch normalisation, each case exact in inference mode (the outputs are
@@ -240,27 +264,27 @@ fn grow_preserves_the_function_through_batchnorm() {
     let bn_source = spec([10, 9, 3], vec![linear_conv(5, false), norm(true), pool(), flat(), dense(7), head(2)]);
     // A batchnorm that matches is copied; widened, its four tensors replicate with the conv's units.
     let wider = spec([10, 9, 3], vec![linear_conv(8, false), norm(true), pool(), flat(), dense(9), head(2)]);
-    assert_same_function("widened conv + batchnorm", outputs(&bn_source, &wider));
+    assert_same_function("widened conv + batchnorm", outputs(&bn_source, &wider, 0));
 
     // A block inserted as the identity: conv (widened 5 -> 7 channels) + batchnorm (ReLU).
     let block = spec([10, 9, 3], vec![linear_conv(5, false), norm(true), linear_conv(7, true), norm(true), pool(), flat(), dense(7), head(2)]);
-    let p = plan(&bn_source, &block, Strategy::Grow, false);
+    let p = plan(&bn_source, &block, Strategy::Grow, false, 0);
     assert_eq!(actions(&p)[2..4], [("conv2d_2", Action::Identity), ("batch_normalization_2", Action::Identity)]);
-    assert_same_function("inserted conv + batchnorm block", outputs(&bn_source, &block));
+    assert_same_function("inserted conv + batchnorm block", outputs(&bn_source, &block, 0));
 
     // A source without batchnorm: the conv's ReLU and bias move to a batchnorm inserted after it.
     let plain = spec([10, 9, 3], vec![conv(6), pool(), conv(5), pool(), flat(), dense(7), head(2)]);
     let normed = spec([10, 9, 3], vec![linear_conv(6, false), norm(true), pool(), linear_conv(5, true), norm(false), (None, LayerKind::Activation(ActivationLayer { activation: Activation::Relu })), pool(), flat(), dense(7), head(2)]);
-    let p = plan(&plain, &normed, Strategy::Grow, false);
+    let p = plan(&plain, &normed, Strategy::Grow, false, 0);
     println!("{}", p.table());
     assert!(p.layers[0].reason.as_ref().unwrap().contains("ReLU and bias move to batch_normalization_1"), "{:?}", p.layers[0].reason);
     assert!(p.table().contains("in inference mode"));
-    assert_same_function("batchnorm inserted after existing convs", outputs(&plain, &normed));
+    assert_same_function("batchnorm inserted after existing convs", outputs(&plain, &normed, 0));
 
     // A batchnorm of flattened features: every (y, x, channel) feature follows the widened conv.
     let flat_bn = spec([10, 9, 3], vec![conv(5), pool(), flat(), norm(false), dense(7), head(2)]);
     let wider = spec([10, 9, 3], vec![conv(8), pool(), flat(), norm(false), dense(9), head(2)]);
-    assert_same_function("widened conv, flatten, batchnorm", outputs(&flat_bn, &wider));
+    assert_same_function("widened conv, flatten, batchnorm", outputs(&flat_bn, &wider, 0));
 }
 
 #[test]
@@ -268,13 +292,13 @@ fn grow_says_why_batchnorm_or_global_pooling_cannot_preserve_the_function() {
     // A ReLU batchnorm inserted after a linear conv would meet negative inputs.
     let source = spec([8, 8, 3], vec![linear_conv(4, true), pool(), flat(), dense(8), head(2)]);
     let target = spec([8, 8, 3], vec![linear_conv(4, true), norm(true), pool(), flat(), dense(8), head(2)]);
-    let p = plan(&source, &target, Strategy::Grow, false);
+    let p = plan(&source, &target, Strategy::Grow, false, 0);
     assert_eq!(p.layers[1].action, Action::FreshInit);
     assert!(p.layers[1].reason.as_ref().unwrap().contains("can be negative"), "{:?}", p.layers[1].reason);
     // Global average pooling in place of flatten: the dense layer after it starts fresh.
     let source = spec([8, 8, 3], vec![conv(4), pool(), flat(), dense(8), head(2)]);
     let gap = spec([8, 8, 3], vec![conv(4), pool(), (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {})), dense(8), head(2)]);
-    let p = plan(&source, &gap, Strategy::Grow, false);
+    let p = plan(&source, &gap, Strategy::Grow, false, 0);
     println!("{}", p.table());
     assert_eq!(actions(&p)[..2], [("conv2d_1", Action::Copied), ("max_pooling2d_1", Action::NoParameters)]);
     assert!(p.layers[2].reason.as_ref().unwrap().contains("no function-preserving map"), "{:?}", p.layers[2].reason);
@@ -283,13 +307,13 @@ fn grow_says_why_batchnorm_or_global_pooling_cannot_preserve_the_function() {
     // A pool inserted before a global average pool: nothing to remap, but not the same function.
     let gap_source = spec([8, 8, 3], vec![conv(4), (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {})), dense(8), head(2)]);
     let pooled = spec([8, 8, 3], vec![conv(4), pool(), (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {})), dense(8), head(2)]);
-    let p = plan(&gap_source, &pooled, Strategy::Grow, false);
+    let p = plan(&gap_source, &pooled, Strategy::Grow, false, 0);
     assert!(p.layers[1].reason.as_ref().unwrap().contains("approximate") && !p.function_preserving, "{}", p.table());
     // A source ReLU before its batchnorm cannot move past it (relu(x) then normalised is not
     // normalised x then relu).
     let relu_first = spec([8, 8, 3], vec![conv(4), norm(false), pool(), flat(), dense(8), head(2)]);
     let relu_after = spec([8, 8, 3], vec![linear_conv(4, true), norm(false), (None, LayerKind::Activation(ActivationLayer { activation: Activation::Relu })), pool(), flat(), dense(8), head(2)]);
-    let p = plan(&relu_first, &relu_after, Strategy::Grow, false);
+    let p = plan(&relu_first, &relu_after, Strategy::Grow, false, 0);
     assert!(p.layers[1].reason.as_ref().unwrap().contains("ReLU found no place before batch_normalization_1") && !p.function_preserving, "{}", p.table());
 }
 
@@ -298,7 +322,7 @@ fn grow_says_why_batchnorm_or_global_pooling_cannot_preserve_the_function() {
 #[test]
 fn model2_grows_into_model3() {
     let load = |f: &str| gpu_cnn::config::Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(f)).unwrap().model;
-    let p = plan(&load("configs/model2.toml"), &load("configs/model3.toml"), Strategy::Grow, false);
+    let p = plan(&load("configs/model2.toml"), &load("configs/model3.toml"), Strategy::Grow, false, 0);
     println!("{}", p.table());
     let a: Vec<Action> = p.layers.iter().map(|l| l.action).collect();
     use Action::*;

@@ -271,12 +271,13 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Plans how `source`'s parameters move into `target`.
-pub fn plan(source: &ModelSpec, target: &ModelSpec, strategy: Strategy, partial: bool) -> Plan {
+/// Plans how `source`'s parameters move into `target`; `seed` picks the units a widening
+/// replicates (Net2Net's random choice), so each run's seed grows its own way.
+pub fn plan(source: &ModelSpec, target: &ModelSpec, strategy: Strategy, partial: bool, seed: u64) -> Plan {
     match strategy {
         Strategy::Prefix => plan_prefix(source, target, partial),
         Strategy::Match => plan_match(source, target, partial),
-        Strategy::Grow => plan_grow(source, target, partial),
+        Strategy::Grow => plan_grow(source, target, partial, seed),
     }
 }
 
@@ -342,9 +343,9 @@ struct Deferred {
     bias: bool,
 }
 
-fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
+fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -> Plan {
     let mut b = Builder::new(source, target);
-    let mut rng = StdRng::seed_from_u64(0x004E_324E);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x004E_324E);
     let mut j = 0;
     // Target channel/unit -> source channel/unit of the current activation.
     let mut channels: Vec<usize> = (0..source.input[2] as usize).collect();
@@ -674,7 +675,7 @@ pub fn copied_layers(provenance: &serde_json::Value) -> Vec<String> {
 /// Transfers `source` into the layout `target` (initialised from `seed` where nothing moves):
 /// the plan and the new checkpoint, which records its provenance.
 pub fn transfer(source: &Checkpoint, source_path: &Path, target: &ModelSpec, seed: u64, lr: f32, strategy: Strategy, partial: bool) -> (Plan, Checkpoint) {
-    let plan = plan(&source.model, target, strategy, partial);
+    let plan = plan(&source.model, target, strategy, partial, seed);
     let params = apply(&plan, &source.model, &source.params, target, crate::network::initial_params(target, seed));
     let classes = if target.classes() as usize == source.classes.len() {
         source.classes.clone()
@@ -684,6 +685,8 @@ pub fn transfer(source: &Checkpoint, source_path: &Path, target: &ModelSpec, see
     let provenance = serde_json::json!({
         "source": source_path.display().to_string(),
         "source_model": source.model,
+        // Which version of the source: an experiment notes a stage grown from an earlier one.
+        "source_epoch": source.state.epoch,
         "strategy": plan.strategy,
         "partial": plan.partial,
         "fraction_transferred": plan.fraction(),
