@@ -209,6 +209,34 @@ fn best_checkpoint(dir: &Path, epochs: u32) -> anyhow::Result<Option<PathBuf>> {
     Ok(["best.safetensors", crate::train::callbacks::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file()))
 }
 
+/// The checkpoint stage `k` (> 0) of strategy arm `arm` grows from: the best of the stage
+/// before, trained by the shared first stage or by this arm, or the experiment's checkpoint.
+fn source_checkpoint(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<PathBuf> {
+    if let (1, Some(path)) = (k, &exp.stages[0].checkpoint) {
+        return Ok(path.clone());
+    }
+    let before = if k == 1 { FIRST } else { arm };
+    let cfg = stage_config(exp, k - 1, seed, before, overrides)?;
+    let dir = exp.folder(seed, before, k - 1, &cfg);
+    best_checkpoint(&dir, cfg.train.epochs)?.ok_or_else(|| anyhow::anyhow!("{}: stage {k} has not finished (run --arm {before} --seed {seed} first)", dir.display()))
+}
+
+/// Whether stage `k` of strategy arm `arm` was grown from another version of its source than
+/// the one there now (the source trained on, or was replaced, after the growth): the report
+/// says so, since the chain's totals count the source as it is now.
+fn grown_from_another(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<Option<String>> {
+    let init = exp.folder(seed, arm, k, &stage_config(exp, k, seed, arm, overrides)?).join("init.safetensors");
+    // Transfers before gpu-cnn recorded the source's epoch cannot be checked.
+    let then = match init.is_file() {
+        true => Checkpoint::load(&init)?.provenance.and_then(|p| p["source_epoch"].as_u64()),
+        false => None,
+    };
+    let Some(then) = then else { return Ok(None) };
+    let source = source_checkpoint(exp, k, seed, arm, overrides)?;
+    let now = Checkpoint::read_state(&source)?.epoch;
+    Ok((u64::from(now) != then).then(|| format!("seed {seed}, {arm}, stage {}: grown from {} at epoch {then}; it now holds epoch {now}", k + 1, source.display())))
+}
+
 /// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
 /// the report. Every run folder is claimed before the first run starts; finished runs are kept
 /// and stopped ones resumed, unless `overwrite` starts them afresh. `progress` makes each run's
@@ -260,16 +288,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
         } else if k == 0 || a == SCRATCH {
             Start::Fresh
         } else {
-            // The arm that trained the stage before: the shared first stage, else this one.
-            let before = if k == 1 { FIRST } else { a };
-            let prev = match (k, &exp.stages[0].checkpoint) {
-                (1, Some(path)) => path.clone(),
-                _ => {
-                    let before_cfg = stage_config(exp, k - 1, s, before, overrides)?;
-                    let dir = exp.folder(s, before, k - 1, &before_cfg);
-                    best_checkpoint(&dir, before_cfg.train.epochs)?.ok_or_else(|| anyhow::anyhow!("{}: stage {k} has not finished (run --arm {before} --seed {s} first)", dir.display()))?
-                }
-            };
+            let prev = source_checkpoint(exp, k, s, a, overrides)?;
             let strategy = exp.strategies.iter().copied().find(|&st| strategy_name(st) == a).expect("a strategy arm");
             let (mut plan, mut ckpt) = crate::transfer::transfer(&Checkpoint::load(&prev)?, &prev, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, false);
             if strategy == Strategy::Grow {
@@ -297,6 +316,8 @@ pub struct StageRun {
     pub stage: usize,
     pub model: String,
     pub history: Vec<EpochLogs>,
+    /// Set where the stage was grown from another version of its source than the one there now.
+    pub grown_from_another: Option<String>,
 }
 
 impl StageRun {
@@ -357,10 +378,10 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
                 return Ok(None);
             }
             let history = crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?;
-            Ok(Some(StageRun { stage: k, model: cfg.name.clone(), history }))
+            Ok(Some(StageRun { stage: k, model: cfg.name.clone(), history, grown_from_another: None }))
         };
         let first = match &exp.stages[0].checkpoint {
-            Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::load(path)?.state.history }),
+            Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::load(path)?.state.history, grown_from_another: None }),
             None => read(FIRST, 0)?,
         };
         for arm in exp.arms() {
@@ -372,6 +393,10 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
             }
             let want = if arm == SCRATCH { 1 } else { exp.stages_of(&arm).end };
             if stages.len() == want && (arm != FIRST || exp.stages[0].checkpoint.is_none()) {
+                // Every stage finished, so every grown stage's source has too.
+                for s in stages.iter_mut().filter(|s| s.stage > 0 && arm != SCRATCH) {
+                    s.grown_from_another = grown_from_another(exp, s.stage, seed, &arm, overrides)?;
+                }
                 chains.push(Chain { arm, seed, stages });
             }
         }
@@ -445,6 +470,11 @@ pub fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
             let first = s.first().map_or("-".into(), |v| format!("{v:.4}"));
             out += &format!("| {} | {} | {} | {} | {} | {:.4} | {first} | {} | {:.0} s |\n", c.seed, c.arm, s.stage + 1, s.model, s.history.len(), s.best(), flops(s.flops()), s.wall());
         }
+    }
+    let another: Vec<&str> = chains.iter().flat_map(|c| &c.stages).filter_map(|s| s.grown_from_another.as_deref()).collect();
+    if !another.is_empty() {
+        out += "\nGrown from another version of their source than the one there now (the totals above count the source as it is now; run these stages again with --overwrite to grow them from it):\n\n";
+        another.iter().for_each(|line| out += &format!("- {line}\n"));
     }
     out
 }

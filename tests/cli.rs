@@ -168,6 +168,13 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
     assert!(table.contains("| grow | 1 | ") && table.contains(" | - / 0."), "{table}");
+    assert!(!table.contains("another version"), "{table}");
+    // A source replaced after the growth: the report says the stage grew from another version.
+    std::fs::copy(dir.path().join("wide/last.safetensors"), dir.path().join("wide.safetensors")).unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
+    assert!(table.contains("Grown from another version of their source") && table.contains("- seed 0, grow, stage 2: grown from wide.safetensors at epoch 0; it now holds epoch 1"), "{table}");
     // The wrong layout is refused with a pointer to transfer.
     let o = gpu_cnn(dir.path(), &["train", "small.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("gpu-cnn transfer"));
