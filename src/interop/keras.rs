@@ -130,6 +130,7 @@ fn model_layers(model: &serde_json::Value) -> Vec<ConfigLayer> {
     // Keras 2's early Sequential configs are the list of layers itself.
     let layers = model["config"]["layers"].as_array().or(model["config"].as_array()).cloned().unwrap_or_default();
     let name = |l: &serde_json::Value| l["config"]["name"].as_str().or(l["name"].as_str()).unwrap_or_default().to_string();
+    let functional = layers.iter().any(|o| o.get("inbound_nodes").is_some());
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
     for (i, l) in layers.iter().enumerate() {
@@ -140,7 +141,7 @@ fn model_layers(model: &serde_json::Value) -> Vec<ConfigLayer> {
         *n += 1;
         // A Functional model's graph says which layer reads this one's output (a branch: none
         // to fuse); a Sequential one's is the next in the list.
-        let next = match layers.iter().any(|o| o.get("inbound_nodes").is_some()) {
+        let next = match functional {
             true => {
                 let readers: Vec<&serde_json::Value> = layers.iter().filter(|o| inbound(&o["inbound_nodes"]).contains(&name(l))).collect();
                 (readers.len() == 1).then(|| readers[0])

@@ -67,7 +67,7 @@ impl Kind for MaxPool2d {
         }
     }
     /// Every window element normalised on load; the gradient at each window's maximum.
-    fn loads_unstored(&self, _: Shape, output: Shape) -> Option<Loads> {
+    fn loads_unstored(&self, output: Shape) -> Option<Loads> {
         let [ph, pw] = self.pool.0;
         Some(Loads { elements: output.len() * (ph * pw) as u64, windows: output.len() })
     }

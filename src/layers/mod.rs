@@ -158,8 +158,8 @@ pub trait Kind {
         false
     }
     /// It can compute its input on load from the layer before (see [`Build::x_unstored`]),
-    /// for `input` -> `output`: what it then computes per image.
-    fn loads_unstored(&self, _input: Shape, _output: Shape) -> Option<Loads> {
+    /// for its `output`: what it then computes per image.
+    fn loads_unstored(&self, _output: Shape) -> Option<Loads> {
         None
     }
     /// Its backward works in place: its input gradient is its output gradient's buffer.

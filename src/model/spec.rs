@@ -210,7 +210,7 @@ impl ModelSpec {
         let shapes = self.shapes().expect("validated spec");
         (0..self.layers.len())
             .map(|i| match (self.layers[i].kind.ops().can_leave_unstored(), self.layers.get(i + 1)) {
-                (true, Some(next)) => next.kind.ops().loads_unstored(shapes[i], shapes[i + 1]),
+                (true, Some(next)) => next.kind.ops().loads_unstored(shapes[i + 1]),
                 _ => None,
             })
             .collect()
