@@ -188,6 +188,21 @@ impl Checkpoint {
     /// finished need not read every tensor).
     pub fn read_state(path: &Path) -> Result<TrainState, CheckpointError> {
         let p = || path.to_path_buf();
+        let text = Self::read_field(path, "state")?.ok_or_else(|| CheckpointError::Metadata(p(), "state", "missing".into()))?;
+        let state: TrainState = serde_json::from_str(&text).map_err(|e| CheckpointError::Metadata(p(), "state", e.to_string()))?;
+        check_state(&state).map_err(|e| CheckpointError::Metadata(p(), "state", e))?;
+        Ok(state)
+    }
+
+    /// The provenance alone, from the file's header.
+    pub fn read_provenance(path: &Path) -> Result<Option<serde_json::Value>, CheckpointError> {
+        let text = Self::read_field(path, "provenance")?;
+        text.map(|t| serde_json::from_str(&t)).transpose().map_err(|e| CheckpointError::Metadata(path.to_path_buf(), "provenance", e.to_string()))
+    }
+
+    /// One metadata field of a gpu-cnn checkpoint's header, without reading any tensor.
+    fn read_field(path: &Path, key: &str) -> Result<Option<String>, CheckpointError> {
+        let p = || path.to_path_buf();
         let mut file = std::fs::File::open(path).map_err(|e| CheckpointError::Read(p(), e))?;
         let mut len = [0u8; 8];
         file.read_exact(&mut len).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
@@ -201,10 +216,7 @@ impl Checkpoint {
         if meta["format"].as_str() != Some(FORMAT) {
             return Err(CheckpointError::NotOurs(p()));
         }
-        let text = meta["state"].as_str().ok_or_else(|| CheckpointError::Metadata(p(), "state", "missing".into()))?;
-        let state: TrainState = serde_json::from_str(text).map_err(|e| CheckpointError::Metadata(p(), "state", e.to_string()))?;
-        check_state(&state).map_err(|e| CheckpointError::Metadata(p(), "state", e))?;
-        Ok(state)
+        Ok(meta[key].as_str().map(str::to_string))
     }
 
     /// [`Checkpoint::load`] of a file's contents; `path` names the file in errors.

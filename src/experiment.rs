@@ -209,32 +209,44 @@ fn best_checkpoint(dir: &Path, epochs: u32) -> anyhow::Result<Option<PathBuf>> {
     Ok(["best.safetensors", crate::train::callbacks::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file()))
 }
 
-/// The checkpoint stage `k` (> 0) of strategy arm `arm` grows from: the best of the stage
-/// before, trained by the shared first stage or by this arm, or the experiment's checkpoint.
-fn source_checkpoint(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<PathBuf> {
+/// The checkpoint stage `k` (> 0) of strategy arm `arm` grows from (the best of the stage
+/// before, trained by the shared first stage or by this arm, or the experiment's checkpoint),
+/// and that run's history as a chain counts it.
+fn source_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<(PathBuf, Vec<EpochLogs>)> {
     if let (1, Some(path)) = (k, &exp.stages[0].checkpoint) {
-        return Ok(path.clone());
+        return Ok((path.clone(), Checkpoint::read_state(path)?.history));
     }
     let before = if k == 1 { FIRST } else { arm };
     let cfg = stage_config(exp, k - 1, seed, before, overrides)?;
     let dir = exp.folder(seed, before, k - 1, &cfg);
-    best_checkpoint(&dir, cfg.train.epochs)?.ok_or_else(|| anyhow::anyhow!("{}: stage {k} has not finished (run --arm {before} --seed {seed} first)", dir.display()))
+    let best = best_checkpoint(&dir, cfg.train.epochs)?.ok_or_else(|| anyhow::anyhow!("{}: stage {k} has not finished (run --arm {before} --seed {seed} first)", dir.display()))?;
+    Ok((best, crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?))
 }
 
-/// Whether stage `k` of strategy arm `arm` was grown from another version of its source than
-/// the one there now (the source trained on, or was replaced, after the growth): the report
-/// says so, since the chain's totals count the source as it is now.
+/// What a grown stage's provenance records of its source's run: its length and compute.
+fn run_record(history: &[EpochLogs]) -> serde_json::Value {
+    serde_json::json!({ "epochs": history.len(), "flops": history.last().map_or(0.0, |l| l.flops) })
+}
+
+/// Whether stage `k` of strategy arm `arm` was grown from another run of its source than the
+/// one there now (the source trained on, or was run again or replaced, after the growth): the
+/// report says so, since the chain's totals count the source as it is now.
 fn grown_from_another(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<Option<String>> {
     let init = exp.folder(seed, arm, k, &stage_config(exp, k, seed, arm, overrides)?).join("init.safetensors");
-    // Transfers before gpu-cnn recorded the source's epoch cannot be checked.
-    let then = match init.is_file() {
-        true => Checkpoint::load(&init)?.provenance.and_then(|p| p["source_epoch"].as_u64()),
-        false => None,
+    // Growths from before gpu-cnn recorded their source's run, or an init file no longer
+    // readable (the run no longer needs it), cannot be checked.
+    let then = match Checkpoint::read_provenance(&init) {
+        Ok(p) => p.map(|p| p["source_run"].clone()).filter(|r| !r.is_null()),
+        Err(e) => {
+            log::warn!("{e}: cannot check which run of its source stage {} grew from", k + 1);
+            None
+        }
     };
     let Some(then) = then else { return Ok(None) };
-    let source = source_checkpoint(exp, k, seed, arm, overrides)?;
-    let now = Checkpoint::read_state(&source)?.epoch;
-    Ok((u64::from(now) != then).then(|| format!("seed {seed}, {arm}, stage {}: grown from {} at epoch {then}; it now holds epoch {now}", k + 1, source.display())))
+    let (source, history) = source_run(exp, k, seed, arm, overrides)?;
+    let now = run_record(&history);
+    let said = |r: &serde_json::Value| format!("{} epochs, {:.3e} FLOPs", r["epochs"], r["flops"].as_f64().unwrap_or(f64::NAN));
+    Ok((now != then).then(|| format!("seed {seed}, {arm}, stage {}: grown from {} when its run had {}; it now has {} (`--overwrite --arm {arm} --seed {seed}` grows it again)", k + 1, source.display(), said(&then), said(&now))))
 }
 
 /// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
@@ -288,9 +300,12 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
         } else if k == 0 || a == SCRATCH {
             Start::Fresh
         } else {
-            let prev = source_checkpoint(exp, k, s, a, overrides)?;
+            let (prev, history) = source_run(exp, k, s, a, overrides)?;
             let strategy = exp.strategies.iter().copied().find(|&st| strategy_name(st) == a).expect("a strategy arm");
             let (mut plan, mut ckpt) = crate::transfer::transfer(&Checkpoint::load(&prev)?, &prev, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, false);
+            if let Some(p) = &mut ckpt.provenance {
+                p["source_run"] = run_record(&history);
+            }
             if strategy == Strategy::Grow {
                 // Inserted batchnorms start close to the identity in training mode too.
                 crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut ckpt, train.spread(1024))?;
@@ -316,7 +331,7 @@ pub struct StageRun {
     pub stage: usize,
     pub model: String,
     pub history: Vec<EpochLogs>,
-    /// Set where the stage was grown from another version of its source than the one there now.
+    /// Set where the stage was grown from another run of its source than the one there now.
     pub grown_from_another: Option<String>,
 }
 
@@ -473,7 +488,7 @@ pub fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
     }
     let another: Vec<&str> = chains.iter().flat_map(|c| &c.stages).filter_map(|s| s.grown_from_another.as_deref()).collect();
     if !another.is_empty() {
-        out += "\nGrown from another version of their source than the one there now (the totals above count the source as it is now; run these stages again with --overwrite to grow them from it):\n\n";
+        out += "\nGrown from another run of their source than the one there now (the totals above count the source as it is now):\n\n";
         another.iter().for_each(|line| out += &format!("- {line}\n"));
     }
     out

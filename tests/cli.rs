@@ -168,13 +168,20 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
     assert!(table.contains("| grow | 1 | ") && table.contains(" | - / 0."), "{table}");
-    assert!(!table.contains("another version"), "{table}");
-    // A source replaced after the growth: the report says the stage grew from another version.
+    assert!(!table.contains("another run"), "{table}");
+    // A source replaced after the growth: the report says the stage grew from another run.
     std::fs::copy(dir.path().join("wide/last.safetensors"), dir.path().join("wide.safetensors")).unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
-    assert!(table.contains("Grown from another version of their source") && table.contains("- seed 0, grow, stage 2: grown from wide.safetensors at epoch 0; it now holds epoch 1"), "{table}");
+    assert!(table.contains("Grown from another run of their source") && table.contains("- seed 0, grow, stage 2: grown from wide.safetensors when its run had 0 epochs, 0.000e0 FLOPs; it now has 1 epochs, "), "{table}");
+    assert!(table.contains("(`--overwrite --arm grow --seed 0` grows it again)"), "{table}");
+    // The finished stage no longer needs its init file: a damaged one leaves it unchecked.
+    let init = std::fs::read_dir(dir.path().join("exp/seed-0/grow")).unwrap().next().unwrap().unwrap().path().join("init.safetensors");
+    std::fs::write(&init, b"not a checkpoint").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot check which run of its source stage 2 grew from"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap().contains("another run"));
     // The wrong layout is refused with a pointer to transfer.
     let o = gpu_cnn(dir.path(), &["train", "small.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("gpu-cnn transfer"));
@@ -222,6 +229,11 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     for (seed, epochs) in [(1, 3), (2, 2)] {
         let h = gpu_cnn::train::history::read(&dir.path().join(format!("exp/seed-{seed}/grow/3-s3/history.json"))).unwrap();
         assert_eq!(h.len(), epochs, "seed {seed}");
+    }
+    // Those grown stages resumed from growths of their sources' 2-epoch runs: the report says so.
+    let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
+    for stage in [2, 3] {
+        assert!(table.contains(&format!("- seed 1, grow, stage {stage}: grown from exp/seed-1/")) && table.contains("when its run had 2 epochs, "), "stage {stage}:\n{table}");
     }
 
     let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/grow/3-s3", "exp/seed-1/first/history.json", "-o", "both.svg"]);

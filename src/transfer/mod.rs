@@ -685,8 +685,6 @@ pub fn transfer(source: &Checkpoint, source_path: &Path, target: &ModelSpec, see
     let provenance = serde_json::json!({
         "source": source_path.display().to_string(),
         "source_model": source.model,
-        // Which version of the source: an experiment notes a stage grown from an earlier one.
-        "source_epoch": source.state.epoch,
         "strategy": plan.strategy,
         "partial": plan.partial,
         "fraction_transferred": plan.fraction(),
