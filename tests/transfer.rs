@@ -236,6 +236,41 @@ fn grow_preserves_the_function_when_widening() {
     }
 }
 
+/// Widened units start as copies of their originals; training must tell them apart (with
+/// equal outgoing shares their gradients would stay equal and they would stay copies). A unit
+/// whose inputs are replicas is no copy (its weights from them are shared unequally), so the
+/// dense layer reads an unwidened conv.
+#[test]
+fn grown_replicas_part_ways_in_training() {
+    let (ctx, kernels) = gpu();
+    let source = spec([10, 9, 3], vec![conv(5), pool(), conv(6), pool(), flat(), dense(7), head(3)]);
+    let target = spec([10, 9, 3], vec![conv(9), pool(), conv(6), pool(), flat(), dense(12), head(3)]);
+    let p = plan(&source, &target, Strategy::Grow, false, 3);
+    // A dense bias that keeps every ReLU unit alive on the batch (a dead unit and its copy both
+    // stay still).
+    let mut src = initial_params(&source, 1);
+    src[5].fill(5.0);
+    let grown = apply(&p, &source, &src, &target, initial_params(&target, 2));
+    let batch = 6;
+    let mut net = Network::new(ctx, kernels, &target, batch, 4).unwrap();
+    let slots = net.slots.clone();
+    for (s, w) in slots.iter().zip(&grown) {
+        net.write_param(ctx, &s.info.name, w).unwrap();
+    }
+    // Unit c's incoming weights (every units-th value of a [.., in, units] kernel from c).
+    let unit = |k: &[f32], units: usize, c: usize| k.iter().skip(c).step_by(units).copied().collect::<Vec<f32>>();
+    let copies = |k: &[f32], units: usize, old: usize| (old..units).filter(|&c| (0..old).any(|u| unit(k, units, c) == unit(k, units, u))).count();
+    assert_eq!((copies(&grown[0], 9, 5), copies(&grown[4], 12, 7)), (4, 5), "every new unit starts as a copy");
+    let n = batch as usize * 10 * 9 * 3;
+    let images: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    net.upload(ctx, &images, &[0, 1, 2, 0, 1, 2]).unwrap();
+    for _ in 0..3 {
+        net.run(ctx, Pass::Train, 1e-2);
+    }
+    let (conv_k, dense_k) = (net.read_param(ctx, "conv2d_1.kernel").unwrap(), net.read_param(ctx, "dense_1.kernel").unwrap());
+    assert_eq!((copies(&conv_k, 9, 5), copies(&dense_k, 12, 7)), (0, 0), "replicas still equal after 3 steps");
+}
+
 /// Net2Net picks the replicated units at random: another seed widens with other units.
 #[test]
 fn grow_seed_picks_the_replicated_units() {

@@ -45,7 +45,7 @@ pub enum Strategy {
 pub enum Action {
     /// Same shape, values copied.
     Copied,
-    /// Net2Net: units replicated, outgoing weights divided (function-preserving).
+    /// Net2Net: units replicated, their outgoing weights shared (function-preserving).
     Grown,
     /// Inserted conv initialised as the identity (function-preserving).
     Identity,
@@ -76,12 +76,13 @@ impl Action {
 pub enum InputMap {
     /// Same channels / features.
     Same,
-    /// Target input channel c replicates source channel map[c] (divide by its replica count).
-    Channels(Vec<usize>),
+    /// Target input channel c replicates source channel channels[c]; the replicas share its
+    /// weights as `split` draws them (see [`shares`]).
+    Channels { channels: Vec<usize>, split: u64 },
     /// Dense after flatten: input rows are (h, w, c) of the source's `source_grid`, pooled by
     /// `window` ([1, 1] when no max-pool was inserted) in the target, with target channel c
-    /// replicating source channel channels[c].
-    Pooled { source_grid: [u32; 2], window: [u32; 2], channels: Vec<usize> },
+    /// replicating source channel channels[c], shared as in `Channels`.
+    Pooled { source_grid: [u32; 2], window: [u32; 2], channels: Vec<usize>, split: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -506,17 +507,18 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -
         }
         let unit_map: Vec<usize> = (0..ns).chain((ns..nt).map(|_| rng.random_range(0..ns))).collect();
         let replicated = channels.iter().enumerate().any(|(i, &c)| i != c);
+        let split = rng.random();
         let input = match grid.take() {
-            Some(source_grid) => InputMap::Pooled { source_grid, window, channels: channels.clone() },
-            None if replicated => InputMap::Channels(channels.clone()),
+            Some(source_grid) => InputMap::Pooled { source_grid, window, channels: channels.clone(), split },
+            None if replicated => InputMap::Channels { channels: channels.clone(), split },
             None => InputMap::Same,
         };
         let (action, mut reason) = if window != [1, 1] && matches!(input, InputMap::Pooled { .. }) {
             (Action::Remapped, Some(format!("kernel summed over each {}x{} pooled window (approximate)", window[0], window[1])))
         } else if nt > ns {
-            (Action::Grown, Some(format!("widened {ns} -> {nt} (units replicated{})", if replicated { ", inputs divided" } else { "" })))
+            (Action::Grown, Some(format!("widened {ns} -> {nt} (units replicated{})", if replicated { ", inputs shared" } else { "" })))
         } else if replicated {
-            (Action::Grown, Some("inputs from replicated units divided".into()))
+            (Action::Grown, Some("inputs from replicated units shared".into()))
         } else {
             (Action::Copied, None)
         };
@@ -590,34 +592,29 @@ pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target
     init
 }
 
-/// A kernel [..., in, out] whose output units and input rows follow `recipe` (Net2Net: inputs
-/// from replicated units divided by their replica count).
+/// A kernel [..., in, out] whose output units and input rows follow `recipe` (Net2Net: the
+/// weights from a replicated unit shared among its replicas).
 fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usize], input: &InputMap) {
     let (t_in, t_out) = (ts[ts.len() - 2] as usize, ts[ts.len() - 1] as usize);
     let (s_in, s_out) = (ss[ss.len() - 2] as usize, ss[ss.len() - 1] as usize);
     let taps = ts[..ts.len() - 2].iter().product::<u32>() as usize;
-    let replicas = |map: &[usize]| {
-        let mut n = vec![0f32; map.iter().max().map_or(0, |m| m + 1)];
-        map.iter().for_each(|&c| n[c] += 1.0);
-        n
-    };
     match input {
-        InputMap::Same | InputMap::Channels(_) => {
-            let in_map: Vec<usize> = match input {
-                InputMap::Channels(m) => m.clone(),
-                _ => (0..t_in).collect(),
+        InputMap::Same | InputMap::Channels { .. } => {
+            let (in_map, split): (Vec<usize>, u64) = match input {
+                InputMap::Channels { channels, split } => (channels.clone(), *split),
+                _ => ((0..t_in).collect(), 0),
             };
-            let count = replicas(&in_map);
+            let share = shares(&in_map, t_out, split);
             for tap in 0..taps {
                 for (i, &si) in in_map.iter().enumerate() {
                     for (o, &so) in units.iter().enumerate() {
-                        dst[(tap * t_in + i) * t_out + o] = src[(tap * s_in + si) * s_out + so] / count[si];
+                        dst[(tap * t_in + i) * t_out + o] = src[(tap * s_in + si) * s_out + so] * share[i * t_out + o];
                     }
                 }
             }
         }
-        InputMap::Pooled { source_grid, window, channels } => {
-            let count = replicas(channels);
+        InputMap::Pooled { source_grid, window, channels, split } => {
+            let share = shares(channels, t_out, *split);
             let c_t = channels.len();
             let c_s = s_in / (source_grid[0] * source_grid[1]) as usize;
             let (gh, gw) = (source_grid[0] as usize / window[0] as usize, source_grid[1] as usize / window[1] as usize);
@@ -633,13 +630,34 @@ fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usi
                                     sum += src[row_s * s_out + so];
                                 }
                             }
-                            dst[row_t * t_out + o] = sum / count[sc];
+                            dst[row_t * t_out + o] = sum * share[c * t_out + o];
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Input i's share of its source input's weight to each of `outputs` units ([i * outputs + o]),
+/// for inputs replicating source inputs as `map` says: 1 for an input with no replicas; over a
+/// replica group, random shares (drawn from `split`) that sum to 1, so the function is the same.
+/// Net2Net's equal shares would keep the replicas identical through training (their gradients
+/// stay equal, as measured on a grown Model 3); unequal ones break the symmetry exactly, where
+/// Net2Net adds noise.
+fn shares(map: &[usize], outputs: usize, split: u64) -> Vec<f32> {
+    let mut groups = vec![Vec::new(); map.iter().max().map_or(0, |m| m + 1)];
+    map.iter().enumerate().for_each(|(i, &s)| groups[s].push(i));
+    let mut rng = StdRng::seed_from_u64(split);
+    let mut share = vec![1f32; map.len() * outputs];
+    for group in groups.iter().filter(|g| g.len() > 1) {
+        for o in 0..outputs {
+            let draws: Vec<f32> = group.iter().map(|_| rng.random_range(0.5..1.5)).collect();
+            let total: f32 = draws.iter().sum();
+            group.iter().zip(&draws).for_each(|(&i, d)| share[i * outputs + o] = d / total);
+        }
+    }
+    share
 }
 
 /// Copies the overlapping block of two row-major tensors of the same rank.
