@@ -35,22 +35,25 @@ const CONV_SHAPES: &[ConvCase] = &[
     (2, [5, 6, 6], 12, [3, 3], 1, false),
     (2, [7, 9, 8], 4, [3, 3], 2, true),
     (1, [6, 5, 12], 8, [4, 2], 1, false),
-    // Channel counts a multiple of 4 x the subgroup size (8 lanes on lavapipe) take the subgroup
-    // kernels: 3 or 5 input channels (fewer than a subgroup's reach), 4 or 12 (x quads; 27
-    // kernel units, not a multiple of 4), 32 input channels for the input gradient; with stride
-    // 2, 'valid' padding, and widths that leave part of the last pixel tile empty (some of them
-    // more than one tile wide).
-    (1, [5, 7, 3], 32, [3, 3], 1, true),
-    (2, [6, 5, 12], 32, [3, 3], 1, false),
-    (2, [7, 9, 32], 12, [3, 3], 2, true),
-    (1, [5, 11, 32], 32, [2, 3], 1, false),
-    (1, [4, 21, 5], 32, [3, 3], 1, true),
-    (1, [3, 37, 4], 32, [3, 3], 2, true),
-    (1, [3, 19, 32], 8, [3, 3], 1, true),
-    // 64 channels: the subgroup kernels at 16 lanes (LP_NATIVE_VECTOR_WIDTH=512), as at 8 and 4.
-    (1, [5, 7, 3], 64, [3, 3], 1, true),
-    (1, [3, 11, 64], 12, [3, 3], 2, true),
 ];
+
+/// Shapes whose channel count `c`, 4 x the adapter's subgroup lanes (32 on lavapipe's default 8
+/// lanes, 128 on 32-lane GPUs), takes the subgroup kernels: 3 or 5 input channels (fewer than a
+/// subgroup's reach), 4 or 12 (x quads; 27 kernel units, not a multiple of 4), c input channels
+/// for the input gradient; with stride 2, 'valid' padding, and widths that leave part of the last
+/// pixel tile empty (some of them more than one tile wide).
+fn subgroup_conv_shapes(c: u32) -> [ConvCase; 8] {
+    [
+        (1, [5, 7, 3], c, [3, 3], 1, true),
+        (2, [6, 5, 12], c, [3, 3], 1, false),
+        (2, [7, 9, c], 12, [3, 3], 2, true),
+        (1, [5, 11, c], c, [2, 3], 1, false),
+        (1, [4, 21, 5], c, [3, 3], 1, true),
+        (1, [3, 37, 4], c, [3, 3], 2, true),
+        (1, [3, 19, c], 8, [3, 3], 1, true),
+        (1, [3, 11, 2 * c], 12, [3, 3], 2, true),
+    ]
+}
 
 /// Model 1/2's first conv and Model 2's second, at batch 32.
 const CONV_REFERENCE: &[ConvCase] =
@@ -100,7 +103,8 @@ fn conv_case(seed: u64, shape: ConvCase) -> Vec<Kernel> {
 #[test]
 fn conv2d_forward_and_backward_match_reference() {
     let mut used = Vec::new();
-    for (i, &shape) in CONV_SHAPES.iter().enumerate() {
+    let c = 4 * gpu().1.subgroup_lanes().unwrap_or(8);
+    for (i, &shape) in CONV_SHAPES.iter().chain(&subgroup_conv_shapes(c)).enumerate() {
         used.extend(conv_case(100 + 10 * i as u64, shape));
     }
     for subgroup_kernel in ["conv2d_forward_subgroup", "conv2d_backward_input_subgroup", "conv2d_backward_kernel_subgroup"] {
@@ -368,10 +372,11 @@ fn assert_subgroup_path_ran(used: &[Kernel], is_subgroup: impl Fn(&Kernel) -> bo
 #[test]
 fn gemm_matches_reference_for_every_layout() {
     // Odd sizes take the scalar kernel; multiples of 4 the quad kernel (with and without split-K),
-    // and m a multiple of 8 with n a multiple of 4 x the subgroup size (32 or 64 on lavapipe)
-    // the subgroup kernel, with k shorter than a subgroup's reach, not a multiple of it, and
-    // split, with the tiles ordered along m (m > n) or along n; (12, 64, 36) has m = 12, so the
-    // quad kernel.
+    // and m a multiple of 8 with n a multiple of w = 4 x the adapter's subgroup lanes (32 on
+    // lavapipe's default 8, 128 on 32-lane GPUs) the subgroup kernel, with k shorter than a
+    // subgroup's reach, not a multiple of it, and split, with the tiles ordered along m (m > n)
+    // or along n; (12, 2w, 36) has m = 12, so the quad kernel.
+    let w = 4 * gpu().1.subgroup_lanes().unwrap_or(8);
     let cases = [
         (1, 1, 1),
         (5, 7, 3),
@@ -381,11 +386,11 @@ fn gemm_matches_reference_for_every_layout() {
         (4, 12, 8),
         (12, 20, 2052),
         (36, 8, 516),
-        (24, 32, 4),
-        (12, 64, 36),
-        (16, 64, 36),
-        (8, 32, 2060),
-        (72, 32, 12),
+        (24, w, 4),
+        (12, 2 * w, 36),
+        (16, 2 * w, 36),
+        (8, w, 2060),
+        (2 * w + 8, w, 12),
     ];
     let mut used = Vec::new();
     for (i, &(m, n, kk)) in cases.iter().enumerate() {
