@@ -63,8 +63,14 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { train: "dataset/training_set".into(), test: "dataset/test_set".into(), synthetic: None, corrupt: CorruptPolicy::Skip, workers: 2 }
+        Self { train: "dataset/training_set".into(), test: "dataset/test_set".into(), synthetic: None, corrupt: CorruptPolicy::Skip, workers: default_workers() }
     }
+}
+
+/// One thread a core: two workers augment about 8,500 images/s, which an H200 outruns with every
+/// shipped model (13,000-39,000 trained), while a 2-core CPU adapter keeps the two it had.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// `[data.synthetic]`: sizes of the generated set.
