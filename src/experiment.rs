@@ -320,7 +320,8 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
         if let Some(line) = run::describe_freezing(&cfg) {
             println!("{line}");
         }
-        run::train(ctx, &cfg, train, test, &folder, start, progress(), None)?;
+        let stop = crate::interrupt::listen();
+        run::train(ctx, &cfg, train, test, &folder, start, progress(), Some(stop.flag()))?;
     }
     report(exp, overrides)
 }

@@ -208,7 +208,8 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown host".into())
 }
 
-/// The lock file of a run folder, removed when dropped.
+/// The lock file of a run folder, removed when dropped, or at a signal that ends the process
+/// ([`crate::interrupt`]).
 struct Lock(PathBuf);
 
 impl Lock {
@@ -219,6 +220,7 @@ impl Lock {
             match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
                     let lock = Self(path.clone());
+                    crate::interrupt::hold(&path);
                     f.write_all(me.text().as_bytes()).and_then(|_| f.sync_all()).map_err(write_error(&path))?;
                     return Ok(lock);
                 }
@@ -245,6 +247,7 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
+        crate::interrupt::release(&self.0);
         let _ = std::fs::remove_file(&self.0);
     }
 }

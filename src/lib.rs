@@ -9,6 +9,7 @@ pub mod experiment;
 pub mod files;
 pub mod devices;
 pub mod gpu;
+pub mod interrupt;
 pub mod interop;
 pub mod layers;
 pub mod model;

@@ -1,8 +1,6 @@
 //! The gpu-cnn command line: parses flags, calls the library, prints errors once.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -373,6 +371,7 @@ fn with_commands(e: OutputError, last: Option<&std::path::Path>) -> anyhow::Erro
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    gpu_cnn::interrupt::install().context("installing the signal handler")?;
     let backends = parse_backends(cli.backend.as_deref())?;
     let gpu = || GpuContext::new(&cli.adapter, backends);
     match cli.command {
@@ -402,14 +401,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(line) = run::describe_freezing(&cfg) {
                 println!("{line}");
             }
-            let interrupt = Arc::new(AtomicBool::new(false));
-            let flag = interrupt.clone();
-            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+            let stop = gpu_cnn::interrupt::listen();
             let mut extra: Vec<Box<dyn Callback>> = vec![Box::new(Progress::default())];
             if let Some(n) = std::env::var("GPU_CNN_INTERRUPT_AFTER_STEPS").ok().and_then(|v| v.parse().ok()) {
-                extra.push(Box::new(InterruptAfter::new(n, interrupt.clone())));
+                extra.push(Box::new(InterruptAfter::new(n, stop.flag())));
             }
-            match run::train(&ctx, &cfg, train, test, &folder, start, extra, Some(interrupt)) {
+            match run::train(&ctx, &cfg, train, test, &folder, start, extra, Some(stop.flag())) {
                 Ok((history, _)) => {
                     let best = history.iter().map(|l| l.val_acc).fold(f64::NAN, f64::max);
                     println!("Best val_acc {best:.4}; history in {}", out.join("history.csv").display());
@@ -420,7 +417,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         eprintln!("Resume with: {}", resume_command(&last));
                         // Exiting skips destructors: release the folder's lock first.
                         drop(folder);
-                        std::process::exit(130);
+                        std::process::exit(gpu_cnn::interrupt::EXIT_STATUS);
                     }
                     _ => return Err(e),
                 },
@@ -483,10 +480,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 let ctx = gpu()?;
                 let progress = || -> Vec<Box<dyn Callback>> { vec![Box::new(Progress::default())] };
-                gpu_cnn::experiment::run(&ctx, &exp, &overrides, overwrite, arm.as_deref(), args.seed, &progress).map_err(|e| match e.downcast::<OutputError>() {
-                    Ok(e) => with_commands(e, None),
-                    Err(e) => e,
-                })?
+                match gpu_cnn::experiment::run(&ctx, &exp, &overrides, overwrite, arm.as_deref(), args.seed, &progress) {
+                    Ok(done) => done,
+                    // Every run folder is released by now: the same command resumes the sweep.
+                    Err(e) if matches!(e.downcast_ref(), Some(TrainError::Interrupted { .. })) => {
+                        eprintln!("{e}; run the same command again to resume");
+                        std::process::exit(gpu_cnn::interrupt::EXIT_STATUS);
+                    }
+                    Err(e) => return Err(e.downcast::<OutputError>().map_or_else(|e| e, |e| with_commands(e, None))),
+                }
             };
             println!("\n{}", gpu_cnn::experiment::results_md(&exp, &done.chains));
             println!("Chart: {}; table: {}", done.out.join("comparison.png").display(), done.out.join("results.md").display());

@@ -80,19 +80,8 @@ fn rerunning_a_config_refuses_and_keeps_the_first_runs_best_model() {
 fn a_second_run_on_a_locked_folder_is_refused_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     quickstart(dir.path(), |t| t);
-    let mut first = Command::new(env!("CARGO_BIN_EXE_gpu-cnn"))
-        .args(["train", "q.toml", "--epochs", "3", "--limit", "64", "--out", "run"])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let lock = dir.path().join("run").join(gpu_cnn::files::LOCK_FILE);
-    let started = std::time::Instant::now();
-    while !lock.is_file() || std::fs::read_to_string(&lock).unwrap_or_default().lines().count() < 3 {
-        assert!(first.try_wait().unwrap().is_none(), "the first run ended before its lock was seen");
-        assert!(started.elapsed().as_secs() < 120, "no lock after two minutes");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let mut first = spawn_until(dir.path(), &["train", "q.toml", "--epochs", "3", "--limit", "64", "--out", "run"], || holds_lock(&lock));
     let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--out", "run", "--overwrite"]);
     refused(&o, &["run: another run is writing here", &format!("pid {} on ", first.id()), "q.toml --epochs 3 --limit 64 --out run"]);
     assert!(first.wait().unwrap().success(), "the first run is not disturbed");
@@ -105,6 +94,67 @@ fn a_second_run_on_a_locked_folder_is_refused_naming_the_holder() {
     assert!(o.status.success());
     assert!(stderr(&o).contains("taking over the lock of pid 4294967294"), "{}", stderr(&o));
     assert!(!lock.exists());
+}
+
+/// Whether `lock` names its holder (pid, host and command lines).
+fn holds_lock(lock: &Path) -> bool {
+    std::fs::read_to_string(lock).unwrap_or_default().lines().count() >= 3
+}
+
+/// Starts gpu-cnn in `dir` and returns it, still running, once `ready` holds.
+fn spawn_until(dir: &Path, args: &[&str], ready: impl Fn() -> bool) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-cnn")).args(args).current_dir(dir).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(child.try_wait().unwrap().is_none(), "gpu-cnn {} ended before the moment to stop it", args.join(" "));
+        assert!(started.elapsed().as_secs() < 120, "gpu-cnn {}: not ready after two minutes", args.join(" "));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+/// Sends SIGTERM (as `kill`, `timeout` and Slurm's `scancel` do) and waits for the exit.
+fn terminate(child: std::process::Child) -> Output {
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    eprintln!("--- stderr of the terminated run\n{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(130), "exit status 130 after a termination signal");
+    assert!(!stderr(&o).contains("panicked"));
+    o
+}
+
+#[test]
+fn a_termination_signal_leaves_no_folder_locked_and_the_runs_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path(), |t| t);
+    let root = dir.path();
+    // Loading data (the 10,000 shared CIFAR-10 images take seconds; the signal comes within
+    // 20 ms of the lock): nothing listens yet, so the process ends at once, lock removed.
+    let cifar = bin::root().join("../shared/datasets/cifar10-catdog");
+    let lock = root.join("loading").join(gpu_cnn::files::LOCK_FILE);
+    let o = terminate(spawn_until(root, &["train", "q.toml", "--data", cifar.to_str().unwrap(), "--out", "loading"], || holds_lock(&lock)));
+    assert_eq!(stderr(&o).trim(), "Interrupted");
+    assert_eq!(leftovers(root), Vec::<PathBuf>::new());
+
+    // Mid-training: the run stops after its step with a resumable checkpoint.
+    let child = spawn_until(root, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--out", "run"], || root.join("run/history.json").is_file());
+    let o = terminate(child);
+    assert!(stderr(&o).contains("Resume with: "), "a resumable stop");
+    assert_eq!(leftovers(root), Vec::<PathBuf>::new());
+    assert!(gpu_cnn(root, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--resume", "run/last.safetensors"]).status.success());
+
+    // An experiment stopped as soon as it has claimed its folders (loading data, starting the
+    // GPU or training, whichever it reached): no folder stays locked, and the same command
+    // finishes every run.
+    std::fs::write(root.join("exp.toml"), "stages = [\"q.toml\", \"q.toml\"]\nstrategies = [\"grow\"]\nseeds = [0]\nepochs = 2\nlimit = 64\nout = \"exp\"\n").unwrap();
+    let lock = root.join("exp/seed-0/first").join(gpu_cnn::files::LOCK_FILE);
+    terminate(spawn_until(root, &["experiment", "exp.toml"], || holds_lock(&lock)));
+    assert_eq!(leftovers(root), Vec::<PathBuf>::new());
+    assert!(gpu_cnn(root, &["experiment", "exp.toml"]).status.success());
+    for run in ["first", "grow/2-q", "scratch/2-q"] {
+        let h = gpu_cnn::train::history::read(&root.join("exp/seed-0").join(run).join("history.json")).unwrap();
+        assert_eq!(h.len(), 2, "{run}");
+    }
 }
 
 #[test]
