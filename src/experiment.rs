@@ -79,6 +79,8 @@ fn all_strategies() -> Vec<Strategy> {
 /// `configs/experiment.toml`. Paths are relative to the working folder, like `--data`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentConfig {
+    /// The file it was read from (errors in its stages name it).
+    pub file: PathBuf,
     pub stages: Vec<Stage>,
     pub strategies: Vec<Strategy>,
     /// Every run repeats for each seed (default: the first stage config's seed).
@@ -141,7 +143,7 @@ impl ExperimentConfig {
             }
         }
         let out = raw.out.unwrap_or_else(|| PathBuf::from("checkpoints/experiment"));
-        Ok(Self { stages, strategies: raw.strategies, seeds: raw.seeds, data: raw.data, limit: raw.limit, out })
+        Ok(Self { file: path.to_path_buf(), stages, strategies: raw.strategies, seeds: raw.seeds, data: raw.data, limit: raw.limit, out })
     }
 
     /// Every arm: the first stage, one chain per strategy, and scratch.
@@ -249,6 +251,22 @@ fn grown_from_another(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, ov
     Ok((now != then).then(|| format!("seed {seed}, {arm}, stage {}: grown from {} when its run had {}; it now has {} (`--overwrite --arm {arm} --seed {seed}` grows it again)", k + 1, source.display(), said(&then), said(&now))))
 }
 
+/// What would stop `arm`'s run of stage `k` only once earlier runs have trained: its data
+/// folders, and the layers the experiment's `stages[k].freeze` names (`copied` is known only
+/// after the transfer).
+fn check_stage(exp: &ExperimentConfig, k: usize, arm: &str, cfg: &Config) -> anyhow::Result<()> {
+    if cfg.data.synthetic.is_none() {
+        if let Some(dir) = [&cfg.data.train, &cfg.data.test].into_iter().find(|d| !d.is_dir()) {
+            return Err(crate::data::DataError::Missing(dir.clone()).into());
+        }
+    }
+    let names: Vec<String> = exp.stages[k].freeze.iter().filter(|n| *n != "copied").cloned().collect();
+    if k > 0 && arm != SCRATCH && !names.is_empty() {
+        cfg.model.freeze(&names).map_err(|message| ConfigError::Invalid { file: exp.file.clone(), field: format!("stages[{k}].freeze"), line: String::new(), message: format!("in {}, {message}", exp.stages[k].config.display()) })?;
+    }
+    Ok(())
+}
+
 /// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
 /// the report. Every run folder is claimed before the first run starts; finished runs are kept
 /// and stopped ones resumed, unless `overwrite` starts them afresh. `progress` makes each run's
@@ -279,6 +297,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                     println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
                     continue;
                 }
+                check_stage(exp, k, a, &cfg)?;
                 let folder = run::claim_folder(&cfg, &dir, previous.is_some().then_some(last.as_path()), None, overwrite)?;
                 let init = dir.join("init.safetensors");
                 // One this stage's transfer wrote (a run killed before its first checkpoint) is

@@ -285,5 +285,12 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "prefix", "--overwrite"]), &["stage 1 has not finished (run --arm first --seed 42 first)"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow"]), &["--arm grow: the experiment's arms are first, prefix, scratch"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--seed", "7"]), &["--seed 7: the experiment's seeds are [42]"]);
+    // A later stage's settings are checked before the first stage trains.
+    std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", { config = \"q.toml\", freeze = [\"conv2d_9\"] }]\nstrategies = [\"prefix\"]\nepochs = 1\nout = \"exp2\"\n").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "bad.toml"]);
+    refused(&o, &["bad.toml: field `stages[1].freeze`: in q.toml, no layer named 'conv2d_9' to freeze"]);
+    std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", \"q.toml\"]\nstrategies = [\"prefix\"]\ndata = \"nowhere\"\nout = \"exp2\"\n").unwrap();
+    refused(&gpu_cnn(dir.path(), &["experiment", "bad.toml"]), &["nowhere/training_set: no such folder"]);
+    assert!(!dir.path().join("exp2").join("seed-42").join("first").join("history.json").exists());
     assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
 }
