@@ -236,7 +236,7 @@ fn batchnorm_kernels_match_reference() {
         let got = run(&d, &y);
         let y_train: Vec<f32> = ctx.read(&y).unwrap();
         let (mean, var) = cpu::batch_stats(&x, rows, cu);
-        let want = cpu::batchnorm_forward(&x, cu, &mean, &var, &gamma, &beta, 1e-3, i % 2 == 1);
+        let want = cpu::batchnorm_forward(&x, cu, (&mean, &var), &gamma, &beta, 1e-3, i % 2 == 1);
         // Rows past the valid ones are normalised too (harmless), with the valid rows' statistics.
         assert_close(&format!("batchnorm_forward (training) {name}"), &got, &want, TOL);
         let moved = |old: &[f32], stat: &[f64]| old.iter().zip(stat).map(|(&o, &s)| o as f64 * 0.99 + s * 0.01).collect::<Vec<_>>();
@@ -253,7 +253,7 @@ fn batchnorm_kernels_match_reference() {
         d.push(k.batchnorm_forward(&s, false, &xv, &stats, &y));
         let got = run(&d, &y);
         let to64 = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
-        assert_close(&format!("batchnorm_forward (inference) {name}"), &got, &cpu::batchnorm_forward(&x, cu, &to64(&mm1), &to64(&mv1), &gamma, &beta, 1e-3, false), TOL);
+        assert_close(&format!("batchnorm_forward (inference) {name}"), &got, &cpu::batchnorm_forward(&x, cu, (&to64(&mm1), &to64(&mv1)), &gamma, &beta, 1e-3, false), TOL);
         assert_eq!(ctx.read::<f32>(&moving[0]).unwrap(), mm1, "inference leaves moving_mean alone");
 
         // With a fused ReLU, the backward kernels recompute its mask from x: the reference
@@ -281,7 +281,7 @@ fn batchnorm_kernels_match_reference() {
         d.push(k.batchnorm_backward_input(&f, relu, &train, &xv, &input(ctx, &dy), &stats, &dx));
         let got_dx = run(&d, &dx);
         let y_frozen: Vec<f32> = ctx.read(&y).unwrap();
-        let want_y = cpu::batchnorm_forward(&x, cu, &to64(&mm2), &to64(&mv2), &gamma, &beta, 1e-3, relu);
+        let want_y = cpu::batchnorm_forward(&x, cu, (&to64(&mm2), &to64(&mv2)), &gamma, &beta, 1e-3, relu);
         assert_close(&format!("batchnorm_forward (frozen) {name}"), &y_frozen, &want_y, TOL);
         let g = mask(&dy, &y_frozen);
         let want_dx: Vec<f64> = (0..len).map(|e| if e < rows * cu { gamma[e % cu] as f64 / (mv2[e % cu] as f64 + 1e-3).sqrt() * g[e] as f64 } else { 0.0 }).collect();
@@ -332,7 +332,7 @@ fn batchnorm_gradient_sums_over_max_pool_windows_match_reference() {
         // The reference: the whole tensor's sums of dy (the pool's backward, routed by the
         // GPU's argmax, which the pool test checks) through the ReLU's mask.
         let (mean, var) = cpu::batch_stats(&x, rows, cu);
-        let y_full = cpu::batchnorm_forward(&x, cu, &mean, &var, &gamma, &beta, 1e-3, relu);
+        let y_full = cpu::batchnorm_forward(&x, cu, (&mean, &var), &gamma, &beta, 1e-3, relu);
         let dy_full = cpu::maxpool2d_backward(&p, &ctx.read::<u32>(&arg).unwrap(), &ctx.read::<f32>(&dp).unwrap());
         let g: Vec<f32> = dy_full.iter().zip(&y_full).map(|(&g, &y)| if relu && y <= 0.0 { 0.0 } else { g as f32 }).collect();
         let (want_dx, want_dg, want_db) = cpu::batchnorm_backward(&x, &g, rows, cu, &gamma, 1e-3);

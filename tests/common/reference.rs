@@ -239,7 +239,7 @@ pub fn batch_stats(x: &[f32], rows: usize, c: usize) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// gamma * (x - mean) / sqrt(var + eps) + beta (then ReLU) over every row of x [.., c].
-pub fn batchnorm_forward(x: &[f32], c: usize, mean: &[f64], var: &[f64], gamma: &[f32], beta: &[f32], eps: f64, relu: bool) -> Vec<f64> {
+pub fn batchnorm_forward(x: &[f32], c: usize, (mean, var): (&[f64], &[f64]), gamma: &[f32], beta: &[f32], eps: f64, relu: bool) -> Vec<f64> {
     x.iter()
         .enumerate()
         .map(|(i, &v)| {
