@@ -298,7 +298,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                     continue;
                 }
                 check_stage(exp, k, a, &cfg)?;
-                let folder = run::claim_folder(&cfg, &dir, previous.is_some().then_some(last.as_path()), None, overwrite)?;
+                let folder = run::claim_folder(&cfg, &dir, previous.is_some().then_some(last.as_path()), &[(&exp.stages[k].config, "a stage's config"), (&exp.file, "the experiment's config")], overwrite)?;
                 let init = dir.join("init.safetensors");
                 // One this stage's transfer wrote (a run killed before its first checkpoint) is
                 // written again; anything else there is refused.

@@ -307,6 +307,13 @@ pub fn is_in(file: &Path, dir: &Path) -> bool {
     parent(file).map_or(Path::new("."), |p| p).canonicalize().ok().zip(dir.canonicalize().ok()).is_some_and(|(a, b)| a == b)
 }
 
+/// The path of the existing `file` relative to `dir` (`/`-separated), if it lies under `dir`.
+pub fn relative_in(file: &Path, dir: &Path) -> Option<String> {
+    let (file, dir) = (file.canonicalize().ok()?, dir.canonicalize().ok()?);
+    let rel = file.strip_prefix(dir).ok()?;
+    Some(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

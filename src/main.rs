@@ -384,7 +384,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut cfg = load_config(&config, &args.overrides())?;
             let out = run::out_dir(&cfg, out.as_deref());
             let last = out.join(gpu_cnn::train::callbacks::LAST_CHECKPOINT);
-            let folder = run::claim_folder(&cfg, &out, resume.as_deref(), init.as_deref(), overwrite).map_err(|e| with_commands(e, Some(&last)))?;
+            let inputs: Vec<(&std::path::Path, &str)> = std::iter::once((config.as_path(), "its config")).chain(init.as_deref().map(|p| (p, "--init"))).collect();
+            let folder = run::claim_folder(&cfg, &out, resume.as_deref(), &inputs, overwrite).map_err(|e| with_commands(e, Some(&last)))?;
             let start = match (resume, init) {
                 (Some(path), _) => Start::Resume(Checkpoint::load(&path)?, path),
                 (_, Some(path)) => Start::Init(Checkpoint::load(&path)?),

@@ -112,15 +112,17 @@ pub fn out_dir(cfg: &Config, out: Option<&Path>) -> PathBuf {
 
 /// Claims `dir` for a run of `cfg` (see [`RunFolder::claim`]): a run that resumes a checkpoint
 /// in the folder continues the run there; any other refuses a folder holding a run unless
-/// `overwrite`. An `--init` checkpoint in the folder is never written over.
-pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, init: Option<&Path>, overwrite: bool) -> Result<RunFolder, OutputError> {
+/// `overwrite`. The run's `inputs` (path, what it is: its config, an `--init` checkpoint) are
+/// never written over, even when they lie in the folder under a name the run writes.
+pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(&Path, &str)], overwrite: bool) -> Result<RunFolder, OutputError> {
     let named = cfg.callbacks.checkpoint.filepath.replace("{name}", &cfg.name);
     let pattern = cfg.callbacks.checkpoint.enabled.then_some(named.as_str());
     let outputs = RunOutputs { files: &RUN_FILES, patterns: pattern.as_slice() };
-    if let Some(init) = init.filter(|p| crate::files::is_in(p, dir)) {
-        let name = init.file_name().unwrap_or_default().to_string_lossy();
-        if RUN_FILES.contains(&&*name) || pattern.is_some_and(|p| crate::files::matches_pattern(p, &name)) {
-            return Err(OutputError::OwnInput { path: init.to_path_buf(), what: "--init".into() });
+    for (input, what) in inputs {
+        if let Some(name) = crate::files::relative_in(input, dir) {
+            if RUN_FILES.contains(&name.as_str()) || pattern.is_some_and(|p| crate::files::matches_pattern(p, &name)) {
+                return Err(OutputError::OwnInput { path: input.to_path_buf(), what: what.to_string() });
+            }
         }
     }
     let continues = resume.is_some_and(|p| crate::files::is_in(p, dir));

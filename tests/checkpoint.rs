@@ -78,7 +78,7 @@ fn train(cfg: &Config, out: &Path, start: Start, interrupt_after: Option<usize>)
         Start::Resume(_, path) => Some(path.as_path()),
         _ => None,
     };
-    let folder = run::claim_folder(cfg, out, resume, None, true)?;
+    let folder = run::claim_folder(cfg, out, resume, &[], true)?;
     run::train(ctx, cfg, train_set, test_set, &folder, start, extra, Some(flag)).map(|(h, _)| h)
 }
 

@@ -219,6 +219,13 @@ fn bad_output_paths_are_refused_before_the_first_step() {
     refused(&gpu_cnn(dir.path(), &["train", "q.toml"]), &["must name a file inside the run folder"]);
     assert!(!dir.path().join("checkpoints").exists());
 
+    // Even told to overwrite, a run never writes over its own config.
+    quickstart(dir.path(), with_filepath("{name}.toml"));
+    let config = std::fs::read_to_string(dir.path().join("q.toml")).unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--out", ".", "--overwrite"]);
+    refused(&o, &["q.toml: is this command's own input (its config)"]);
+    assert_eq!(std::fs::read_to_string(dir.path().join("q.toml")).unwrap(), config);
+
     quickstart(dir.path(), |t| format!("name = \"../escape\"\n{t}"));
     refused(&gpu_cnn(dir.path(), &["train", "q.toml"]), &["field `name`", "cannot name a folder"]);
 

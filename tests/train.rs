@@ -54,7 +54,7 @@ fn halves(n: usize, seed: u64) -> Dataset {
 fn fit(dir: &Path) -> Vec<EpochLogs> {
     let (ctx, _) = gpu();
     let cfg = Config::parse(Path::new("test.toml"), CONFIG).unwrap();
-    let folder = run::claim_folder(&cfg, dir, None, None, false).unwrap();
+    let folder = run::claim_folder(&cfg, dir, None, &[], false).unwrap();
     let (history, _) = run::train(ctx, &cfg, halves(95, 1), halves(40, 2), &folder, run::Start::Fresh, vec![], None).unwrap();
     history
 }
