@@ -398,7 +398,9 @@ impl Chain {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub chains: Vec<Chain>,
-    pub out: PathBuf,
+    pub table: PathBuf,
+    /// None until an arm has finished.
+    pub chart: Option<PathBuf>,
 }
 
 /// Rebuilds `results.md` and `comparison.png` from the histories that have finished (they hold
@@ -436,14 +438,15 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
             }
         }
     }
-    let md = results_md(exp, &chains);
-    crate::files::write_atomic(&exp.out.join("results.md"), md.as_bytes())?;
+    let table = exp.out.join("results.md");
+    crate::files::write_atomic(&table, results_md(exp, &chains).as_bytes())?;
     // The first stage is the start of every strategy's chain: no curve of its own.
     let curves: Vec<crate::plot::Chain> = chains.iter().filter(|c| c.arm != FIRST).map(|c| (c.arm.as_str(), c.stages.iter().map(|s| s.history.as_slice()).collect())).collect();
-    if !curves.is_empty() {
-        crate::plot::plot_compute(&curves, &exp.out.join("comparison.png")).map_err(anyhow::Error::msg)?;
+    let chart = (!curves.is_empty()).then(|| exp.out.join("comparison.png"));
+    if let Some(path) = &chart {
+        crate::plot::plot_compute(&curves, path).map_err(anyhow::Error::msg)?;
     }
-    Ok(Report { chains, out: exp.out.clone() })
+    Ok(Report { chains, table, chart })
 }
 
 fn mean_std(values: &[f64]) -> (f64, f64) {

@@ -492,7 +492,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             println!("\n{}", gpu_cnn::experiment::results_md(&exp, &done.chains));
-            println!("Chart: {}; table: {}", done.out.join("comparison.png").display(), done.out.join("results.md").display());
+            match &done.chart {
+                Some(chart) => println!("Chart: {}; table: {}", chart.display(), done.table.display()),
+                None => println!("No chart yet (no arm has finished); table: {}", done.table.display()),
+            }
         }
         Command::Plot { histories, output, overwrite } => {
             let inputs: Vec<(&std::path::Path, &str)> = histories.iter().map(|h| (h.as_path(), "a history")).collect();

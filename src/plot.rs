@@ -16,6 +16,8 @@ type Run<'a> = (&'a str, &'a [EpochLogs]);
 const MAX_VALUE: f64 = 1e12;
 /// The most epochs a chart shows (ticks and points stay bounded).
 const MAX_EPOCHS: u32 = 100_000;
+/// Runs of at most this many epochs get a marker at each epoch.
+const MAX_MARKED_EPOCHS: usize = 50;
 
 fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[Run<'_>], title: &str, train: fn(&EpochLogs) -> f64, val: fn(&EpochLogs) -> f64) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
@@ -51,6 +53,11 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[Run<'_>], ti
             .map_err(err)?
             .label(format!("{name} (validation)"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        // Markers show short runs' epochs, and a one-epoch run, whose lines have no length.
+        if history.len() <= MAX_MARKED_EPOCHS {
+            chart.draw_series(points(val).into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+            chart.draw_series(points(train).into_iter().map(|p| Circle::new(p, 3, color.stroke_width(1)))).map_err(err)?;
+        }
         chart
             .draw_series(DashedLineSeries::new(points(train), 6, 4, color.stroke_width(1)))
             .map_err(err)?
@@ -210,6 +217,9 @@ mod tests {
             plot(&[("run", &h[..])], &svg).unwrap_or_else(|e| panic!("{series:?}: {e}"));
             assert!(started.elapsed().as_secs() < 20, "{series:?} took {:?}", started.elapsed());
         }
+        plot(&[("one", &[logs(1, 0.5)][..])], &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert_eq!(text.matches("<circle").count(), 4, "each panel (accuracy, loss) shows the epoch's validation and train points");
         let long = [logs(1, 0.5), logs(MAX_EPOCHS, 0.6)];
         plot(&[("long", &long[..])], &svg).unwrap();
     }
