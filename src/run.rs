@@ -78,7 +78,9 @@ pub fn load_datasets(cfg: &Config) -> anyhow::Result<(Dataset, Dataset)> {
     let shape = cfg.model.input;
     let (train, test) = match cfg.data.synthetic {
         Some(s) => {
-            let limit = |n: usize| cfg.train.limit.map_or(n, |l| l.min(n));
+            // Classes alternate, so the first images keep limit / classes of each.
+            let classes = synthetic::CLASSES.len();
+            let limit = |n: usize| cfg.train.limit.map_or(n, |l| (crate::data::per_class(l, classes) * classes).min(n));
             let images = (limit(s.train) as u64).saturating_add(limit(s.test) as u64);
             crate::sizes::check_host_bytes("the synthetic set", images.saturating_mul(Shape::Image(shape).len()))?;
             (synthetic::generate(limit(s.train), shape, cfg.train.seed), synthetic::generate(limit(s.test), shape, cfg.train.seed ^ 0x5EED))

@@ -70,8 +70,14 @@ fn limit_is_balanced_across_classes() {
         write_png(&dir.path().join(format!("a/{i}.png")), 3, 3, 10);
         write_png(&dir.path().join(format!("b/{i}.png")), 3, 3, 20);
     }
-    let ds = folder::load(dir.path(), [3, 3, 3], Some(4), CorruptPolicy::Fail, 2).unwrap();
+    // An odd limit rounds down per class, in folders and in the built-in synthetic set alike.
+    let ds = folder::load(dir.path(), [3, 3, 3], Some(5), CorruptPolicy::Fail, 2).unwrap();
     assert_eq!(ds.counts(), [2, 2]);
+    let mut cfg = gpu_cnn::config::Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml")).unwrap();
+    assert!(cfg.data.synthetic.is_some());
+    cfg.train.limit = Some(5);
+    let (train, test) = gpu_cnn::run::load_datasets(&cfg).unwrap();
+    assert_eq!((train.counts(), test.counts()), (vec![2, 2], vec![2, 2]));
 }
 
 #[test]

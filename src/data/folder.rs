@@ -89,7 +89,7 @@ pub fn load(dir: &Path, shape: [u32; 3], limit: Option<usize>, corrupt: CorruptP
         return Err(DataError::Channels { expected: shape[2] });
     }
     let classes = scan(dir)?;
-    let per_class = limit.map(|n| (n / classes.len()).max(1));
+    let per_class = limit.map(|n| super::per_class(n, classes.len()));
     let mut jobs: Vec<(u32, PathBuf)> = Vec::new();
     for (label, (_, files)) in classes.iter().enumerate() {
         let take = per_class.unwrap_or(files.len()).min(files.len());

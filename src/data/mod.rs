@@ -11,6 +11,11 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+/// Images of each class that `--limit` keeps (at least one), in every kind of data set.
+pub fn per_class(limit: usize, classes: usize) -> usize {
+    (limit / classes).max(1)
+}
+
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("{0}: no such folder (expected one sub-folder of images per class)")]
