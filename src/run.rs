@@ -53,10 +53,14 @@ impl Overrides {
         }
         cfg.validate(file).map_err(|e| match e {
             ConfigError::Invalid { file, field, message, .. } => {
-                let flag = [("train.epochs", self.epochs.is_some(), "--epochs"), ("train.batch_size", self.batch_size.is_some(), "--batch-size"), ("train.limit", self.limit.is_some(), "--limit")]
-                    .into_iter()
-                    .find(|&(f, set, _)| set && f == field)
-                    .map_or(String::new(), |(_, _, flag)| format!(" (set by {flag})"));
+                let flag = match field.as_str() {
+                    "train.epochs" if self.epochs.is_some() => " (set by --epochs)".into(),
+                    "train.batch_size" if self.batch_size.is_some() => " (set by --batch-size)".into(),
+                    "train.limit" if self.limit.is_some() => " (set by --limit)".into(),
+                    // A warm-up that fits the config's epochs may not fit the flag's.
+                    "train.schedule.warmup_epochs" => self.epochs.map_or(String::new(), |v| format!(" (with --epochs {v})")),
+                    _ => String::new(),
+                };
                 ConfigError::Invalid { file, field, line: flag, message }
             }
             e => e,

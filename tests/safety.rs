@@ -199,6 +199,9 @@ fn overrides_are_validated_like_the_config() {
     // The same check, and message, for the config file itself.
     quickstart(dir.path(), |t| t.replace("epochs = 12", "epochs = 0"));
     refused(&gpu_cnn(dir.path(), &["train", "q.toml"]), &["q.toml: field `train.epochs`: expected at least 1"]);
+    // A setting that fits the config's epochs but not the flag's names the flag too.
+    quickstart(dir.path(), |t| t.replace("epochs = 12", "epochs = 12\nschedule = { type = \"cosine\", warmup_epochs = 2 }"));
+    refused(&gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "2"]), &["q.toml: field `train.schedule.warmup_epochs` (with --epochs 2): expected fewer than the run's 2 epochs, got 2"]);
     refused(&gpu_cnn(dir.path(), &["evaluate", "x.safetensors", "--data", "d", "--batch-size", "0"]), &["--batch-size"]);
     assert!(!dir.path().join("checkpoints").exists(), "nothing was written");
 }

@@ -138,13 +138,15 @@ impl Plan {
         let sw = self.layers.iter().filter_map(|l| l.source.as_ref().map(String::len)).max().unwrap_or(0).max(12);
         let mut out = format!("{:<tw$} {:<sw$} {:<16} {:>11}  reason\n", "target layer", "source layer", "action", "params");
         for (l, target) in self.layers.iter().zip(&targets) {
-            out += &format!(
-                "{target:<tw$} {:<sw$} {:<16} {:>11}  {}\n",
+            let row = format!(
+                "{target:<tw$} {:<sw$} {:<16} {:>11}  {}",
                 l.source.as_deref().unwrap_or("-"),
                 l.action.label(),
                 if l.params == 0 { "-".into() } else { thousands(l.params) },
                 l.reason.as_deref().unwrap_or("")
             );
+            out += row.trim_end();
+            out += "\n";
         }
         out += &format!("{} of {} parameters ({:.1}%) came from the source", thousands(self.moved), thousands(self.total), 100.0 * self.fraction());
         if !self.unused.is_empty() {
