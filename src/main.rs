@@ -189,10 +189,11 @@ enum Command {
     /// Put data on disk in the class-folder layout, and look at it.
     #[command(subcommand)]
     Dataset(DatasetCommand),
-    /// Print a Keras-style table of a config's model.
+    /// Print a Keras-style table of a config's model, or of the model a checkpoint (.safetensors)
+    /// holds, with its frozen layers.
     ///
     /// Example: gpu-cnn summary configs/model2.toml
-    Summary { config: PathBuf },
+    Summary { file: PathBuf },
     /// List GPU adapters and mark the one that would be used.
     ///
     /// Example: gpu-cnn devices --backend vulkan
@@ -376,10 +377,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let gpu = || GpuContext::new(&cli.adapter, backends);
     match cli.command {
         Command::Devices => print!("{}", gpu_cnn::devices::report(&cli.adapter, backends)),
-        Command::Summary { config } => {
-            let cfg = Config::load(&config)?;
-            print!("{}", summary(&cfg.name, &cfg.model));
-        }
+        Command::Summary { file } => match file.extension().is_some_and(|e| e == "safetensors") {
+            true => print!("{}", summary(&file.display().to_string(), &Checkpoint::load(&file)?.model)),
+            false => {
+                let cfg = Config::load(&file)?;
+                print!("{}", summary(&cfg.name, &cfg.model));
+            }
+        },
         Command::Train { config, run: args, out, resume, init, overwrite, freeze, unfreeze_after } => {
             let mut cfg = load_config(&config, &args.overrides())?;
             let out = run::out_dir(&cfg, out.as_deref());

@@ -52,6 +52,10 @@ fn config_errors_name_file_and_field_and_exit_non_zero() {
     assert!(err.contains("bad.toml") && err.contains("unit") && err.contains("line"), "{err}");
     assert!(!err.contains("panicked"));
 
+    std::fs::write(dir.path().join("binary.toml"), [0xffu8, 0xfe, 0x00, 0x80]).unwrap();
+    let o = gpu_cnn(dir.path(), &["summary", "binary.toml"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("binary.toml: not a text file; a config is TOML text"));
+
     let o = gpu_cnn(dir.path(), &["train", &root().join("configs/model1.toml").to_string_lossy(), "--data", "missing-folder"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -80,6 +84,9 @@ fn ctrl_c_writes_a_resumable_checkpoint_and_the_printed_command_resumes() {
     assert_eq!(o.status.code(), Some(130), "interrupted runs exit non-zero");
     let command = err.lines().find_map(|l| l.strip_prefix("Resume with: ")).expect("the resume command is printed");
     assert!(command.ends_with("--resume run/last.safetensors") && !command.contains("freeze"), "{command}");
+    // `summary` reads a checkpoint's model: epoch 1's best, conv2d_1 (3 x 3 x 3 x 8 + 8) frozen.
+    let s = stdout(&gpu_cnn(dir.path(), &["summary", "run/best.safetensors"]));
+    assert!(s.contains("Model: \"run/best.safetensors\"") && s.contains("Non-trainable params: 224"), "{s}");
     let words: Vec<&str> = command.split(' ').skip(1).collect();
     let o = gpu_cnn(dir.path(), &words);
     assert!(o.status.success());
