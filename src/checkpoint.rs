@@ -47,8 +47,8 @@ pub enum CheckpointError {
     NotFinite(PathBuf, String, usize, f32),
     #[error("{0}: tensor '{1}' (an Adam second moment, never negative) holds {3} at element {2}: the file is damaged")]
     NegativeMoment(PathBuf, String, usize, f32),
-    #[error("the checkpoint's model differs from the config's at layer {layer}: {detail}; to start from a different layout, use `gpu-cnn transfer`")]
-    Layout { layer: String, detail: String },
+    #[error("{path}: its model differs from the config's at layer {layer}: {detail}; to start from a different layout, use `gpu-cnn transfer`")]
+    Layout { path: PathBuf, layer: String, detail: String },
     #[error("{0}: has no optimizer state (not a resumable checkpoint); use --init to start from its weights")]
     NotResumable(PathBuf),
     #[error(transparent)]
@@ -296,16 +296,18 @@ impl Checkpoint {
 
     /// Fails unless `spec` has exactly this checkpoint's layout, naming the first layer that
     /// differs.
-    pub fn check_layout(&self, spec: &ModelSpec) -> Result<(), CheckpointError> {
-        let diff = |layer: &str, detail: String| Err(CheckpointError::Layout { layer: layer.to_string(), detail });
+    pub fn check_layout(&self, spec: &ModelSpec, path: &Path) -> Result<(), CheckpointError> {
+        let diff = |layer: &str, detail: String| Err(CheckpointError::Layout { path: path.to_path_buf(), layer: layer.to_string(), detail });
+        // A layer as its config would write it.
+        let kind = |k: &crate::layers::LayerKind| serde_json::to_string(k).unwrap_or_default();
         if spec.input != self.model.input {
-            return diff("input", format!("input {:?} vs {:?}", spec.input, self.model.input));
+            return diff("input", format!("the config has input {:?}, the checkpoint {:?}", spec.input, self.model.input));
         }
         for (i, want) in spec.layers.iter().enumerate() {
             // Freezing is a training setting, not part of the layout.
             match self.model.layers.get(i) {
                 Some(have) if have.name == want.name && have.kind == want.kind => {}
-                Some(have) => return diff(&want.name, format!("the config has {:?}, the checkpoint {} {:?}", want.kind, have.name, have.kind)),
+                Some(have) => return diff(&want.name, format!("the config has {}, the checkpoint {} {}", kind(&want.kind), have.name, kind(&have.kind))),
                 None => return diff(&want.name, "the checkpoint has no such layer".into()),
             }
         }
@@ -315,10 +317,9 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// Writes the parameters into `net` (which must have this layout), and Adam's state when
-    /// `with_optimizer`.
+    /// Writes the parameters into `net` (which must have this layout: see
+    /// [`Checkpoint::check_layout`]), and Adam's state when `with_optimizer`.
     pub fn apply(&self, ctx: &GpuContext, net: &mut Network, with_optimizer: bool) -> Result<(), CheckpointError> {
-        self.check_layout(&net.spec)?;
         for (slot, data) in net.slots.iter().zip(&self.params) {
             net.write_param(ctx, &slot.info.name, data)?;
         }

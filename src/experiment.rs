@@ -302,7 +302,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                 let init = dir.join("init.safetensors");
                 // One this stage's transfer wrote (a run killed before its first checkpoint) is
                 // written again; anything else there is refused.
-                let ours = || Checkpoint::load(&init).is_ok_and(|c| c.check_layout(&cfg.model).is_ok() && c.provenance.as_ref().is_some_and(|p| p["strategy"].as_str() == Some(a)));
+                let ours = || Checkpoint::load(&init).is_ok_and(|c| c.check_layout(&cfg.model, &init).is_ok() && c.provenance.as_ref().is_some_and(|p| p["strategy"].as_str() == Some(a)));
                 if k > 0 && a != SCRATCH && previous.is_none() && !ours() {
                     crate::files::check_output_file(&init, overwrite, &[])?;
                 }
@@ -331,8 +331,9 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
             }
             println!("transfer ({a}) from {}: {:.1}% of the parameters", prev.display(), 100.0 * plan.fraction());
             print!("{}", plan.table());
-            ckpt.save(&folder.join("init.safetensors"))?;
-            let start = Start::Init(ckpt);
+            let init = folder.join("init.safetensors");
+            ckpt.save(&init)?;
+            let start = Start::Init(ckpt, init);
             run::freeze(&mut cfg, &exp.stages[k].config, &exp.stages[k].freeze, exp.stages[k].unfreeze_after, &start)?;
             start
         };

@@ -392,9 +392,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let folder = run::claim_folder(&cfg, &out, resume.as_deref(), &inputs, overwrite).map_err(|e| with_commands(e, Some(&last)))?;
             let start = match (resume, init) {
                 (Some(path), _) => Start::Resume(Checkpoint::load(&path)?, path),
-                (_, Some(path)) => Start::Init(Checkpoint::load(&path)?),
+                (_, Some(path)) => Start::Init(Checkpoint::load(&path)?, path),
                 _ => Start::Fresh,
             };
+            start.check_layout(&cfg)?;
             run::freeze(&mut cfg, &config, &freeze, unfreeze_after, &start)?;
             // Sizes are checked on the adapter before any data is loaded or memory allocated.
             let ctx = gpu()?;

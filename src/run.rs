@@ -169,7 +169,7 @@ pub fn freeze(cfg: &mut Config, file: &Path, names: &[String], unfreeze_after: O
     }
     let mut names = names.to_vec();
     if let Some(i) = names.iter().position(|n| n == "copied") {
-        let Start::Init(Checkpoint { provenance: Some(p), .. }) = start else { return Err(FreezeError::NoProvenance.into()) };
+        let Start::Init(Checkpoint { provenance: Some(p), .. }, _) = start else { return Err(FreezeError::NoProvenance.into()) };
         let copied = crate::transfer::copied_layers(p);
         if copied.is_empty() {
             return Err(FreezeError::NothingCopied.into());
@@ -225,10 +225,20 @@ pub enum Start {
     /// Glorot-uniform weights (seeded), fresh optimizer.
     Fresh,
     /// A checkpoint's weights with a fresh optimizer (`--init`).
-    Init(Checkpoint),
+    Init(Checkpoint, PathBuf),
     /// Everything a resumable checkpoint holds: weights, Adam state, epoch, step, schedule
     /// states, history and seed (`--resume`).
     Resume(Checkpoint, PathBuf),
+}
+
+impl Start {
+    /// Fails unless the checkpoint it starts from (if any) has `cfg`'s layout.
+    pub fn check_layout(&self, cfg: &Config) -> Result<(), CheckpointError> {
+        match self {
+            Start::Fresh => Ok(()),
+            Start::Init(ckpt, path) | Start::Resume(ckpt, path) => ckpt.check_layout(&cfg.model, path),
+        }
+    }
 }
 
 /// The run's standard listeners: history files, best-model checkpoint, the configured
@@ -264,6 +274,7 @@ pub fn train(
     let kernels = Kernels::new(ctx);
     let mut cfg = cfg.clone();
     let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
+    start.check_layout(&cfg)?;
     if let Start::Resume(ckpt, path) = &start {
         if ckpt.optimizer.is_none() || ckpt.state.lr <= 0.0 {
             return Err(CheckpointError::NotResumable(path.clone()).into());
@@ -283,7 +294,6 @@ pub fn train(
             return Err(ResumeError::Done { path: path.clone(), done: ckpt.state.epoch, epochs: cfg.train.epochs }.into());
         }
         // Freezing resumes as it was: the checkpoint's trainable layers and unfreeze epoch.
-        ckpt.check_layout(&cfg.model)?;
         cfg.model.layers.iter_mut().zip(&ckpt.model.layers).for_each(|(l, c)| l.trainable = c.trainable);
         cfg.train.unfreeze_after = ckpt.state.unfreeze_after;
         state = ckpt.state.clone();
@@ -291,7 +301,7 @@ pub fn train(
     let (mut net, _) = build_network(ctx, &kernels, &cfg)?;
     match &start {
         Start::Fresh => {}
-        Start::Init(ckpt) => ckpt.apply(ctx, &mut net, false)?,
+        Start::Init(ckpt, _) => ckpt.apply(ctx, &mut net, false)?,
         Start::Resume(ckpt, _) => ckpt.apply(ctx, &mut net, true)?,
     }
     let settings = fit_settings(&cfg, interrupt);

@@ -321,9 +321,12 @@ fn init_refuses_another_layout_and_points_to_transfer() {
     let net = Network::new(ctx, kernels, &config(1, 0.003).model, 2, 1).unwrap();
     Checkpoint::capture(ctx, &net, &["a".into(), "b".into()], TrainState::default(), false).unwrap().save(&path).unwrap();
     let other = Config::parse(Path::new("x.toml"), &CONFIG.replace("units = 6", "units = 7")).unwrap();
-    let e = Checkpoint::load(&path).unwrap().check_layout(&other.model).unwrap_err();
+    let e = Checkpoint::load(&path).unwrap().check_layout(&other.model, &path).unwrap_err();
     assert!(matches!(e, CheckpointError::Layout { ref layer, .. } if layer == "dense_1"), "{e}");
-    assert!(e.to_string().contains("gpu-cnn transfer"));
+    // The file, and both layers as a config writes them.
+    let text = e.to_string();
+    assert!(text.starts_with(&format!("{}: ", path.display())) && text.contains("gpu-cnn transfer"), "{text}");
+    assert!(text.contains(r#"the config has {"type":"dense","units":7,"#) && text.contains(r#"the checkpoint dense_1 {"type":"dense","units":6,"#), "{text}");
     // A weights-only checkpoint cannot be resumed.
     let err = train(&config(2, 0.003), dir.path(), Start::Resume(Checkpoint::load(&path).unwrap(), path.clone()), None).unwrap_err();
     assert!(err.to_string().contains("not a resumable checkpoint"), "{err}");
