@@ -263,7 +263,31 @@ pub struct RunOutputs<'a> {
 /// A run's output folder, validated and locked for as long as this value lives.
 pub struct RunFolder {
     dir: PathBuf,
+    // Fields drop in order: the lock goes before the folders it sits in.
     _lock: Lock,
+    _created: Created,
+}
+
+/// The folders a claim created, deepest first: removed when dropped if still empty, so a run
+/// refused or failed before its first output leaves nothing behind.
+struct Created(Vec<PathBuf>);
+
+impl Created {
+    fn create(dir: &Path) -> Result<Self, OutputError> {
+        let created = Self(dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).map(Path::to_path_buf).collect());
+        std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+        Ok(created)
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
 }
 
 impl RunFolder {
@@ -274,7 +298,7 @@ impl RunFolder {
         if dir.is_file() {
             return Err(OutputError::NotAFolder(dir.to_path_buf()));
         }
-        std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+        let created = Created::create(dir)?;
         let lock = Lock::take(dir)?;
         if !continues && !overwrite {
             let existing: Vec<String> = files_under(dir)
@@ -287,7 +311,7 @@ impl RunFolder {
                 return Err(OutputError::RunExists { dir: dir.to_path_buf(), files: files.join(", ") });
             }
         }
-        Ok(Self { dir: dir.to_path_buf(), _lock: lock })
+        Ok(Self { dir: dir.to_path_buf(), _lock: lock, _created: created })
     }
 
     pub fn path(&self) -> &Path {
@@ -360,6 +384,11 @@ mod tests {
         RunFolder::claim(&run, &outputs, true, false).unwrap();
         std::fs::write(dir.path().join("file"), "x").unwrap();
         assert!(matches!(RunFolder::claim(&dir.path().join("file"), &outputs, false, true), Err(OutputError::NotAFolder(_))));
+        // A claim that wrote nothing removes the folders it created, and only those.
+        drop(RunFolder::claim(&dir.path().join("a/b"), &outputs, false, false).unwrap());
+        assert!(!dir.path().join("a").exists());
+        drop(RunFolder::claim(&run.join("sub"), &outputs, false, false).unwrap());
+        assert!(!run.join("sub").exists() && run.join("3.st").is_file());
     }
 
     #[test]

@@ -22,8 +22,10 @@ pub enum SizeError {
     Argument { layer: String, what: &'static str, value: u32 },
     #[error("{layer}: {what} holds {elements} values, more than the {MAX_ELEMENTS} a kernel can index")]
     Elements { layer: String, what: String, elements: u64 },
-    #[error("{what} needs {needed} values at batch size {batch}, more than the {MAX_ELEMENTS} a kernel can index")]
-    Batch { what: String, needed: u64, batch: u32 },
+    #[error("{what} needs {needed} values at batch size {batch}, more than the {MAX_ELEMENTS} a kernel can index; at most {largest} images fit (lower --batch-size or train.batch_size)")]
+    Batch { what: String, needed: u64, batch: u32, largest: u64 },
+    #[error("{error} at batch size {batch}; at most {largest} images fit (lower --batch-size or train.batch_size)")]
+    BatchBuffer { error: GpuError, batch: u32, largest: u64 },
     #[error("{what} needs {needed} MiB of host memory, but only {available} MiB are available")]
     HostMemory { what: String, needed: u64, available: u64 },
     #[error(transparent)]
@@ -99,8 +101,12 @@ pub fn check_network(ctx: &GpuContext, spec: &ModelSpec, batch: u32) -> Result<(
         buffers.push((format!("{} output", layer.name), shape.len()));
     }
     for (name, per_image) in buffers {
-        let needed = per_image.checked_mul(batch as u64).filter(|&n| n <= MAX_ELEMENTS).ok_or(SizeError::Batch { what: name.clone(), needed: per_image.saturating_mul(batch as u64), batch })?;
-        ctx.check_fits(&name, needed * 4)?;
+        let needed = per_image.checked_mul(batch as u64).filter(|&n| n <= MAX_ELEMENTS).ok_or(SizeError::Batch { what: name.clone(), needed: per_image.saturating_mul(batch as u64), batch, largest: MAX_ELEMENTS / per_image })?;
+        ctx.check_fits(&name, needed * 4).map_err(|error| match error {
+            // Unless not even one image fits (then the model is too large, not the batch).
+            GpuError::TooLarge { limit, .. } if limit / (per_image * 4) > 0 => SizeError::BatchBuffer { batch, largest: limit / (per_image * 4), error },
+            error => error.into(),
+        })?;
     }
     Ok(())
 }

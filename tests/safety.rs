@@ -203,6 +203,8 @@ fn overrides_are_validated_like_the_config() {
     quickstart(dir.path(), |t| t.replace("epochs = 12", "epochs = 12\nschedule = { type = \"cosine\", warmup_epochs = 2 }"));
     refused(&gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "2"]), &["q.toml: field `train.schedule.warmup_epochs` (with --epochs 2): expected fewer than the run's 2 epochs, got 2"]);
     refused(&gpu_cnn(dir.path(), &["evaluate", "x.safetensors", "--data", "d", "--batch-size", "0"]), &["--batch-size"]);
+    // A batch too large for the adapter says how large one may be.
+    refused(&gpu_cnn(dir.path(), &["train", "q.toml", "--batch-size", "1000000"]), &["at batch size 1000000; at most ", " images fit (lower --batch-size or train.batch_size)"]);
     assert!(!dir.path().join("checkpoints").exists(), "nothing was written");
 }
 
