@@ -299,6 +299,10 @@ impl RunFolder {
             return Err(OutputError::NotAFolder(dir.to_path_buf()));
         }
         let created = Created::create(dir)?;
+        // A folder where the run writes a file would stop it at its first epoch's end.
+        if let Some(path) = outputs.files.iter().map(|f| dir.join(f)).find(|p| p.is_dir()) {
+            return Err(OutputError::IsAFolder(path));
+        }
         let lock = Lock::take(dir)?;
         if !continues && !overwrite {
             let existing: Vec<String> = files_under(dir)
@@ -384,6 +388,9 @@ mod tests {
         RunFolder::claim(&run, &outputs, true, false).unwrap();
         std::fs::write(dir.path().join("file"), "x").unwrap();
         assert!(matches!(RunFolder::claim(&dir.path().join("file"), &outputs, false, true), Err(OutputError::NotAFolder(_))));
+        std::fs::create_dir(run.join("history.json")).unwrap();
+        assert!(matches!(RunFolder::claim(&run, &outputs, false, true), Err(OutputError::IsAFolder(_))));
+        std::fs::remove_dir(run.join("history.json")).unwrap();
         // A claim that wrote nothing removes the folders it created, and only those.
         drop(RunFolder::claim(&dir.path().join("a/b"), &outputs, false, false).unwrap());
         assert!(!dir.path().join("a").exists());
