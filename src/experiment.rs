@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, ConfigError};
 use crate::gpu::GpuContext;
+use crate::files::RunFolder;
 use crate::run::{self, Overrides, Start};
 use crate::train::schedule::Schedule;
 use crate::record::EpochLogs;
@@ -267,21 +268,13 @@ fn check_stage(exp: &ExperimentConfig, k: usize, arm: &str, cfg: &Config) -> any
     Ok(())
 }
 
-/// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
-/// the report. Every run folder is claimed before the first run starts; finished runs are kept
-/// and stopped ones resumed, unless `overwrite` starts them afresh. `progress` makes each run's
-/// progress display.
-pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, arm: Option<&str>, seed: Option<u64>, progress: &dyn Fn() -> Vec<Box<dyn Callback>>) -> anyhow::Result<Report> {
-    let arms = exp.arms();
-    if let Some(a) = arm.filter(|a| !arms.iter().any(|x| x == a)) {
-        anyhow::bail!("--arm {a}: the experiment's arms are {}", arms.join(", "));
-    }
-    let arms: Vec<&str> = arms.iter().map(String::as_str).filter(|a| arm.is_none_or(|x| x == *a)).filter(|&a| !(a == FIRST && exp.stages[0].checkpoint.is_some())).collect();
-    let seeds = seeds(exp, seed)?;
-    // Claim every folder first: a refusal leaves nothing half-done.
-    let mut jobs = Vec::new();
-    for &s in &seeds {
-        for &a in &arms {
+/// A run to train: seed, arm, stage, its config and claimed folder, and the checkpoint it resumes.
+type Job<'a> = (u64, &'a str, usize, Config, RunFolder, Option<(Checkpoint, PathBuf)>);
+
+/// Claims the folder of every run of `seeds` x `arms` that has not finished, into `jobs`.
+fn claim<'a>(exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, seeds: &[u64], arms: &[&'a str], jobs: &mut Vec<Job<'a>>) -> anyhow::Result<()> {
+    for &s in seeds {
+        for &a in arms {
             for k in exp.stages_of(a) {
                 let cfg = stage_config(exp, k, s, a, overrides)?;
                 let dir = exp.folder(s, a, k, &cfg);
@@ -310,7 +303,32 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
             }
         }
     }
-    for (s, a, k, cfg, folder, previous) in jobs {
+    Ok(())
+}
+
+/// Trains the chosen arms (all, or `arm`) for the chosen seeds (all, or `seed`), then rebuilds
+/// the report. Every run folder is claimed before the first run starts; finished runs are kept
+/// and stopped ones resumed, unless `overwrite` starts them afresh. `progress` makes each run's
+/// progress display.
+pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, arm: Option<&str>, seed: Option<u64>, progress: &dyn Fn() -> Vec<Box<dyn Callback>>) -> anyhow::Result<Report> {
+    let arms = exp.arms();
+    if let Some(a) = arm.filter(|a| !arms.iter().any(|x| x == a)) {
+        anyhow::bail!("--arm {a}: the experiment's arms are {}", arms.join(", "));
+    }
+    let arms: Vec<&str> = arms.iter().map(String::as_str).filter(|a| arm.is_none_or(|x| x == *a)).filter(|&a| !(a == FIRST && exp.stages[0].checkpoint.is_some())).collect();
+    let seeds = seeds(exp, seed)?;
+    // Claim every folder first: a refusal leaves nothing half-done. Folders are released newest
+    // first, so the ones a claim created go (when empty) together with their parents.
+    let mut jobs = Vec::new();
+    if let Err(e) = claim(exp, overrides, overwrite, &seeds, &arms, &mut jobs) {
+        jobs.reverse();
+        return Err(e);
+    }
+    jobs.reverse();
+    while let Some((s, a, k, cfg, folder, previous)) = jobs.pop() {
+        if crate::interrupt::requested() {
+            anyhow::bail!("interrupted before seed {s}, {a}: stage {}", k + 1);
+        }
         println!("== seed {s}, {a}: stage {} ({}){}", k + 1, cfg.name, if previous.is_some() { ", resumed" } else { "" });
         let mut cfg = cfg;
         let (train, test) = run::load_datasets(&cfg)?;

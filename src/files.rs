@@ -217,10 +217,9 @@ impl Lock {
         let path = dir.join(LOCK_FILE);
         let me = Holder::me();
         for attempt in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match crate::interrupt::create_lock(&path, || std::fs::OpenOptions::new().write(true).create_new(true).open(&path)) {
                 Ok(mut f) => {
                     let lock = Self(path.clone());
-                    crate::interrupt::hold(&path);
                     f.write_all(me.text().as_bytes()).and_then(|_| f.sync_all()).map_err(write_error(&path))?;
                     return Ok(lock);
                 }
@@ -247,8 +246,7 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        crate::interrupt::release(&self.0);
-        let _ = std::fs::remove_file(&self.0);
+        crate::interrupt::remove_lock(&self.0);
     }
 }
 

@@ -2,8 +2,9 @@
 //! `scancel` send; SIGHUP). While a training loop listens ([`listen`]), a signal asks it to stop
 //! after its step with a resumable checkpoint. Otherwise (loading data, between an experiment's
 //! runs), or at a second signal, the process exits at once. Either way no run folder stays
-//! locked: the locks the process holds ([`hold`]) are removed before it exits.
+//! locked: the locks the process holds ([`create_lock`]) are removed before it exits.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,27 +14,82 @@ pub const EXIT_STATUS: i32 = 130;
 
 static LOCKS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static LISTENER: Mutex<Option<Arc<AtomicBool>>> = Mutex::new(None);
+/// Set once a listening loop has been asked to stop: the process is on its way out.
+static REQUESTED: AtomicBool = AtomicBool::new(false);
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Installs the process's handler; once, at start (ctrlc allows one per process). The handler
-/// runs on a thread of its own, not in signal context, so it may lock and remove files.
+/// runs on a thread of its own, not in signal context, so it may lock and remove files. A
+/// signal the process was started ignoring (`nohup` ignores SIGHUP) stays ignored.
 pub fn install() -> Result<(), ctrlc::Error> {
+    let ignored = ignored_signals();
     ctrlc::set_handler(|| {
         let listener = locked(&LISTENER).clone();
         // The first signal a loop hears stops it gracefully; it ends the process itself.
         if listener.is_some_and(|stop| !stop.swap(true, Ordering::SeqCst)) {
+            REQUESTED.store(true, Ordering::SeqCst);
             return;
         }
-        for path in locked(&LOCKS).drain(..) {
+        // Held until the process ends: no lock is taken or released in between.
+        let mut locks = locked(&LOCKS);
+        for path in locks.drain(..) {
             let _ = std::fs::remove_file(path);
         }
-        eprintln!("Interrupted");
-        std::process::exit(EXIT_STATUS);
-    })
+        // Stderr may be gone (a hangup): nothing to report then.
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"Interrupted\n");
+        exit_now();
+    })?;
+    restore_ignored(&ignored);
+    Ok(())
 }
+
+/// Whether a signal asked a training loop to stop (an experiment starts no further run).
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::SeqCst)
+}
+
+/// Ends the process without running exit handlers: the main thread may be inside the GPU
+/// driver, whose own handlers must not run beside it.
+fn exit_now() -> ! {
+    #[cfg(unix)]
+    // SAFETY: _exit only ends the process; it touches no Rust state.
+    unsafe {
+        libc::_exit(EXIT_STATUS)
+    }
+    #[cfg(not(unix))]
+    std::process::exit(EXIT_STATUS)
+}
+
+#[cfg(unix)]
+fn ignored_signals() -> Vec<libc::c_int> {
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+        .into_iter()
+        .filter(|&signal| {
+            // SAFETY: a query (no new action) into a zeroed sigaction.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN }
+        })
+        .collect()
+}
+
+#[cfg(unix)]
+fn restore_ignored(signals: &[libc::c_int]) {
+    for &signal in signals {
+        // SAFETY: sets the default "ignore" disposition, which needs no handler.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+}
+
+#[cfg(not(unix))]
+fn ignored_signals() -> Vec<i32> {
+    Vec::new()
+}
+
+#[cfg(not(unix))]
+fn restore_ignored(_: &[i32]) {}
 
 /// A stop request for a training loop to poll, set by the first signal while this value lives.
 pub struct Listener(Arc<AtomicBool>);
@@ -60,13 +116,18 @@ impl Drop for Listener {
     }
 }
 
-/// Registers a lock file for removal if a signal ends the process.
-pub(crate) fn hold(path: &Path) {
-    locked(&LOCKS).push(path.to_path_buf());
+/// Creates the lock file `path` with `create` and registers it for removal if a signal ends
+/// the process, both at once: a signal never removes a lock file this process did not create.
+pub(crate) fn create_lock(path: &Path, create: impl FnOnce() -> std::io::Result<File>) -> std::io::Result<File> {
+    let mut locks = locked(&LOCKS);
+    let file = create()?;
+    locks.push(path.to_path_buf());
+    Ok(file)
 }
 
-/// Unregisters a lock file (before its owner removes it, so a signal never removes a lock that
-/// another process has taken since).
-pub(crate) fn release(path: &Path) {
-    locked(&LOCKS).retain(|p| p != path);
+/// Removes the lock file `path` and unregisters it, both at once.
+pub(crate) fn remove_lock(path: &Path) {
+    let mut locks = locked(&LOCKS);
+    let _ = std::fs::remove_file(path);
+    locks.retain(|p| p != path);
 }

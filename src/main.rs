@@ -489,7 +489,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 match gpu_cnn::experiment::run(&ctx, &exp, &overrides, overwrite, arm.as_deref(), args.seed, &progress) {
                     Ok(done) => done,
                     // Every run folder is released by now: the same command resumes the sweep.
-                    Err(e) if matches!(e.downcast_ref(), Some(TrainError::Interrupted { .. })) => {
+                    Err(e) if gpu_cnn::interrupt::requested() => {
                         eprintln!("{e}; run the same command again to resume");
                         std::process::exit(gpu_cnn::interrupt::EXIT_STATUS);
                     }

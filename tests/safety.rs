@@ -81,7 +81,7 @@ fn a_second_run_on_a_locked_folder_is_refused_naming_the_holder() {
     let dir = tempfile::tempdir().unwrap();
     quickstart(dir.path(), |t| t);
     let lock = dir.path().join("run").join(gpu_cnn::files::LOCK_FILE);
-    let mut first = spawn_until(dir.path(), &["train", "q.toml", "--epochs", "3", "--limit", "64", "--out", "run"], || holds_lock(&lock));
+    let mut first = spawn_until(dir.path(), None, &["train", "q.toml", "--epochs", "3", "--limit", "64", "--out", "run"], || holds_lock(&lock));
     let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--out", "run", "--overwrite"]);
     refused(&o, &["run: another run is writing here", &format!("pid {} on ", first.id()), "q.toml --epochs 3 --limit 64 --out run"]);
     assert!(first.wait().unwrap().success(), "the first run is not disturbed");
@@ -101,9 +101,19 @@ fn holds_lock(lock: &Path) -> bool {
     std::fs::read_to_string(lock).unwrap_or_default().lines().count() >= 3
 }
 
-/// Starts gpu-cnn in `dir` and returns it, still running, once `ready` holds.
-fn spawn_until(dir: &Path, args: &[&str], ready: impl Fn() -> bool) -> std::process::Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-cnn")).args(args).current_dir(dir).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+/// Starts gpu-cnn in `dir` (under `wrapper`, if any, such as `nohup`) and returns it, still
+/// running, once `ready` holds.
+fn spawn_until(dir: &Path, wrapper: Option<&str>, args: &[&str], ready: impl Fn() -> bool) -> std::process::Child {
+    let bin = env!("CARGO_BIN_EXE_gpu-cnn");
+    let mut command = match wrapper {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = command.args(args).current_dir(dir).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let started = std::time::Instant::now();
     while !ready() {
         assert!(child.try_wait().unwrap().is_none(), "gpu-cnn {} ended before the moment to stop it", args.join(" "));
@@ -113,9 +123,13 @@ fn spawn_until(dir: &Path, args: &[&str], ready: impl Fn() -> bool) -> std::proc
     child
 }
 
+fn signal(child: &std::process::Child, name: &str) {
+    assert!(Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap().success());
+}
+
 /// Sends SIGTERM (as `kill`, `timeout` and Slurm's `scancel` do) and waits for the exit.
 fn terminate(child: std::process::Child) -> Output {
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    signal(&child, "TERM");
     let o = child.wait_with_output().unwrap();
     eprintln!("--- stderr of the terminated run\n{}", stderr(&o));
     assert_eq!(o.status.code(), Some(130), "exit status 130 after a termination signal");
@@ -132,23 +146,30 @@ fn a_termination_signal_leaves_no_folder_locked_and_the_runs_resume() {
     // 20 ms of the lock): nothing listens yet, so the process ends at once, lock removed.
     let cifar = bin::root().join("../shared/datasets/cifar10-catdog");
     let lock = root.join("loading").join(gpu_cnn::files::LOCK_FILE);
-    let o = terminate(spawn_until(root, &["train", "q.toml", "--data", cifar.to_str().unwrap(), "--out", "loading"], || holds_lock(&lock)));
+    let o = terminate(spawn_until(root, None, &["train", "q.toml", "--data", cifar.to_str().unwrap(), "--out", "loading"], || holds_lock(&lock)));
     assert_eq!(stderr(&o).trim(), "Interrupted");
     assert_eq!(leftovers(root), Vec::<PathBuf>::new());
 
     // Mid-training: the run stops after its step with a resumable checkpoint.
-    let child = spawn_until(root, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--out", "run"], || root.join("run/history.json").is_file());
+    let child = spawn_until(root, None, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--out", "run"], || root.join("run/history.json").is_file());
     let o = terminate(child);
     assert!(stderr(&o).contains("Resume with: "), "a resumable stop");
     assert_eq!(leftovers(root), Vec::<PathBuf>::new());
     assert!(gpu_cnn(root, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--resume", "run/last.safetensors"]).status.success());
+
+    // Under nohup a hangup is ignored, as nohup promises: the run goes on to its last epoch.
+    let child = spawn_until(root, Some("nohup"), &["train", "q.toml", "--epochs", "20", "--limit", "64", "--out", "nohup"], || root.join("nohup/history.json").is_file());
+    signal(&child, "HUP");
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(gpu_cnn::train::history::read(&root.join("nohup/history.json")).unwrap().len(), 20);
 
     // An experiment stopped as soon as it has claimed its folders (loading data, starting the
     // GPU or training, whichever it reached): no folder stays locked, and the same command
     // finishes every run.
     std::fs::write(root.join("exp.toml"), "stages = [\"q.toml\", \"q.toml\"]\nstrategies = [\"grow\"]\nseeds = [0]\nepochs = 2\nlimit = 64\nout = \"exp\"\n").unwrap();
     let lock = root.join("exp/seed-0/first").join(gpu_cnn::files::LOCK_FILE);
-    terminate(spawn_until(root, &["experiment", "exp.toml"], || holds_lock(&lock)));
+    terminate(spawn_until(root, None, &["experiment", "exp.toml"], || holds_lock(&lock)));
     assert_eq!(leftovers(root), Vec::<PathBuf>::new());
     assert!(gpu_cnn(root, &["experiment", "exp.toml"]).status.success());
     for run in ["first", "grow/2-q", "scratch/2-q"] {
