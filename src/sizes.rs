@@ -22,10 +22,8 @@ pub enum SizeError {
     Argument { layer: String, what: &'static str, value: u32 },
     #[error("{layer}: {what} holds {elements} values, more than the {MAX_ELEMENTS} a kernel can index")]
     Elements { layer: String, what: String, elements: u64 },
-    #[error("{what} needs {needed} values at batch size {batch}, more than the {MAX_ELEMENTS} a kernel can index; at most {largest} images fit (lower --batch-size or train.batch_size)")]
-    Batch { what: String, needed: u64, batch: u32, largest: u64 },
-    #[error("{error} at batch size {batch}; at most {largest} images fit (lower --batch-size or train.batch_size)")]
-    BatchBuffer { error: GpuError, batch: u32, largest: u64 },
+    #[error("batch size {batch} is too large for adapter '{adapter}': {what} would exceed one buffer or the {MAX_ELEMENTS} values a kernel can index; at most {largest} images fit (lower --batch-size, or train.batch_size in a config)")]
+    Batch { what: String, batch: u32, largest: u64, adapter: String },
     #[error("{what} needs {needed} MiB of host memory, but only {available} MiB are available")]
     HostMemory { what: String, needed: u64, available: u64 },
     #[error(transparent)]
@@ -100,13 +98,14 @@ pub fn check_network(ctx: &GpuContext, spec: &ModelSpec, batch: u32) -> Result<(
     for (layer, shape) in spec.layers.iter().zip(spec.shapes().expect("checked above")) {
         buffers.push((format!("{} output", layer.name), shape.len()));
     }
-    for (name, per_image) in buffers {
-        let needed = per_image.checked_mul(batch as u64).filter(|&n| n <= MAX_ELEMENTS).ok_or(SizeError::Batch { what: name.clone(), needed: per_image.saturating_mul(batch as u64), batch, largest: MAX_ELEMENTS / per_image })?;
-        ctx.check_fits(&name, needed * 4).map_err(|error| match error {
-            // Unless not even one image fits (then the model is too large, not the batch).
-            GpuError::TooLarge { limit, .. } if limit / (per_image * 4) > 0 => SizeError::BatchBuffer { batch, largest: limit / (per_image * 4), error },
-            error => error.into(),
-        })?;
+    // One image must fit (else the model is too large, whatever the batch); then the batch.
+    for (name, per_image) in &buffers {
+        ctx.check_fits(name, per_image * 4)?;
+    }
+    let binding = ctx.limits.max_buffer_size.min(ctx.limits.max_storage_buffer_binding_size);
+    let (what, largest) = buffers.iter().map(|(name, p)| (name, (MAX_ELEMENTS / p).min(binding / (4 * p)))).min_by_key(|&(_, n)| n).expect("the input batch");
+    if batch as u64 > largest {
+        return Err(SizeError::Batch { what: what.clone(), batch, largest, adapter: ctx.info.name.clone() });
     }
     Ok(())
 }

@@ -225,7 +225,14 @@ fn overrides_are_validated_like_the_config() {
     refused(&gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "2"]), &["q.toml: field `train.schedule.warmup_epochs` (with --epochs 2): expected fewer than the run's 2 epochs, got 2"]);
     refused(&gpu_cnn(dir.path(), &["evaluate", "x.safetensors", "--data", "d", "--batch-size", "0"]), &["--batch-size"]);
     // A batch too large for the adapter says how large one may be.
-    refused(&gpu_cnn(dir.path(), &["train", "q.toml", "--batch-size", "1000000"]), &["at batch size 1000000; at most ", " images fit (lower --batch-size or train.batch_size)"]);
+    quickstart(dir.path(), |t| t);
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--batch-size", "1000000"]);
+    refused(&o, &["batch size 1000000 is too large for adapter", "images fit (lower --batch-size, or train.batch_size in a config)"]);
+    // ... and the size it names builds (every buffer fits).
+    let largest = stderr(&o).split("at most ").nth(1).and_then(|t| t.split(' ').next()).map(str::to_string).unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--batch-size", &largest, "--limit", "8", "--epochs", "1", "--out", "largest"]);
+    assert!(o.status.success(), "--batch-size {largest}: {}", stderr(&o));
+    std::fs::remove_dir_all(dir.path().join("largest")).unwrap();
     assert!(!dir.path().join("checkpoints").exists(), "nothing was written");
 }
 
