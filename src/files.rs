@@ -271,9 +271,17 @@ pub struct RunFolder {
 struct Created(Vec<PathBuf>);
 
 impl Created {
+    /// Creates `dir` one level at a time, recording each level this call created.
     fn create(dir: &Path) -> Result<Self, OutputError> {
-        let created = Self(dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).map(Path::to_path_buf).collect());
-        std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+        let mut created = Self(Vec::new());
+        let levels: Vec<&Path> = dir.ancestors().filter(|d| !d.as_os_str().is_empty()).collect();
+        for level in levels.into_iter().rev() {
+            match std::fs::create_dir(level) {
+                Ok(()) => created.0.insert(0, level.to_path_buf()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && level.is_dir() => {}
+                Err(e) => return Err(write_error(level)(e)),
+            }
+        }
         Ok(created)
     }
 }
@@ -394,6 +402,9 @@ mod tests {
         assert!(!dir.path().join("a").exists());
         drop(RunFolder::claim(&run.join("sub"), &outputs, false, false).unwrap());
         assert!(!run.join("sub").exists() && run.join("3.st").is_file());
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        drop(RunFolder::claim(&dir.path().join("new/../empty"), &outputs, false, false).unwrap());
+        assert!(dir.path().join("empty").is_dir() && !dir.path().join("new").exists());
     }
 
     #[test]
