@@ -298,7 +298,7 @@ impl Checkpoint {
     /// differs.
     pub fn check_layout(&self, spec: &ModelSpec, path: &Path) -> Result<(), CheckpointError> {
         let diff = |layer: &str, detail: String| Err(CheckpointError::Layout { path: path.to_path_buf(), layer: layer.to_string(), detail });
-        // A layer as its config would write it.
+        // A layer by its config fields (as JSON).
         let kind = |k: &crate::layers::LayerKind| serde_json::to_string(k).unwrap_or_default();
         if spec.input != self.model.input {
             return diff("input", format!("the config has input {:?}, the checkpoint {:?}", spec.input, self.model.input));

@@ -166,7 +166,7 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| match error.kind() {
-            std::io::ErrorKind::InvalidData => ConfigError::Parse { file: path.to_path_buf(), message: "not a text file; a config is TOML text (see configs/)".into() },
+            std::io::ErrorKind::InvalidData => ConfigError::Parse { file: path.to_path_buf(), message: "not UTF-8 text; a config is a TOML file (see configs/)".into() },
             _ => ConfigError::Read { file: path.to_path_buf(), error },
         })?;
         Self::parse(path, &text)

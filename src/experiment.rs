@@ -176,12 +176,19 @@ impl ExperimentConfig {
 fn stage_config(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<Config> {
     let stage = &exp.stages[k];
     let mut cfg = Config::load(&stage.config)?;
-    let o = Overrides { data: overrides.data.clone().or(exp.data.clone()), limit: overrides.limit.or(exp.limit), epochs: overrides.epochs.or(stage.epochs), seed: Some(seed), batch_size: overrides.batch_size };
+    let o = Overrides { data: overrides.data.clone().or(exp.data.clone()), limit: overrides.limit.or(exp.limit), epochs: overrides.epochs, seed: Some(seed), batch_size: overrides.batch_size };
+    cfg.train.epochs = stage.epochs.unwrap_or(cfg.train.epochs);
     if arm != SCRATCH {
         cfg.train.learning_rate = stage.learning_rate.unwrap_or(cfg.train.learning_rate);
         cfg.train.schedule = stage.schedule.unwrap_or(cfg.train.schedule);
     }
-    o.apply(&mut cfg, &stage.config)?;
+    o.apply(&mut cfg, &stage.config).map_err(|e| match e {
+        // A schedule that does not fit the experiment's epochs for the stage (or its own).
+        ConfigError::Invalid { file, field, line, message } if line.is_empty() && field.starts_with("train.schedule.") && (stage.epochs.is_some() || stage.schedule.is_some()) => {
+            ConfigError::Invalid { file, field, line: format!(" (with the settings of stages[{k}] in {})", exp.file.display()), message }
+        }
+        e => e,
+    })?;
     Ok(cfg)
 }
 
@@ -418,7 +425,7 @@ impl Chain {
 pub struct Report {
     pub chains: Vec<Chain>,
     pub table: PathBuf,
-    /// None until an arm has finished.
+    /// None until a strategy arm or scratch has finished.
     pub chart: Option<PathBuf>,
 }
 
@@ -461,10 +468,20 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
     crate::files::write_atomic(&table, results_md(exp, &chains).as_bytes())?;
     // The first stage is the start of every strategy's chain: no curve of its own.
     let curves: Vec<crate::plot::Chain> = chains.iter().filter(|c| c.arm != FIRST).map(|c| (c.arm.as_str(), c.stages.iter().map(|s| s.history.as_slice()).collect())).collect();
-    let chart = (!curves.is_empty()).then(|| exp.out.join("comparison.png"));
-    if let Some(path) = &chart {
-        crate::plot::plot_compute(&curves, path).map_err(anyhow::Error::msg)?;
-    }
+    let path = exp.out.join("comparison.png");
+    let chart = match curves.is_empty() {
+        true => {
+            // A chart of runs since started afresh (--overwrite) no longer matches the table.
+            if path.is_file() {
+                std::fs::remove_file(&path).map_err(|e| anyhow::anyhow!("{}: cannot remove the outdated chart: {e}", path.display()))?;
+            }
+            None
+        }
+        false => {
+            crate::plot::plot_compute(&curves, &path).map_err(anyhow::Error::msg)?;
+            Some(path)
+        }
+    };
     Ok(Report { chains, table, chart })
 }
 

@@ -336,11 +336,6 @@ impl std::ops::Deref for RunFolder {
     }
 }
 
-/// Whether `file` lies directly in `dir` (both existing).
-pub fn is_in(file: &Path, dir: &Path) -> bool {
-    parent(file).map_or(Path::new("."), |p| p).canonicalize().ok().zip(dir.canonicalize().ok()).is_some_and(|(a, b)| a == b)
-}
-
 /// The path of the existing `file` relative to `dir` (`/`-separated), if it lies under `dir`.
 pub fn relative_in(file: &Path, dir: &Path) -> Option<String> {
     let (file, dir) = (file.canonicalize().ok()?, dir.canonicalize().ok()?);

@@ -499,7 +499,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("\n{}", gpu_cnn::experiment::results_md(&exp, &done.chains));
             match &done.chart {
                 Some(chart) => println!("Chart: {}; table: {}", chart.display(), done.table.display()),
-                None => println!("No chart yet (no arm has finished); table: {}", done.table.display()),
+                None => println!("No chart yet (no strategy arm or scratch has finished); table: {}", done.table.display()),
             }
         }
         Command::Plot { histories, output, overwrite } => {

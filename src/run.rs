@@ -131,7 +131,7 @@ pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(
             }
         }
     }
-    let continues = resume.is_some_and(|p| crate::files::is_in(p, dir));
+    let continues = resume.and_then(|p| crate::files::relative_in(p, dir)).is_some_and(|name| !name.contains('/'));
     RunFolder::claim(dir, &outputs, continues, overwrite)
 }
 

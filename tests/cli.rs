@@ -54,7 +54,7 @@ fn config_errors_name_file_and_field_and_exit_non_zero() {
 
     std::fs::write(dir.path().join("binary.toml"), [0xffu8, 0xfe, 0x00, 0x80]).unwrap();
     let o = gpu_cnn(dir.path(), &["summary", "binary.toml"]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("binary.toml: not a text file; a config is TOML text"));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("binary.toml: not UTF-8 text; a config is a TOML file"));
 
     let o = gpu_cnn(dir.path(), &["train", &root().join("configs/model1.toml").to_string_lossy(), "--data", "missing-folder"]);
     assert!(!o.status.success());

@@ -325,16 +325,21 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "prefix", "--overwrite"]), &["stage 1 has not finished (run --arm first --seed 42 first)"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow"]), &["--arm grow: the experiment's arms are first, prefix, scratch"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--seed", "7"]), &["--seed 7: the experiment's seeds are [42]"]);
-    // A report before any arm has finished claims no chart.
+    // A report before any arm has finished claims no chart, and removes an outdated one.
+    std::fs::write(dir.path().join("exp/comparison.png"), "outdated").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("No chart yet (no arm has finished); table: exp/results.md"), "{}", stderr(&o));
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("No chart yet (no strategy arm or scratch has finished); table: exp/results.md"), "{}", stderr(&o));
     assert!(!dir.path().join("exp/comparison.png").exists());
     // A later stage's settings are checked before the first stage trains.
     std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", { config = \"q.toml\", freeze = [\"conv2d_9\"] }]\nstrategies = [\"prefix\"]\nepochs = 1\nout = \"exp2\"\n").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "bad.toml"]);
     refused(&o, &["bad.toml: field `stages[1].freeze`: in q.toml, no layer named 'conv2d_9' to freeze"]);
-    std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", \"q.toml\"]\nstrategies = [\"prefix\"]\ndata = \"nowhere\"\nout = \"exp2\"\n").unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", { config = \"q.toml\", schedule = { type = \"cosine\", warmup_epochs = 1 } }]\nstrategies = [\"prefix\"]\nepochs = 1\nout = \"exp2\"\n").unwrap();
+    refused(&gpu_cnn(dir.path(), &["experiment", "bad.toml"]), &["q.toml: field `train.schedule.warmup_epochs` (with the settings of stages[1] in bad.toml): expected fewer than the run's 1 epochs, got 1"]);
+    let text = std::fs::read_to_string(dir.path().join("q.toml")).unwrap();
+    std::fs::write(dir.path().join("q2.toml"), text.replace("[data.synthetic]\ntrain = 1200\ntest = 400", "[data]\ntrain = \"nowhere/training_set\"\ntest = \"nowhere/test_set\"")).unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", \"q2.toml\"]\nstrategies = [\"prefix\"]\nepochs = 1\nlimit = 32\nout = \"exp2\"\n").unwrap();
     refused(&gpu_cnn(dir.path(), &["experiment", "bad.toml"]), &["nowhere/training_set: no such folder"]);
-    assert!(!dir.path().join("exp2").join("seed-42").join("first").join("history.json").exists());
+    assert!(!dir.path().join("exp2").exists(), "nothing trained, no folder left");
     assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
 }
