@@ -258,6 +258,13 @@ pub struct RunOutputs<'a> {
     pub patterns: &'a [&'a str],
 }
 
+impl RunOutputs<'_> {
+    /// Whether the run writes `name` (relative to its folder, `/`-separated).
+    pub fn writes(&self, name: &str) -> bool {
+        self.files.contains(&name) || self.patterns.iter().any(|p| matches_pattern(p, name))
+    }
+}
+
 /// A run's output folder, validated and locked for as long as this value lives.
 pub struct RunFolder {
     dir: PathBuf,
@@ -306,14 +313,15 @@ impl RunFolder {
         }
         let created = Created::create(dir)?;
         // A folder where the run writes a file would stop it at its first epoch's end.
-        if let Some(path) = outputs.files.iter().map(|f| dir.join(f)).find(|p| p.is_dir()) {
-            return Err(OutputError::IsAFolder(path));
+        let folders = std::fs::read_dir(dir).map_err(write_error(dir))?.flatten().filter(|e| e.path().is_dir());
+        if let Some(e) = folders.into_iter().find(|e| outputs.writes(&e.file_name().to_string_lossy())) {
+            return Err(OutputError::IsAFolder(e.path()));
         }
         let lock = Lock::take(dir)?;
         if !continues && !overwrite {
             let existing: Vec<String> = files_under(dir)
                 .into_iter()
-                .filter(|f| outputs.files.contains(&f.as_str()) || outputs.patterns.iter().any(|p| matches_pattern(p, f)))
+                .filter(|f| outputs.writes(f))
                 .collect();
             if !existing.is_empty() {
                 let mut files = existing;
@@ -389,9 +397,11 @@ mod tests {
         RunFolder::claim(&run, &outputs, true, false).unwrap();
         std::fs::write(dir.path().join("file"), "x").unwrap();
         assert!(matches!(RunFolder::claim(&dir.path().join("file"), &outputs, false, true), Err(OutputError::NotAFolder(_))));
-        std::fs::create_dir(run.join("history.json")).unwrap();
-        assert!(matches!(RunFolder::claim(&run, &outputs, false, true), Err(OutputError::IsAFolder(_))));
-        std::fs::remove_dir(run.join("history.json")).unwrap();
+        for name in ["history.json", "7.st"] {
+            std::fs::create_dir(run.join(name)).unwrap();
+            assert!(matches!(RunFolder::claim(&run, &outputs, false, true), Err(OutputError::IsAFolder(_))), "{name}");
+            std::fs::remove_dir(run.join(name)).unwrap();
+        }
         // A claim that wrote nothing removes the folders it created, and only those.
         drop(RunFolder::claim(&dir.path().join("a/b"), &outputs, false, false).unwrap());
         assert!(!dir.path().join("a").exists());

@@ -126,7 +126,7 @@ pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(
     let outputs = RunOutputs { files: &RUN_FILES, patterns: pattern.as_slice() };
     for (input, what) in inputs {
         if let Some(name) = crate::files::relative_in(input, dir) {
-            if RUN_FILES.contains(&name.as_str()) || pattern.is_some_and(|p| crate::files::matches_pattern(p, &name)) {
+            if outputs.writes(&name) {
                 return Err(OutputError::OwnInput { path: input.to_path_buf(), what: what.to_string() });
             }
         }
