@@ -37,7 +37,8 @@ pub struct Stage {
     #[serde(default)]
     pub freeze: Vec<String>,
     pub unfreeze_after: Option<u32>,
-    /// The first stage only: take this trained checkpoint instead of training it.
+    /// The first stage only: take this trained checkpoint instead of training it (`{seed}` in
+    /// the path stands for the seed, for a checkpoint per seed).
     pub checkpoint: Option<PathBuf>,
 }
 
@@ -161,6 +162,11 @@ impl ExperimentConfig {
         }
     }
 
+    /// The first stage's checkpoint for `seed`, if the experiment takes one.
+    fn first_checkpoint(&self, seed: u64) -> Option<PathBuf> {
+        self.stages[0].checkpoint.as_ref().map(|p| PathBuf::from(p.to_string_lossy().replace("{seed}", &seed.to_string())))
+    }
+
     /// The folder of `arm`'s run of stage `k` (0-based) for `seed`.
     pub fn folder(&self, seed: u64, arm: &str, k: usize, cfg: &Config) -> PathBuf {
         let seed_dir = self.out.join(format!("seed-{seed}"));
@@ -223,8 +229,9 @@ fn best_checkpoint(dir: &Path, epochs: u32) -> anyhow::Result<Option<PathBuf>> {
 /// before, trained by the shared first stage or by this arm, or the experiment's checkpoint),
 /// and that run's history as a chain counts it.
 fn source_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<(PathBuf, Vec<EpochLogs>)> {
-    if let (1, Some(path)) = (k, &exp.stages[0].checkpoint) {
-        return Ok((path.clone(), Checkpoint::read_state(path)?.history));
+    if let (1, Some(path)) = (k, exp.first_checkpoint(seed)) {
+        let history = Checkpoint::read_state(&path)?.history;
+        return Ok((path, history));
     }
     let before = if k == 1 { FIRST } else { arm };
     let cfg = stage_config(exp, k - 1, seed, before, overrides)?;
@@ -443,8 +450,8 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
             let history = crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?;
             Ok(Some(StageRun { stage: k, model: cfg.name.clone(), history, grown_from_another: None }))
         };
-        let first = match &exp.stages[0].checkpoint {
-            Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::load(path)?.state.history, grown_from_another: None }),
+        let first = match exp.first_checkpoint(seed) {
+            Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::read_state(&path)?.history, grown_from_another: None }),
             None => read(FIRST, 0)?,
         };
         for arm in exp.arms() {

@@ -170,18 +170,20 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
     assert!(o.status.success());
     // A transferred checkpoint records no training: as an experiment's first stage its
     // first-epoch accuracy is "-".
-    std::fs::write(dir.path().join("exp.toml"), "stages = [{ config = \"wide.toml\", checkpoint = \"wide.safetensors\" }, \"wide.toml\"]\nstrategies = [\"grow\"]\nseeds = [0]\nepochs = 1\nlimit = 64\nout = \"exp\"\n").unwrap();
+    // (`{seed}` in the path: a checkpoint per seed.)
+    std::fs::copy(dir.path().join("wide.safetensors"), dir.path().join("wide-0.safetensors")).unwrap();
+    std::fs::write(dir.path().join("exp.toml"), "stages = [{ config = \"wide.toml\", checkpoint = \"wide-{seed}.safetensors\" }, \"wide.toml\"]\nstrategies = [\"grow\"]\nseeds = [0]\nepochs = 1\nlimit = 64\nout = \"exp\"\n").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
     assert!(table.contains("| grow | 1 | ") && table.contains(" | - / 0."), "{table}");
     assert!(!table.contains("another run"), "{table}");
     // A source replaced after the growth: the report says the stage grew from another run.
-    std::fs::copy(dir.path().join("wide/last.safetensors"), dir.path().join("wide.safetensors")).unwrap();
+    std::fs::copy(dir.path().join("wide/last.safetensors"), dir.path().join("wide-0.safetensors")).unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
-    assert!(table.contains("Grown from another run of their source") && table.contains("- seed 0, grow, stage 2: grown from wide.safetensors when its run had 0 epochs, 0.000e0 FLOPs; it now has 1 epochs, "), "{table}");
+    assert!(table.contains("Grown from another run of their source") && table.contains("- seed 0, grow, stage 2: grown from wide-0.safetensors when its run had 0 epochs, 0.000e0 FLOPs; it now has 1 epochs, "), "{table}");
     assert!(table.contains("(`--overwrite --arm grow --seed 0` grows it again)"), "{table}");
     // The finished stage no longer needs its init file: a damaged one leaves it unchecked.
     let init = std::fs::read_dir(dir.path().join("exp/seed-0/grow")).unwrap().next().unwrap().unwrap().path().join("init.safetensors");
