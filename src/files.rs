@@ -24,6 +24,8 @@ pub enum OutputError {
     Exists(PathBuf),
     #[error("{path}: is this command's own input ({what}); choose another output")]
     OwnInput { path: PathBuf, what: String },
+    #[error("{checkpoint}: --resume continues a run in the folder it was saved in, not in {dir} (the run's --out, or checkpoints/<config name>); pass --out {}, or --init to start a new run in {dir} from its weights", parent(checkpoint).map_or(".".into(), |p| p.display().to_string()))]
+    ResumeElsewhere { checkpoint: PathBuf, dir: PathBuf },
     #[error("{dir}: already holds a run ({files})")]
     RunExists { dir: PathBuf, files: String },
     #[error("{dir}: another run is writing here ({holder}); wait for it to finish or choose another --out (if no such run exists, delete {lock})")]

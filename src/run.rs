@@ -116,9 +116,9 @@ pub fn out_dir(cfg: &Config, out: Option<&Path>) -> PathBuf {
     out.map_or_else(|| Path::new("checkpoints").join(&cfg.name), Path::to_path_buf)
 }
 
-/// Claims `dir` for a run of `cfg` (see [`RunFolder::claim`]): a run that resumes a checkpoint
-/// in the folder continues the run there; any other refuses a folder holding a run unless
-/// `overwrite`. The run's `inputs` (path, what it is: its config, an `--init` checkpoint) are
+/// Claims `dir` for a run of `cfg` (see [`RunFolder::claim`]): a run that resumes continues
+/// the run in the folder, where its checkpoint must be; any other refuses a folder holding a run
+/// unless `overwrite`. The run's `inputs` (path, what it is: its config, an `--init` checkpoint) are
 /// never written over, even when they lie in the folder under a name the run writes.
 pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(&Path, &str)], overwrite: bool) -> Result<RunFolder, OutputError> {
     let named = cfg.callbacks.checkpoint.filepath.replace("{name}", &cfg.name);
@@ -131,8 +131,11 @@ pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(
             }
         }
     }
-    let continues = resume.and_then(|p| crate::files::relative_in(p, dir)).is_some_and(|name| !name.contains('/'));
-    RunFolder::claim(dir, &outputs, continues, overwrite)
+    // Its best-model files and history are there: elsewhere they would be missing or another run's.
+    if let Some(checkpoint) = resume.filter(|p| crate::files::relative_in(p, dir).is_none_or(|name| name.contains('/'))) {
+        return Err(OutputError::ResumeElsewhere { checkpoint: checkpoint.to_path_buf(), dir: dir.to_path_buf() });
+    }
+    RunFolder::claim(dir, &outputs, resume.is_some(), overwrite)
 }
 
 pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSettings {

@@ -72,6 +72,10 @@ fn rerunning_a_config_refuses_and_keeps_the_first_runs_best_model() {
     assert!(o.status.success());
     let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "2", "--limit", "32", "--resume", "checkpoints/q/last.safetensors"]);
     refused(&o, &["has already trained 2 epochs", "larger --epochs"]);
+    // Resuming into another folder would leave its best model behind: refused, nothing made.
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "3", "--limit", "32", "--resume", "checkpoints/q/last.safetensors", "--out", "other"]);
+    refused(&o, &["checkpoints/q/last.safetensors: --resume continues a run in the folder it was saved in, not in other", "pass --out checkpoints/q, or --init"]);
+    assert!(!dir.path().join("other").exists());
     assert!(gpu_cnn(dir.path(), &["train", "q.toml", "--epochs", "1", "--limit", "32", "--overwrite"]).status.success());
     assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
 }
