@@ -430,9 +430,10 @@ impl Chain {
 /// What has finished: every complete chain.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub chains: Vec<Chain>,
+    /// results.md's text.
+    pub markdown: String,
     pub table: PathBuf,
-    /// None until a strategy arm or scratch has finished.
+    /// None until a strategy arm or scratch has finished (an earlier report's chart stays).
     pub chart: Option<PathBuf>,
 }
 
@@ -440,11 +441,19 @@ pub struct Report {
 /// nothing the histories do not, so they are always rewritten).
 pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<Report> {
     let mut chains = Vec::new();
+    // Runs with a checkpoint short of the epochs asked: training, stopped, or run with another
+    // --epochs than this report's.
+    let mut unfinished = Vec::new();
     for seed in seeds(exp, None)? {
-        let read = |arm: &str, k: usize| -> anyhow::Result<Option<StageRun>> {
+        let mut read = |arm: &str, k: usize| -> anyhow::Result<Option<StageRun>> {
             let cfg = stage_config(exp, k, seed, arm, overrides)?;
             let dir = exp.folder(seed, arm, k, &cfg);
             if !finished(&dir, cfg.train.epochs)? {
+                let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
+                if last.is_file() {
+                    let done = Checkpoint::read_state(&last)?.epoch;
+                    unfinished.push(format!("{}: {done} of {} epochs", dir.display(), cfg.train.epochs));
+                }
                 return Ok(None);
             }
             let history = crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?;
@@ -471,25 +480,21 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
             }
         }
     }
+    let mut markdown = results_md(exp, &chains);
+    if !unfinished.is_empty() {
+        markdown += "\nNot counted, short of the epochs asked (still training, stopped, or trained with another `--epochs`, which the report then needs too):\n\n";
+        unfinished.iter().for_each(|line| markdown += &format!("- {line}\n"));
+    }
     let table = exp.out.join("results.md");
-    crate::files::write_atomic(&table, results_md(exp, &chains).as_bytes())?;
+    crate::files::write_atomic(&table, markdown.as_bytes())?;
     // The first stage is the start of every strategy's chain: no curve of its own.
     let curves: Vec<crate::plot::Chain> = chains.iter().filter(|c| c.arm != FIRST).map(|c| (c.arm.as_str(), c.stages.iter().map(|s| s.history.as_slice()).collect())).collect();
     let path = exp.out.join("comparison.png");
-    let chart = match curves.is_empty() {
-        true => {
-            // A chart of runs since started afresh (--overwrite) no longer matches the table.
-            if path.is_file() {
-                std::fs::remove_file(&path).map_err(|e| anyhow::anyhow!("{}: cannot remove the outdated chart: {e}", path.display()))?;
-            }
-            None
-        }
-        false => {
-            crate::plot::plot_compute(&curves, &path).map_err(anyhow::Error::msg)?;
-            Some(path)
-        }
-    };
-    Ok(Report { chains, table, chart })
+    let chart = (!curves.is_empty()).then_some(path);
+    if let Some(path) = &chart {
+        crate::plot::plot_compute(&curves, path).map_err(anyhow::Error::msg)?;
+    }
+    Ok(Report { markdown, table, chart })
 }
 
 fn mean_std(values: &[f64]) -> (f64, f64) {
@@ -515,7 +520,7 @@ fn flops(v: f64) -> String {
 }
 
 /// The markdown report: per arm over seeds, and per run.
-pub fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
+fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
     let names: Vec<String> = exp.stages.iter().map(|s| s.config.file_stem().map_or("?".into(), |n| n.to_string_lossy().into_owned())).collect();
     let mut out = format!("# Experiment: {}\n\n", names.join(" -> "));
     let scratch = |seed: u64| chains.iter().find(|c| c.arm == SCRATCH && c.seed == seed);

@@ -496,10 +496,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Err(e) => return Err(e.downcast::<OutputError>().map_or_else(|e| e, |e| with_commands(e, None))),
                 }
             };
-            println!("\n{}", gpu_cnn::experiment::results_md(&exp, &done.chains));
+            println!("\n{}", done.markdown);
             match &done.chart {
                 Some(chart) => println!("Chart: {}; table: {}", chart.display(), done.table.display()),
-                None => println!("No chart yet (no strategy arm or scratch has finished); table: {}", done.table.display()),
+                None => println!("No chart drawn (no strategy arm or scratch has finished); table: {}", done.table.display()),
             }
         }
         Command::Plot { histories, output, overwrite } => {

@@ -244,6 +244,10 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     for stage in [2, 3] {
         assert!(table.contains(&format!("- seed 1, grow, stage {stage}: grown from exp/seed-1/")) && table.contains("when its run had 2 epochs, "), "stage {stage}:\n{table}");
     }
+    // ... and, counting 3 epochs, leaves out seed 2's 2-epoch runs, naming them.
+    for run in ["first", "grow/2-s2", "grow/3-s3", "scratch/3-s3"] {
+        assert!(table.contains(&format!("- exp/seed-2/{run}: 2 of 3 epochs")), "{run}:\n{table}");
+    }
 
     let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/grow/3-s3", "exp/seed-1/first/history.json", "-o", "both.svg"]);
     assert!(o.status.success());

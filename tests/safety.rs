@@ -329,10 +329,9 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "prefix", "--overwrite"]), &["stage 1 has not finished (run --arm first --seed 42 first)"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow"]), &["--arm grow: the experiment's arms are first, prefix, scratch"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--seed", "7"]), &["--seed 7: the experiment's seeds are [42]"]);
-    // A report before any arm has finished claims no chart, and removes an outdated one.
-    std::fs::write(dir.path().join("exp/comparison.png"), "outdated").unwrap();
+    // A report before any arm has finished claims no chart.
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("No chart yet (no strategy arm or scratch has finished); table: exp/results.md"), "{}", stderr(&o));
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("No chart drawn (no strategy arm or scratch has finished); table: exp/results.md"), "{}", stderr(&o));
     assert!(!dir.path().join("exp/comparison.png").exists());
     // A later stage's settings are checked before the first stage trains.
     std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", { config = \"q.toml\", freeze = [\"conv2d_9\"] }]\nstrategies = [\"prefix\"]\nepochs = 1\nout = \"exp2\"\n").unwrap();
