@@ -49,16 +49,10 @@ impl Stage {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum StageEntry {
-    Path(PathBuf),
-    Table(Stage),
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawExperiment {
-    stages: Option<Vec<StageEntry>>,
+    /// Each a config path or a [`Stage`] table (read one by one, so an error names its stage).
+    stages: Option<Vec<toml::Value>>,
     /// The two-stage form: `source` (or its `source_checkpoint`) grown into `target`.
     source: Option<PathBuf>,
     source_checkpoint: Option<PathBuf>,
@@ -111,10 +105,15 @@ impl ExperimentConfig {
         let invalid = |field: &str, message: String| ConfigError::Invalid { file: path.to_path_buf(), field: field.into(), line: String::new(), message };
         let stages = match (raw.stages, raw.source, raw.target) {
             (Some(stages), None, None) if raw.source_checkpoint.is_none() && raw.source_epochs.is_none() => {
-                let mut stages: Vec<Stage> = stages.into_iter().map(|s| match s {
-                    StageEntry::Path(p) => Stage::of(p),
-                    StageEntry::Table(t) => t,
-                }).collect();
+                let mut stages = stages
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, v)| match v {
+                        toml::Value::String(path) => Ok(Stage::of(path.into())),
+                        toml::Value::Table(_) => v.try_into::<Stage>().map_err(|e| invalid(&format!("stages[{k}]"), e.to_string().trim_end().replace('\n', " "))),
+                        _ => Err(invalid(&format!("stages[{k}]"), "expected a config path or a table such as { config = \"configs/model2.toml\", epochs = 5 }".into())),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 stages.iter_mut().for_each(|s| s.epochs = s.epochs.or(raw.epochs));
                 stages
             }

@@ -333,6 +333,9 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("No chart drawn (no strategy arm or scratch has finished); table: exp/results.md"), "{}", stderr(&o));
     assert!(!dir.path().join("exp/comparison.png").exists());
+    // A typo in a stage's table names the stage and the field.
+    std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", { config = \"q.toml\", unfreze_after = 1 }]\n").unwrap();
+    refused(&gpu_cnn(dir.path(), &["experiment", "bad.toml"]), &["bad.toml: field `stages[1]`: unknown field `unfreze_after`, expected one of"]);
     // A later stage's settings are checked before the first stage trains.
     std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", { config = \"q.toml\", freeze = [\"conv2d_9\"] }]\nstrategies = [\"prefix\"]\nepochs = 1\nout = \"exp2\"\n").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "bad.toml"]);
