@@ -299,6 +299,14 @@ fn claim<'a>(exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, see
                     true => Some(Checkpoint::load(&last)?),
                     false => None,
                 };
+                // A run of other data or batch size would be kept or resumed as if it were this one.
+                if let Some(state) = previous.as_ref().map(|c| &c.state) {
+                    let now = run::data_source(&cfg);
+                    if state.batch_size != cfg.train.batch_size || state.data.as_ref().is_some_and(|d| *d != now) {
+                        let then = state.data.as_deref().unwrap_or("its data");
+                        anyhow::bail!("{}: its run trained on {then} at batch size {}; this experiment asks for {now} at batch size {}: pass the flags it ran with, or --overwrite to train it again", dir.display(), state.batch_size, cfg.train.batch_size);
+                    }
+                }
                 if previous.as_ref().is_some_and(|c| c.state.finished(cfg.train.epochs)) {
                     println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
                     continue;

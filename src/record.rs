@@ -63,6 +63,10 @@ pub struct TrainState {
     /// Batch size and training-set size the step count refers to (an exact resume needs both).
     pub batch_size: u32,
     pub train_images: usize,
+    /// What it trained on ([`crate::run::data_source`]), so a run on other data is not taken for
+    /// this one (absent in checkpoints from before it was recorded).
+    #[serde(default)]
+    pub data: Option<String>,
     pub history: Vec<EpochLogs>,
     /// The run's `unfreeze_after`: the frozen layers (the checkpoint's model says which) become
     /// trainable after this epoch, also on resume.

@@ -106,6 +106,19 @@ pub fn load_datasets(cfg: &Config) -> anyhow::Result<(Dataset, Dataset)> {
     Ok((train, test))
 }
 
+/// The training data `cfg` names, as a run records it: the folder (or the synthetic set) and
+/// `--limit`.
+pub fn data_source(cfg: &Config) -> String {
+    let set = match cfg.data.synthetic {
+        Some(s) => format!("the synthetic set of {} images", s.train),
+        None => cfg.data.train.canonicalize().unwrap_or_else(|_| cfg.data.train.clone()).display().to_string(),
+    };
+    match cfg.train.limit {
+        Some(n) => format!("{set}, --limit {n}"),
+        None => set,
+    }
+}
+
 /// A Keras-style line about a loaded split.
 pub fn describe(ds: &Dataset, split: &str) -> String {
     format!("Found {} images belonging to {} classes ({}): {split}", ds.len(), ds.classes.len(), ds.classes.join(", "))
@@ -213,6 +226,8 @@ pub enum ResumeError {
     Classes { path: PathBuf, checkpoint: Vec<String>, data: Vec<String> },
     #[error("{path}: has already trained {done} epochs, and this run stops at epoch {epochs}: nothing to do (pass a larger --epochs)")]
     Done { path: PathBuf, done: u32, epochs: u32 },
+    #[error("{path}: was trained on {then}, but this run's data is {now}: an exact resume needs the same (use --init to start from its weights instead)")]
+    Data { path: PathBuf, then: String, now: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,7 +291,7 @@ pub fn train(
 ) -> anyhow::Result<(Vec<EpochLogs>, Network)> {
     let kernels = Kernels::new(ctx);
     let mut cfg = cfg.clone();
-    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
+    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), data: Some(data_source(&cfg)), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
     start.check_layout(&cfg)?;
     if let Start::Resume(ckpt, path) = &start {
         if ckpt.optimizer.is_none() || ckpt.state.lr <= 0.0 {
@@ -289,6 +304,9 @@ pub fn train(
         }
         if (ckpt.state.batch_size, ckpt.state.train_images) != (cfg.train.batch_size, train.len()) {
             return Err(ResumeMismatch { path: path.clone(), then: (ckpt.state.batch_size, ckpt.state.train_images), now: (cfg.train.batch_size, train.len()) }.into());
+        }
+        if let Some(then) = ckpt.state.data.clone().filter(|d| *d != data_source(&cfg)) {
+            return Err(ResumeError::Data { path: path.clone(), then, now: data_source(&cfg) }.into());
         }
         if ckpt.classes != train.classes {
             return Err(ResumeError::Classes { path: path.clone(), checkpoint: ckpt.classes.clone(), data: train.classes.clone() }.into());

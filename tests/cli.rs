@@ -233,6 +233,10 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).matches(") finished in exp/seed-").count() == 8);
     assert_eq!(std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap(), table);
+    // Runs on other data are not taken for these: refused before anything trains.
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--limit", "32"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("exp/seed-1/first: its run trained on the synthetic set of 1200 images, --limit 64 at batch size 32; this experiment asks for the synthetic set of 1200 images, --limit 32"), "{err}");
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--epochs", "3", "--seed", "1"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).matches(", resumed").count() == 4);
     for (seed, epochs) in [(1, 3), (2, 2)] {

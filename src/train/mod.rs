@@ -174,6 +174,7 @@ pub fn fit(
     }
     let mut control = Control { lr: start.lr, stop: false };
     let mut history = start.history;
+    let data = start.data;
     let batch = settings.batch_size as usize;
     let steps = train.len().div_ceil(batch);
     let mut skip = start.step;
@@ -193,6 +194,7 @@ pub fn fit(
         seed: settings.seed,
         batch_size: settings.batch_size,
         train_images: train.len(),
+        data: data.clone(),
         history: history.to_vec(),
         unfreeze_after: settings.unfreeze_after,
         callbacks: Default::default(),
