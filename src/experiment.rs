@@ -176,11 +176,19 @@ impl ExperimentConfig {
     }
 }
 
+/// Stage `k`'s config file as it stands; one that cannot be read names the stage.
+fn load_stage(exp: &ExperimentConfig, k: usize) -> anyhow::Result<Config> {
+    Config::load(&exp.stages[k].config).map_err(|e| match e {
+        ConfigError::Read { .. } => anyhow::Error::new(e).context(format!("{}: stages[{k}] (paths are relative to the working folder)", exp.file.display())),
+        e => e.into(),
+    })
+}
+
 /// Stage `k`'s config for `seed` and `arm`, with the experiment's and the command line's
 /// settings (`overrides.epochs` wins over every stage's).
 fn stage_config(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<Config> {
     let stage = &exp.stages[k];
-    let mut cfg = Config::load(&stage.config)?;
+    let mut cfg = load_stage(exp, k)?;
     let o = Overrides { data: overrides.data.clone().or(exp.data.clone()), limit: overrides.limit.or(exp.limit), epochs: overrides.epochs, seed: Some(seed), batch_size: overrides.batch_size };
     cfg.train.epochs = stage.epochs.unwrap_or(cfg.train.epochs);
     if arm != SCRATCH {
@@ -201,7 +209,7 @@ fn stage_config(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, override
 fn seeds(exp: &ExperimentConfig, only: Option<u64>) -> anyhow::Result<Vec<u64>> {
     let all = match &exp.seeds {
         Some(s) => s.clone(),
-        None => vec![Config::load(&exp.stages[0].config)?.train.seed],
+        None => vec![load_stage(exp, 0)?.train.seed],
     };
     match only {
         Some(s) if !all.contains(&s) => anyhow::bail!("--seed {s}: the experiment's seeds are {all:?}"),

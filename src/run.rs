@@ -90,7 +90,12 @@ pub fn load_datasets(cfg: &Config) -> anyhow::Result<(Dataset, Dataset)> {
             (synthetic::generate(limit(s.train), shape, cfg.train.seed), synthetic::generate(limit(s.test), shape, cfg.train.seed ^ 0x5EED))
         }
         None => {
-            let load = |dir: &Path| folder::load(dir, shape, cfg.train.limit, cfg.data.corrupt, cfg.data.workers);
+            let load = |dir: &Path| {
+                folder::load(dir, shape, cfg.train.limit, cfg.data.corrupt, cfg.data.workers).map_err(|e| match e {
+                    DataError::Missing(_) => anyhow::Error::new(e).context("cannot load the data (pass --data DIR, a folder with training_set/ and test_set/, or set [data] train and test)"),
+                    e => e.into(),
+                })
+            };
             let train = load(&cfg.data.train)?;
             let test = load(&cfg.data.test)?;
             if test.classes != train.classes {

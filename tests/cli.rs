@@ -257,6 +257,8 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     assert!(o.status.success());
     let svg = std::fs::read_to_string(dir.path().join("both.svg")).unwrap();
     assert!(svg.contains("3-s3 (validation)") && svg.contains("first (train)"));
+    let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/first/last.safetensors", "-o", "c.png"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("last.safetensors: not a gpu-cnn history (a run folder's history.json)"));
     let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/first", "-o", "chart.jpg"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(".png or .svg"));
 }

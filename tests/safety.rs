@@ -159,7 +159,7 @@ fn a_termination_signal_leaves_no_folder_locked_and_the_runs_resume() {
     let o = terminate(child);
     assert!(stderr(&o).contains("Resume with: "), "a resumable stop");
     assert_eq!(leftovers(root), Vec::<PathBuf>::new());
-    assert!(gpu_cnn(root, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--resume", "run/last.safetensors"]).status.success());
+    assert!(gpu_cnn(root, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--out", "run", "--resume", "run/last.safetensors"]).status.success());
 
     // Under nohup a hangup is ignored, as nohup promises: the run goes on to its last epoch.
     let child = spawn_until(root, Some("nohup"), &["train", "q.toml", "--epochs", "20", "--limit", "64", "--out", "nohup"], || root.join("nohup/history.json").is_file());
@@ -333,6 +333,9 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("No chart drawn (no strategy arm or scratch has finished); table: exp/results.md"), "{}", stderr(&o));
     assert!(!dir.path().join("exp/comparison.png").exists());
+    // A stage config that is not there names the stage.
+    std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", \"nosuch.toml\"]\n").unwrap();
+    refused(&gpu_cnn(dir.path(), &["experiment", "bad.toml"]), &["bad.toml: stages[1] (paths are relative to the working folder): nosuch.toml: cannot read"]);
     // A typo in a stage's table names the stage and the field.
     std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", { config = \"q.toml\", unfreze_after = 1 }]\n").unwrap();
     refused(&gpu_cnn(dir.path(), &["experiment", "bad.toml"]), &["bad.toml: field `stages[1]`: unknown field `unfreze_after`, expected one of"]);

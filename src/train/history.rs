@@ -25,7 +25,10 @@ pub fn to_csv(history: &[EpochLogs]) -> String {
 
 /// Reads a history.json written by a run.
 pub fn read(path: &Path) -> Result<Vec<EpochLogs>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => format!("{}: not a gpu-cnn history (a run folder's history.json)", path.display()),
+        _ => format!("{}: {e}", path.display()),
+    })?;
     serde_json::from_str(&text).map_err(|e| format!("{}: not a gpu-cnn history: {e}", path.display()))
 }
 
