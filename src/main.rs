@@ -445,6 +445,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gpu_cnn::transfer::calibrate::calibrate(&gpu()?, &mut plan, &mut ckpt, images)?;
             }
             print!("{}", plan.table());
+            if plan.moved == 0 {
+                log::warn!("nothing came from the source: the new model starts as from scratch (see each layer's reason)");
+            }
             if let Some(dir) = data {
                 let dir = if dir.join("test_set").is_dir() { dir.join("test_set") } else { dir };
                 let ctx = gpu()?;

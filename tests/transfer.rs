@@ -145,6 +145,10 @@ fn wider_narrower_reordered_resized_and_reclassed_layouts() {
     assert_eq!(m.layers[6].action, Action::Copied);
     let g = plan(&base, &big, Strategy::Grow, false, 0);
     assert!(g.layers[0].reason.as_ref().unwrap().contains("input size differs"));
+    // The layers after it give the first fresh layer as their reason, not its cause.
+    for l in [2, 5, 6] {
+        assert_eq!(g.layers[l].reason.as_deref(), Some("after conv2d_1, which starts fresh"), "{}", g.table());
+    }
 
     // Another class count: everything but the head.
     let ten = spec([16, 16, 3], vec![conv(8), pool(), conv(8), pool(), flat(), dense(16), head(10)]);

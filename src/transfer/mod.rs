@@ -364,6 +364,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -
     if source.input[..2] != target.input[..2] && broken.is_none() {
         broken = Some("input size differs".into());
     }
+    let mut after_fresh = false;
     for t in 0..target.layers.len() {
         let tk = &target.layers[t].kind;
         let name = &target.layers[t].name;
@@ -382,6 +383,11 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -
         if let Some(why) = &broken {
             let why = why.clone();
             b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, with_params.then_some(why), None);
+            // The layers after read the first fresh layer's output: that is their reason.
+            if with_params && !after_fresh {
+                after_fresh = true;
+                broken = Some(format!("after {name}, which starts fresh"));
+            }
             continue;
         }
         let moves_activation = !paired
