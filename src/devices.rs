@@ -46,7 +46,7 @@ pub fn report(choice: &AdapterChoice, backends: wgpu::Backends) -> String {
             let _ = writeln!(out, "* = chosen by --adapter {choice} (index {i})");
         }
         None => {
-            let _ = writeln!(out, "no adapter matches --adapter {choice}");
+            let _ = writeln!(out, "no adapter matches --adapter (or GPU_CNN_ADAPTER) {choice}");
         }
     }
     out

@@ -243,7 +243,14 @@ fn source_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides:
     let before = if k == 1 { FIRST } else { arm };
     let cfg = stage_config(exp, k - 1, seed, before, overrides)?;
     let dir = exp.folder(seed, before, k - 1, &cfg);
-    let best = best_checkpoint(&dir, cfg.train.epochs)?.ok_or_else(|| anyhow::anyhow!("{}: stage {k} has not finished (run --arm {before} --seed {seed} first)", dir.display()))?;
+    let Some(best) = best_checkpoint(&dir, cfg.train.epochs)? else {
+        let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
+        let done = match last.is_file() {
+            true => format!(", {} of {} epochs", Checkpoint::read_state(&last)?.epoch, cfg.train.epochs),
+            false => String::new(),
+        };
+        anyhow::bail!("{}: stage {k} has not finished{done} (run --arm {before} --seed {seed} first, with the same flags)", dir.display());
+    };
     Ok((best, crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?))
 }
 

@@ -418,8 +418,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("Best val_acc {best:.4}; history in {}", out.join("history.csv").display());
                 }
                 Err(e) => match e.downcast_ref::<TrainError>() {
-                    Some(TrainError::Interrupted { epoch, step }) => {
-                        eprintln!("Interrupted after step {step} of epoch {epoch}; resumable checkpoint: {}", last.display());
+                    Some(interrupted @ TrainError::Interrupted { .. }) => {
+                        eprintln!("{interrupted}; resumable checkpoint: {}", last.display());
                         eprintln!("Resume with: {}", resume_command(&last));
                         // Exiting skips destructors: release the folder's lock first.
                         drop(folder);
@@ -532,7 +532,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict { checkpoint, images, json } => {
             let ckpt = Checkpoint::load(&checkpoint)?;
             let ctx = gpu()?;
-            let predictions = gpu_cnn::predict::predict(&ctx, &ckpt, &images, 32)?;
+            let (predictions, unreadable) = gpu_cnn::predict::predict(&ctx, &ckpt, &images, 32)?;
             if json {
                 println!("{}", serde_json::to_string(&predictions)?);
             } else {
@@ -540,6 +540,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let prob = p.probabilities[&p.class].as_f64().unwrap_or(f64::NAN);
                     println!("{}: {} ({prob:.4})", p.file.display(), p.class);
                 }
+            }
+            // The readable images are predicted; the others are named, and the exit status says so.
+            unreadable.iter().for_each(|e| eprintln!("{e}"));
+            if !unreadable.is_empty() {
+                anyhow::bail!("{} of {} images could not be read", unreadable.len(), images.len());
             }
         }
         Command::Bench(Bench::Kernels { json, only }) => {

@@ -113,23 +113,32 @@ fn by_class(classes: &[String], p: &[f64]) -> serde_json::Map<String, serde_json
 }
 
 /// The predicted class and class probabilities of each image file.
-pub fn predict(ctx: &GpuContext, ckpt: &Checkpoint, files: &[PathBuf], batch: u32) -> anyhow::Result<Vec<Prediction>> {
+pub fn predict(ctx: &GpuContext, ckpt: &Checkpoint, files: &[PathBuf], batch: u32) -> anyhow::Result<(Vec<Prediction>, Vec<DataError>)> {
     let mut net = network(ctx, ckpt, batch)?;
-    let mut out = Vec::new();
+    let (mut out, mut unreadable) = (Vec::new(), Vec::new());
     for chunk in files.chunks(batch as usize) {
-        let mut images = Vec::new();
+        let (mut images, mut read) = (Vec::new(), Vec::new());
         for f in chunk {
-            images.extend(folder::decode(f, ckpt.model.input)?.into_iter().map(|v| v as f32 / 255.0));
+            match folder::decode(f, ckpt.model.input) {
+                Ok(pixels) => {
+                    images.extend(pixels.into_iter().map(|v| v as f32 / 255.0));
+                    read.push(f);
+                }
+                Err(e) => unreadable.push(e),
+            }
         }
-        net.upload(ctx, &images, &vec![0; chunk.len()])?;
+        if read.is_empty() {
+            continue;
+        }
+        net.upload(ctx, &images, &vec![0; read.len()])?;
         net.run(ctx, Pass::Evaluate, 0.0);
         let logits = net.read_logits(ctx)?;
-        for (f, z) in chunk.iter().zip(logits.chunks(ckpt.model.logits() as usize)) {
+        for (f, z) in read.into_iter().zip(logits.chunks(ckpt.model.logits() as usize)) {
             let p = probabilities(z);
             out.push(Prediction { file: f.clone(), class: ckpt.classes[argmax(&p)].clone(), probabilities: by_class(&ckpt.classes, &p) });
         }
     }
-    Ok(out)
+    Ok((out, unreadable))
 }
 
 #[cfg(test)]

@@ -213,7 +213,13 @@ pub fn freeze(cfg: &mut Config, file: &Path, names: &[String], unfreeze_after: O
 pub fn describe_freezing(cfg: &Config) -> Option<String> {
     let frozen = cfg.model.frozen();
     let until = cfg.train.unfreeze_after.map_or(String::new(), |n| format!(" through epoch {n}"));
-    (!frozen.is_empty()).then(|| format!("Frozen{until}: {} ({} trainable parameters)", frozen.join(", "), crate::model::summary::thousands(cfg.model.trainable_count())))
+    let trainable = cfg.model.trainable_count();
+    let idle = match (trainable, cfg.train.unfreeze_after) {
+        (0, Some(n)) => format!("; nothing trains before epoch {}", n + 1),
+        (0, None) => "; nothing trains: every layer is frozen".into(),
+        _ => String::new(),
+    };
+    (!frozen.is_empty()).then(|| format!("Frozen{until}: {} ({} trainable parameters{idle})", frozen.join(", "), crate::model::summary::thousands(trainable)))
 }
 
 /// Builds the network for `cfg` (its sizes checked first) and reports how long kernel
@@ -304,7 +310,7 @@ pub fn train(
         }
         // The data order, augmentation and dropout masks all derive from the seed.
         if ckpt.state.seed != cfg.train.seed {
-            log::warn!("resuming with the checkpoint's seed {} (the config says {})", ckpt.state.seed, cfg.train.seed);
+            log::warn!("resuming with the checkpoint's seed {} (this run asks for {})", ckpt.state.seed, cfg.train.seed);
             cfg.train.seed = ckpt.state.seed;
         }
         if (ckpt.state.batch_size, ckpt.state.train_images) != (cfg.train.batch_size, train.len()) {

@@ -116,6 +116,12 @@ fn ctrl_c_writes_a_resumable_checkpoint_and_the_printed_command_resumes() {
     assert!(["crosses", "rings"].contains(&first["class"].as_str().unwrap()));
     let p = &first["probabilities"];
     assert!((p["crosses"].as_f64().unwrap() + p["rings"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    // An unreadable image among readable ones: they are predicted, it is named, and it fails.
+    std::fs::write(dir.path().join("broken.png"), b"not a png").unwrap();
+    let o = gpu_cnn(dir.path(), &["predict", "run/best.safetensors", "data/rings/one.png", "broken.png", "data/crosses/one.png"]);
+    let (out, err) = (stdout(&o), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(!o.status.success() && out.lines().count() == 2 && out.contains("data/crosses/one.png: "), "{out}");
+    assert!(err.contains("broken.png: cannot decode image") && err.contains("1 of 3 images could not be read"), "{err}");
 
     // One message, with the cause said once (an error's own text and its source chain must not
     // both print it).

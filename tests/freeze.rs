@@ -61,6 +61,15 @@ fn the_config_freezes_layers_and_the_summary_counts_them_as_non_trainable() {
     assert!(summary("f", &s).contains("Non-trainable params: 34"), "{}", summary("f", &s));
     let e = s.freeze(&["conv2d_9".into()]).unwrap_err();
     assert!(e.contains("conv2d_9") && e.contains("did you mean"), "{e}");
+    // A run with every layer frozen is told that nothing trains (until it thaws).
+    let mut cfg = gpu_cnn::config::Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml")).unwrap();
+    let names: Vec<String> = cfg.model.layers.iter().map(|l| l.name.clone()).collect();
+    cfg.model = cfg.model.freeze(&names).unwrap();
+    let line = gpu_cnn::run::describe_freezing(&cfg).unwrap();
+    assert!(line.ends_with("(0 trainable parameters; nothing trains: every layer is frozen)"), "{line}");
+    cfg.train.unfreeze_after = Some(2);
+    let line = gpu_cnn::run::describe_freezing(&cfg).unwrap();
+    assert!(line.starts_with("Frozen through epoch 2: ") && line.ends_with("; nothing trains before epoch 3)"), "{line}");
 }
 
 #[test]

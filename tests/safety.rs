@@ -326,7 +326,7 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     assert!(!dir.path().join("exp/seed-42/first/history.json").exists());
     assert_eq!(std::fs::read_to_string(run.join("history.json")).unwrap(), "[]");
     // An arm whose earlier stage has not run, and an unknown arm or seed.
-    refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "prefix", "--overwrite"]), &["stage 1 has not finished (run --arm first --seed 42 first)"]);
+    refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "prefix", "--overwrite"]), &["stage 1 has not finished (run --arm first --seed 42 first, with the same flags)"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow"]), &["--arm grow: the experiment's arms are first, prefix, scratch"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--seed", "7"]), &["--seed 7: the experiment's seeds are [42]"]);
     // A report before any arm has finished claims no chart.

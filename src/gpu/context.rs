@@ -10,7 +10,7 @@ use thiserror::Error;
 pub enum GpuError {
     #[error("no GPU adapter found{0} (on Linux without a GPU, install Mesa's lavapipe: apt-get install mesa-vulkan-drivers)")]
     NoAdapter(String),
-    #[error("no adapter matches --adapter '{wanted}'; available: {available}")]
+    #[error("no adapter matches --adapter (or GPU_CNN_ADAPTER) '{wanted}'; available: {available}")]
     NoMatch { wanted: String, available: String },
     #[error("unknown backend '{0}': expected vulkan, metal, dx12 or gl")]
     UnknownBackend(String),

@@ -31,7 +31,8 @@ pub enum TrainError {
     NotFinite { value: f64, epoch: u32, step: usize },
     #[error("{0}")]
     Callback(String),
-    #[error("interrupted after step {step} of epoch {epoch}")]
+    /// Stopped by a signal after `step` steps of epoch `epoch` (0: after the whole epoch).
+    #[error("Interrupted after {}", if *step == 0 { format!("epoch {epoch}") } else { format!("step {step} of epoch {epoch}") })]
     Interrupted { epoch: u32, step: usize },
     #[error("{path}: cannot write: {error}")]
     Write { path: std::path::PathBuf, error: std::io::Error },
@@ -279,7 +280,7 @@ pub fn fit(
         }
         // Ctrl-C during the epoch's last step or its evaluation: the state just saved resumes.
         if interrupted(settings) && epoch < settings.epochs {
-            return Err(TrainError::Interrupted { epoch, step: steps });
+            return Err(TrainError::Interrupted { epoch, step: 0 });
         }
     }
     Ok(history)
