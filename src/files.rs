@@ -275,8 +275,8 @@ pub struct RunFolder {
     _created: Created,
 }
 
-/// The folders a claim created, deepest first: removed when dropped if still empty, so a run
-/// refused or failed before its first output leaves nothing behind.
+/// The folders a claim created, deepest first: removed when dropped (or at a signal that ends
+/// the process) if still empty, so a run stopped before its first output leaves nothing behind.
 struct Created(Vec<PathBuf>);
 
 impl Created {
@@ -286,7 +286,10 @@ impl Created {
         let levels: Vec<&Path> = dir.ancestors().filter(|d| !d.as_os_str().is_empty()).collect();
         for level in levels.into_iter().rev() {
             match std::fs::create_dir(level) {
-                Ok(()) => created.0.insert(0, level.to_path_buf()),
+                Ok(()) => {
+                    crate::interrupt::created_folder(level);
+                    created.0.insert(0, level.to_path_buf());
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && level.is_dir() => {}
                 Err(e) => return Err(write_error(level)(e)),
             }
@@ -297,11 +300,7 @@ impl Created {
 
 impl Drop for Created {
     fn drop(&mut self) {
-        for dir in &self.0 {
-            if std::fs::remove_dir(dir).is_err() {
-                break;
-            }
-        }
+        self.0.iter().for_each(|dir| crate::interrupt::remove_folder(dir));
     }
 }
 

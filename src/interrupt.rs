@@ -2,7 +2,8 @@
 //! `scancel` send; SIGHUP). While a training loop listens ([`listen`]), a signal asks it to stop
 //! after its step with a resumable checkpoint. Otherwise (loading data, between an experiment's
 //! runs), or at a second signal, the process exits at once. Either way no run folder stays
-//! locked: the locks the process holds ([`create_lock`]) are removed before it exits.
+//! locked: the locks the process holds ([`create_lock`]) are removed before it exits, and so
+//! are the folders its claims created while they are still empty.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub const EXIT_STATUS: i32 = 130;
 
 static LOCKS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Folders a run folder's claim created, removed (when empty) with the locks.
+static FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static LISTENER: Mutex<Option<Arc<AtomicBool>>> = Mutex::new(None);
 /// Set once a listening loop has been asked to stop: the process is on its way out.
 static REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -33,10 +36,15 @@ pub fn install() -> Result<(), ctrlc::Error> {
             REQUESTED.store(true, Ordering::SeqCst);
             return;
         }
-        // Held until the process ends: no lock is taken or released in between.
-        let mut locks = locked(&LOCKS);
+        // Held until the process ends: no lock or folder is taken or released in between.
+        let (mut locks, mut folders) = (locked(&LOCKS), locked(&FOLDERS));
         for path in locks.drain(..) {
             let _ = std::fs::remove_file(path);
+        }
+        // Deepest first; a folder the run wrote into is not empty, and stays.
+        folders.sort_by_key(|f| std::cmp::Reverse(f.components().count()));
+        for folder in folders.drain(..) {
+            let _ = std::fs::remove_dir(folder);
         }
         // Stderr may be gone (a hangup): nothing to report then.
         let _ = std::io::Write::write_all(&mut std::io::stderr(), b"Interrupted\n");
@@ -114,6 +122,18 @@ impl Drop for Listener {
             *listener = None;
         }
     }
+}
+
+/// Registers a folder a claim created, for removal (if empty) if a signal ends the process.
+pub(crate) fn created_folder(path: &Path) {
+    locked(&FOLDERS).push(path.to_path_buf());
+}
+
+/// Removes the folder `path` if it is empty, and unregisters it, both at once.
+pub(crate) fn remove_folder(path: &Path) {
+    let mut folders = locked(&FOLDERS);
+    let _ = std::fs::remove_dir(path);
+    folders.retain(|p| p != path);
 }
 
 /// Creates the lock file `path` with `create` and registers it for removal if a signal ends

@@ -153,6 +153,7 @@ fn a_termination_signal_leaves_no_folder_locked_and_the_runs_resume() {
     let o = terminate(spawn_until(root, None, &["train", "q.toml", "--data", cifar.to_str().unwrap(), "--out", "loading"], || holds_lock(&lock)));
     assert_eq!(stderr(&o).trim(), "Interrupted");
     assert_eq!(leftovers(root), Vec::<PathBuf>::new());
+    assert!(!root.join("loading").exists(), "the folder it created, still empty, is removed");
 
     // Mid-training: the run stops after its step with a resumable checkpoint.
     let child = spawn_until(root, None, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--out", "run"], || root.join("run/history.json").is_file());
