@@ -10,9 +10,11 @@
 #   scripts/grow-recipe-sweep.sh ../shared/datasets/cifar10-catdog --limit 32 --epochs 2   # a dry run
 #
 # Run from anywhere; GPU_CNN (default target/release/gpu-cnn) is the binary and SWEEP (default
-# checkpoints/sweep) the output folder, both relative to the repository. Reruns keep finished runs, as `gpu-cnn experiment` does.
+# checkpoints/sweep) the output folder, both relative to the repository. On a lent machine,
+# build here and carry the binary, and give the data's path there. Reruns keep finished runs,
+# as `gpu-cnn experiment` does: to change a recipe, give it a new name.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n '2,13p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,15p' "$0"; exit 2; }
 data=$(realpath "$1")
 shift
 cd "$(dirname "$0")/.." # paths below are the repository's
@@ -22,20 +24,28 @@ base=checkpoints/experiment # configs/experiment.toml's out
 seeds=(0 1 2)               # configs/experiment.toml's seeds
 
 # name | settings of the grown Model 3 stage, besides the base chain's own (its grow arm: the
-# copied layers frozen for 5 epochs, then everything at 1e-3)
+# copied layers frozen for 5 epochs, then everything; model3.toml's cosine from 1e-3 with a
+# one-epoch warm-up)
 recipes=(
   'all|'
   'unfreeze1|freeze = ["copied"], unfreeze_after = 1'
   'unfreeze2|freeze = ["copied"], unfreeze_after = 2'
   'all-lr5e-4|learning_rate = 0.0005'
   'all-lr2e-3|learning_rate = 0.002'
-  'all-cosine|schedule = { type = "cosine" }'
+  'all-nowarmup|schedule = { type = "cosine" }'
 )
 
-in_parallel() { # runs "$@" --seed S for every seed at once; fails if any fails
-    local pids=()
+# Background jobs of a script ignore Ctrl-C (and gpu-cnn keeps an ignored signal ignored):
+# stopping the script stops them, with a resumable checkpoint each.
+pids=()
+trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' INT TERM
+in_parallel() { # runs "$@" --seed S for every seed at once; waits for all, fails if any failed
+    local rc=0
+    pids=()
     for s in "${seeds[@]}"; do "$@" --seed "$s" & pids+=($!); done
-    for p in "${pids[@]}"; do wait "$p"; done
+    for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+    pids=()
+    return "$rc"
 }
 
 in_parallel "$bin" experiment configs/experiment.toml --data "$data" "$@"
@@ -55,12 +65,19 @@ out = "$sweep/$name"
 TOML
     for s in "${seeds[@]}"; do
         scratch=$sweep/$name/seed-$s/scratch/2-model3
-        [ -d "$scratch" ] || { mkdir -p "$(dirname "$scratch")" && cp -r "$base/seed-$s/scratch/3-model3" "$scratch"; }
+        if [ ! -f "$scratch/last.safetensors" ]; then
+            rm -rf "$scratch" "$scratch.tmp"
+            mkdir -p "$(dirname "$scratch")"
+            cp -r "$base/seed-$s/scratch/3-model3" "$scratch.tmp" && mv "$scratch.tmp" "$scratch"
+        fi
     done
-    in_parallel "$bin" experiment "$sweep/$name.toml" --data "$data" --arm grow "$@" > "$sweep/$name.log" 2>&1
+    in_parallel "$bin" experiment "$sweep/$name.toml" --data "$data" --arm grow "$@" > "$sweep/$name.log" 2>&1 ||
+        { echo "recipe $name failed: see $sweep/$name.log" >&2; exit 1; }
 done
 
-# One table: every recipe's arms over the seeds (the flags say which runs count as finished).
+# One table: every recipe's grow arm over the seeds (the flags say which runs count as
+# finished). Compare "from the growth" only: a recipe's totals count Model 2's run up to its
+# best epoch (the history its checkpoint holds) and not Model 1's.
 "$bin" experiment configs/experiment.toml --report "$@" > /dev/null
 echo "| recipe $(grep -m1 '^| arm ' "$base/results.md")"
 echo "|---$(grep -m1 '^|---' "$base/results.md")"

@@ -280,10 +280,13 @@ fn grown_from_another(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, ov
     Ok((now != then).then(|| format!("seed {seed}, {arm}, stage {}: grown from {} when its run had {}; it now has {} (`--overwrite --arm {arm} --seed {seed}` grows it again)", k + 1, source.display(), said(&then), said(&now))))
 }
 
-/// What would stop `arm`'s run of stage `k` only once earlier runs have trained: its data
-/// folders, and the layers the experiment's `stages[k].freeze` names (`copied` is known only
-/// after the transfer).
-fn check_stage(exp: &ExperimentConfig, k: usize, arm: &str, cfg: &Config) -> anyhow::Result<()> {
+/// What would stop `arm`'s run of stage `k` for `seed` only once earlier runs have trained: the
+/// first stage's checkpoint it grows from, its data folders, and the layers the experiment's
+/// `stages[k].freeze` names (`copied` is known only after the transfer).
+fn check_stage(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, cfg: &Config) -> anyhow::Result<()> {
+    if let Some(path) = exp.first_checkpoint(seed).filter(|p| k == 1 && arm != SCRATCH && !p.is_file()) {
+        anyhow::bail!("{}: stages[0].checkpoint: {}: no such file (for seed {seed})", exp.file.display(), path.display());
+    }
     if cfg.data.synthetic.is_none() {
         if let Some(dir) = [&cfg.data.train, &cfg.data.test].into_iter().find(|d| !d.is_dir()) {
             return Err(crate::data::DataError::Missing(dir.clone()).into());
@@ -326,7 +329,7 @@ fn claim<'a>(exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, see
                     println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
                     continue;
                 }
-                check_stage(exp, k, a, &cfg)?;
+                check_stage(exp, k, s, a, &cfg)?;
                 let folder = run::claim_folder(&cfg, &dir, previous.is_some().then_some(last.as_path()), &[(&exp.stages[k].config, "a stage's config"), (&exp.file, "the experiment's config")], overwrite)?;
                 let init = dir.join("init.safetensors");
                 // One this stage's transfer wrote (a run killed before its first checkpoint) is
@@ -465,7 +468,7 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
     let mut chains = Vec::new();
     // Runs with a checkpoint short of the epochs asked: training, stopped, or run with another
     // --epochs than this report's.
-    let mut unfinished = Vec::new();
+    let (mut unfinished, mut missing) = (Vec::new(), Vec::new());
     for seed in seeds(exp, None)? {
         let mut read = |arm: &str, k: usize| -> anyhow::Result<Option<StageRun>> {
             let cfg = stage_config(exp, k, seed, arm, overrides)?;
@@ -482,6 +485,10 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
             Ok(Some(StageRun { stage: k, model: cfg.name.clone(), history, grown_from_another: None }))
         };
         let first = match exp.first_checkpoint(seed) {
+            Some(path) if !path.is_file() => {
+                missing.push(format!("{}: no such checkpoint (the first stage of seed {seed})", path.display()));
+                None
+            }
             Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::read_state(&path)?.history, grown_from_another: None }),
             None => read(FIRST, 0)?,
         };
@@ -503,6 +510,7 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
         }
     }
     let mut markdown = results_md(exp, &chains);
+    unfinished.extend(missing);
     if !unfinished.is_empty() {
         markdown += "\nNot counted, short of the epochs asked (still training, stopped, or trained with another `--epochs`, which the report then needs too):\n\n";
         unfinished.iter().for_each(|line| markdown += &format!("- {line}\n"));

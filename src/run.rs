@@ -112,11 +112,23 @@ pub fn load_datasets(cfg: &Config) -> anyhow::Result<(Dataset, Dataset)> {
 }
 
 /// The training data `cfg` names, as a run records it: the folder (or the synthetic set) and
-/// `--limit`.
+/// `--limit`. A folder goes by its last two names (`cifar10-catdog/training_set`), which stay
+/// the same when the data or the repository moves or is copied to another machine; image count
+/// and classes are checked on their own.
 pub fn data_source(cfg: &Config) -> String {
     let set = match cfg.data.synthetic {
         Some(s) => format!("the synthetic set of {} images", s.train),
-        None => cfg.data.train.canonicalize().unwrap_or_else(|_| cfg.data.train.clone()).display().to_string(),
+        None => {
+            let mut names = Vec::new();
+            for c in std::path::absolute(&cfg.data.train).unwrap_or_else(|_| cfg.data.train.clone()).components() {
+                match c {
+                    std::path::Component::Normal(n) => names.push(n.to_string_lossy().into_owned()),
+                    std::path::Component::ParentDir => drop(names.pop()),
+                    _ => {}
+                }
+            }
+            names[names.len().saturating_sub(2)..].join("/")
+        }
     };
     match cfg.train.limit {
         Some(n) => format!("{set}, --limit {n}"),
@@ -150,7 +162,8 @@ pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(
         }
     }
     // Its best-model files and history are there: elsewhere they would be missing or another run's.
-    if let Some(checkpoint) = resume.filter(|p| crate::files::relative_in(p, dir).is_none_or(|name| name.contains('/'))) {
+    // (One that is not there is reported when it is read.)
+    if let Some(checkpoint) = resume.filter(|p| p.is_file() && crate::files::relative_in(p, dir).is_none_or(|name| name.contains('/'))) {
         return Err(OutputError::ResumeElsewhere { checkpoint: checkpoint.to_path_buf(), dir: dir.to_path_buf() });
     }
     RunFolder::claim(dir, &outputs, resume.is_some(), overwrite)
@@ -329,6 +342,8 @@ pub fn train(
         cfg.model.layers.iter_mut().zip(&ckpt.model.layers).for_each(|(l, c)| l.trainable = c.trainable);
         cfg.train.unfreeze_after = ckpt.state.unfreeze_after;
         state = ckpt.state.clone();
+        // Checkpoints from before runs recorded their data take this run's.
+        state.data.get_or_insert_with(|| data_source(&cfg));
     }
     let (mut net, _) = build_network(ctx, &kernels, &cfg)?;
     match &start {

@@ -178,7 +178,13 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
     // first-epoch accuracy is "-".
     // (`{seed}` in the path: a checkpoint per seed.)
     std::fs::copy(dir.path().join("wide.safetensors"), dir.path().join("wide-0.safetensors")).unwrap();
-    std::fs::write(dir.path().join("exp.toml"), "stages = [{ config = \"wide.toml\", checkpoint = \"wide-{seed}.safetensors\" }, \"wide.toml\"]\nstrategies = [\"grow\"]\nseeds = [0]\nepochs = 1\nlimit = 64\nout = \"exp\"\n").unwrap();
+    let exp = |seeds: &str| format!("stages = [{{ config = \"wide.toml\", checkpoint = \"wide-{{seed}}.safetensors\" }}, \"wide.toml\"]\nstrategies = [\"grow\"]\nseeds = {seeds}\nepochs = 1\nlimit = 64\nout = \"exp\"\n");
+    // A seed without its checkpoint is refused before any seed trains.
+    std::fs::write(dir.path().join("exp.toml"), exp("[0, 1]")).unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("exp.toml: stages[0].checkpoint: wide-1.safetensors: no such file (for seed 1)"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!dir.path().join("exp").exists());
+    std::fs::write(dir.path().join("exp.toml"), exp("[0]")).unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();

@@ -110,3 +110,19 @@ fn bad_folders_give_clear_errors() {
     let e = load(&root.join("one"), CorruptPolicy::Skip).unwrap_err();
     assert!(matches!(e, DataError::EmptyClass(_)), "a class left empty by skipping is an error: {e}");
 }
+
+/// A run records its data by the training folder's last two names: the same data through any
+/// path, or moved with the repository to another machine, reads the same.
+#[test]
+fn a_runs_data_is_named_the_same_from_any_path() {
+    let mut cfg = gpu_cnn::config::Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/quickstart.toml")).unwrap();
+    let synthetic = cfg.data.synthetic.unwrap().train;
+    assert_eq!(gpu_cnn::run::data_source(&cfg), format!("the synthetic set of {synthetic} images"));
+    cfg.data.synthetic = None;
+    for path in ["/work/shared/cats/training_set", "../shared/cats/training_set", "/elsewhere/x/../cats/./training_set", "cats/training_set"] {
+        cfg.data.train = path.into();
+        assert_eq!(gpu_cnn::run::data_source(&cfg), "cats/training_set", "{path}");
+    }
+    cfg.train.limit = Some(64);
+    assert_eq!(gpu_cnn::run::data_source(&cfg), "cats/training_set, --limit 64");
+}

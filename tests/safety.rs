@@ -330,10 +330,12 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "prefix", "--overwrite"]), &["stage 1 has not finished (run --arm first --seed 42 first, with the same flags)"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow"]), &["--arm grow: the experiment's arms are first, prefix, scratch"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--seed", "7"]), &["--seed 7: the experiment's seeds are [42]"]);
-    // A report before any arm has finished claims no chart.
+    // A report before any arm has finished claims no chart, and leaves an earlier one alone.
+    std::fs::write(dir.path().join("exp/comparison.png"), "earlier").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
     assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("No chart drawn (no strategy arm or scratch has finished); table: exp/results.md"), "{}", stderr(&o));
-    assert!(!dir.path().join("exp/comparison.png").exists());
+    assert_eq!(std::fs::read_to_string(dir.path().join("exp/comparison.png")).unwrap(), "earlier");
+    std::fs::remove_file(dir.path().join("exp/comparison.png")).unwrap();
     // A stage config that is not there names the stage.
     std::fs::write(dir.path().join("bad.toml"), "stages = [\"q.toml\", \"nosuch.toml\"]\n").unwrap();
     refused(&gpu_cnn(dir.path(), &["experiment", "bad.toml"]), &["bad.toml: stages[1] (paths are relative to the working folder): nosuch.toml: cannot read"]);
