@@ -3,18 +3,19 @@
 # half of scratch's training FLOPs (issue 12)? Trains the chain of configs/experiment.toml
 # (Model 1 -> grown Model 2 -> grown Model 3, and scratch Model 3; seeds 0-2), then grows Model 3
 # again from the same grown Model 2 checkpoints under each recipe below, every seed at once.
-# Each recipe's results.md compares it with the same scratch runs (copied, not retrained).
+# Each recipe's results.md compares it with the same scratch runs (copied, not retrained). The
+# runs' output goes to logs in the sweep folder; the script prints one table.
 #
 #   scripts/grow-recipe-sweep.sh DATA [FLAGS...]
 #   scripts/grow-recipe-sweep.sh ../shared/datasets/cifar10-catdog              # ~5 min on an H200
-#   scripts/grow-recipe-sweep.sh ../shared/datasets/cifar10-catdog --limit 32 --epochs 2   # a dry run
+#   scripts/grow-recipe-sweep.sh ../shared/datasets/cifar10-catdog --limit 32 --epochs 2   # plumbing only
 #
 # Run from anywhere; GPU_CNN (default target/release/gpu-cnn) is the binary and SWEEP (default
 # checkpoints/sweep) the output folder, both relative to the repository. On a lent machine,
 # build here and carry the binary, and give the data's path there. Reruns keep finished runs,
 # as `gpu-cnn experiment` does: to change a recipe, give it a new name.
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n '2,15p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
 data=$(realpath "$1")
 shift
 cd "$(dirname "$0")/.." # paths below are the repository's
@@ -48,8 +49,9 @@ in_parallel() { # runs "$@" --seed S for every seed at once; waits for all, fail
     return "$rc"
 }
 
-in_parallel "$bin" experiment configs/experiment.toml --data "$data" "$@"
 mkdir -p "$sweep"
+in_parallel "$bin" experiment configs/experiment.toml --data "$data" "$@" > "$sweep/base.log" 2>&1 ||
+    { echo "the base chain failed: see $sweep/base.log" >&2; exit 1; }
 for recipe in "${recipes[@]}"; do
     name=${recipe%%|*}
     settings=${recipe#*|}

@@ -1,14 +1,15 @@
 //! Ctrl-C and termination signals (SIGINT; SIGTERM, which `kill`, `timeout` and Slurm's
 //! `scancel` send; SIGHUP). While a training loop listens ([`listen`]), a signal asks it to stop
 //! after its step with a resumable checkpoint. Otherwise (loading data, between an experiment's
-//! runs), or at a second signal, the process exits at once. Either way no run folder stays
-//! locked: the locks the process holds ([`create_lock`]) are removed before it exits, and so
-//! are the folders its claims created while they are still empty.
+//! runs), or at a second signal (a second or more after the first), the process exits at once.
+//! Either way no run folder stays locked: the locks the process holds ([`create_lock`]) are
+//! removed before it exits, and so are the folders its claims created while still empty.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Exit status after an interruption (128 + SIGINT, as shells report Ctrl-C).
 pub const EXIT_STATUS: i32 = 130;
@@ -19,6 +20,10 @@ static FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static LISTENER: Mutex<Option<Arc<AtomicBool>>> = Mutex::new(None);
 /// Set once a listening loop has been asked to stop: the process is on its way out.
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// When the stop was asked for: a signal within [`REPEAT`] of it is the same request delivered
+/// twice (`timeout` signals the process and then its whole group), not a second one.
+static ASKED: Mutex<Option<Instant>> = Mutex::new(None);
+const REPEAT: Duration = Duration::from_secs(1);
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -30,10 +35,13 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub fn install() -> Result<(), ctrlc::Error> {
     let ignored = ignored_signals();
     ctrlc::set_handler(|| {
-        let listener = locked(&LISTENER).clone();
+        if locked(&ASKED).is_some_and(|t| t.elapsed() < REPEAT) {
+            return;
+        }
         // The first signal a loop hears stops it gracefully; it ends the process itself.
-        if listener.is_some_and(|stop| !stop.swap(true, Ordering::SeqCst)) {
+        if locked(&LISTENER).clone().is_some_and(|stop| !stop.swap(true, Ordering::SeqCst)) {
             REQUESTED.store(true, Ordering::SeqCst);
+            *locked(&ASKED) = Some(Instant::now());
             return;
         }
         // Held until the process ends: no lock or folder is taken or released in between.

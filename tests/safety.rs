@@ -155,8 +155,10 @@ fn a_termination_signal_leaves_no_folder_locked_and_the_runs_resume() {
     assert_eq!(leftovers(root), Vec::<PathBuf>::new());
     assert!(!root.join("loading").exists(), "the folder it created, still empty, is removed");
 
-    // Mid-training: the run stops after its step with a resumable checkpoint.
+    // Mid-training: the run stops after its step with a resumable checkpoint, also when the
+    // signal comes twice at once (as `timeout` sends it: to the process, then to its group).
     let child = spawn_until(root, None, &["train", "q.toml", "--epochs", "50", "--limit", "64", "--out", "run"], || root.join("run/history.json").is_file());
+    signal(&child, "TERM");
     let o = terminate(child);
     assert!(stderr(&o).contains("Resume with: "), "a resumable stop");
     assert_eq!(leftovers(root), Vec::<PathBuf>::new());
