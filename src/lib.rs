@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod config;
 pub mod checkpoint;
+pub mod commands;
 pub mod data;
 pub mod dataset;
 pub mod experiment;

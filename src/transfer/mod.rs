@@ -35,8 +35,11 @@ use crate::model::{ModelSpec, ParamInfo, Shape};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
+    /// The write-up's rule: layers in order, copied while type and shape match.
     Prefix,
+    /// Keras `load_weights(by_name=True, skip_mismatch=True)`: by name, else position.
     Match,
+    /// Net2Net: widened and inserted layers keep the source's function.
     Grow,
 }
 

@@ -1,0 +1,56 @@
+//! `gpu-cnn experiment`: a chain of stages and its comparison with scratch, over seeds.
+
+use std::path::PathBuf;
+
+use super::{with_commands, Env, RunArgs};
+use crate::files::OutputError;
+use crate::train::progress::Progress;
+use crate::train::Callback;
+
+/// Train a source model, transfer it into a target layout with each strategy, train the
+/// target from each transfer and from scratch; write every history, a chart and a table.
+///
+/// Example: gpu-cnn experiment configs/experiment.toml --data dataset
+#[derive(clap::Args)]
+pub struct Args {
+    /// The experiment's config (TOML).
+    config: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Replace the files of a previous experiment's runs in its folder.
+    #[arg(long)]
+    overwrite: bool,
+    /// Run only this arm (`first`, a strategy, or `scratch`), e.g. one job of an array;
+    /// with --seed, for one seed (which must be one of the experiment's `seeds`).
+    #[arg(long)]
+    arm: Option<String>,
+    /// Rebuild results.md and comparison.png from the runs that have finished; train nothing.
+    #[arg(long, conflicts_with_all = ["arm", "overwrite"])]
+    report: bool,
+}
+
+pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
+    let exp = crate::experiment::ExperimentConfig::load(&a.config)?;
+    let overrides = a.run.overrides();
+    let done = if a.report {
+        crate::experiment::report(&exp, &overrides)?
+    } else {
+        let ctx = env.gpu()?;
+        let progress = || -> Vec<Box<dyn Callback>> { vec![Box::new(Progress::default())] };
+        match crate::experiment::run(&ctx, &exp, &overrides, a.overwrite, a.arm.as_deref(), a.run.seed, &progress) {
+            Ok(done) => done,
+            // Every run folder is released by now: the same command resumes the sweep.
+            Err(e) if crate::interrupt::requested() => {
+                eprintln!("{e}; run the same command again to resume");
+                std::process::exit(crate::interrupt::EXIT_STATUS);
+            }
+            Err(e) => return Err(e.downcast::<OutputError>().map_or_else(|e| e, |e| with_commands(e, None))),
+        }
+    };
+    println!("\n{}", done.markdown);
+    match &done.chart {
+        Some(chart) => println!("Chart: {}; table: {}", chart.display(), done.table.display()),
+        None => println!("No chart drawn (no strategy arm or scratch has finished); table: {}", done.table.display()),
+    }
+    Ok(())
+}

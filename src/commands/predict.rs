@@ -1,0 +1,41 @@
+//! `gpu-cnn predict`: the class of each image.
+
+use std::path::PathBuf;
+
+use super::Env;
+use crate::checkpoint::Checkpoint;
+
+/// Class and probability of each image.
+///
+/// Example: gpu-cnn predict checkpoints/model1/best.safetensors cat.jpg dog.png --json
+#[derive(clap::Args)]
+pub struct Args {
+    /// The trained model (.safetensors).
+    checkpoint: PathBuf,
+    /// The images to classify.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// One JSON array (file, class, probabilities) instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
+    let ckpt = Checkpoint::load(&a.checkpoint)?;
+    let ctx = env.gpu()?;
+    let (predictions, unreadable) = crate::predict::predict(&ctx, &ckpt, &a.images, 32)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&predictions)?);
+    } else {
+        for p in &predictions {
+            let prob = p.probabilities[&p.class].as_f64().unwrap_or(f64::NAN);
+            println!("{}: {} ({prob:.4})", p.file.display(), p.class);
+        }
+    }
+    // The readable images are predicted; the others are named, and the exit status says so.
+    unreadable.iter().for_each(|e| eprintln!("{e}"));
+    if !unreadable.is_empty() {
+        anyhow::bail!("{} of {} images could not be read", unreadable.len(), a.images.len());
+    }
+    Ok(())
+}
