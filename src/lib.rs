@@ -22,3 +22,4 @@ pub mod run;
 pub mod sizes;
 pub mod train;
 pub mod transfer;
+pub mod verdict;
