@@ -28,3 +28,25 @@ fn every_command_and_argument_has_help() {
     undocumented(&clap::Command::new("probe").about("x").arg(clap::Arg::new("bare").long("bare")), "", &mut probe);
     assert_eq!(probe, [" probe: --bare"]);
 }
+
+/// Every config shipped in configs/ reads as a model config or an experiment.
+#[test]
+fn every_shipped_config_loads() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir.join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let relative = path.strip_prefix(&dir).unwrap();
+        match std::fs::read_to_string(&path).unwrap().contains("stages") {
+            // Experiments name their stage configs relative to the repository root.
+            true => std::env::set_current_dir(&dir).map_err(anyhow::Error::from).and_then(|_| gpu_cnn::experiment::ExperimentConfig::load(relative).map(drop).map_err(Into::into)),
+            false => gpu_cnn::config::Config::load(&path).map(drop).map_err(Into::into),
+        }
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        seen += 1;
+    }
+    assert!(seen >= 8, "only {seen} configs");
+}
