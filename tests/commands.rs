@@ -42,7 +42,10 @@ fn every_shipped_config_loads() {
         let relative = path.strip_prefix(&dir).unwrap();
         match std::fs::read_to_string(&path).unwrap().contains("stages") {
             // Experiments name their stage configs relative to the repository root.
-            true => std::env::set_current_dir(&dir).map_err(anyhow::Error::from).and_then(|_| gpu_cnn::experiment::ExperimentConfig::load(relative).map(drop).map_err(Into::into)),
+            true => std::env::set_current_dir(&dir).map_err(anyhow::Error::from).and_then(|_| {
+                let exp = gpu_cnn::experiment::ExperimentConfig::load(relative)?;
+                exp.stages.iter().try_for_each(|s| gpu_cnn::config::Config::load(&s.config).map(drop)).map_err(Into::into)
+            }),
             false => gpu_cnn::config::Config::load(&path).map(drop).map_err(Into::into),
         }
         .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
