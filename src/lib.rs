@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod files;
 pub mod devices;
 pub mod gpu;
+pub mod grow;
 pub mod interrupt;
 pub mod interop;
 pub mod layers;

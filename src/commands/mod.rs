@@ -18,6 +18,7 @@ pub mod devices;
 pub mod evaluate;
 pub mod experiment;
 pub mod export;
+pub mod grow;
 pub mod import;
 pub mod plot;
 pub mod predict;
@@ -44,6 +45,7 @@ enum Command {
     Evaluate(evaluate::Args),
     Predict(predict::Args),
     Transfer(transfer::Args),
+    Grow(grow::Args),
     Export(export::Args),
     #[command(subcommand)]
     Import(import::Command),
@@ -78,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evaluate(args) => evaluate::run(args, &env),
         Command::Predict(args) => predict::run(args, &env),
         Command::Transfer(args) => transfer::run(args, &env),
+        Command::Grow(args) => grow::run(args),
         Command::Export(args) => export::run(args),
         Command::Import(cmd) => import::run(cmd),
         Command::Experiment(args) => experiment::run(args, &env),

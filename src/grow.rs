@@ -1,0 +1,189 @@
+//! Growth operators: the next model's config, written from this one, so that the next model
+//! need not be designed by hand. Each operator edits the config's `[model] layers` in place
+//! (comments and every other section kept) in a form `transfer --strategy grow` carries the
+//! trained weights into, as the identity where it can be:
+//! - `deepen L`: a 3x3 'same' conv with L's channels after L, with a batchnorm when the model
+//!   already has one (conv without bias, then batchnorm + ReLU), else with a ReLU of its own;
+//! - `widen L=F`: L's filters or units times F (Net2Wider);
+//! - `add_batchnorm L`: a batchnorm after conv or dense L, which takes over L's activation
+//!   (L keeps no bias: the batchnorm's beta replaces it).
+//! Layer names are those of the given config (`gpu-cnn summary`), whatever the order of the
+//! operators.
+
+use std::str::FromStr;
+
+use toml_edit::{Array, DocumentMut, InlineTable, Value};
+
+use crate::layers::LayerKind;
+use crate::model::spec::closest_name;
+use crate::model::{ModelSpec, Shape};
+
+/// One growth operator, as the command line and growth plans write it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Deepen(String),
+    Widen(String, f64),
+    AddBatchnorm(String),
+}
+
+impl Op {
+    fn layer(&self) -> &str {
+        match self {
+            Op::Deepen(l) | Op::Widen(l, _) | Op::AddBatchnorm(l) => l,
+        }
+    }
+}
+
+/// `LAYER=FACTOR`, for `widen`.
+pub fn parse_widen(s: &str) -> Result<(String, f64), String> {
+    let (layer, factor) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected LAYER=FACTOR, e.g. conv2d_2=2"))?;
+    let factor = f64::from_str(factor).ok().filter(|f| f.is_finite() && *f > 1.0).ok_or_else(|| format!("`{s}`: the factor must be a number above 1"))?;
+    Ok((layer.to_string(), factor))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrowError {
+    #[error("no layer `{name}` in the model{hint} (its layers: {known})")]
+    UnknownLayer { name: String, hint: String, known: String },
+    #[error("{op} `{layer}`: {why}")]
+    Unsupported { op: &'static str, layer: String, why: String },
+    #[error("the config's [model] layers is not an array of inline tables, which the operators edit")]
+    Layout,
+}
+
+/// The grown config's text, and one line per change.
+pub struct Grown {
+    pub text: String,
+    pub changes: Vec<String>,
+}
+
+/// Applies `ops` to the config `text` whose model is `spec`.
+pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError> {
+    let mut doc: DocumentMut = text.parse().map_err(|_| GrowError::Layout)?;
+    let layers = doc.get_mut("model").and_then(|m| m.get_mut("layers")).and_then(|l| l.as_array_mut()).ok_or(GrowError::Layout)?;
+    if layers.len() != spec.layers.len() || layers.iter().any(|l| !l.is_inline_table()) {
+        return Err(GrowError::Layout);
+    }
+    let names = || spec.layers.iter().map(|l| l.name.as_str());
+    let index = |name: &str| {
+        names().position(|l| l == name).ok_or_else(|| GrowError::UnknownLayer {
+            name: name.into(),
+            hint: closest_name(name, names()).map_or(String::new(), |c| format!("; did you mean `{c}`?")),
+            known: names().collect::<Vec<_>>().join(", "),
+        })
+    };
+    // (operator's position, what it did), told in the operators' order.
+    let mut changes: Vec<(usize, String)> = Vec::new();
+    // Widths first (in place), then insertions from the back, so that every name keeps
+    // meaning the given config's layer.
+    let shapes = spec.shapes().expect("a loaded config's model is valid");
+    let mut channels: Vec<Option<u32>> = shapes.iter().map(|s| channels_of(*s)).collect();
+    for (k, op) in ops.iter().enumerate() {
+        if let Op::Widen(name, factor) = op {
+            let i = index(name)?;
+            let unsupported = |why: &str| GrowError::Unsupported { op: "widen", layer: name.clone(), why: why.into() };
+            let key = match &spec.layers[i].kind {
+                _ if i + 1 == spec.layers.len() => return Err(unsupported("the output layer's units are the classes")),
+                LayerKind::Conv2d(_) => "filters",
+                LayerKind::Dense(_) => "units",
+                _ => return Err(unsupported("only conv2d filters and dense units widen")),
+            };
+            let table = table(layers, i);
+            let old = table.get(key).and_then(Value::as_integer).ok_or(GrowError::Layout)?;
+            let new = (old as f64 * factor).round() as i64;
+            table.insert(key, Value::from(new));
+            changes.push((k, format!("widen {name}: {key} {old} -> {new}")));
+            // Its output and the layers that keep its channels (a batchnorm, a pool, ...).
+            let keeps = |j: &usize| matches!(shapes[*j], Shape::Image(_)) && !matches!(spec.layers[*j].kind, LayerKind::Conv2d(_));
+            for j in std::iter::once(i).chain((i + 1..spec.layers.len()).take_while(keeps)) {
+                channels[j] = Some(new as u32);
+            }
+        }
+    }
+    let has_batchnorm = spec.layers.iter().any(|l| matches!(l.kind, LayerKind::BatchNorm(_))) || ops.iter().any(|op| matches!(op, Op::AddBatchnorm(_)));
+    let mut inserts: Vec<(usize, u8, usize, &Op)> = Vec::new();
+    for (k, op) in ops.iter().enumerate() {
+        match op {
+            Op::Widen(..) => {}
+            // At one layer, a batchnorm goes right after it, a deepening block after that.
+            Op::AddBatchnorm(name) => inserts.push((index(name)?, 0, k, op)),
+            Op::Deepen(name) => inserts.push((index(name)?, 1, k, op)),
+        }
+    }
+    inserts.sort_by_key(|&(i, order, _, _)| std::cmp::Reverse((i, order)));
+    for (i, _, k, op) in inserts {
+        let name = op.layer().to_string();
+        let decor = layers.get(i).map(|v| v.decor().clone()).ok_or(GrowError::Layout)?;
+        let mut at = i + 1;
+        let mut insert = |layers: &mut Array, mut t: InlineTable| {
+            t.fmt();
+            let mut v = Value::InlineTable(t);
+            *v.decor_mut() = decor.clone();
+            layers.insert_formatted(at, v);
+            at += 1;
+        };
+        match op {
+            Op::AddBatchnorm(_) => {
+                let unsupported = |why: String| GrowError::Unsupported { op: "add_batchnorm", layer: name.clone(), why };
+                if !matches!(spec.layers[i].kind, LayerKind::Conv2d(_) | LayerKind::Dense(_)) || i + 1 == spec.layers.len() {
+                    return Err(unsupported("a batchnorm goes after a hidden conv2d or dense layer".into()));
+                }
+                if matches!(spec.layers.get(i + 1).map(|l| &l.kind), Some(LayerKind::BatchNorm(_))) {
+                    return Err(unsupported(format!("{} already follows it", spec.layers[i + 1].name)));
+                }
+                let t = table(layers, i);
+                let activation = t.remove("activation");
+                t.insert("use_bias", Value::from(false));
+                let mut bn = InlineTable::new();
+                bn.insert("type", Value::from("batchnorm"));
+                if let Some(a) = activation {
+                    bn.insert("activation", a);
+                }
+                insert(layers, bn);
+                changes.push((k, format!("add_batchnorm after {name} (it takes over {name}'s activation and bias)")));
+            }
+            Op::Deepen(_) => {
+                let Some(c) = channels[i] else {
+                    return Err(GrowError::Unsupported { op: "deepen", layer: name, why: "a conv block goes where the activation is an image".into() });
+                };
+                let mut conv = InlineTable::new();
+                conv.insert("type", Value::from("conv2d"));
+                conv.insert("filters", Value::from(c as i64));
+                conv.insert("kernel", Value::from(3));
+                conv.insert("padding", Value::from("same"));
+                if has_batchnorm {
+                    conv.insert("use_bias", Value::from(false));
+                    insert(layers, conv);
+                    let mut bn = InlineTable::new();
+                    bn.insert("type", Value::from("batchnorm"));
+                    bn.insert("activation", Value::from("relu"));
+                    insert(layers, bn);
+                    changes.push((k, format!("deepen after {name}: conv2d {c} filters 3x3 + batchnorm + relu")));
+                } else {
+                    conv.insert("activation", Value::from("relu"));
+                    insert(layers, conv);
+                    changes.push((k, format!("deepen after {name}: conv2d {c} filters 3x3 + relu")));
+                }
+            }
+            Op::Widen(..) => unreachable!("applied above"),
+        }
+    }
+    // Keep `name = ...` of the top level out of the grown config: it names the next model
+    // after its own file.
+    doc.remove("name");
+    changes.sort_by_key(|c| c.0);
+    let changes: Vec<String> = changes.into_iter().map(|c| c.1).collect();
+    let header = format!("# Grown by `gpu-cnn grow`: {}.\n", changes.join("; "));
+    Ok(Grown { text: header + &doc.to_string(), changes })
+}
+
+fn table(layers: &mut Array, i: usize) -> &mut InlineTable {
+    layers.get_mut(i).and_then(Value::as_inline_table_mut).expect("checked: every layer is an inline table")
+}
+
+fn channels_of(shape: Shape) -> Option<u32> {
+    match shape {
+        Shape::Image([_, _, c]) => Some(c),
+        _ => None,
+    }
+}
