@@ -7,8 +7,8 @@
 # runs' output goes to logs in the sweep folder; the script prints one table.
 #
 #   scripts/grow-recipe-sweep.sh DATA [FLAGS...]
-#   scripts/grow-recipe-sweep.sh ../shared/datasets/cifar10-catdog              # ~5 min on an H200
-#   scripts/grow-recipe-sweep.sh ../shared/datasets/cifar10-catdog --limit 32 --epochs 2   # plumbing only
+#   scripts/grow-recipe-sweep.sh dataset              # ~5 min on an H200
+#   scripts/grow-recipe-sweep.sh dataset --limit 32 --epochs 2   # plumbing only
 #
 # Run from anywhere; GPU_CNN (default target/release/gpu-cnn) is the binary and SWEEP (default
 # checkpoints/sweep) the output folder, both relative to the repository. On a lent machine,
