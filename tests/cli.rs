@@ -274,3 +274,28 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/first", "-o", "chart.jpg"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(".png or .svg"));
 }
+
+#[test]
+fn grow_writes_the_next_config_and_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = root().join("configs/quickstart.toml");
+    let cfg = cfg.to_str().unwrap();
+    assert!(gpu_cnn(dir.path(), &["train", cfg, "--epochs", "1", "--limit", "32", "--out", "run"]).status.success());
+    let grow = ["grow", cfg, "--deepen", "max_pooling2d_1", "--widen", "dense_1=2", "-o", "next.toml", "--from", "run/best.safetensors"];
+    let o = gpu_cnn(dir.path(), &grow);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(s.contains("deepen after max_pooling2d_1: conv2d 8 filters 3x3 + relu") && s.contains("widen dense_1: units 32 -> 64"), "{s}");
+    assert!(s.contains("conv2d_2 (Conv2D)              -               grown (identity)") && s.contains("the new model computes the same function as the source"), "the transfer report: {s}");
+    assert!(s.contains("Wrote next.safetensors (train it with: gpu-cnn train next.toml --init next.safetensors)"), "{s}");
+    let text = std::fs::read_to_string(dir.path().join("next.toml")).unwrap();
+    assert!(text.starts_with("# Grown by `gpu-cnn grow`") && text.contains("[data.synthetic]"), "{text}");
+    // The grown checkpoint is the grown config's model.
+    assert!(gpu_cnn(dir.path(), &["train", "next.toml", "--init", "next.safetensors", "--epochs", "1", "--limit", "32", "--out", "run2"]).status.success());
+    // Nothing is replaced unasked; a layer name that is not the model's is refused with a hint.
+    let o = gpu_cnn(dir.path(), &grow);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("already exists; pass --overwrite"));
+    let o = gpu_cnn(dir.path(), &["grow", cfg, "--deepen", "conv2d_3", "-o", "other.toml"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no layer `conv2d_3` in the model; did you mean `conv2d_1`?"));
+    assert!(!dir.path().join("other.toml").exists());
+}

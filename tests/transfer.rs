@@ -405,3 +405,67 @@ fn calibrated_batchnorms_are_the_identity_in_training_mode_on_their_data() {
     println!("training mode on the calibration batch: relative difference {err:.2e}");
     assert!(err < 1e-4, "training mode differs by {err:e}");
 }
+
+/// A config a growth operator edits: input, layers, and a comment it must keep.
+const GROWABLE: &str = r#"# a small model
+[model]
+input = [10, 9, 3]
+layers = [
+  { type = "conv2d", filters = 5, kernel = 3, padding = "same", activation = "relu" },
+  { type = "maxpool2d", pool = 2 },
+  { type = "conv2d", filters = 6, kernel = 3, padding = "same", activation = "relu" },
+  { type = "flatten" },
+  { type = "dense", units = 7, activation = "relu" },
+  { type = "dense", units = 3, activation = "softmax" },
+]
+"#;
+
+fn grown(text: &str, ops: &[gpu_cnn::grow::Op]) -> (ModelSpec, ModelSpec, Vec<String>) {
+    let path = std::path::Path::new("grown.toml");
+    let source = gpu_cnn::config::Config::parse(path, text).unwrap().model;
+    let g = gpu_cnn::grow::grow(text, &source, ops).unwrap();
+    println!("{}", g.text);
+    assert!(g.text.contains("# a small model"), "the config's comments are kept");
+    let target = gpu_cnn::config::Config::parse(path, &g.text).unwrap().model;
+    (source, target, g.changes)
+}
+
+#[test]
+fn growth_operators_write_configs_that_grow_exactly() {
+    use gpu_cnn::grow::Op;
+    let kinds = |m: &ModelSpec| m.layers.iter().map(|l| l.kind.ops().class()).collect::<Vec<_>>().join(" ");
+
+    let (source, target, changes) = grown(GROWABLE, &[Op::Deepen("max_pooling2d_1".into())]);
+    assert_eq!(kinds(&target), "Conv2D MaxPooling2D Conv2D Conv2D Flatten Dense Dense");
+    assert_eq!(changes, ["deepen after max_pooling2d_1: conv2d 5 filters 3x3 + relu"]);
+    assert_same_function("deepen", outputs(&source, &target, 0));
+
+    let (source, target, _) = grown(GROWABLE, &[Op::Widen("conv2d_1".into(), 2.0), Op::Widen("dense_1".into(), 1.5)]);
+    assert_eq!(target.param_count(), 10 * 27 + 10 + 10 * 9 * 6 + 6 + 5 * 4 * 6 * 11 + 11 + 11 * 3 + 3);
+    assert_same_function("widen", outputs(&source, &target, 0));
+
+    let (source, target, _) = grown(GROWABLE, &[Op::AddBatchnorm("conv2d_2".into())]);
+    assert_eq!(kinds(&target), "Conv2D MaxPooling2D Conv2D BatchNormalization Flatten Dense Dense");
+    assert_same_function("add_batchnorm", outputs(&source, &target, 0));
+
+    // All at once, named as in the given config whatever the order: with a batchnorm added, the
+    // deepening block brings its own, at the widened width.
+    let ops = [Op::Deepen("max_pooling2d_1".into()), Op::AddBatchnorm("conv2d_1".into()), Op::Widen("conv2d_1".into(), 2.0)];
+    let (source, target, changes) = grown(GROWABLE, &ops);
+    assert_eq!(kinds(&target), "Conv2D BatchNormalization MaxPooling2D Conv2D BatchNormalization Conv2D Flatten Dense Dense");
+    assert_eq!(changes[0], "deepen after max_pooling2d_1: conv2d 10 filters 3x3 + batchnorm + relu");
+    assert_same_function("deepen + add_batchnorm + widen", outputs(&source, &target, 0));
+}
+
+#[test]
+fn growth_operators_refuse_what_they_cannot_do() {
+    use gpu_cnn::grow::{grow, Op};
+    let source = gpu_cnn::config::Config::parse(std::path::Path::new("g.toml"), GROWABLE).unwrap().model;
+    let err = |op: Op| grow(GROWABLE, &source, &[op]).err().expect("refused").to_string();
+    assert!(err(Op::Deepen("conv2d_3".into())).contains("no layer `conv2d_3` in the model; did you mean `conv2d_1`?"));
+    assert!(err(Op::Widen("dense_2".into(), 2.0)).contains("the output layer's units are the classes"));
+    assert!(err(Op::Widen("flatten_1".into(), 2.0)).contains("only conv2d filters and dense units widen"));
+    assert!(err(Op::Deepen("dense_1".into())).contains("where the activation is an image"));
+    assert!(err(Op::AddBatchnorm("max_pooling2d_1".into())).contains("after a hidden conv2d or dense layer"));
+    assert_eq!(gpu_cnn::grow::parse_widen("conv2d_1=1").unwrap_err(), "`conv2d_1=1`: the factor must be a number above 1");
+}

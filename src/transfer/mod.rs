@@ -192,6 +192,24 @@ fn same_but_width(a: &LayerKind, b: &LayerKind) -> bool {
     a.ops().same_but_width(b)
 }
 
+/// Whether target layer `t`, of source layer `j`'s kind but another width, is better read as
+/// inserted before a later target layer that matches `j` (before the next source layer's
+/// match): one of the same width, or, for a narrower `t` (which growth cannot pair), a wider
+/// one. `grow --deepen` inserts such identity convs ahead of a conv the source has.
+fn inserted_before_its_match(source: &ModelSpec, target: &ModelSpec, t: usize, j: usize) -> bool {
+    let (sk, width) = (&source.layers[j].kind, units(&target.layers[t].kind));
+    let want = units(sk);
+    if width == want {
+        return false;
+    }
+    let next = source.layers.get(j + 1).map(|l| &l.kind);
+    target.layers[t + 1..]
+        .iter()
+        .map(|l| &l.kind)
+        .take_while(|k| !next.is_some_and(|n| same_but_width(k, n)))
+        .any(|k| same_but_width(k, sk) && (units(k) == want || (width < want && units(k) > want)))
+}
+
 struct Builder<'a> {
     source: &'a ModelSpec,
     target: &'a ModelSpec,
@@ -376,7 +394,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -
         while j < source.layers.len() && matches!(source.layers[j].kind, LayerKind::Dropout(_)) && !matches!(tk, LayerKind::Dropout(_)) {
             j += 1;
         }
-        let paired = j < source.layers.len() && same_but_width(tk, &source.layers[j].kind);
+        let paired = j < source.layers.len() && same_but_width(tk, &source.layers[j].kind) && !inserted_before_its_match(source, target, t, j);
         // The source's ReLU moves past inserted layers only: a layer both models have (a
         // batchnorm) comes after it in the source and would come before it here.
         if deferred.is_some() && (paired || !matches!(tk, LayerKind::BatchNorm(_) | LayerKind::Activation(_))) {
@@ -398,7 +416,8 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -
             && tk.ops().same_but_activation(&source.layers[j].kind)
             && source.layers[j].kind.ops().activation() == Activation::Relu
             && tk.ops().activation() == Activation::Linear
-            && matches!(target.layers.get(t + 1).map(|l| &l.kind), Some(LayerKind::BatchNorm(_)));
+            && matches!(target.layers.get(t + 1).map(|l| &l.kind), Some(LayerKind::BatchNorm(_)))
+            && !inserted_before_its_match(source, target, t, j);
         if !paired && !moves_activation {
             // An inserted layer.
             let relu = tk.ops().activation() == Activation::Relu;
