@@ -364,6 +364,29 @@ fn a_signal_mid_write_leaves_nothing_and_a_rerun_finishes() {
     assert_complete(&dir.path().join("data"));
 }
 
+#[cfg(unix)]
+#[test]
+fn a_rerun_finishes_the_renames_a_kill_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cifar.tar.gz"), archive()).unwrap();
+    let import = |seed| ["dataset", "import", "cifar.tar.gz", "--classes", "cat,dog", "--out", "data", "--seed", seed];
+    assert!(gpu_cnn(dir.path(), &import("1")).status.success());
+    // What a kill -9 between the two renames leaves: training_set in place, test_set and the
+    // marker still in the staging folder, and the lock of a process that is gone.
+    let data = dir.path().join("data");
+    let staging = data.join(".gpu-cnn-dataset.partial");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::rename(data.join("test_set"), staging.join("test_set")).unwrap();
+    std::fs::rename(data.join(".gpu-cnn-dataset.json"), staging.join(".gpu-cnn-dataset.json")).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(data.join(".gpu-cnn.lock"), format!("pid {}\nhost {}\ncommand gpu-cnn dataset import\n", u32::MAX - 1, host.trim())).unwrap();
+    let o = gpu_cnn(dir.path(), &import("2"));
+    assert!(!o.status.success() && stderr(&o).contains("an unfinished write of another dataset (cifar10 cat,dog split seed 1)"), "{}", stderr(&o));
+    let o = gpu_cnn(dir.path(), &import("1"));
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Wrote data"));
+    assert_eq!(assert_complete(&data)["split"], "seed 1");
+}
+
 /// A server that answers with headers for a large body, sends a little of it, then stalls
 /// with the connection open for 20 s.
 fn stalling_server() -> String {

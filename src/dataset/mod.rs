@@ -56,10 +56,26 @@ impl Marker {
     /// Whether `dir` already holds this dataset (same source, classes and split).
     pub fn complete(dir: &Path, source: &str, classes: &[String], split: &str) -> Result<bool, DatasetError> {
         match Marker::read(dir) {
-            Some(m) if m.source == source && m.classes == classes && m.split == split => Ok(true),
-            Some(m) => Err(DatasetError::Occupied(dir.to_path_buf(), format!("another dataset ({} {} split {}); choose another --out or remove it", m.source, m.classes.join(","), m.split))),
+            Some(m) if m.is(source, classes, split) => Ok(true),
+            Some(m) => Err(DatasetError::Occupied(dir.to_path_buf(), format!("another dataset ({}); choose another --out or remove it", m.describe()))),
             None => Ok(false),
         }
+    }
+
+    fn is(&self, source: &str, classes: &[String], split: &str) -> bool {
+        self.source == source && self.classes == classes && self.split == split
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {} split {}", self.source, self.classes.join(","), self.split)
+    }
+
+    /// The split folders it lists, each once.
+    fn splits(&self) -> Vec<&str> {
+        let mut splits: Vec<&str> = self.counts.iter().map(|c| c.0.as_str()).collect();
+        splits.sort_unstable();
+        splits.dedup();
+        splits
     }
 }
 
@@ -82,29 +98,38 @@ const STAGING: &str = ".gpu-cnn-dataset.partial";
 /// returns whether it wrote: locks `out`, makes the images with `make`, writes each PNG synced
 /// under a staging folder, then renames the splits into place and writes the marker last, with
 /// signals held off. A failed write or a signal leaves nothing under the final names (the
-/// staging folder is removed), so a rerun starts over.
+/// staging folder is removed), so a rerun starts over; a rerun after a kill (-9) or a power cut
+/// in the middle of the renames finishes them.
 pub fn write_dataset(out: &Path, source: &str, classes: &[String], split: &str, make: impl FnOnce() -> Result<(Vec<Item>, Counts), DatasetError>) -> Result<bool, DatasetError> {
     let _folder = crate::files::LockedFolder::take(out, "dataset command")?;
+    let staging_path = out.join(STAGING);
+    // Left by a process that was killed (the lock says none is writing here now). With a marker
+    // inside, its renames had begun: finish them; otherwise it is only half written.
+    if staging_path.exists() {
+        match Marker::read(&staging_path) {
+            Some(pending) if Marker::read(out).is_none() => {
+                if !pending.is(source, classes, split) {
+                    return Err(DatasetError::Occupied(out.to_path_buf(), format!("an unfinished write of another dataset ({}); rerun the command that started it to finish it, or remove the folder", pending.describe())));
+                }
+                crate::interrupt::uninterrupted(|| commit(out, &staging_path, &pending))?;
+                std::fs::remove_dir_all(&staging_path).map_err(io(&staging_path))?;
+                return Ok(true);
+            }
+            _ => std::fs::remove_dir_all(&staging_path).map_err(io(&staging_path))?,
+        }
+    }
     if Marker::complete(out, source, classes, split)? {
         return Ok(false);
     }
     let (items, counts) = make()?;
-    let mut splits: Vec<&'static str> = items.iter().map(|i| i.split).collect();
-    splits.sort_unstable();
-    splits.dedup();
+    let marker = Marker { source: source.into(), classes: classes.to_vec(), split: split.into(), counts };
     // Never replace folders gpu-cnn did not finish writing (a different dataset's marker was
     // refused above).
-    if let Some(split) = splits.iter().find(|s| out.join(s).exists()) {
+    if let Some(split) = marker.splits().into_iter().find(|s| out.join(s).exists()) {
         return Err(DatasetError::Occupied(out.to_path_buf(), format!("a {split}/ folder without a gpu-cnn marker; remove it or choose another --out")));
     }
-    let staging_path = out.join(STAGING);
-    // Left by a process that was killed: the lock says no other one is writing it.
-    if staging_path.exists() {
-        std::fs::remove_dir_all(&staging_path).map_err(io(&staging_path))?;
-    }
     let staging = crate::files::Temporary::folder(&staging_path).map_err(io(&staging_path))?;
-    let mut folders: Vec<PathBuf> = splits.iter().map(|s| staging.path().join(s)).collect();
-    folders.extend(items.iter().map(|i| staging.path().join(i.split).join(&i.folder)));
+    let mut folders: Vec<PathBuf> = items.iter().flat_map(|i| [staging.path().join(i.split), staging.path().join(i.split).join(&i.folder)]).collect();
     folders.sort();
     folders.dedup();
     // One level at a time: a signal's removal of the staging folder is never undone here.
@@ -119,8 +144,7 @@ pub fn write_dataset(out: &Path, source: &str, classes: &[String], split: &str, 
         writers.into_iter().try_for_each(|w| w.join().expect("a PNG writer panicked"))
     })?;
     folders.iter().rev().for_each(|dir| crate::files::sync_folder(dir));
-    let marker = Marker { source: source.into(), classes: classes.to_vec(), split: split.into(), counts };
-    crate::interrupt::uninterrupted(|| commit(out, staging.path(), &splits, &marker))?;
+    crate::interrupt::uninterrupted(|| commit(out, staging.path(), &marker))?;
     Ok(true)
 }
 
@@ -132,17 +156,24 @@ fn write_png(staging: &Path, item: &Item) -> Result<(), DatasetError> {
 }
 
 /// Moves the written splits from `staging` into `out` and writes the marker; on failure moves
-/// them back, so the caller's removal of `staging` leaves nothing under the final names.
-fn commit(out: &Path, staging: &Path, splits: &[&str], marker: &Marker) -> Result<(), DatasetError> {
+/// them back, so the caller's removal of `staging` leaves nothing under the final names. The
+/// marker goes into `staging` first: a process killed from there on leaves a state that says
+/// which dataset the splits already in `out` belong to.
+fn commit(out: &Path, staging: &Path, marker: &Marker) -> Result<(), DatasetError> {
+    let json = serde_json::to_string_pretty(marker).expect("plain data");
+    let pending = staging.join(MARKER);
+    crate::files::write_atomic(&pending, json.as_bytes()).map_err(io(&pending))?;
     let mut moved = Vec::new();
     let result = (|| {
-        for split in splits {
+        // A split with no images has no folder; one moved before a kill is in place already.
+        for split in marker.splits() {
             let (from, to) = (staging.join(split), out.join(split));
-            std::fs::rename(&from, &to).map_err(io(&to))?;
-            moved.push((from, to));
+            if from.exists() {
+                std::fs::rename(&from, &to).map_err(io(&to))?;
+                moved.push((from, to));
+            }
         }
         crate::files::sync_folder(out);
-        let json = serde_json::to_string_pretty(marker).expect("plain data");
         let path = out.join(MARKER);
         crate::files::write_atomic(&path, json.as_bytes()).map_err(io(&path))
     })();
