@@ -1,7 +1,8 @@
 //! Output safety, one rule for every command that writes: a command never replaces a file or
 //! folder it did not create in this run unless the user says so (`--overwrite`), never writes
-//! over its own input, holds a lock on a run folder while it writes there, and writes every
-//! file through a uniquely named temporary file that is removed on every error path.
+//! over its own input, holds a lock on a run or dataset folder while it writes there, and writes
+//! every file through a uniquely named temporary file (or staging folder) that is removed on every
+//! error path and at a signal that ends the process ([`Temporary`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
-/// The lock file a run keeps in its folder while it writes there.
+/// The lock file a run (or dataset command) keeps in its folder while it writes there.
 pub const LOCK_FILE: &str = ".gpu-cnn.lock";
 
 #[derive(Debug, Error)]
@@ -28,21 +29,47 @@ pub enum OutputError {
     ResumeElsewhere { checkpoint: PathBuf, dir: PathBuf },
     #[error("{dir}: already holds a run ({files})")]
     RunExists { dir: PathBuf, files: String },
-    #[error("{dir}: another run is writing here ({holder}); wait for it to finish or choose another --out (if no such run exists, delete {lock})")]
-    Locked { dir: PathBuf, holder: String, lock: PathBuf },
+    #[error("{dir}: another {writer} is writing here ({holder}); wait for it to finish or choose another --out (if no such process exists, delete {lock})")]
+    Locked { dir: PathBuf, writer: &'static str, holder: String, lock: PathBuf },
 }
 
 fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     move |error| OutputError::Write { path: path.to_path_buf(), error }
 }
 
-/// A temporary file removed when dropped, unless it was renamed into place.
-struct TempFile(Option<PathBuf>);
+/// A temporary file or folder: removed (with everything in it) when dropped, or at a signal
+/// that ends the process, unless renamed into place with [`Temporary::persist`].
+pub struct Temporary(Option<PathBuf>);
 
-impl Drop for TempFile {
+impl Temporary {
+    /// Creates the file `path`, which must not exist yet.
+    pub fn file(path: &Path) -> std::io::Result<(Self, std::fs::File)> {
+        let file = crate::interrupt::create_temporary(path, || std::fs::OpenOptions::new().write(true).create_new(true).open(path))?;
+        Ok((Self(Some(path.to_path_buf())), file))
+    }
+
+    /// Creates the folder `path`, which must not exist yet.
+    pub fn folder(path: &Path) -> std::io::Result<Self> {
+        crate::interrupt::create_temporary(path, || std::fs::create_dir(path))?;
+        Ok(Self(Some(path.to_path_buf())))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_deref().expect("set until persisted or dropped")
+    }
+
+    /// Renames it to `to`; from then on it is no longer temporary.
+    pub fn persist(mut self, to: &Path) -> std::io::Result<()> {
+        crate::interrupt::rename_temporary(self.path(), to)?;
+        self.0 = None;
+        Ok(())
+    }
+}
+
+impl Drop for Temporary {
     fn drop(&mut self) {
         if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
+            crate::interrupt::remove_temporary(&path);
         }
     }
 }
@@ -66,21 +93,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = parent(path) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut tmp = TempFile(Some(temp_name(path)));
-    let tmp_path = tmp.0.clone().expect("just set");
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp_path)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp_path, path)?;
-    tmp.0 = None;
-    // Make the rename itself durable (directories cannot be opened for this on Windows).
-    if let Some(dir) = parent(path) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
+    let (tmp, mut f) = Temporary::file(&temp_name(path))?;
+    write_synced(&mut f, bytes)?;
+    tmp.persist(path)?;
+    sync_folder(parent(path).unwrap_or(Path::new(".")));
     Ok(())
+}
+
+/// Writes all of `bytes` to `file` and waits until they are on disk: a full disk fails here,
+/// not later when the file is closed (where the error would be lost).
+pub fn write_synced(file: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes the entries of `dir` (files created or renamed there) durable. Best effort: folders
+/// cannot be opened for this on Windows.
+pub fn sync_folder(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// `rgb` (w x h, 3 bytes a pixel) encoded as PNG, for `write_atomic`.
@@ -102,8 +134,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Creates `dir` if needed and proves it writable with a probe file.
 fn check_writable(dir: &Path) -> Result<(), OutputError> {
     std::fs::create_dir_all(dir).map_err(write_error(dir))?;
-    let probe = TempFile(Some(temp_name(&dir.join("probe"))));
-    std::fs::OpenOptions::new().write(true).create_new(true).open(probe.0.as_ref().expect("just set")).map_err(write_error(dir))?;
+    Temporary::file(&temp_name(&dir.join("probe"))).map_err(write_error(dir))?;
     Ok(())
 }
 
@@ -173,7 +204,7 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Who holds a run folder's lock.
+/// Who holds a folder's lock.
 struct Holder {
     pid: u32,
     host: String,
@@ -210,20 +241,21 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown host".into())
 }
 
-/// The lock file of a run folder, removed when dropped, or at a signal that ends the process
-/// ([`crate::interrupt`]).
-struct Lock(PathBuf);
+/// The lock file of a folder, removed when dropped, or at a signal that ends the process.
+struct Lock {
+    _file: Temporary,
+}
 
 impl Lock {
-    fn take(dir: &Path) -> Result<Self, OutputError> {
+    /// `writer` says who is refused ("run", "dataset command").
+    fn take(dir: &Path, writer: &'static str) -> Result<Self, OutputError> {
         let path = dir.join(LOCK_FILE);
         let me = Holder::me();
         for attempt in 0..2 {
-            match crate::interrupt::create_lock(&path, || std::fs::OpenOptions::new().write(true).create_new(true).open(&path)) {
-                Ok(mut f) => {
-                    let lock = Self(path.clone());
-                    f.write_all(me.text().as_bytes()).and_then(|_| f.sync_all()).map_err(write_error(&path))?;
-                    return Ok(lock);
+            match Temporary::file(&path) {
+                Ok((lock, mut f)) => {
+                    write_synced(&mut f, me.text().as_bytes()).map_err(write_error(&path))?;
+                    return Ok(Self { _file: lock });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // A lock being written right now reads as empty: held, by someone unknown yet.
@@ -235,7 +267,7 @@ impl Lock {
                         }
                         h => {
                             let holder = h.map_or("holder unknown".into(), |h| format!("pid {} on {}: {}", h.pid, h.host, h.command));
-                            return Err(OutputError::Locked { dir: dir.to_path_buf(), holder, lock: path });
+                            return Err(OutputError::Locked { dir: dir.to_path_buf(), writer, holder, lock: path });
                         }
                     }
                 }
@@ -243,12 +275,6 @@ impl Lock {
             }
         }
         unreachable!("the second attempt either creates the lock or reports its holder")
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        crate::interrupt::remove_lock(&self.0);
     }
 }
 
@@ -267,13 +293,34 @@ impl RunOutputs<'_> {
     }
 }
 
-/// A run's output folder, validated and locked for as long as this value lives.
-pub struct RunFolder {
+/// A folder created if needed and locked for as long as this value lives; the folders its
+/// creation made are removed again if they are still empty when it is dropped.
+pub struct LockedFolder {
     dir: PathBuf,
     // Fields drop in order: the lock goes before the folders it sits in.
     _lock: Lock,
     _created: Created,
 }
+
+impl LockedFolder {
+    /// Creates and locks `dir` for a `writer` ("run", "dataset command"): refuses a file, an
+    /// unwritable folder, and a folder another live process has locked.
+    pub fn take(dir: &Path, writer: &'static str) -> Result<Self, OutputError> {
+        if dir.is_file() {
+            return Err(OutputError::NotAFolder(dir.to_path_buf()));
+        }
+        let created = Created::create(dir)?;
+        let lock = Lock::take(dir, writer)?;
+        Ok(Self { dir: dir.to_path_buf(), _lock: lock, _created: created })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A run's output folder, validated and locked for as long as this value lives.
+pub struct RunFolder(LockedFolder);
 
 /// The folders a claim created, deepest first: removed when dropped (or at a signal that ends
 /// the process) if still empty, so a run stopped before its first output leaves nothing behind.
@@ -309,16 +356,12 @@ impl RunFolder {
     /// folder another live run has locked, and (unless `overwrite`, or the run `continues` the
     /// one in the folder) a folder that already holds files the run would write.
     pub fn claim(dir: &Path, outputs: &RunOutputs, continues: bool, overwrite: bool) -> Result<Self, OutputError> {
-        if dir.is_file() {
-            return Err(OutputError::NotAFolder(dir.to_path_buf()));
-        }
-        let created = Created::create(dir)?;
+        let folder = LockedFolder::take(dir, "run")?;
         // A folder where the run writes a file would stop it at its first epoch's end.
         let folders = std::fs::read_dir(dir).map_err(write_error(dir))?.flatten().filter(|e| e.path().is_dir());
         if let Some(e) = folders.into_iter().find(|e| outputs.writes(&e.file_name().to_string_lossy())) {
             return Err(OutputError::IsAFolder(e.path()));
         }
-        let lock = Lock::take(dir)?;
         if !continues && !overwrite {
             let existing: Vec<String> = files_under(dir)
                 .into_iter()
@@ -330,18 +373,18 @@ impl RunFolder {
                 return Err(OutputError::RunExists { dir: dir.to_path_buf(), files: files.join(", ") });
             }
         }
-        Ok(Self { dir: dir.to_path_buf(), _lock: lock, _created: created })
+        Ok(Self(folder))
     }
 
     pub fn path(&self) -> &Path {
-        &self.dir
+        self.0.path()
     }
 }
 
 impl std::ops::Deref for RunFolder {
     type Target = Path;
     fn deref(&self) -> &Path {
-        &self.dir
+        self.0.path()
     }
 }
 

@@ -2,10 +2,10 @@
 //! `scancel` send; SIGHUP). While a training loop listens ([`listen`]), a signal asks it to stop
 //! after its step with a resumable checkpoint. Otherwise (loading data, between an experiment's
 //! runs), or at a second signal (a second or more after the first), the process exits at once.
-//! Either way no run folder stays locked: the locks the process holds ([`create_lock`]) are
-//! removed before it exits, and so are the folders its claims created while still empty.
+//! Either way nothing temporary stays: the lock files, temporary files and staging folders the
+//! process holds ([`create_temporary`]) are removed before it exits, and so are the folders its
+//! claims created while still empty.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 /// Exit status after an interruption (128 + SIGINT, as shells report Ctrl-C).
 pub const EXIT_STATUS: i32 = 130;
 
-static LOCKS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Lock files, temporary files and staging folders, removed whole at a signal.
+static TEMPORARY: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Held while a few renames must happen all or none ([`uninterrupted`]); a signal waits for it.
+static WHOLE: Mutex<()> = Mutex::new(());
 /// Folders a run folder's claim created, removed (when empty) with the locks.
 static FOLDERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static LISTENER: Mutex<Option<Arc<AtomicBool>>> = Mutex::new(None);
@@ -44,10 +47,11 @@ pub fn install() -> Result<(), ctrlc::Error> {
             *locked(&ASKED) = Some(Instant::now());
             return;
         }
-        // Held until the process ends: no lock or folder is taken or released in between.
-        let (mut locks, mut folders) = (locked(&LOCKS), locked(&FOLDERS));
-        for path in locks.drain(..) {
-            let _ = std::fs::remove_file(path);
+        // Held until the process ends: no lock, temporary or folder is taken or released in
+        // between. WHOLE first, so a signal lands before or after an uninterrupted step.
+        let (_whole, mut temporary, mut folders) = (locked(&WHOLE), locked(&TEMPORARY), locked(&FOLDERS));
+        for path in temporary.drain(..) {
+            remove(&path);
         }
         // Deepest first; a folder the run wrote into is not empty, and stays.
         folders.sort_by_key(|f| std::cmp::Reverse(f.components().count()));
@@ -144,18 +148,48 @@ pub(crate) fn remove_folder(path: &Path) {
     folders.retain(|p| p != path);
 }
 
-/// Creates the lock file `path` with `create` and registers it for removal if a signal ends
-/// the process, both at once: a signal never removes a lock file this process did not create.
-pub(crate) fn create_lock(path: &Path, create: impl FnOnce() -> std::io::Result<File>) -> std::io::Result<File> {
-    let mut locks = locked(&LOCKS);
-    let file = create()?;
-    locks.push(path.to_path_buf());
-    Ok(file)
+/// Runs `step` (a few renames that belong together) with signals held off until it returns:
+/// a signal's cleanup sees all of them done or none.
+pub(crate) fn uninterrupted<T>(step: impl FnOnce() -> T) -> T {
+    let _whole = locked(&WHOLE);
+    step()
 }
 
-/// Removes the lock file `path` and unregisters it, both at once.
-pub(crate) fn remove_lock(path: &Path) {
-    let mut locks = locked(&LOCKS);
-    let _ = std::fs::remove_file(path);
-    locks.retain(|p| p != path);
+/// Creates the temporary file or folder `path` (a lock file, a file written before its rename
+/// into place, a staging folder) with `create` and registers it for removal if a signal ends the
+/// process, both at once: a signal never removes what this process did not create.
+pub(crate) fn create_temporary<T>(path: &Path, create: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut temporary = locked(&TEMPORARY);
+    let made = create()?;
+    temporary.push(path.to_path_buf());
+    Ok(made)
+}
+
+/// Removes the temporary `path` (a file, or a folder with everything in it) and unregisters it,
+/// both at once.
+pub(crate) fn remove_temporary(path: &Path) {
+    let mut temporary = locked(&TEMPORARY);
+    remove(path);
+    temporary.retain(|p| p != path);
+}
+
+/// Renames the temporary `from` into place at `to`, after which a signal leaves it, both at once.
+pub(crate) fn rename_temporary(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut temporary = locked(&TEMPORARY);
+    std::fs::rename(from, to)?;
+    temporary.retain(|p| p != from);
+    Ok(())
+}
+
+fn remove(path: &Path) {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        // A writer still adding files inside can make one pass fail (the folder is not empty).
+        for _ in 0..3 {
+            if std::fs::remove_dir_all(path).is_ok() {
+                break;
+            }
+        }
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
 }

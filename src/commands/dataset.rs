@@ -24,7 +24,8 @@ pub enum Command {
         /// Expected MD5 of the archive.
         #[arg(long, default_value = fetch::CIFAR10_MD5)]
         md5: String,
-        /// Seconds to wait for a connection and a response.
+        /// Seconds any one network wait may last: connecting, the response, each read of the
+        /// download (a slow but moving download may take longer in all).
         #[arg(long, default_value_t = 30)]
         timeout: u64,
         /// HTTP(S) proxy (default: HTTPS_PROXY / ALL_PROXY from the environment).

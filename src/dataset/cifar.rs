@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
-use super::{io, DatasetError, Item, Marker};
+use super::{io, DatasetError, Item};
 
 pub const CLASSES: [&str; 10] = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 pub const RECORD: usize = 1 + 3 * 32 * 32;
@@ -105,31 +105,27 @@ pub fn export(batches: &Batches, source: &str, classes: &[String], split: Split,
         Split::Seed => format!("seed {seed}"),
         Split::Official => "official".into(),
     };
-    if Marker::complete(out, source, classes, &split_name)? {
-        return Ok(false);
-    }
-    let mut items = Vec::new();
-    let mut counts = Vec::new();
-    for (class, &label) in classes.iter().zip(&labels) {
-        let of = |records: &[(u8, Vec<u8>)]| records.iter().filter(|r| r.0 == label).map(|r| r.1.clone()).collect::<Vec<_>>();
-        let (train, test) = match split {
-            Split::Official => (of(&batches.train), of(&batches.test)),
-            Split::Seed => {
-                let mut all = of(&batches.train);
-                all.shuffle(&mut StdRng::seed_from_u64(seed ^ label as u64));
-                let test = all.split_off(all.len() * 4 / 5);
-                (all, test)
+    super::write_dataset(out, source, classes, &split_name, || {
+        let mut items = Vec::new();
+        let mut counts = Vec::new();
+        for (class, &label) in classes.iter().zip(&labels) {
+            let of = |records: &[(u8, Vec<u8>)]| records.iter().filter(|r| r.0 == label).map(|r| r.1.clone()).collect::<Vec<_>>();
+            let (train, test) = match split {
+                Split::Official => (of(&batches.train), of(&batches.test)),
+                Split::Seed => {
+                    let mut all = of(&batches.train);
+                    all.shuffle(&mut StdRng::seed_from_u64(seed ^ label as u64));
+                    let test = all.split_off(all.len() * 4 / 5);
+                    (all, test)
+                }
+            };
+            let folder = format!("{class}s");
+            counts.push(("training_set".into(), folder.clone(), train.len()));
+            counts.push(("test_set".into(), folder.clone(), test.len()));
+            for (n, (split, rgb)) in train.into_iter().map(|r| ("training_set", r)).chain(test.into_iter().map(|r| ("test_set", r))).enumerate() {
+                items.push(Item { split, folder: folder.clone(), stem: format!("{class}.{n}"), size: [32, 32], rgb });
             }
-        };
-        let folder = format!("{class}s");
-        let n_train = train.len();
-        for (n, (split, rgb)) in train.into_iter().map(|r| ("training_set", r)).chain(test.into_iter().map(|r| ("test_set", r))).enumerate() {
-            items.push(Item { split, folder: folder.clone(), stem: format!("{class}.{n}"), size: [32, 32], rgb });
         }
-        let total = items.iter().filter(|i| i.folder == folder).count();
-        counts.push(("training_set".into(), folder.clone(), n_train));
-        counts.push(("test_set".into(), folder, total - n_train));
-    }
-    super::write_layout(out, items, Marker { source: source.into(), classes: classes.to_vec(), split: split_name, counts })?;
-    Ok(true)
+        Ok((items, counts))
+    })
 }

@@ -1,7 +1,9 @@
 //! Downloads an archive over HTTP(S): streamed to a uniquely named temporary file beside it
 //! while its MD5 is computed, renamed into place only when the checksum matches, so an
-//! interrupted or corrupt download never looks finished. Proxies come from `--proxy` or the usual environment variables
-//! (HTTPS_PROXY, ALL_PROXY, NO_PROXY).
+//! interrupted or corrupt download never looks finished, and the temporary file is removed on
+//! every exit path, signals included. No network wait (lookup, connection, response, each read
+//! of the body) lasts longer than the timeout. Proxies come from `--proxy` or the usual
+//! environment variables (ALL_PROXY, HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -20,7 +22,9 @@ pub struct Download {
     pub url: String,
     /// Expected MD5 (hex); None skips the check.
     pub md5: Option<String>,
-    /// Connecting and waiting for the response (not the whole transfer).
+    /// The longest any one network wait may last: the name lookup, connecting, sending the
+    /// request, the response headers, each read of the body (a slow but moving transfer may
+    /// take longer in all).
     pub timeout: Duration,
     /// Overrides the proxy environment variables.
     pub proxy: Option<String>,
@@ -60,61 +64,87 @@ pub fn fetch(d: &Download, dest: &Path) -> Result<bool, DatasetError> {
         Some(p) => Some(ureq::Proxy::new(p).map_err(|e| fail(format!("bad --proxy '{p}': {e}")))?),
         None => ureq::Proxy::try_from_env(),
     };
+    let way_out = way_out(d, proxy.as_ref());
+    let t = Some(d.timeout);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .proxy(proxy)
-        .timeout_connect(Some(d.timeout))
-        .timeout_recv_response(Some(d.timeout))
+        .timeout_resolve(t)
+        .timeout_connect(t)
+        .timeout_send_request(t)
+        .timeout_recv_response(t)
+        .timeout_per_read(t)
+        .timeout_per_write(t)
         .build()
         .into();
     let response = agent.get(&d.url).call().map_err(|e| {
         let hint = match e {
-            ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => {
-                " (offline? behind a proxy? set HTTPS_PROXY or --proxy, or use `gpu-cnn dataset import` with a local copy)"
-            }
+            ureq::Error::Io(_) | ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) => way_out.as_str(),
             _ => "",
         };
         fail(format!("{e}{hint}"))
     })?;
     let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    // Unique, so two fetches into one folder never write one file.
-    let part = crate::files::temp_name(dest);
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    let result = (|| {
-        let mut file = std::fs::File::create(&part).map_err(io(&part))?;
-        let bar = indicatif::ProgressBar::new(length.unwrap_or(0));
-        bar.set_style(indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} ETA {eta}").expect("valid template").progress_chars("=> "));
-        let mut reader = response.into_body().into_reader();
-        let mut hasher = Md5::new();
-        let mut buf = vec![0; 1 << 16];
-        let mut total = 0u64;
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| fail(format!("the transfer broke off after {total} bytes: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            file.write_all(&buf[..n]).map_err(io(&part))?;
-            hasher.update(&buf[..n]);
-            total += n as u64;
-            bar.set_position(total);
+    // Unique, so two fetches into one folder never write one file.
+    let part_path = crate::files::temp_name(dest);
+    let (part, mut file) = crate::files::Temporary::file(&part_path).map_err(io(&part_path))?;
+    let bar = indicatif::ProgressBar::new(length.unwrap_or(0));
+    bar.set_style(indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} [{bar:30}] {bytes_per_sec} ETA {eta}").expect("valid template").progress_chars("=> "));
+    let mut reader = response.into_body().into_reader();
+    let mut hasher = Md5::new();
+    let mut buf = vec![0; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| {
+            let e = ureq::Error::from(e);
+            let what = match e {
+                ureq::Error::Timeout(_) => format!("no data for {} s (--timeout)", d.timeout.as_secs_f32()),
+                e => e.to_string(),
+            };
+            fail(format!("the transfer broke off after {total} bytes: {what}{way_out}"))
+        })?;
+        if n == 0 {
+            break;
         }
-        bar.finish_and_clear();
-        if length.is_some_and(|l| l != total) {
-            return Err(fail(format!("got {total} of {} bytes", length.unwrap_or(0))));
-        }
-        let actual = hex(&hasher.finalize());
-        if let Some(expected) = &d.md5 {
-            if &actual != expected {
-                let hint = " (the download was discarded; try again, or check --url)";
-                return Err(DatasetError::Checksum { path: dest.to_path_buf(), expected: expected.clone(), actual, hint });
-            }
-        }
-        file.sync_all().map_err(io(&part))?;
-        std::fs::rename(&part, dest).map_err(io(dest))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&part);
+        file.write_all(&buf[..n]).map_err(io(&part_path))?;
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        bar.set_position(total);
     }
-    result.map(|()| true)
+    bar.finish_and_clear();
+    if length.is_some_and(|l| l != total) {
+        return Err(fail(format!("got {total} of {} bytes", length.unwrap_or(0))));
+    }
+    let actual = hex(&hasher.finalize());
+    if let Some(expected) = &d.md5 {
+        if &actual != expected {
+            let hint = " (the download was discarded; try again, or check --url)";
+            return Err(DatasetError::Checksum { path: dest.to_path_buf(), expected: expected.clone(), actual, hint });
+        }
+    }
+    file.sync_all().map_err(io(&part_path))?;
+    part.persist(dest).map_err(io(dest))?;
+    Ok(true)
 }
+
+/// What to try when the server cannot be reached or the transfer stalls, naming the proxy in
+/// use (and where it came from) when there is one.
+fn way_out(d: &Download, proxy: Option<&ureq::Proxy>) -> String {
+    let local = "or use `gpu-cnn dataset import` with a local copy";
+    let used = proxy.filter(|p| d.url.parse().is_ok_and(|uri| !p.is_no_proxy(&uri)));
+    match used {
+        Some(p) => {
+            let from = match &d.proxy {
+                Some(_) => "--proxy".to_string(),
+                None => PROXY_VARIABLES.iter().find(|v| std::env::var(v).is_ok_and(|s| ureq::Proxy::new(&s).is_ok())).map_or("the environment".into(), |v| format!("${v}")),
+            };
+            format!(" (through the proxy {}:{} from {from}: check that it is running and reaches the internet, pass another with --proxy, raise --timeout, {local})", p.host(), p.port())
+        }
+        None => format!(" (offline? behind a proxy? set HTTPS_PROXY or pass --proxy, raise --timeout, {local})"),
+    }
+}
+
+/// The variables ureq reads a proxy from, in its order.
+const PROXY_VARIABLES: [&str; 6] = ["ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"];
