@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Optimizer};
 use crate::record::TrainState;
 use crate::layers::{Activation, Insertion, LayerKind, Role};
 use crate::model::{ModelSpec, ParamInfo, Shape};
@@ -568,7 +568,26 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -
 
 /// Target tensors (in the target spec's parameter order) from the source's, following `plan`;
 /// layers that receive nothing keep `init` (the target's seeded initialisation).
-pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target: &ModelSpec, mut init: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target: &ModelSpec, init: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    map_tensors(plan, source, source_params, target, init, Values::Weights)
+}
+
+/// What [`map_tensors`] moves: weights, or an optimizer moment of power p (1: the first
+/// moment, 2: Adam's second), which follows its weight's map with every share raised to p (a
+/// moment scales with the gradient, and a weight's gradient with the weights it is shared
+/// with) and stays zero where a layer starts as the identity; a bias that moves to a
+/// batchnorm's beta takes its moments along.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Values {
+    Weights,
+    Moment(i32),
+}
+
+fn map_tensors(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target: &ModelSpec, mut init: Vec<Vec<f32>>, values: Values) -> Vec<Vec<f32>> {
+    let power = match values {
+        Values::Weights => 1,
+        Values::Moment(p) => p,
+    };
     let (src_infos, tgt_infos) = (source.params(), target.params());
     let tensors = |infos: &[ParamInfo], layer: usize| (0..infos.len()).filter(|&i| infos[i].layer == layer).collect::<Vec<_>>();
     for (t, lp) in plan.layers.iter().enumerate() {
@@ -582,6 +601,7 @@ pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target
                     let info = &tgt_infos[i];
                     init[i].fill(0.0);
                     match (info.role, info.suffix) {
+                        (Role::Kernel, _) | (_, "gamma" | "moving_variance") if values != Values::Weights => {}
                         // The centre tap maps input channel inputs[o] to output o.
                         (Role::Kernel, _) => {
                             let (kh, kw, c, n) = (info.shape[0] as usize, info.shape[1] as usize, info.shape[2] as usize, info.shape[3] as usize);
@@ -613,7 +633,7 @@ pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target
                     match (lp.action, tgt_infos[ti].role) {
                         (Action::Partial, _) => copy_overlap(&mut init[ti], ts, src, ss),
                         (_, Role::PerUnit) => units.iter().enumerate().for_each(|(o, &so)| init[ti][o] = src[so]),
-                        (_, Role::Kernel) => map_kernel(&mut init[ti], ts, src, ss, units, input),
+                        (_, Role::Kernel) => map_kernel(&mut init[ti], ts, src, ss, units, input, power),
                     }
                 }
             }
@@ -623,8 +643,8 @@ pub fn apply(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], target
 }
 
 /// A kernel [..., in, out] whose output units and input rows follow `recipe` (Net2Net: the
-/// weights from a replicated unit shared among its replicas).
-fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usize], input: &InputMap) {
+/// weights from a replicated unit shared among its replicas; each share raised to `power`).
+fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usize], input: &InputMap, power: i32) {
     let (t_in, t_out) = (ts[ts.len() - 2] as usize, ts[ts.len() - 1] as usize);
     let (s_in, s_out) = (ss[ss.len() - 2] as usize, ss[ss.len() - 1] as usize);
     let taps = ts[..ts.len() - 2].iter().product::<u32>() as usize;
@@ -634,7 +654,7 @@ fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usi
                 InputMap::Channels { channels, split } => (channels.clone(), *split),
                 _ => ((0..t_in).collect(), 0),
             };
-            let share = shares(&in_map, t_out, split);
+            let share: Vec<f32> = shares(&in_map, t_out, split).into_iter().map(|x| x.powi(power)).collect();
             for tap in 0..taps {
                 for (i, &si) in in_map.iter().enumerate() {
                     for (o, &so) in units.iter().enumerate() {
@@ -644,7 +664,7 @@ fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usi
             }
         }
         InputMap::Pooled { source_grid, window, channels, split } => {
-            let share = shares(channels, t_out, *split);
+            let share: Vec<f32> = shares(channels, t_out, *split).into_iter().map(|x| x.powi(power)).collect();
             let c_t = channels.len();
             let c_s = s_in / (source_grid[0] * source_grid[1]) as usize;
             let (gh, gw) = (source_grid[0] as usize / window[0] as usize, source_grid[1] as usize / window[1] as usize);
@@ -741,5 +761,28 @@ pub fn transfer(source: &Checkpoint, source_path: &Path, target: &ModelSpec, see
     });
     let state = TrainState { lr, seed, ..Default::default() };
     let ckpt = Checkpoint { model: target.clone(), classes, params, optimizer: None, state, provenance: Some(provenance) };
+    (plan, ckpt)
+}
+
+/// `ckpt`'s model grown into `target` as one training run goes on ([[grow]]): the weights as
+/// `transfer --strategy grow` moves them, and the optimizer's state carried ([`Values`]):
+/// moments of copied tensors unchanged, of shared ones times the share (the second moment
+/// times its square), zero for new tensors; the step count (bias correction) keeps counting.
+pub fn grow_checkpoint(ckpt: &Checkpoint, target: &ModelSpec, seed: u64) -> (Plan, Checkpoint) {
+    let plan = plan(&ckpt.model, target, Strategy::Grow, false, seed);
+    let params = apply(&plan, &ckpt.model, &ckpt.params, target, crate::network::initial_params(target, seed));
+    let optimizer = ckpt.optimizer.as_ref().map(|o| {
+        let (src, tgt) = (ckpt.model.params(), target.params());
+        // Moments exist for trainable tensors only: zeros stand in for the others.
+        let carry = |moments: &[Vec<f32>], power| {
+            let mut given = moments.iter();
+            let full: Vec<Vec<f32>> = src.iter().map(|p| if p.trainable { given.next().expect("a moment per trainable tensor").clone() } else { vec![0.0; p.len() as usize] }).collect();
+            let zeros = tgt.iter().map(|p| vec![0.0; p.len() as usize]).collect();
+            let mapped = map_tensors(&plan, &ckpt.model, &full, target, zeros, Values::Moment(power));
+            mapped.into_iter().zip(&tgt).filter(|(_, p)| p.trainable).map(|(m, _)| m).collect()
+        };
+        Optimizer { t: o.t, m: carry(&o.m, 1), v: carry(&o.v, 2) }
+    });
+    let ckpt = Checkpoint { model: target.clone(), classes: ckpt.classes.clone(), params, optimizer, state: ckpt.state.clone(), provenance: None };
     (plan, ckpt)
 }
