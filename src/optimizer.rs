@@ -113,7 +113,6 @@ impl OptimizerConfig {
     /// Allocates the optimizer's state for the trainable tensors `trainable` (with their offsets
     /// in the flat buffers; they fill `params[..len]` and `grads[..len]`, `len` a multiple of
     /// [`CHUNK`]) and records one update step: the clip kernels, if any, then the update.
-    #[allow(clippy::too_many_arguments)]
     pub fn build(&self, ctx: &GpuContext, kernels: &Kernels, step: &wgpu::Buffer, trainable: &[(&ParamInfo, u64)], params: &View, grads: &View) -> Result<Update, GpuError> {
         let len = params.len;
         assert!(len.is_multiple_of(CHUNK), "the trainable tensors fill whole chunks");
