@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::data::loader::{epoch_order, Augmentation, BatchStream};
 use crate::data::synthetic;
-use crate::gpu::kernels::adam::StepParams;
+use crate::gpu::kernels::optimizer::{StepParams, Tables, CHUNK};
 use crate::gpu::kernels::batchnorm::{NormShape, Unstored, WindowSums};
 use crate::gpu::kernels::matmul::GemmShape;
 use crate::gpu::kernels::{Dispatch, Kernels};
@@ -217,10 +217,13 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         out.push(Case { kernel, shape: dense.into(), dispatches: d, flops: Some(2.0 * g.macs() as f64), bytes: None });
     }
     let (logits, labels, grad, metrics) = (buffer(ctx, 32)?, ctx.upload("labels", &[1u32; 32])?, buffer(ctx, 32)?, buffer(ctx, 3)?);
-    out.push(Case { kernel: "sigmoid_bce_loss", shape: "batch 32".into(), dispatches: vec![k.loss(32, 1, &step, &logits, &labels, &grad, &metrics)], flops: None, bytes: Some(4.0 * 96.0) });
-    let n = 4_195_457u64;
+    out.push(Case { kernel: "sigmoid_bce_loss", shape: "batch 32".into(), dispatches: vec![k.loss(32, 1, 0.0, &step, &logits, &labels, &grad, &metrics)], flops: None, bytes: Some(4.0 * 96.0) });
+    let n = 4_195_457u64.next_multiple_of(CHUNK);
     let (pw, pg, pm, pv) = (buffer(ctx, n)?, buffer(ctx, n)?, buffer(ctx, n)?, buffer(ctx, n)?);
-    out.push(Case { kernel: "adam_update", shape: "Model 1, 4,195,457 params".into(), dispatches: vec![k.adam_update(&step, &pw, &pg, &pm, &pv)], flops: None, bytes: Some(28.0 * n as f64) });
+    let chunks = (n / CHUNK) as usize;
+    let (decay, scale) = (ctx.upload("decay", &vec![0f32; chunks])?, ctx.upload("scale", &vec![1f32; chunks])?);
+    let tables = Tables { decay: &decay, scale: &scale };
+    out.push(Case { kernel: "adam_update", shape: "Model 1, 4,195,457 params".into(), dispatches: vec![k.adam_update(&step, &pw, &pg, &pm, &pv, &tables)], flops: None, bytes: Some(28.0 * n as f64) });
     Ok(out)
 }
 

@@ -1,6 +1,7 @@
 //! Checkpoints: a safetensors file with every parameter under its Keras name
-//! (`conv2d_1.kernel`, ...), for resumable checkpoints the Adam moments (`adam.m.<name>`,
-//! `adam.v.<name>`), and metadata that makes the file self-describing: format version, model
+//! (`conv2d_1.kernel`, ...), for resumable checkpoints the optimizer's moments (Adam's and
+//! AdamW's `adam.m.<name>`, `adam.v.<name>`, SGD's `sgd.m.<name>`; any optimizer but Keras'
+//! default Adam is described by the `optimizer` metadata), and metadata that makes the file self-describing: format version, model
 //! spec, class names, training state (epoch, step, learning rate, schedule states, history,
 //! seed) and, for transferred models, provenance. Written atomically; loading validates
 //! everything and names what is wrong.
@@ -14,8 +15,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::gpu::GpuContext;
-use crate::model::ModelSpec;
+use crate::model::{ModelSpec, ParamInfo};
 use crate::network::{Network, NetworkError};
+use crate::optimizer::OptimizerConfig;
 use crate::record::TrainState;
 
 pub const FORMAT: &str = "gpu-cnn";
@@ -55,12 +57,23 @@ pub enum CheckpointError {
     Network(#[from] NetworkError),
 }
 
-/// Adam's state for every trainable tensor, in the model's parameter order.
+/// The optimizer's state for every trainable tensor, in the model's parameter order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Optimizer {
+    /// Which optimizer and its settings (an exact resume needs the same).
+    pub config: OptimizerConfig,
     pub t: u32,
     pub m: Vec<Vec<f32>>,
+    /// Adam's second moments; empty for SGD.
     pub v: Vec<Vec<f32>>,
+}
+
+impl Optimizer {
+    /// Each trainable tensor's moment tensors under their checkpoint names.
+    fn moments<'a>(&'a self, trainable: &'a [&ParamInfo]) -> impl Iterator<Item = (String, &'a ParamInfo, &'a [f32])> {
+        let moments = [&self.m, &self.v];
+        trainable.iter().enumerate().flat_map(move |(i, info)| (0..self.config.moments()).map(move |k| (self.config.moment_name(k, &info.name), *info, moments[k][i].as_slice())))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,16 +122,16 @@ fn check_state(s: &TrainState) -> Result<(), String> {
     Ok(())
 }
 
-/// Adam takes one step per training step, so its count is at most the steps the training
-/// state says were taken.
-fn check_adam_step(t: u32, s: &TrainState) -> Result<(), String> {
+/// The optimizer takes one step per training step, so its count is at most the steps the
+/// training state says were taken.
+fn check_optimizer_step(t: u32, s: &TrainState) -> Result<(), String> {
     if s.batch_size == 0 {
         return Ok(());
     }
     let steps = s.train_images.div_ceil(s.batch_size as usize) as u64;
     let taken = s.epoch as u64 * steps + s.step as u64;
     if t as u64 > taken {
-        return Err(format!("{t} Adam steps, but epoch {} step {} of {steps}-step epochs is {taken} steps", s.epoch, s.step));
+        return Err(format!("{t} optimizer steps, but epoch {} step {} of {steps}-step epochs is {taken} steps", s.epoch, s.step));
     }
     Ok(())
 }
@@ -139,10 +152,10 @@ fn json<T: Serialize>(value: &T) -> String {
 }
 
 impl Checkpoint {
-    /// Reads the network's parameters (and Adam state when `resumable`) from the GPU.
+    /// Reads the network's parameters (and optimizer state when `resumable`) from the GPU.
     pub fn capture(ctx: &GpuContext, net: &Network, classes: &[String], state: TrainState, resumable: bool) -> Result<Self, CheckpointError> {
         let (params, moments) = net.read_all(ctx, resumable)?;
-        let optimizer = moments.map(|(m, v)| Optimizer { t: net.t, m, v });
+        let optimizer = moments.map(|(m, v)| Optimizer { config: net.training.optimizer.clone(), t: net.t, m, v });
         Ok(Self { model: net.spec.clone(), classes: classes.to_vec(), params, optimizer, state, provenance: None })
     }
 
@@ -153,10 +166,10 @@ impl Checkpoint {
         for (info, data) in infos.iter().zip(&self.params) {
             tensors.push((info.name.clone(), f32_view(data, &info.shape)));
         }
+        let trainable: Vec<&ParamInfo> = infos.iter().filter(|i| i.trainable).collect();
         if let Some(opt) = &self.optimizer {
-            for (i, info) in infos.iter().filter(|i| i.trainable).enumerate() {
-                tensors.push((format!("adam.m.{}", info.name), f32_view(&opt.m[i], &info.shape)));
-                tensors.push((format!("adam.v.{}", info.name), f32_view(&opt.v[i], &info.shape)));
+            for (name, info, data) in opt.moments(&trainable) {
+                tensors.push((name, f32_view(data, &info.shape)));
             }
         }
         let mut meta = HashMap::new();
@@ -167,7 +180,11 @@ impl Checkpoint {
         meta.insert("input".to_string(), json(&self.model.input));
         meta.insert("state".to_string(), json(&self.state));
         if let Some(opt) = &self.optimizer {
-            meta.insert("adam_step".to_string(), opt.t.to_string());
+            meta.insert(opt.config.step_key().to_string(), opt.t.to_string());
+            // Keras' Adam, the default, is what files without this key hold.
+            if opt.config != OptimizerConfig::default() {
+                meta.insert("optimizer".to_string(), json(&opt.config));
+            }
         }
         if let Some(p) = &self.provenance {
             meta.insert("provenance".to_string(), p.to_string());
@@ -250,7 +267,9 @@ impl Checkpoint {
         let state: TrainState = field(path, &meta, "state")?;
         check_state(&state).map_err(|e| CheckpointError::Metadata(p(), "state", e))?;
         let provenance = meta.get("provenance").map(|s| serde_json::from_str(s)).transpose().map_err(|e| CheckpointError::Metadata(p(), "provenance", e.to_string()))?;
-        let adam_step: Option<u32> = meta.get("adam_step").map(|s| s.parse()).transpose().map_err(|e: std::num::ParseIntError| CheckpointError::Metadata(p(), "adam_step", e.to_string()))?;
+        let config: OptimizerConfig = meta.get("optimizer").map(|s| serde_json::from_str(s)).transpose().map_err(|e| CheckpointError::Metadata(p(), "optimizer", e.to_string()))?.unwrap_or_default();
+        let step_key = config.step_key();
+        let step: Option<u32> = meta.get(step_key).map(|s| s.parse()).transpose().map_err(|e: std::num::ParseIntError| CheckpointError::Metadata(p(), step_key, e.to_string()))?;
 
         let infos = model.params();
         let read = |name: &str, shape: &[u32]| -> Result<Vec<f32>, CheckpointError> {
@@ -272,22 +291,19 @@ impl Checkpoint {
         };
         let params = infos.iter().map(|i| read(&i.name, &i.shape)).collect::<Result<Vec<_>, _>>()?;
         let trainable: Vec<_> = infos.iter().filter(|i| i.trainable).collect();
-        let optimizer = match adam_step {
-            Some(t) => Some(Optimizer {
-                t,
-                m: trainable.iter().map(|i| read(&format!("adam.m.{}", i.name), &i.shape)).collect::<Result<_, _>>()?,
-                v: trainable.iter().map(|i| read(&format!("adam.v.{}", i.name), &i.shape)).collect::<Result<_, _>>()?,
-            }),
+        let moment = |k: usize| trainable.iter().map(|i| read(&config.moment_name(k, &i.name), &i.shape)).collect::<Result<Vec<_>, _>>();
+        let optimizer = match step {
+            Some(t) => Some(Optimizer { t, m: moment(0)?, v: if config.moments() > 1 { moment(1)? } else { Vec::new() }, config: config.clone() }),
             None => None,
         };
         if let Some(opt) = &optimizer {
-            check_adam_step(opt.t, &state).map_err(|e| CheckpointError::Metadata(p(), "adam_step", e))?;
+            check_optimizer_step(opt.t, &state).map_err(|e| CheckpointError::Metadata(p(), step_key, e))?;
         }
-        let expected = infos.len() + if optimizer.is_some() { 2 * trainable.len() } else { 0 };
+        let expected = infos.len() + if optimizer.is_some() { config.moments() * trainable.len() } else { 0 };
         if st.len() != expected {
-            let moments = trainable.iter().flat_map(|i| [format!("adam.m.{}", i.name), format!("adam.v.{}", i.name)]);
+            let moments = trainable.iter().flat_map(|i| (0..config.moments()).map(|k| config.moment_name(k, &i.name)));
             let known: Vec<String> = infos.iter().map(|i| i.name.clone()).chain(moments).collect();
-            let unexpected = |n: &&str| !known.iter().any(|k| k == n) || (optimizer.is_none() && n.starts_with("adam."));
+            let unexpected = |n: &&str| !known.iter().any(|k| k == n) || (optimizer.is_none() && (n.starts_with("adam.") || n.starts_with("sgd.")));
             let extra = st.names().into_iter().find(unexpected).map(str::to_string).unwrap_or_default();
             return Err(CheckpointError::ExtraTensor(p(), extra));
         }
@@ -318,7 +334,8 @@ impl Checkpoint {
     }
 
     /// Writes the parameters into `net` (which must have this layout: see
-    /// [`Checkpoint::check_layout`]), and Adam's state when `with_optimizer`.
+    /// [`Checkpoint::check_layout`]), and the optimizer's state when `with_optimizer` (the
+    /// network's optimizer must be this one: see [`crate::run::train`]).
     pub fn apply(&self, ctx: &GpuContext, net: &mut Network, with_optimizer: bool) -> Result<(), CheckpointError> {
         for (slot, data) in net.slots.iter().zip(&self.params) {
             net.write_param(ctx, &slot.info.name, data)?;
@@ -326,7 +343,7 @@ impl Checkpoint {
         if with_optimizer {
             let opt = self.optimizer.as_ref().expect("checked by the caller");
             for (i, slot) in net.slots.iter().filter(|s| s.info.trainable).enumerate() {
-                net.write_moments(ctx, &slot.info.name, &opt.m[i], &opt.v[i])?;
+                net.write_moments(ctx, &slot.info.name, &opt.m[i], opt.v.get(i).map_or(&[], Vec::as_slice))?;
             }
             net.t = opt.t;
         }

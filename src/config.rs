@@ -10,6 +10,8 @@ use crate::data::augment::AugmentConfig;
 use crate::data::folder::CorruptPolicy;
 use crate::layers::LayerKind;
 use crate::model::ModelSpec;
+use crate::network::Training;
+use crate::optimizer::{Clip, Kind, OptimizerConfig};
 use crate::train::callbacks::{CheckpointConfig, EarlyStoppingConfig, ReduceLrConfig};
 use crate::train::schedule::Schedule;
 
@@ -89,13 +91,31 @@ impl Default for SyntheticConfig {
 }
 
 /// `[train]`
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub epochs: u32,
     pub batch_size: u32,
-    /// Adam's learning rate (beta1 0.9, beta2 0.999, eps 1e-7 as Keras).
+    /// The optimizer's learning rate (Adam's beta1 0.9, beta2 0.999, eps 1e-7 as Keras).
     pub learning_rate: f32,
+    /// "adam", "adamw" or "sgd", with Keras 3 semantics and defaults.
+    pub optimizer: Kind,
+    /// SGD's momentum (Keras: 0).
+    pub momentum: f32,
+    /// SGD's Nesterov momentum.
+    pub nesterov: bool,
+    /// Decoupled weight decay, `var -= lr * wd * var` before each step (Keras: 0.004 for AdamW,
+    /// none for Adam and SGD).
+    pub weight_decay: Option<f32>,
+    /// Tensors weight decay leaves alone, each named by its weight name (`bias`, `gamma`: every
+    /// such tensor), its layer (`dense_1`) or in full (`dense_1.kernel`).
+    pub weight_decay_exclude: Vec<String>,
+    /// Clips each tensor's gradient to this norm (Keras `clipnorm`).
+    pub clipnorm: Option<f32>,
+    /// Clips all gradients together to this norm (Keras `global_clipnorm`).
+    pub global_clipnorm: Option<f32>,
+    /// Targets y (1 - s) + s / 2 (binary) or y (1 - s) + s / classes (categorical).
+    pub label_smoothing: f32,
     /// Seeds initialisation, shuffling, augmentation and dropout.
     pub seed: u64,
     /// limit / classes images of each class per split, rounded down, at least one (quick runs).
@@ -109,7 +129,84 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        Self { epochs: 10, batch_size: 32, learning_rate: 1e-3, seed: 42, limit: None, schedule: Schedule::Constant, unfreeze_after: None }
+        Self {
+            epochs: 10,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            optimizer: Kind::Adam,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: None,
+            weight_decay_exclude: Vec::new(),
+            clipnorm: None,
+            global_clipnorm: None,
+            label_smoothing: 0.0,
+            seed: 42,
+            limit: None,
+            schedule: Schedule::Constant,
+            unfreeze_after: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The optimizer these fields describe, Keras' defaults filled in.
+    pub fn optimizer(&self) -> OptimizerConfig {
+        let clip = match (self.clipnorm, self.global_clipnorm) {
+            (Some(n), _) => Some(Clip::Norm(n)),
+            (None, Some(n)) => Some(Clip::GlobalNorm(n)),
+            (None, None) => None,
+        };
+        OptimizerConfig {
+            kind: self.optimizer,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay.unwrap_or(self.optimizer.default_weight_decay()),
+            weight_decay_exclude: self.weight_decay_exclude.clone(),
+            clip,
+        }
+    }
+
+    /// How a network trains with these settings.
+    pub fn training(&self) -> Training {
+        Training { optimizer: self.optimizer(), label_smoothing: self.label_smoothing }
+    }
+
+    /// The optimizer fields' checks against `model`'s tensors, as (field, message).
+    fn check_optimizer(&self, model: &ModelSpec) -> Result<(), (&'static str, String)> {
+        if self.optimizer != Kind::Sgd {
+            if self.momentum != 0.0 {
+                return Err(("train.momentum", "momentum applies to optimizer = \"sgd\"".into()));
+            }
+            if self.nesterov {
+                return Err(("train.nesterov", "nesterov applies to optimizer = \"sgd\"".into()));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(("train.momentum", format!("expected a value in [0, 1], got {}", self.momentum)));
+        }
+        if let Some(wd) = self.weight_decay.filter(|wd| !(*wd >= 0.0 && wd.is_finite())) {
+            return Err(("train.weight_decay", format!("expected a number >= 0, got {wd}")));
+        }
+        let params = model.params();
+        if let Some(p) = self.weight_decay_exclude.iter().find(|p| !params.iter().any(|i| crate::optimizer::names(p, i))) {
+            let mut weights: Vec<&str> = params.iter().map(|i| i.suffix).collect();
+            weights.sort_unstable();
+            weights.dedup();
+            return Err(("train.weight_decay_exclude", format!("\"{p}\" names no tensor of the model (name a weight: {}; a layer; or a tensor, `dense_1.bias`)", weights.join(", "))));
+        }
+        for (field, norm) in [("train.clipnorm", self.clipnorm), ("train.global_clipnorm", self.global_clipnorm)] {
+            if let Some(n) = norm.filter(|n| !(*n > 0.0 && n.is_finite())) {
+                return Err((field, format!("expected a positive number, got {n}")));
+            }
+        }
+        if self.clipnorm.is_some() && self.global_clipnorm.is_some() {
+            return Err(("train.global_clipnorm", "set clipnorm or global_clipnorm, not both (as Keras)".into()));
+        }
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(("train.label_smoothing", format!("expected a value in [0, 1], got {}", self.label_smoothing)));
+        }
+        Ok(())
     }
 }
 
@@ -222,6 +319,9 @@ impl Config {
         if let Err((field, message)) = t.schedule.validate(t.epochs) {
             return Err(invalid(&format!("train.schedule.{field}"), message));
         }
+        if let Err((field, message)) = t.check_optimizer(&self.model) {
+            return Err(invalid(field, message));
+        }
         if self.data.workers == 0 {
             return Err(invalid("data.workers", "expected at least 1".into()));
         }
@@ -244,6 +344,10 @@ impl Config {
             if !(0.0..=max).contains(&v) {
                 return Err(invalid(field, format!("expected a value in [0, {max}], got {v}")));
             }
+        }
+        let [h, w, _] = self.model.input;
+        if a.crop_padding >= h.min(w) {
+            return Err(invalid("augment.crop_padding", format!("expected fewer pixels than the input's side ({}), got {}", h.min(w), a.crop_padding)));
         }
         let cb = &self.callbacks;
         let monitors = [
@@ -329,6 +433,34 @@ layers = [
 
         let e = parse(&format!("{MODEL}\n[callbacks.reduce_lr]\nmonitor = \"val_accurcy\"\n")).unwrap_err().to_string();
         assert!(e.contains("callbacks.reduce_lr.monitor") && e.contains("val_accurcy"), "{e}");
+    }
+
+    #[test]
+    fn optimizer_fields_resolve_keras_defaults_and_refuse_what_keras_refuses() {
+        let train = |fields: &str| parse(&format!("{MODEL}\n[train]\n{fields}\n"));
+        let adamw = train("optimizer = \"adamw\"").unwrap().train.optimizer();
+        assert_eq!((adamw.kind, adamw.weight_decay, adamw.clip), (Kind::AdamW, 0.004, None));
+        let sgd = train("optimizer = \"sgd\"\nmomentum = 0.9\nnesterov = true\nclipnorm = 2.0\nweight_decay_exclude = [\"bias\", \"dense_1\"]").unwrap().train.optimizer();
+        assert_eq!((sgd.weight_decay, sgd.clip), (0.0, Some(Clip::Norm(2.0))));
+        let params = parse(MODEL).unwrap().model.params();
+        let excluded: Vec<&str> = params.iter().filter(|p| sgd.excludes(p)).map(|p| p.name.as_str()).collect();
+        assert_eq!(excluded, ["conv2d_1.bias", "dense_1.kernel", "dense_1.bias"]);
+        assert_eq!(parse(MODEL).unwrap().train.optimizer(), OptimizerConfig::default(), "Adam unless told");
+        for (fields, field, says) in [
+            ("momentum = 0.9", "train.momentum", "applies to optimizer = \"sgd\""),
+            ("optimizer = \"sgd\"\nmomentum = 1.5", "train.momentum", "[0, 1]"),
+            ("optimizer = \"adamw\"\nweight_decay = -1.0", "train.weight_decay", ">= 0"),
+            ("clipnorm = 1.0\nglobal_clipnorm = 1.0", "train.global_clipnorm", "not both"),
+            ("global_clipnorm = 0.0", "train.global_clipnorm", "positive"),
+            ("label_smoothing = 1.5", "train.label_smoothing", "[0, 1]"),
+            ("weight_decay_exclude = [\"gamma\"]", "train.weight_decay_exclude", "bias, kernel"),
+            ("optimizer = \"rmsprop\"", "optimizer", "adamw"),
+        ] {
+            let e = train(fields).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(says), "{fields}: {e}");
+        }
+        let e = parse(&format!("{MODEL}\n[augment]\ncrop_padding = 16\n")).unwrap_err().to_string();
+        assert!(e.contains("augment.crop_padding"), "{e}");
     }
 
     #[test]

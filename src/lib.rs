@@ -16,6 +16,7 @@ pub mod interop;
 pub mod layers;
 pub mod model;
 pub mod network;
+pub mod optimizer;
 pub mod plot;
 pub mod record;
 pub mod predict;

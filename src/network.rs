@@ -1,6 +1,6 @@
-//! A model resident on the GPU. Parameters, gradients and Adam moments each live in one flat
-//! buffer (every tensor at a 256-byte aligned offset; the trainable tensors first, so one
-//! `adam_update` dispatch over that prefix serves the whole model and never touches the moving
+//! A model resident on the GPU. Parameters, gradients and the optimizer's moments each live in
+//! one flat buffer (every tensor at a 256-byte aligned offset; the trainable tensors first, so one
+//! update dispatch over that prefix serves the whole model and never touches the moving
 //! statistics after it); activations and their gradients get a buffer per layer. The network
 //! walks the layers and each kind records its own dispatches (`crate::layers`), all built once
 //! here; a training step writes the batch and a 48-byte step uniform, records the prepared
@@ -12,11 +12,12 @@ use std::sync::Arc;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use thiserror::Error;
 
-use crate::gpu::kernels::adam::StepParams;
+use crate::gpu::kernels::optimizer::StepParams;
 use crate::gpu::kernels::{Dispatch, Kernels};
 use crate::gpu::{GpuContext, GpuError, View};
 use crate::layers::{Build, Init};
 use crate::model::{ModelSpec, ParamInfo, Shape};
+use crate::optimizer::OptimizerConfig;
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
@@ -121,8 +122,16 @@ pub enum Pass {
     Evaluate,
     /// Forward, loss and backward, no update (gradient checks).
     Gradients,
-    /// Forward, loss, backward and the Adam update.
+    /// Forward, loss, backward and the optimizer's update.
     Train,
+}
+
+/// How a network trains: its optimizer and the loss's label smoothing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Training {
+    pub optimizer: OptimizerConfig,
+    /// Keras' `label_smoothing` (0: none).
+    pub label_smoothing: f32,
 }
 
 pub struct Network {
@@ -132,8 +141,9 @@ pub struct Network {
     pub slots: Vec<Slot>,
     params: View,
     grads: View,
-    adam_m: View,
-    adam_v: View,
+    /// The optimizer's state over the trainable prefix (Adam's m and v, SGD's momentum).
+    moments: Vec<View>,
+    pub training: Training,
     input: View,
     labels: View,
     /// Output of each layer (flatten aliases its input); None where a batchnorm leaves it to
@@ -143,9 +153,9 @@ pub struct Network {
     metrics: View,
     forward: Vec<Dispatch>,
     backward: Vec<Dispatch>,
-    update: Dispatch,
+    update: Vec<Dispatch>,
     probe: MetricsProbe,
-    /// Adam steps taken.
+    /// Optimizer steps taken.
     pub t: u32,
     /// Training steps of the run taken (dropout's mask index): set by the trainer on a
     /// resume, kept when layers are unfrozen, where `t` starts again.
@@ -206,15 +216,19 @@ fn fnv(seed: u64, i: usize) -> u32 {
 }
 
 impl Network {
-    /// Allocates every buffer, initialises the parameters (seeded glorot-uniform) and builds
-    /// the forward, backward and update dispatches for batches of up to `batch` images.
+    /// [`Network::training`] with Keras' default Adam and no label smoothing.
     pub fn new(ctx: &GpuContext, kernels: &Kernels, spec: &ModelSpec, batch: u32, seed: u64) -> Result<Self, NetworkError> {
+        Self::training(ctx, kernels, spec, batch, seed, &Training::default())
+    }
+
+    /// Allocates every buffer, initialises the parameters (seeded glorot-uniform) and builds
+    /// the forward, backward and update dispatches for batches of up to `batch` images, trained
+    /// as `training` says.
+    pub fn training(ctx: &GpuContext, kernels: &Kernels, spec: &ModelSpec, batch: u32, seed: u64, training: &Training) -> Result<Self, NetworkError> {
         let shapes = spec.shapes().expect("validated spec");
         let (slots, trainable, total) = layout(spec);
         let params = ctx.upload("parameters", &initial_flat(&slots, total, seed))?;
         let grads = ctx.storage("gradients", total)?;
-        let adam_m = ctx.storage("Adam first moments", trainable)?;
-        let adam_v = ctx.storage("Adam second moments", trainable)?;
 
         let b = batch as u64;
         let input = ctx.storage("input batch", b * Shape::Image(spec.input).len())?;
@@ -284,21 +298,23 @@ impl Network {
             forward.extend(f);
             if i + 1 == spec.layers.len() {
                 let dy = act_grads[i + 1].as_ref().expect("the head has parameters");
-                forward.push(kernels.loss(batch, spec.logits(), &step, &acts[i + 1], &labels, dy, &metrics));
+                forward.push(kernels.loss(batch, spec.logits(), training.label_smoothing, &step, &acts[i + 1], &labels, dy, &metrics));
             }
             // Backward runs from the last layer to the first.
             backward.splice(0..0, back);
         }
-        let update = kernels.adam_update(&step, &params.slice(0, trainable), &grads.slice(0, trainable), &adam_m, &adam_v);
+        let updated: Vec<_> = slots.iter().filter(|s| s.info.trainable).map(|s| (&s.info, s.offset)).collect();
+        let update = training.optimizer.build(ctx, kernels, &step, &updated, &params.slice(0, trainable), &grads.slice(0, trainable))?;
         ctx.check_errors()?;
         let activations = acts.into_iter().zip(stored).map(|(a, s)| s.then_some(a)).collect();
-        Ok(Self { spec: spec.clone(), batch, slots, params, grads, adam_m, adam_v, input, labels, activations, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, steps: 0, rows: batch, seed })
+        let (moments, update) = (update.moments, update.dispatches);
+        Ok(Self { spec: spec.clone(), batch, slots, params, grads, moments, training: training.clone(), input, labels, activations, step, metrics, forward, backward, update, probe: MetricsProbe::new(ctx), t: 0, steps: 0, rows: batch, seed })
     }
 
     /// This network with every layer trainable (the same tensors, on the GPU) and a fresh
-    /// Adam state, as Keras after unfreezing and recompiling with a new optimizer.
+    /// optimizer state, as Keras after unfreezing and recompiling with a new optimizer.
     pub fn unfrozen(&self, ctx: &GpuContext, kernels: &Kernels) -> Result<Self, NetworkError> {
-        let mut net = Self::new(ctx, kernels, &self.spec.unfrozen(), self.batch, self.seed)?;
+        let mut net = Self::training(ctx, kernels, &self.spec.unfrozen(), self.batch, self.seed, &self.training)?;
         net.steps = self.steps;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         for (new, old) in net.slots.iter().zip(&self.slots) {
@@ -329,7 +345,7 @@ impl Network {
     }
 
     /// Records and submits one pass over the uploaded batch (one queue submission, no wait).
-    /// `Pass::Train` takes one Adam step at learning rate `lr`.
+    /// `Pass::Train` takes one optimizer step at learning rate `lr`.
     pub fn run(&mut self, ctx: &GpuContext, pass: Pass, lr: f32) -> wgpu::SubmissionIndex {
         let t = if pass == Pass::Train { self.t + 1 } else { self.t.max(1) };
         let mut step = StepParams::adam(lr, t, self.rows);
@@ -369,7 +385,8 @@ impl Network {
     /// The dispatches one pass records, in order.
     pub fn dispatches(&self, pass: Pass) -> impl Iterator<Item = &Dispatch> {
         let backward: &[Dispatch] = if pass == Pass::Evaluate { &[] } else { &self.backward };
-        self.forward.iter().chain(backward).chain((pass == Pass::Train).then_some(&self.update))
+        let update: &[Dispatch] = if pass == Pass::Train { &self.update } else { &[] };
+        self.forward.iter().chain(backward).chain(update)
     }
 
     /// Writes the step uniform a pass would use, without running it (profiling).
@@ -421,16 +438,29 @@ impl Network {
         Ok(ctx.read(&buffer.slice(s.offset, s.info.len()))?)
     }
 
-    /// Every tensor in slot order (and, when `moments`, Adam's m and v of the trainable ones),
-    /// with one readback per flat buffer.
+    /// The size of the step the optimizer takes at rate `lr` now (see
+    /// [`OptimizerConfig::step_size`]).
+    pub fn step_size(&self, lr: f32) -> f64 {
+        self.training.optimizer.step_size(lr, self.t)
+    }
+
+    /// Every tensor in slot order (and, when `moments`, the optimizer's moments of the trainable
+    /// ones: Adam's m and v, or SGD's momentum and no second), with one readback per flat buffer.
     pub fn read_all(&self, ctx: &GpuContext, moments: bool) -> Result<(Tensors, Option<(Tensors, Tensors)>), NetworkError> {
         let split = |flat: Vec<f32>, trainable_only: bool| {
             let slots = self.slots.iter().filter(|s| s.info.trainable || !trainable_only);
             slots.map(|s| flat[s.offset as usize..(s.offset + s.info.len()) as usize].to_vec()).collect::<Vec<_>>()
         };
         let params = split(ctx.read(&self.params)?, false);
-        let adam = if moments { Some((split(ctx.read(&self.adam_m)?, true), split(ctx.read(&self.adam_v)?, true))) } else { None };
-        Ok((params, adam))
+        if !moments {
+            return Ok((params, None));
+        }
+        let m = split(ctx.read(&self.moments[0])?, true);
+        let v = match self.moments.get(1) {
+            Some(v) => split(ctx.read(v)?, true),
+            None => Vec::new(),
+        };
+        Ok((params, Some((m, v))))
     }
 
     pub fn read_param(&self, ctx: &GpuContext, name: &str) -> Result<Vec<f32>, NetworkError> {
@@ -454,8 +484,12 @@ impl Network {
         self.write_slot(ctx, &self.params, name, data)
     }
 
+    /// Writes tensor `name`'s optimizer moments (`v` empty for SGD, which has one).
     pub fn write_moments(&self, ctx: &GpuContext, name: &str, m: &[f32], v: &[f32]) -> Result<(), NetworkError> {
-        self.write_slot(ctx, &self.adam_m, name, m)?;
-        self.write_slot(ctx, &self.adam_v, name, v)
+        self.write_slot(ctx, &self.moments[0], name, m)?;
+        match self.moments.get(1) {
+            Some(second) => self.write_slot(ctx, second, name, v),
+            None => Ok(()),
+        }
     }
 }

@@ -17,7 +17,8 @@ pub struct EpochLogs {
     pub val_acc: f64,
     /// Learning rate of the epoch's last step (the schedule's, after any plateau cuts).
     pub lr: f64,
-    /// Adam's effective step size at the epoch's end: lr * sqrt(1 - beta2^t) / (1 - beta1^t).
+    /// The optimizer's effective step size at the epoch's end: Adam's (and AdamW's)
+    /// lr * sqrt(1 - beta2^t) / (1 - beta1^t), SGD's lr.
     pub step_size: f64,
     /// Seconds spent training (not evaluating).
     pub train_seconds: f64,

@@ -240,7 +240,7 @@ pub fn describe_freezing(cfg: &Config) -> Option<String> {
 pub fn build_network(ctx: &GpuContext, kernels: &Kernels, cfg: &Config) -> anyhow::Result<(Network, f64)> {
     crate::sizes::check_network(ctx, &cfg.model, cfg.train.batch_size)?;
     let start = Instant::now();
-    let net = Network::new(ctx, kernels, &cfg.model, cfg.train.batch_size, cfg.train.seed)?;
+    let net = Network::training(ctx, kernels, &cfg.model, cfg.train.batch_size, cfg.train.seed, &cfg.train.training())?;
     Ok((net, start.elapsed().as_secs_f64()))
 }
 
@@ -252,6 +252,8 @@ pub enum ResumeError {
     Done { path: PathBuf, done: u32, epochs: u32 },
     #[error("{path}: was trained on {then}, but this run's data is {now}: an exact resume needs the same (use --init to start from its weights instead)")]
     Data { path: PathBuf, then: String, now: String },
+    #[error("{path}: was trained with the optimizer {then}, but this run's [train] asks for {now}: an exact resume needs the same (use --init to start from its weights instead)")]
+    Optimizer { path: PathBuf, then: String, now: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -268,7 +270,7 @@ pub enum Start {
     Fresh,
     /// A checkpoint's weights with a fresh optimizer (`--init`).
     Init(Checkpoint, PathBuf),
-    /// Everything a resumable checkpoint holds: weights, Adam state, epoch, step, schedule
+    /// Everything a resumable checkpoint holds: weights, optimizer state, epoch, step, schedule
     /// states, history and seed (`--resume`).
     Resume(Checkpoint, PathBuf),
 }
@@ -331,6 +333,11 @@ pub fn train(
         }
         if let Some(then) = ckpt.state.data.clone().filter(|d| *d != data_source(&cfg)) {
             return Err(ResumeError::Data { path: path.clone(), then, now: data_source(&cfg) }.into());
+        }
+        let (then, now) = (&ckpt.optimizer.as_ref().expect("checked above").config, cfg.train.optimizer());
+        if *then != now {
+            let json = |o| serde_json::to_string(o).unwrap_or_default();
+            return Err(ResumeError::Optimizer { path: path.clone(), then: json(then), now: json(&now) }.into());
         }
         if ckpt.classes != train.classes {
             return Err(ResumeError::Classes { path: path.clone(), checkpoint: ckpt.classes.clone(), data: train.classes.clone() }.into());

@@ -13,6 +13,7 @@ use gpu_cnn::record::TrainState;
 use gpu_cnn::config::Config;
 use gpu_cnn::data::synthetic;
 use gpu_cnn::network::{Network, Pass};
+use gpu_cnn::optimizer::Kind;
 use gpu_cnn::run::{self, Start};
 use gpu_cnn::train::callbacks::ReduceLrOnPlateau;
 use gpu_cnn::train::schedule::rescale;
@@ -206,6 +207,31 @@ fn a_scheduled_run_resumes_mid_epoch_exactly() {
     let b = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap();
     assert_eq!(a.params, b.params, "weights");
     assert_eq!(a.optimizer, b.optimizer, "Adam state");
+}
+
+/// SGD with Nesterov momentum, weight decay (biases excluded), global clipping and label
+/// smoothing, with BatchNorm: runs split at an epoch and cut mid-epoch resume to the history,
+/// weights and momentum of one run, bit for bit. Its checkpoint holds one moment per tensor
+/// (`sgd.m.*`) and says which optimizer wrote it; resuming under another optimizer is refused.
+#[test]
+fn resuming_with_sgd_gives_the_same_history_and_weights_as_one_run() {
+    let sgd = "seed = 5\noptimizer = \"sgd\"\nmomentum = 0.9\nnesterov = true\nweight_decay = 5e-4\nweight_decay_exclude = [\"bias\"]\nglobal_clipnorm = 1.0\nlabel_smoothing = 0.1";
+    // min_delta 10 counts no epoch as improving, so the plateau callback cuts the rate.
+    let text = batchnorm_config().replace("seed = 5", sgd).replace("patience = 1", "patience = 1\nmin_delta = 10.0");
+    check_resume(&text);
+
+    let dir = tempfile::tempdir().unwrap();
+    train(&with_config(&text, 1, 0.003), dir.path(), Start::Fresh, None).unwrap();
+    let path = dir.path().join("last.safetensors");
+    let ckpt = Checkpoint::load(&path).unwrap();
+    let opt = ckpt.optimizer.as_ref().unwrap();
+    assert_eq!((opt.config.kind, opt.config.momentum, opt.config.nesterov, opt.t), (Kind::Sgd, 0.9, true, 6));
+    assert!(opt.v.is_empty() && opt.m.len() == ckpt.model.params().iter().filter(|p| p.trainable).count());
+    let bytes = std::fs::read(&path).unwrap();
+    let names = safetensors::SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(str::to_string).collect::<Vec<_>>();
+    assert!(names.contains(&"sgd.m.conv2d_1.kernel".to_string()) && !names.iter().any(|n| n.starts_with("adam.")), "{names:?}");
+    let err = train(&with_config(&batchnorm_config(), 2, 0.003), dir.path(), resume(dir.path()), None).unwrap_err();
+    assert!(err.to_string().contains("was trained with the optimizer") && err.to_string().contains("an exact resume needs the same"), "{err}");
 }
 
 #[test]

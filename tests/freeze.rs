@@ -13,7 +13,8 @@ use gpu_cnn::config::Config;
 use gpu_cnn::gpu::kernels::Kernel;
 use gpu_cnn::model::summary::summary;
 use gpu_cnn::model::ModelSpec;
-use gpu_cnn::network::{Network, Pass};
+use gpu_cnn::network::{Network, Pass, Training};
+use gpu_cnn::optimizer::{Kind, OptimizerConfig};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const CONFIG: &str = r#"
@@ -74,11 +75,24 @@ fn the_config_freezes_layers_and_the_summary_counts_them_as_non_trainable() {
 
 #[test]
 fn frozen_layers_hold_still_through_training_steps_and_record_fewer_dispatches() {
+    check_frozen(&Training::default());
+}
+
+/// The same with SGD and weight decay on every tensor: decay, like the gradient step, leaves
+/// frozen tensors alone (Keras decays only the trainable variables).
+#[test]
+fn frozen_layers_hold_still_under_sgd_with_weight_decay() {
+    let optimizer = OptimizerConfig { kind: Kind::Sgd, momentum: 0.9, weight_decay: 0.1, ..Default::default() };
+    check_frozen(&Training { optimizer, label_smoothing: 0.1 });
+}
+
+fn check_frozen(training: &Training) {
     let (ctx, kernels) = gpu();
     let base = spec().unfrozen();
     let frozen = spec().freeze(&["conv2d_1".into(), "batch_normalization_1".into(), "conv2d_2".into()]).unwrap();
     let batch = 5;
-    let (mut all, mut net) = (Network::new(ctx, kernels, &base, batch, 3).unwrap(), Network::new(ctx, kernels, &frozen, batch, 3).unwrap());
+    let network = |spec| Network::training(ctx, kernels, spec, batch, 3, training).unwrap();
+    let (mut all, mut net) = (network(&base), network(&frozen));
 
     // Below dense_1 nothing trains: no conv, pool or batchnorm backward kernel at all.
     let kinds = |n: &Network| n.dispatches(Pass::Train).map(|d| d.kernel).collect::<Vec<_>>();
@@ -110,10 +124,12 @@ fn frozen_layers_hold_still_through_training_steps_and_record_fewer_dispatches()
             assert_ne!(trained[i], before[i], "{} trains when not frozen", slot.info.name);
         }
     }
-    // Adam keeps moments for the trainable tensors only: dense_1 and dense_2's kernels and biases.
+    // The optimizer keeps moments for the trainable tensors only: dense_1 and dense_2's kernels
+    // and biases.
     let (m, _) = moments.unwrap();
     assert_eq!(m.len(), 4);
-    // Unfrozen, Adam starts again but the run's step (dropout's masks) goes on.
+    // Unfrozen, the same optimizer starts again but the run's step (dropout's masks) goes on.
     let unfrozen = net.unfrozen(ctx, kernels).unwrap();
     assert_eq!((unfrozen.t, unfrozen.steps), (0, 3));
+    assert_eq!(&unfrozen.training, training);
 }

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{assert_close, gpu, input, kernel_paths, poisoned, random, reference as cpu, run};
-use gpu_cnn::gpu::kernels::adam::StepParams;
+use gpu_cnn::gpu::kernels::optimizer::{StepParams, Tables, CHUNK};
 use gpu_cnn::gpu::kernels::batchnorm::{NormShape, Unstored, WindowSums};
 use gpu_cnn::gpu::kernels::matmul::GemmShape;
 use gpu_cnn::gpu::kernels::{Kernel, Kernels};
@@ -497,7 +497,7 @@ fn dropout_mask_matches_reference_and_is_inverted() {
     assert_eq!(got, x, "dropout is the identity outside training");
 }
 
-fn loss_case(seed: u64, capacity: u32, rows: u32, classes: u32) {
+fn loss_case(seed: u64, capacity: u32, rows: u32, classes: u32, smoothing: f32) {
     let (ctx, k) = gpu();
     let n = (capacity * classes) as usize;
     let mut logits = random(seed, n, -8.0, 8.0);
@@ -512,14 +512,15 @@ fn loss_case(seed: u64, capacity: u32, rows: u32, classes: u32) {
     let grad = poisoned(ctx, n as u64);
     let metrics = input(ctx, &[0.0f32; 3]);
     let labels_view = ctx.upload("labels", &labels).unwrap();
-    let d = k.loss(capacity, classes, &step, &input(ctx, &logits), &labels_view, &grad, &metrics);
+    let d = k.loss(capacity, classes, smoothing, &step, &input(ctx, &logits), &labels_view, &grad, &metrics);
     let got_grad = run(&[d.clone(), d], &grad);
+    let s = smoothing as f64;
     let (loss, hits, want_grad) = if classes == 1 {
-        cpu::sigmoid_bce(&logits, &labels, rows as usize)
+        cpu::sigmoid_bce(&logits, &labels, rows as usize, s)
     } else {
-        cpu::softmax_ce(&logits, &labels, rows as usize, classes as usize)
+        cpu::softmax_ce(&logits, &labels, rows as usize, classes as usize, s)
     };
-    let name = format!("{} capacity {capacity} rows {rows} classes {classes}", if classes == 1 { "sigmoid_bce_loss" } else { "softmax_ce_loss" });
+    let name = format!("{} capacity {capacity} rows {rows} classes {classes} smoothing {smoothing}", if classes == 1 { "sigmoid_bce_loss" } else { "softmax_ce_loss" });
     assert_close(&format!("{name} gradient"), &got_grad, &want_grad, TOL);
     // Run twice: the metrics accumulate.
     let m = ctx.read::<f32>(&metrics).unwrap();
@@ -528,36 +529,151 @@ fn loss_case(seed: u64, capacity: u32, rows: u32, classes: u32) {
     assert_eq!(m[2], 2.0 * rows as f32, "{name} row count");
 }
 
+/// Both losses, plain and with label smoothing (binary y (1 - s) + s / 2, categorical
+/// onehot (1 - s) + s / classes).
 #[test]
 fn losses_match_reference() {
-    loss_case(850, 1, 1, 1);
-    loss_case(851, 33, 33, 1);
-    loss_case(852, 300, 257, 1);
-    loss_case(853, 5, 3, 10);
-    loss_case(854, 300, 299, 3);
+    for smoothing in [0.0, 0.1, 0.35] {
+        loss_case(850, 1, 1, 1, smoothing);
+        loss_case(851, 33, 33, 1, smoothing);
+        loss_case(852, 300, 257, 1, smoothing);
+        loss_case(853, 5, 3, 10, smoothing);
+        loss_case(854, 300, 299, 3, smoothing);
+    }
 }
 
+/// Odd parameter counts (a partial last quad and chunk) with per-chunk weight decay (0 in some
+/// chunks: excluded tensors) and clip factors (1 in some): (w, g, decay, scale, per-element wd and
+/// clipped gradient for the references).
+struct UpdateCase {
+    w: Vec<f32>,
+    g: Vec<f32>,
+    decay: View,
+    scale: View,
+    wd: Vec<f64>,
+    clipped: Vec<f64>,
+}
+
+fn update_case(seed: u64, len: usize, weight_decay: f32) -> UpdateCase {
+    let (ctx, _) = gpu();
+    // Weights of ~1e-2: the f32 rounding of w must be small beside the ~1e-3 steps and the
+    // ~1e-7 decay (lr * wd * w) must still show in f64.
+    let (w, g) = (random(seed, len, -1e-2, 1e-2), random(seed + 1, len, -1.0, 1.0));
+    let chunks = len.div_ceil(CHUNK as usize);
+    let decay: Vec<f32> = (0..chunks).map(|c| if c % 3 == 1 { 0.0 } else { weight_decay }).collect();
+    let scale: Vec<f32> = random(seed + 2, chunks, 0.25, 1.0).into_iter().enumerate().map(|(c, s)| if c % 2 == 0 { 1.0 } else { s }).collect();
+    let chunk = |i: usize| i / CHUNK as usize;
+    let wd = (0..len).map(|i| decay[chunk(i)] as f64).collect();
+    let clipped = (0..len).map(|i| g[i] as f64 * scale[chunk(i)] as f64).collect();
+    UpdateCase { decay: input(ctx, &decay), scale: input(ctx, &scale), w, g, wd, clipped }
+}
+
+/// Compares the step taken, not the weights: a small step hides in a large weight.
+fn assert_step(what: &str, got: &[f32], w: &[f32], want: &[f64]) {
+    let got_step: Vec<f32> = got.iter().zip(w).map(|(a, b)| a - b).collect();
+    let want_step: Vec<f64> = want.iter().zip(w).map(|(a, &b)| a - b as f64).collect();
+    assert_close(&format!("{what} step"), &got_step, &want_step, TOL);
+}
+
+/// Quads: the zero padding after the last parameter must stay zero.
+fn assert_padding_kept(what: &str, w: &View, len: usize) {
+    let padded: Vec<f32> = gpu().0.read(&View::whole(&w.buffer)).unwrap();
+    assert!(padded[len..].iter().all(|&p| p == 0.0), "{what}: padding changed");
+}
+
+/// Adam (decay 0 everywhere, clip factors 1: exactly the plain Keras step) and AdamW (decay in
+/// most chunks, clip factors below 1 in some).
 #[test]
 fn adam_update_matches_reference() {
     let (ctx, k) = gpu();
-    for (i, &(len, t)) in [(1usize, 1u32), (1001, 1), (70_001, 7)].iter().enumerate() {
-        let seed = 950 + 10 * i as u64;
-        // Small weights: the f32 rounding of w (ulp(w)) must be small beside the ~1e-3 step.
-        let (w, g) = (random(seed, len, -1e-3, 1e-3), random(seed + 1, len, -1.0, 1.0));
-        let m = random(seed + 2, len, -0.1, 0.1);
-        let v: Vec<f32> = random(seed + 3, len, 0.0, 0.01);
-        let (wv, mv, vv) = (input(ctx, &w), input(ctx, &m), input(ctx, &v));
+    for (i, &(len, t, weight_decay)) in [(1usize, 1u32, 0.0), (1001, 1, 0.0), (70_001, 7, 0.0), (1, 1, 0.004), (1001, 3, 0.004), (70_001, 7, 0.1)].iter().enumerate() {
+        let c = update_case(950 + 10 * i as u64, len, weight_decay);
+        let (m, v) = (random(960 + i as u64, len, -0.1, 0.1), random(970 + i as u64, len, 0.0, 0.01));
+        let (wv, mv, vv) = (input(ctx, &c.w), input(ctx, &m), input(ctx, &v));
+        let plain = weight_decay == 0.0;
+        let (decay, scale) = if plain { (input(ctx, &vec![0.0; len.div_ceil(CHUNK as usize)]), input(ctx, &vec![1.0; len.div_ceil(CHUNK as usize)])) } else { (c.decay.clone(), c.scale.clone()) };
         let step = ctx.uniform("step", &StepParams::adam(1e-3, t, 1));
-        let got_w = run(&[k.adam_update(&step, &wv, &input(ctx, &g), &mv, &vv)], &wv);
-        let (want_w, want_m, want_v) = cpu::adam(&w, &g, &m, &v, 1e-3, t);
-        // Compare the step taken, not the weights: a small step hides in a large weight.
-        let got_step: Vec<f32> = got_w.iter().zip(&w).map(|(a, b)| a - b).collect();
-        let want_step: Vec<f64> = want_w.iter().zip(&w).map(|(a, &b)| a - b as f64).collect();
-        assert_close(&format!("adam_update {len} t={t} step"), &got_step, &want_step, TOL);
-        assert_close(&format!("adam_update {len} m"), &ctx.read(&mv).unwrap(), &want_m, TOL);
-        assert_close(&format!("adam_update {len} v"), &ctx.read(&vv).unwrap(), &want_v, TOL);
-        // Quads: the zero padding after the last parameter must stay zero.
-        let padded: Vec<f32> = ctx.read(&View::whole(&wv.buffer)).unwrap();
-        assert!(padded[len..].iter().all(|&p| p == 0.0), "adam_update {len}: padding changed");
+        let got_w = run(&[k.adam_update(&step, &wv, &input(ctx, &c.g), &mv, &vv, &Tables { decay: &decay, scale: &scale })], &wv);
+        let g: Vec<f64> = if plain { c.g.iter().map(|&g| g as f64).collect() } else { c.clipped };
+        let wd = if plain { vec![0.0; len] } else { c.wd };
+        let (want_w, want_m, want_v) = cpu::adam(&c.w, &g, &m, &v, 1e-3, &wd, t);
+        let what = format!("adam_update {len} t={t} wd={weight_decay}");
+        assert_step(&what, &got_w, &c.w, &want_w);
+        assert_close(&format!("{what} m"), &ctx.read(&mv).unwrap(), &want_m, TOL);
+        assert_close(&format!("{what} v"), &ctx.read(&vv).unwrap(), &want_v, TOL);
+        assert_padding_kept(&what, &wv, len);
+    }
+}
+
+/// SGD with Nesterov, plain momentum and none, with decay and clip factors.
+#[test]
+fn sgd_update_matches_reference() {
+    let (ctx, k) = gpu();
+    for (i, &(len, momentum, nesterov)) in [(1usize, 0.9f32, true), (1001, 0.9, false), (70_001, 0.0, false), (4097, 0.5, true)].iter().enumerate() {
+        // Large decays, so that lr * wd * w (w ~1e-2) shows beside the ~0.05 gradient step.
+        let c = update_case(1950 + 10 * i as u64, len, [0.05, 0.2, 1.0, 2.0][i]);
+        let m = random(1960 + i as u64, len, -0.01, 0.01);
+        let (wv, mv) = (input(ctx, &c.w), input(ctx, &m));
+        let lr = 0.05;
+        let step = ctx.uniform("step", &StepParams::adam(lr, 1, 1));
+        let got_w = run(&[k.sgd_update(&step, momentum, nesterov, &wv, &input(ctx, &c.g), &mv, &Tables { decay: &c.decay, scale: &c.scale })], &wv);
+        let (want_w, want_m) = cpu::sgd(&c.w, &c.clipped, &m, lr as f64, momentum as f64, nesterov, &c.wd);
+        let what = format!("sgd_update {len} momentum {momentum} nesterov {nesterov}");
+        assert_step(&what, &got_w, &c.w, &want_w);
+        assert_close(&format!("{what} m"), &ctx.read(&mv).unwrap(), &want_m, TOL);
+        assert_padding_kept(&what, &wv, len);
+    }
+}
+
+/// grad_norm_partials then clip_by_norm (per tensor) or clip_by_global_norm, over tensors of odd
+/// lengths laid out as a network lays them out (each at a multiple of CHUNK, zero padding
+/// between): the per-chunk scales equal Keras' factors, exactly 1 for tensors within the norm.
+#[test]
+fn clip_by_norm_matches_reference() {
+    let (ctx, k) = gpu();
+    let lens = [1usize, 63, 65, 1000, 70_001, 7];
+    let mut offsets = Vec::new();
+    let mut total = 0;
+    for &len in &lens {
+        offsets.push(total);
+        total += len.next_multiple_of(CHUNK as usize);
+    }
+    let mut g = vec![0f32; total];
+    let mut squares = Vec::new();
+    for (i, (&len, &offset)) in lens.iter().zip(&offsets).enumerate() {
+        // Spread the norms: some tensors far inside the limit, some far outside.
+        let amp = [0.01f32, 1.0, 0.02, 0.5, 0.003, 2.0][i];
+        g[offset..offset + len].copy_from_slice(&random(3000 + i as u64, len, -amp, amp));
+        squares.push(g[offset..offset + len].iter().map(|&x| (x as f64).powi(2)).sum::<f64>());
+    }
+    let chunks = total / CHUNK as usize;
+    let ranges: Vec<u32> = lens.iter().zip(&offsets).flat_map(|(&len, &o)| [(o / CHUNK as usize) as u32, (o + len).div_ceil(CHUNK as usize) as u32]).collect();
+    let gv = input(ctx, &g);
+    let per_chunk = |scales: &[f64]| -> Vec<f64> {
+        let mut out = vec![0.0; chunks];
+        for (t, s) in scales.iter().enumerate() {
+            out[ranges[2 * t] as usize..ranges[2 * t + 1] as usize].fill(*s);
+        }
+        out
+    };
+    let norm = 1.0;
+    let (partial, scale) = (poisoned(ctx, chunks as u64), poisoned(ctx, chunks as u64));
+    let got = run(&[k.grad_norm_partials(&gv, &partial), k.clip_by_norm(norm, &partial, &ctx.upload("ranges", &ranges).unwrap(), &scale)], &scale);
+    let want: Vec<f64> = squares.iter().map(|&s| cpu::clip_scale(s, norm as f64)).collect();
+    assert!(want.contains(&1.0) && want.iter().any(|&s| s < 0.5), "the case clips some tensors and not others: {want:?}");
+    assert_close("clip_by_norm scales", &got, &per_chunk(&want), TOL);
+    for t in (0..want.len()).filter(|&t| want[t] == 1.0) {
+        assert!(got[ranges[2 * t] as usize..ranges[2 * t + 1] as usize].iter().all(|&x| x == 1.0), "tensor {t} within the norm keeps its gradient exactly");
+    }
+
+    let global: f64 = squares.iter().sum();
+    for norm in [global.sqrt() as f32 / 3.0, global.sqrt() as f32 * 2.0] {
+        let (partial, scale) = (poisoned(ctx, chunks as u64), poisoned(ctx, chunks as u64));
+        let got = run(&[k.grad_norm_partials(&gv, &partial), k.clip_by_global_norm(norm, &partial, &scale)], &scale);
+        let want = cpu::clip_scale(global, norm as f64);
+        assert_close(&format!("clip_by_global_norm scales, norm {norm}"), &got, &vec![want; chunks], TOL);
+        if want == 1.0 {
+            assert!(got.iter().all(|&x| x == 1.0), "within the global norm the gradients stay exact");
+        }
     }
 }

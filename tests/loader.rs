@@ -52,7 +52,7 @@ fn resumable() -> Checkpoint {
     let v: Vec<Vec<f32>> = params.iter().map(|p| p.iter().map(|v| v * v).collect()).collect();
     let logs = |epoch| gpu_cnn::record::EpochLogs { epoch, loss: 0.6, acc: 0.7, val_loss: 0.6, val_acc: 0.7, lr: 3e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 0.1, train_images_per_s: 40.0, flops: 0.0, wall_seconds: 0.0 };
     let state = TrainState { epoch: 2, lr: 3e-3, seed: 5, batch_size: 8, train_images: 44, history: vec![logs(1), logs(2)], ..Default::default() };
-    Checkpoint { model: cfg.model, classes: vec!["crosses".into(), "rings".into()], params, optimizer: Some(Optimizer { t: 12, m, v }), state, provenance: None }
+    Checkpoint { model: cfg.model, classes: vec!["crosses".into(), "rings".into()], params, optimizer: Some(Optimizer { config: Default::default(), t: 12, m, v }), state, provenance: None }
 }
 
 fn save_and_load(ckpt: &Checkpoint) -> Result<Checkpoint, CheckpointError> {
@@ -122,7 +122,7 @@ fn metadata_that_contradicts_the_model_is_refused() {
         ("state", state(&|s| s.history[1].epoch = 9), "history entry 2 is for epoch 9"),
         ("state", state(&|s| s.partial_metrics = [-1.0, 0.0, 0.0]), "partial metrics"),
         ("state", state(&|s| s.lr = -1.0), "learning rate -1"),
-        ("adam_step", "13".into(), "13 Adam steps, but epoch 2 step 0 of 6-step epochs is 12 steps"),
+        ("adam_step", "13".into(), "13 optimizer steps, but epoch 2 step 0 of 6-step epochs is 12 steps"),
     ];
     for (key, value, want) in cases {
         let e = with_metadata(&c, key, &value).unwrap_err();

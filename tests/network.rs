@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{gpu, kernel_paths};
+use common::{gpu, kernel_paths, reference as cpu};
 use gpu_cnn::gpu::Kernels;
 use gpu_cnn::layers::activation::ActivationLayer;
 use gpu_cnn::layers::avgpool2d::AvgPool2d;
@@ -19,7 +19,9 @@ use gpu_cnn::layers::maxpool2d::MaxPool2d;
 use gpu_cnn::layers::{Init, Pair};
 use gpu_cnn::layers::{Activation, LayerKind, Padding};
 use gpu_cnn::model::ModelSpec;
-use gpu_cnn::network::{Network, Pass};
+use gpu_cnn::model::ParamInfo;
+use gpu_cnn::network::{Network, Pass, Training};
+use gpu_cnn::optimizer::{Clip, Kind, OptimizerConfig};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use safetensors::SafeTensors;
 
@@ -246,8 +248,16 @@ fn model2_step_matches_pytorch_float64() {
 #[test]
 fn batchnorm_gap_step_matches_pytorch_float64() {
     let r = Reference::load("bn_gap_step_b6.safetensors");
-    let (batch, input) = r.input();
-    let spec = ModelSpec::new(input, vec![
+    let (batch, spec) = (r.input().0, bn_gap_spec(&r));
+    for (path, kernels) in kernel_paths() {
+        eprintln!("kernel path: {path}");
+        check_reference_step(kernels, &r, &spec, batch);
+    }
+}
+
+/// The model of bn_gap_step_b6.safetensors, shaped by the file.
+fn bn_gap_spec(r: &Reference) -> ModelSpec {
+    ModelSpec::new(r.input().1, vec![
         (None, r.conv("conv2d_1", Activation::Linear)),
         (None, LayerKind::BatchNorm(BatchNorm { activation: Activation::Relu, ..Default::default() })),
         (None, LayerKind::MaxPool2d(MaxPool2d::default())),
@@ -257,10 +267,74 @@ fn batchnorm_gap_step_matches_pytorch_float64() {
         (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {})),
         (None, r.dense("dense_1", Activation::Sigmoid)),
     ])
-    .unwrap();
-    for (path, kernels) in kernel_paths() {
-        eprintln!("kernel path: {path}");
-        check_reference_step(kernels, &r, &spec, batch);
+    .unwrap()
+}
+
+/// One training step of SGD (momentum 0.9, Nesterov, weight decay with biases, gammas and betas
+/// excluded, per-tensor `clipnorm`) and of AdamW (Keras' default decay on every tensor,
+/// `global_clipnorm`) through the whole GPU path of the BatchNorm + GAP reference model, from
+/// the file's initial weights and from non-zero optimizer state (so momentum and Adam's moments
+/// carry, at Adam step 5): the weights after it equal Keras 3's formulas applied in float64 to
+/// the file's gradients (which no optimizer changes). The clip norms come from the file's
+/// gradients, so that some tensors clip and others do not. Tolerance: 1e-3 relative norm of
+/// each weight's change, as the Adam steps above (the GPU's gradients agree with the file's to
+/// 1e-4).
+#[test]
+fn sgd_and_adamw_steps_match_keras_formulas_on_the_reference_gradients() {
+    let r = Reference::load("bn_gap_step_b6.safetensors");
+    let (batch, spec) = (r.input().0, bn_gap_spec(&r));
+    let trainable: Vec<ParamInfo> = spec.params().into_iter().filter(|p| p.trainable).collect();
+    let grads: Vec<Vec<f64>> = trainable.iter().map(|p| r.f64(&format!("grad.{}", p.name))).collect();
+    let squares: Vec<f64> = grads.iter().map(|g| g.iter().map(|x| x * x).sum()).collect();
+    let mut sorted = squares.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2].sqrt() as f32;
+    let global = squares.iter().sum::<f64>().sqrt() as f32;
+    let sgd = OptimizerConfig { kind: Kind::Sgd, momentum: 0.9, nesterov: true, weight_decay: 5e-4, weight_decay_exclude: vec!["bias".into(), "gamma".into(), "beta".into()], clip: Some(Clip::Norm(median)) };
+    let adamw = OptimizerConfig { kind: Kind::AdamW, weight_decay: 0.004, clip: Some(Clip::GlobalNorm(global / 2.0)), ..Default::default() };
+    let (ctx, kernels) = gpu();
+    let labels: Vec<u32> = r.f32("labels").into_iter().map(|v| v as u32).collect();
+    for (optimizer, lr) in [(sgd, 0.05f32), (adamw, 1e-3)] {
+        eprintln!("{:?}", optimizer.kind);
+        let mut net = Network::training(ctx, kernels, &spec, batch, 0, &Training { optimizer: optimizer.clone(), label_smoothing: 0.0 }).unwrap();
+        for s in &net.slots {
+            net.write_param(ctx, &s.info.name, &r.f32(&s.info.name)).unwrap();
+        }
+        // Moments of each tensor's gradient scale (1e-3 for the bias whose gradient vanishes
+        // before a BatchNorm), so that both they and the gradient shape the step.
+        let mut rng = StdRng::seed_from_u64(21);
+        let mut state = Vec::new();
+        for (p, g) in trainable.iter().zip(&grads) {
+            let rms = (g.iter().map(|x| x * x).sum::<f64>() / g.len() as f64).sqrt();
+            let scale = if rms < 1e-12 { 1e-3 } else { rms } as f32;
+            let m: Vec<f32> = (0..g.len()).map(|_| scale * rng.random_range(-1.0..1.0) * if optimizer.kind == Kind::Sgd { lr } else { 1.0 }).collect();
+            let v: Vec<f32> = (0..g.len()).map(|_| scale * scale * rng.random_range(0.5..2.0)).collect();
+            net.write_moments(ctx, &p.name, &m, &v).unwrap();
+            state.push((m, v));
+        }
+        net.t = 4;
+        net.upload(ctx, &r.f32("input"), &labels).unwrap();
+        net.run(ctx, Pass::Train, lr);
+        let clip = |t: usize| match optimizer.clip {
+            Some(Clip::Norm(n)) => cpu::clip_scale(squares[t], n as f64),
+            Some(Clip::GlobalNorm(n)) => cpu::clip_scale(squares.iter().sum(), n as f64),
+            None => 1.0,
+        };
+        let factors: Vec<f64> = (0..trainable.len()).map(clip).collect();
+        assert!(factors.iter().any(|&f| f < 0.9), "{:?}: the case clips: {factors:?}", optimizer.kind);
+        for (t, p) in trainable.iter().enumerate() {
+            let w0 = r.f32(&p.name);
+            let g: Vec<f64> = grads[t].iter().map(|x| x * factors[t]).collect();
+            let wd = vec![if optimizer.excludes(p) { 0.0 } else { optimizer.weight_decay as f64 }; g.len()];
+            let (m, v) = &state[t];
+            let want = match optimizer.kind {
+                Kind::Sgd => cpu::sgd(&w0, &g, m, lr as f64, 0.9, true, &wd).0,
+                _ => cpu::adam(&w0, &g, m, v, lr as f64, &wd, 5).0,
+            };
+            let moved: Vec<f32> = net.read_param(ctx, &p.name).unwrap().iter().zip(&w0).map(|(a, b)| a - b).collect();
+            let want: Vec<f64> = want.iter().zip(&w0).map(|(a, &b)| a - b as f64).collect();
+            check(&format!("{:?} {} (change, decay {}, clip factor {:.3})", optimizer.kind, p.name, wd[0], factors[t]), &moved, &want, 1e-3);
+        }
     }
 }
 

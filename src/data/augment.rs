@@ -1,6 +1,8 @@
 //! Per-image augmentation with Keras `ImageDataGenerator` semantics: shift, shear and zoom form
 //! one affine map about the image centre, sampled bilinearly with `fill_mode = "nearest"`; then
-//! the horizontal flip; then brightness and contrast; then the 1/255 rescale.
+//! the horizontal flip; then brightness and contrast; then the 1/255 rescale. Before all of them,
+//! the CIFAR random crop: the image padded (zeros or a reflection) and cropped back to its size
+//! at a random offset.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,36 @@ pub struct AugmentConfig {
     pub brightness_range: f32,
     /// Contrast factor drawn from [1 - c, 1 + c], about the image mean.
     pub contrast_range: f32,
+    /// Pads each side by this many pixels, then crops back to the input size at a uniformly
+    /// drawn offset (the CIFAR recipe: 4 at 32x32). 0: off.
+    pub crop_padding: u32,
+    /// What the padding holds: "zero" (black) or "reflect" (mirrored about the edge pixel, which
+    /// is not repeated: numpy's and PyTorch's "reflect").
+    pub crop_padding_mode: PadMode,
+}
+
+/// `crop_padding_mode`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PadMode {
+    #[default]
+    Zero,
+    Reflect,
+}
+
+impl PadMode {
+    /// The source index of padded coordinate `i` (0-based in the unpadded image) along an axis
+    /// of `n` pixels; None where it lies in zero padding.
+    fn source(self, i: i64, n: usize) -> Option<usize> {
+        let n = n as i64;
+        let j = match self {
+            PadMode::Zero => i,
+            PadMode::Reflect if i < 0 => -i,
+            PadMode::Reflect if i >= n => 2 * (n - 1) - i,
+            PadMode::Reflect => i,
+        };
+        (0..n).contains(&j).then_some(j as usize)
+    }
 }
 
 /// The random draws for one image; `Transform::identity()` changes nothing.
@@ -34,11 +66,14 @@ pub struct Transform {
     pub flip: bool,
     pub brightness: f32,
     pub contrast: f32,
+    /// The random crop's (row, col) offset into the image: in [-p, p], p the padding.
+    pub crop: [i32; 2],
+    pub pad: PadMode,
 }
 
 impl Transform {
     pub fn identity() -> Self {
-        Self { matrix: [[1.0, 0.0], [0.0, 1.0]], shift: [0.0, 0.0], flip: false, brightness: 0.0, contrast: 1.0 }
+        Self { matrix: [[1.0, 0.0], [0.0, 1.0]], shift: [0.0, 0.0], flip: false, brightness: 0.0, contrast: 1.0, crop: [0, 0], pad: PadMode::Zero }
     }
 
     /// Draws the parameters `cfg` allows, as Keras does: shear in degrees, x/y zoom independent.
@@ -51,9 +86,12 @@ impl Transform {
         let brightness = range(cfg.brightness_range);
         let contrast = 1.0 + range(cfg.contrast_range);
         let flip = cfg.horizontal_flip && rng.random_bool(0.5);
+        // Drawn last, and only when on, so that the other draws stay as they were without it.
+        let p = cfg.crop_padding as i32;
+        let crop = if p > 0 { [rng.random_range(-p..=p), rng.random_range(-p..=p)] } else { [0, 0] };
         // Keras: shear [[1, -sin s], [0, cos s]] times zoom [[zx, 0], [0, zy]].
         let matrix = [[zx, -shear.sin() * zy], [0.0, shear.cos() * zy]];
-        Self { matrix, shift: [tx, ty], flip, brightness, contrast }
+        Self { matrix, shift: [tx, ty], flip, brightness, contrast, crop, pad: cfg.crop_padding_mode }
     }
 
     fn is_affine_identity(&self) -> bool {
@@ -65,7 +103,11 @@ impl Transform {
 pub fn apply(t: &Transform, src: &[u8], shape: [u32; 3], out: &mut [f32]) {
     let [h, w, c] = shape.map(|d| d as usize);
     let (oy, ox) = (h as f32 / 2.0 - 0.5, w as f32 / 2.0 - 0.5);
-    let px = |y: usize, x: usize, k: usize| src[(y * w + x) * c + k] as f32;
+    // The cropped image: pixel (y, x) is the padded image's (y + crop, x + crop).
+    let px = |y: usize, x: usize, k: usize| match (t.pad.source(y as i64 + t.crop[0] as i64, h), t.pad.source(x as i64 + t.crop[1] as i64, w)) {
+        (Some(y), Some(x)) => src[(y * w + x) * c + k] as f32,
+        _ => 0.0,
+    };
     for y in 0..h {
         for x in 0..w {
             let sx = if t.flip { w - 1 - x } else { x };
@@ -137,7 +179,7 @@ mod tests {
 
     #[test]
     fn seeded_draws_repeat_and_stay_in_range() {
-        let cfg = AugmentConfig { horizontal_flip: true, shear_range: 20.0, zoom_range: 0.2, width_shift_range: 0.1, height_shift_range: 0.1, brightness_range: 0.1, contrast_range: 0.2 };
+        let cfg = AugmentConfig { horizontal_flip: true, shear_range: 20.0, zoom_range: 0.2, width_shift_range: 0.1, height_shift_range: 0.1, brightness_range: 0.1, contrast_range: 0.2, crop_padding: 2, ..Default::default() };
         let draw = |seed| Transform::random(&cfg, 32, 32, &mut StdRng::seed_from_u64(seed));
         assert_eq!(draw(9), draw(9));
         assert_ne!(draw(9), draw(10));
@@ -166,5 +208,60 @@ mod tests {
             out.iter().filter(|&&v| v > 0.5).count()
         };
         assert!(bright(1.2) < bright(1.0) && bright(1.0) < bright(0.8));
+    }
+
+    /// The image padded as numpy's `np.pad(mode="constant" | "reflect")` would, then cropped
+    /// at (dy, dx) of the padded image: what the CIFAR recipe (torchvision's RandomCrop with
+    /// padding) computes.
+    fn padded_crop(src: &[u8], [h, w, c]: [usize; 3], p: usize, reflect: bool, (dy, dx): (usize, usize)) -> Vec<f32> {
+        let (ph, pw) = (h + 2 * p, w + 2 * p);
+        let mut padded = vec![0u8; ph * pw * c];
+        let mirror = |i: usize, n: usize| {
+            let i = i as i64 - p as i64;
+            let n = n as i64;
+            (if i < 0 { -i } else if i >= n { 2 * (n - 1) - i } else { i }) as usize
+        };
+        for y in 0..ph {
+            for x in 0..pw {
+                let inside = (p..p + h).contains(&y) && (p..p + w).contains(&x);
+                if !inside && !reflect {
+                    continue;
+                }
+                let (sy, sx) = (mirror(y, h), mirror(x, w));
+                padded[(y * pw + x) * c..][..c].copy_from_slice(&src[(sy * w + sx) * c..][..c]);
+            }
+        }
+        let mut out = Vec::new();
+        for y in dy..dy + h {
+            out.extend(padded[(y * pw + dx) * c..(y * pw + dx + w) * c].iter().map(|&v| v as f32 / 255.0));
+        }
+        out
+    }
+
+    #[test]
+    fn random_crop_is_pad_then_crop() {
+        let (h, w, p) = (5usize, 7usize, 3usize);
+        let src = image(h as u32, w as u32);
+        for pad in [PadMode::Zero, PadMode::Reflect] {
+            let cfg = AugmentConfig { crop_padding: p as u32, crop_padding_mode: pad, horizontal_flip: true, ..Default::default() };
+            let mut seen = std::collections::HashSet::new();
+            for seed in 0..300 {
+                let t = Transform::random(&cfg, h as u32, w as u32, &mut StdRng::seed_from_u64(seed));
+                let (dy, dx) = ((t.crop[0] + p as i32) as usize, (t.crop[1] + p as i32) as usize);
+                assert!(dy <= 2 * p && dx <= 2 * p, "{:?}", t.crop);
+                seen.insert((dy, dx));
+                let mut out = vec![f32::NAN; src.len()];
+                apply(&t, &src, [h as u32, w as u32, 3], &mut out);
+                let mut want = padded_crop(&src, [h, w, 3], p, pad == PadMode::Reflect, (dy, dx));
+                if t.flip {
+                    want = want.chunks(w * 3).flat_map(|row| row.chunks(3).rev().flatten().copied().collect::<Vec<_>>()).collect();
+                }
+                assert_eq!(out, want, "{pad:?} crop at ({dy}, {dx}), flip {}", t.flip);
+            }
+            assert_eq!(seen.len(), (2 * p + 1) * (2 * p + 1), "{pad:?}: every offset of the padded image is drawn");
+        }
+        // Off, it draws nothing: the other draws stay as they were.
+        let t = Transform::random(&AugmentConfig { horizontal_flip: true, ..Default::default() }, 5, 7, &mut StdRng::seed_from_u64(1));
+        assert_eq!(t.crop, [0, 0]);
     }
 }

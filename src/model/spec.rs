@@ -220,7 +220,7 @@ impl ModelSpec {
     /// backward per image, and Adam's update of every trainable parameter per step.
     pub fn train_flops(&self, images: u64, steps: u64) -> u64 {
         let per_image: u64 = self.flops().iter().map(|f| f[0] + f[1]).sum();
-        images * per_image + steps * crate::gpu::kernels::adam::FLOPS_PER_PARAMETER * self.trainable_count()
+        images * per_image + steps * crate::gpu::kernels::optimizer::FLOPS_PER_PARAMETER * self.trainable_count()
     }
 
     /// The input shape of layer `i`.

@@ -18,7 +18,6 @@ use crate::record::{EpochLogs, TrainState};
 use crate::data::augment::AugmentConfig;
 use crate::data::loader::{epoch_order, mix, Augmentation, BatchStream};
 use crate::data::Dataset;
-use crate::gpu::kernels::adam::StepParams;
 use crate::gpu::{GpuContext, Kernels};
 use crate::network::{Metrics, Network, NetworkError, Pass};
 use schedule::Schedule;
@@ -202,7 +201,7 @@ pub fn fit(
     };
     for epoch in start.epoch + 1..=settings.epochs {
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
-            log::info!("epoch {epoch}: unfreezing {} (Adam starts afresh)", net.spec.frozen().join(", "));
+            log::info!("epoch {epoch}: unfreezing {} (the optimizer starts afresh)", net.spec.frozen().join(", "));
             *net = net.unfrozen(ctx, kernels)?;
         }
         callbacks.iter_mut().for_each(|c| c.on_epoch_begin(epoch, settings.epochs, steps));
@@ -260,7 +259,7 @@ pub fn fit(
             val_loss: val.loss(),
             val_acc: val.accuracy(),
             lr: last_lr as f64,
-            step_size: StepParams::adam(last_lr, net.t.max(1), 0).lr_t as f64,
+            step_size: net.step_size(last_lr),
             train_seconds,
             eval_seconds,
             train_images_per_s: train.len() as f64 / train_seconds,

@@ -781,7 +781,9 @@ pub fn grow_checkpoint(ckpt: &Checkpoint, target: &ModelSpec, seed: u64) -> (Pla
             let mapped = map_tensors(&plan, &ckpt.model, &full, target, zeros, Values::Moment(power));
             mapped.into_iter().zip(&tgt).filter(|(_, p)| p.trainable).map(|(m, _)| m).collect()
         };
-        Optimizer { t: o.t, m: carry(&o.m, 1), v: carry(&o.v, 2) }
+        // SGD keeps no second moment.
+        let v = if o.v.is_empty() { Vec::new() } else { carry(&o.v, 2) };
+        Optimizer { config: o.config.clone(), t: o.t, m: carry(&o.m, 1), v }
     });
     let ckpt = Checkpoint { model: target.clone(), classes: ckpt.classes.clone(), params, optimizer, state: ckpt.state.clone(), provenance: None };
     (plan, ckpt)

@@ -144,13 +144,14 @@ pub fn softmax(row: &[f32]) -> Vec<f64> {
     e.into_iter().map(|v| v / s).collect()
 }
 
-/// (loss sum, correct, gradient of the mean loss) for the first `rows` rows.
-pub fn sigmoid_bce(logits: &[f32], labels: &[u32], rows: usize) -> (f64, f64, Vec<f64>) {
+/// (loss sum, correct, gradient of the mean loss) for the first `rows` rows, with targets
+/// smoothed by `s` (Keras: y (1 - s) + s / 2).
+pub fn sigmoid_bce(logits: &[f32], labels: &[u32], rows: usize, s: f64) -> (f64, f64, Vec<f64>) {
     let mut loss = 0.0;
     let mut hits = 0.0;
     let mut grad = vec![0.0; logits.len()];
     for r in 0..rows {
-        let (z, y) = (logits[r] as f64, labels[r] as f64);
+        let (z, y) = (logits[r] as f64, labels[r] as f64 * (1.0 - s) + 0.5 * s);
         loss += z.max(0.0) - z * y + (-z.abs()).exp().ln_1p();
         grad[r] = (sigmoid(z) - y) / rows as f64;
         hits += f64::from((z > 0.0) == (labels[r] == 1));
@@ -158,7 +159,8 @@ pub fn sigmoid_bce(logits: &[f32], labels: &[u32], rows: usize) -> (f64, f64, Ve
     (loss, hits, grad)
 }
 
-pub fn softmax_ce(logits: &[f32], labels: &[u32], rows: usize, classes: usize) -> (f64, f64, Vec<f64>) {
+/// As [`sigmoid_bce`], with targets onehot (1 - s) + s / classes.
+pub fn softmax_ce(logits: &[f32], labels: &[u32], rows: usize, classes: usize, s: f64) -> (f64, f64, Vec<f64>) {
     let mut loss = 0.0;
     let mut hits = 0.0;
     let mut grad = vec![0.0; logits.len()];
@@ -166,9 +168,10 @@ pub fn softmax_ce(logits: &[f32], labels: &[u32], rows: usize, classes: usize) -
         let row = &logits[r * classes..(r + 1) * classes];
         let p = softmax(row);
         let label = labels[r] as usize;
-        loss -= p[label].ln();
         for j in 0..classes {
-            grad[r * classes + j] = (p[j] - f64::from(j == label)) / rows as f64;
+            let t = f64::from(j == label) * (1.0 - s) + s / classes as f64;
+            loss -= t * p[j].ln();
+            grad[r * classes + j] = (p[j] - t) / rows as f64;
         }
         let best = (0..classes).fold(0, |b, j| if row[j] > row[b] { j } else { b });
         hits += f64::from(best == label);
@@ -176,20 +179,41 @@ pub fn softmax_ce(logits: &[f32], labels: &[u32], rows: usize, classes: usize) -
     (loss, hits, grad)
 }
 
-/// One Keras Adam step at 1-based step t; returns (w, m, v).
-pub fn adam(w: &[f32], g: &[f32], m: &[f32], v: &[f32], lr: f64, t: u32) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// One Keras 3 Adam step at 1-based step t, after the decoupled weight decay `wd[i]` of each
+/// element (AdamW; 0 for Adam): w -= lr wd w; returns (w, m, v).
+pub fn adam(w: &[f32], g: &[f64], m: &[f32], v: &[f32], lr: f64, wd: &[f64], t: u32) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-7f64);
     let lr_t = lr * (1.0 - b2.powi(t as i32)).sqrt() / (1.0 - b1.powi(t as i32));
     let mut out = (vec![], vec![], vec![]);
     for i in 0..w.len() {
-        let gi = g[i] as f64;
+        let gi = g[i];
         let mi = m[i] as f64 + (gi - m[i] as f64) * (1.0 - b1);
         let vi = v[i] as f64 + (gi * gi - v[i] as f64) * (1.0 - b2);
-        out.0.push(w[i] as f64 - lr_t * mi / (vi.sqrt() + eps));
+        let wi = w[i] as f64 - lr * wd[i] * w[i] as f64;
+        out.0.push(wi - lr_t * mi / (vi.sqrt() + eps));
         out.1.push(mi);
         out.2.push(vi);
     }
     out
+}
+
+/// One Keras 3 SGD step after the decoupled weight decay `wd[i]`: m = momentum m - lr g, then
+/// w += momentum m - lr g (Nesterov) or w += m; returns (w, m).
+pub fn sgd(w: &[f32], g: &[f64], m: &[f32], lr: f64, momentum: f64, nesterov: bool, wd: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut out = (vec![], vec![]);
+    for i in 0..w.len() {
+        let wi = w[i] as f64 - lr * wd[i] * w[i] as f64;
+        let mi = momentum * m[i] as f64 - lr * g[i];
+        out.0.push(if nesterov { wi + momentum * mi - lr * g[i] } else { wi + mi });
+        out.1.push(mi);
+    }
+    out
+}
+
+/// Keras' clip_by_norm factor for a gradient whose elements square-sum to `sum_squares`:
+/// norm / max(||g||, norm).
+pub fn clip_scale(sum_squares: f64, norm: f64) -> f64 {
+    norm / sum_squares.sqrt().max(norm)
 }
 
 /// Window means over the valid (floor) grid.

@@ -2,17 +2,17 @@
 //! first use); a wrapper builds the uniform and bind group once and returns a [`Dispatch`] that
 //! only records into a compute pass the caller owns. Every wrapper states what it writes:
 //! outputs and gradients are overwritten (never accumulated across steps); `relu_backward` and
-//! `adam_update` work in place, and `loss` adds to the metrics accumulator.
+//! the optimizer updates work in place, and `loss` adds to the metrics accumulator.
 //!
 //! One module per WGSL family, mirroring `shaders/`: each holds the family's uniform structs
 //! (field for field the WGSL ones) and its wrapper methods on [`Kernels`].
 
 mod activation;
-pub mod adam;
 pub mod batchnorm;
 mod conv2d;
 mod loss;
 pub mod matmul;
+pub mod optimizer;
 mod pool;
 mod reduce;
 
@@ -55,7 +55,7 @@ enum Family {
     Batchnorm,
     Activation,
     Loss,
-    Adam,
+    Optimizer,
 }
 
 impl Family {
@@ -69,7 +69,7 @@ impl Family {
         Self::Batchnorm,
         Self::Activation,
         Self::Loss,
-        Self::Adam,
+        Self::Optimizer,
     ];
 
     fn source(self) -> String {
@@ -83,7 +83,7 @@ impl Family {
             Self::Batchnorm => include_str!("../../../shaders/batchnorm.wgsl"),
             Self::Activation => include_str!("../../../shaders/activation.wgsl"),
             Self::Loss => include_str!("../../../shaders/loss.wgsl"),
-            Self::Adam => include_str!("../../../shaders/adam.wgsl"),
+            Self::Optimizer => include_str!("../../../shaders/optimizer.wgsl"),
         };
         format!("{COMMON}\n{file}")
     }
@@ -137,10 +137,14 @@ pub enum Kernel {
     SigmoidBceLoss,
     SoftmaxCeLoss,
     AdamUpdate,
+    SgdUpdate,
+    GradNormPartials,
+    ClipByNorm,
+    ClipByGlobalNorm,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 44] = [
+    pub const ALL: [Kernel; 48] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -185,6 +189,10 @@ impl Kernel {
         Self::SigmoidBceLoss,
         Self::SoftmaxCeLoss,
         Self::AdamUpdate,
+        Self::SgdUpdate,
+        Self::GradNormPartials,
+        Self::ClipByNorm,
+        Self::ClipByGlobalNorm,
     ];
 
     pub fn entry(self) -> &'static str {
@@ -220,6 +228,10 @@ impl Kernel {
             Self::SigmoidBceLoss => "sigmoid_bce_loss",
             Self::SoftmaxCeLoss => "softmax_ce_loss",
             Self::AdamUpdate => "adam_update",
+            Self::SgdUpdate => "sgd_update",
+            Self::GradNormPartials => "grad_norm_partials",
+            Self::ClipByNorm => "clip_by_norm",
+            Self::ClipByGlobalNorm => "clip_by_global_norm",
         }
     }
 
@@ -270,7 +282,7 @@ impl Kernel {
                 Family::Activation
             }
             Self::SigmoidBceLoss | Self::SoftmaxCeLoss => Family::Loss,
-            Self::AdamUpdate => Family::Adam,
+            Self::AdamUpdate | Self::SgdUpdate | Self::GradNormPartials | Self::ClipByNorm | Self::ClipByGlobalNorm => Family::Optimizer,
         }
     }
 }
