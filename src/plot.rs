@@ -253,4 +253,28 @@ mod tests {
         let long = [logs(1, 0.5), logs(MAX_EPOCHS, 0.6)];
         plot(&[("long", &long[..])], &svg).unwrap();
     }
+
+    /// The legend has its own strip under the panels, where no point can be.
+    #[test]
+    fn the_legend_lies_below_the_plot_area() {
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("c.svg");
+        let h: Vec<EpochLogs> = (1..=3).map(|e| logs(e, 0.1 * e as f64)).collect();
+        plot(&[("run", &h[..])], &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        let y_of = |label: &str| {
+            let tag = &text[..text.find(&format!(">\n{label}\n</text>")).unwrap_or_else(|| panic!("{label} missing"))];
+            let tag = &tag[tag.rfind("<text").unwrap()..];
+            tag.split("y=\"").nth(1).and_then(|v| v.split('"').next()).unwrap().parse::<f64>().unwrap()
+        };
+        let lowest_point = text.split("<circle").skip(1).map(|c| c.split("cy=\"").nth(1).unwrap().split('"').next().unwrap().parse::<f64>().unwrap()).fold(0f64, f64::max);
+        for label in ["run (validation)", "run (train)"] {
+            assert!(y_of(label) > lowest_point + 20.0, "{label} at y {} overlaps the points (lowest at {lowest_point})", y_of(label));
+        }
+    }
+
+    #[test]
+    fn seconds_read_as_plain_numbers() {
+        assert_eq!([0.0, 0.5, 2.5, 42.0, 1250.0].map(|v| plain(&v)), ["0", "0.50", "2.5", "42", "1,250"]);
+    }
 }

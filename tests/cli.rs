@@ -172,8 +172,11 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
     let o = gpu_cnn(dir.path(), &["transfer", "--from", "small/best.safetensors", "--to", "wide.toml", "--out", "prefix.safetensors"]);
     assert!(stdout(&o).contains("after the first mismatch (prefix mode, at conv2d_2)"));
 
-    let o = gpu_cnn(dir.path(), &["train", "wide.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64", "--out", "wide"]);
-    assert!(o.status.success() && stdout(&o).contains("Starting from the weights of wide.safetensors (fresh optimizer)"));
+    let o = gpu_cnn(dir.path(), &["train", "wide.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64", "--out", "wide", "--freeze", "copied"]);
+    let s = stdout(&o);
+    assert!(o.status.success() && s.contains("Starting from the weights of wide.safetensors (fresh optimizer)"), "{s}");
+    // The widened layers are not "copied": the line says so, rather than freezing them silently.
+    assert!(s.contains("--freeze copied: conv2d_1 copied unchanged; not frozen, as the transfer changed them: conv2d_2 (grown), dense_1 (grown), dense_2 (grown)"), "{s}");
     // A transferred checkpoint records no training: as an experiment's first stage its
     // first-epoch accuracy is "-".
     // (`{seed}` in the path: a checkpoint per seed.)
@@ -224,6 +227,7 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("Frozen through epoch 1: conv2d_1"), "the last stage trains its copied layers frozen first");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("not frozen, as the transfer changed them: batch_normalization_1 (grown (identity)), batch_normalization_2 (grown (identity))"));
     for seed in [1, 2] {
         for run in ["first", "grow/2-s2", "grow/3-s3", "scratch/3-s3"] {
             let h = gpu_cnn::train::history::read(&dir.path().join(format!("exp/seed-{seed}/{run}/history.json"))).unwrap();
@@ -411,4 +415,27 @@ fn a_data_folder_of_neither_kind_is_refused_before_decoding() {
     assert!(!o.status.success() && stdout(&o).is_empty() && String::from_utf8_lossy(&o.stderr).contains("empty: no images in it or its sub-folders"));
     let o = gpu_cnn(dir.path(), &["predict", "run/best.safetensors", "flat", "nothing.png"]);
     assert!(!o.status.success() && stdout(&o).is_empty() && String::from_utf8_lossy(&o.stderr).contains("nothing.png: cannot read"));
+}
+
+/// Without XDG_RUNTIME_DIR (servers, containers), Mesa's Wayland probe printed
+/// "error: XDG_RUNTIME_DIR is invalid or not set" twice, which read as gpu-cnn's error.
+#[test]
+fn no_xdg_runtime_dir_prints_no_wayland_error() {
+    for value in [None, Some("relative/dir")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpu-cnn"));
+        cmd.arg("devices").current_dir(root());
+        match value {
+            None => cmd.env_remove("XDG_RUNTIME_DIR"),
+            Some(v) => cmd.env("XDG_RUNTIME_DIR", v),
+        };
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && !err.contains("XDG_RUNTIME_DIR"), "{value:?}: {err}");
+    }
+}
+
+#[test]
+fn experiment_help_describes_the_stage_chain() {
+    let s = stdout(&gpu_cnn(&root(), &["experiment", "--help"]));
+    assert!(s.contains("stages = [\"a.toml\", \"b.toml\"") && s.contains("(the `scratch` arm)") && s.contains("--report"), "{s}");
 }

@@ -78,6 +78,18 @@ fn sizes_line(sizes: &BTreeMap<(u32, u32), usize>) -> String {
     parts.join(", ")
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn many_image_sizes_read_as_the_most_common_and_a_count_of_the_rest() {
+        let mut sizes: super::BTreeMap<(u32, u32), usize> = (1..=400).map(|i| ((100 + i, 80 + i), 1)).collect();
+        sizes.insert((500, 375), 90);
+        sizes.insert((64, 64), 30);
+        assert_eq!(super::sizes_line(&sizes), "500x375 (90), 64x64 (30), 101x81 (1), 102x82 (1), 103x83 (1), and 397 other sizes (397 images, 104x84 to 500x480)");
+        assert_eq!(super::sizes_line(&[((32, 32), 7)].into()), "32x32 (7)");
+    }
+}
+
 /// Tile size and samples per class of a contact sheet.
 pub const TILE: u32 = 64;
 pub const PER_CLASS: usize = 8;
