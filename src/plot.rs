@@ -177,13 +177,13 @@ fn curves(chains: &[Chain<'_>]) -> Vec<Curve> {
         .collect()
 }
 
-/// An axis value as people write it: 0.5, 12, 1,250 (a few digits, no exponent).
+/// An axis value as people write it: 0.25, 1.5, 12, 1,250 (a few digits, no exponent).
 fn plain(v: &f64) -> String {
     match v.abs() {
         a if a >= 1000.0 => format!("{}{}", if *v < 0.0 { "-" } else { "" }, crate::model::summary::thousands(a.round() as u64)),
-        a if a >= 10.0 || a == 0.0 => format!("{v:.0}"),
-        a if a >= 1.0 => format!("{v:.1}"),
-        _ => format!("{v:.2}"),
+        a if a >= 10.0 => format!("{v:.0}"),
+        // Two decimals at most, without trailing zeros: 0.25, 0.5, 1, 1.2.
+        _ => format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string(),
     }
 }
 
@@ -275,6 +275,6 @@ mod tests {
 
     #[test]
     fn seconds_read_as_plain_numbers() {
-        assert_eq!([0.0, 0.5, 2.5, 42.0, 1250.0].map(|v| plain(&v)), ["0", "0.50", "2.5", "42", "1,250"]);
+        assert_eq!([0.0, 0.5, 2.5, 42.0, 1250.0].map(|v| plain(&v)), ["0", "0.5", "2.5", "42", "1,250"]);
     }
 }

@@ -63,17 +63,20 @@ pub fn report(all: &[SplitStats]) -> String {
 /// Image sizes a report lists by name; the rest are counted.
 const SIZES_SHOWN: usize = 5;
 
-/// The most common image sizes with their counts, then how many others and their range.
+/// The most common image sizes with their counts (those shared by several images, when there
+/// are many sizes), then how many others and their range.
 fn sizes_line(sizes: &BTreeMap<(u32, u32), usize>) -> String {
     let mut common: Vec<(&(u32, u32), &usize)> = sizes.iter().collect();
     common.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    let mut parts: Vec<String> = common.iter().take(SIZES_SHOWN).map(|((w, h), n)| format!("{w}x{h} ({n})")).collect();
-    if common.len() > SIZES_SHOWN {
-        let rest = &common[SIZES_SHOWN..];
+    let shown = if common.len() <= SIZES_SHOWN { common.len() } else { common.iter().take(SIZES_SHOWN).take_while(|(_, &n)| n > 1).count() };
+    let mut parts: Vec<String> = common[..shown].iter().map(|((w, h), n)| format!("{w}x{h} ({n})")).collect();
+    let rest = &common[shown..];
+    if !rest.is_empty() {
         let area = |((w, h), _): &&(&(u32, u32), &usize)| *w as u64 * *h as u64;
         let (small, large) = (rest.iter().min_by_key(area).unwrap().0, rest.iter().max_by_key(area).unwrap().0);
         let images: usize = rest.iter().map(|(_, n)| **n).sum();
-        parts.push(format!("and {} other sizes ({images} images, {}x{} to {}x{})", rest.len(), small.0, small.1, large.0, large.1));
+        let (lead, what) = if shown > 0 { ("and ", "other sizes") } else { ("", "sizes") };
+        parts.push(format!("{lead}{} {what} ({images} images, {}x{} to {}x{})", rest.len(), small.0, small.1, large.0, large.1));
     }
     parts.join(", ")
 }
@@ -85,8 +88,10 @@ mod tests {
         let mut sizes: super::BTreeMap<(u32, u32), usize> = (1..=400).map(|i| ((100 + i, 80 + i), 1)).collect();
         sizes.insert((500, 375), 90);
         sizes.insert((64, 64), 30);
-        assert_eq!(super::sizes_line(&sizes), "500x375 (90), 64x64 (30), 101x81 (1), 102x82 (1), 103x83 (1), and 397 other sizes (397 images, 104x84 to 500x480)");
-        assert_eq!(super::sizes_line(&[((32, 32), 7)].into()), "32x32 (7)");
+        assert_eq!(super::sizes_line(&sizes), "500x375 (90), 64x64 (30), and 400 other sizes (400 images, 101x81 to 500x480)");
+        sizes.retain(|_, n| *n == 1);
+        assert_eq!(super::sizes_line(&sizes), "400 sizes (400 images, 101x81 to 500x480)");
+        assert_eq!(super::sizes_line(&[((32, 32), 7), ((30, 20), 1)].into()), "32x32 (7), 30x20 (1)");
     }
 }
 
