@@ -71,7 +71,7 @@ pub fn scores(classes: &[String], confusion: &[Vec<u64>]) -> (Vec<ClassScores>, 
 #[derive(Debug, Clone, Serialize)]
 pub struct Scored {
     pub file: PathBuf,
-    #[serde(rename = "true")]
+    /// The true class.
     pub label: String,
     pub predicted: String,
     /// The predicted class's probability.

@@ -355,7 +355,7 @@ fn evaluate_and_predict_read_either_kind_of_folder_and_report_four_classes() {
     }
     let files = v["files"].as_array().unwrap();
     assert_eq!(files.len(), 17);
-    let wrong_files = files.iter().filter(|f| f["true"] != f["predicted"]).count();
+    let wrong_files = files.iter().filter(|f| f["label"] != f["predicted"]).count();
     let accuracy = 1.0 - wrong_files as f64 / 17.0;
     assert!((v["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-6);
     let wrong = v["wrong"].as_array().unwrap();
@@ -410,6 +410,13 @@ fn a_data_folder_of_neither_kind_is_refused_before_decoding() {
     let o = gpu_cnn(dir.path(), &["train", "four.toml", "--data", "colours/training_set", "--out", "other"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("colours/training_set: a class folder (blue, green, red, white); training needs a folder with training_set/ and test_set/"), "{err}");
+    // The same rule in experiment (its TOML's `data` too) and dataset stats.
+    std::fs::write(dir.path().join("exp.toml"), "stages = [\"four.toml\", \"four.toml\"]\ndata = \"colours/training_set\"\nout = \"exp\"\n").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("colours/training_set: a class folder (blue, green, red, white); training needs"));
+    assert!(!dir.path().join("exp").exists());
+    let o = gpu_cnn(dir.path(), &["dataset", "stats", "empty"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(&format!("empty: an empty folder; {expected}")));
     // predict: a folder without images, and a missing path, before any image is read.
     let o = gpu_cnn(dir.path(), &["predict", "run/best.safetensors", "flat/a.png", "empty"]);
     assert!(!o.status.success() && stdout(&o).is_empty() && String::from_utf8_lossy(&o.stderr).contains("empty: no images in it or its sub-folders"));

@@ -46,6 +46,10 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     let done = if a.report {
         crate::experiment::report(&exp, &overrides)?
     } else {
+        // The experiment's own `data` folder, checked as --data is (before anything trains).
+        if let Some(dir) = exp.data.as_deref().filter(|_| overrides.data.is_none()) {
+            crate::data::layout::splits(dir)?;
+        }
         let ctx = env.gpu()?;
         let progress = || -> Vec<Box<dyn Callback>> { vec![Box::new(Progress::default())] };
         match crate::experiment::run(&ctx, &exp, &overrides, a.overwrite, a.arm.as_deref(), a.run.seed, &progress) {

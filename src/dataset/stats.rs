@@ -81,20 +81,6 @@ fn sizes_line(sizes: &BTreeMap<(u32, u32), usize>) -> String {
     parts.join(", ")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn many_image_sizes_read_as_the_most_common_and_a_count_of_the_rest() {
-        let mut sizes: super::BTreeMap<(u32, u32), usize> = (1..=400).map(|i| ((100 + i, 80 + i), 1)).collect();
-        sizes.insert((500, 375), 90);
-        sizes.insert((64, 64), 30);
-        assert_eq!(super::sizes_line(&sizes), "500x375 (90), 64x64 (30), and 400 other sizes (400 images, 101x81 to 500x480)");
-        sizes.retain(|_, n| *n == 1);
-        assert_eq!(super::sizes_line(&sizes), "400 sizes (400 images, 101x81 to 500x480)");
-        assert_eq!(super::sizes_line(&[((32, 32), 7), ((30, 20), 1)].into()), "32x32 (7), 30x20 (1)");
-    }
-}
-
 /// Tile size and samples per class of a contact sheet.
 pub const TILE: u32 = 64;
 pub const PER_CLASS: usize = 8;
@@ -172,4 +158,18 @@ pub fn draw_sheet(rows: &[Row], out: &Path, augment: Option<&AugmentConfig>) -> 
 /// The top-left pixel of a sheet's tile.
 fn tile_origin(row: usize, col: usize) -> (u32, u32) {
     (LABEL_WIDTH + GAP + col as u32 * (TILE + GAP), GAP + row as u32 * (TILE + GAP))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn many_image_sizes_read_as_the_most_common_and_a_count_of_the_rest() {
+        let mut sizes: super::BTreeMap<(u32, u32), usize> = (1..=400).map(|i| ((100 + i, 80 + i), 1)).collect();
+        sizes.insert((500, 375), 90);
+        sizes.insert((64, 64), 30);
+        assert_eq!(super::sizes_line(&sizes), "500x375 (90), 64x64 (30), and 400 other sizes (400 images, 101x81 to 500x480)");
+        sizes.retain(|_, n| *n == 1);
+        assert_eq!(super::sizes_line(&sizes), "400 sizes (400 images, 101x81 to 500x480)");
+        assert_eq!(super::sizes_line(&[((32, 32), 7), ((30, 20), 1)].into()), "32x32 (7), 30x20 (1)");
+    }
 }
