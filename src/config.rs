@@ -248,11 +248,7 @@ fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind, boo
         Some(other) => return Err(format!("`trainable` must be true or false, got {other}")),
         None => true,
     };
-    if !table.contains_key("type") {
-        return Err(format!("a layer needs `type` ({})", LayerKind::TYPES.join(", ")));
-    }
-    let kind = toml::Value::Table(table).try_into::<LayerKind>().map_err(|e| e.message().to_string())?;
-    Ok((name, kind, trainable))
+    Ok((name, LayerKind::from_table(table)?, trainable))
 }
 
 fn line_of(text: &str, offset: usize) -> String {
@@ -406,6 +402,9 @@ layers = [
     fn errors_name_file_field_and_line() {
         let e = parse(&MODEL.replace("filters = 4", "filters = 4, units = 3")).unwrap_err().to_string();
         assert!(e.contains("configs/test.toml") && e.contains("model.layers[0]") && e.contains("(line 5)") && e.contains("`units`"), "{e}");
+
+        let e = parse(&MODEL.replace("filters = 4", "filters = -3")).unwrap_err().to_string();
+        assert!(e.contains("field `model.layers[0]` (line 5): `filters`: invalid value: integer `-3`, expected u32"), "{e}");
 
         let e = parse(&MODEL.replace("\"maxpool2d\"", "\"maxpool\"")).unwrap_err().to_string();
         assert!(e.contains("model.layers[1]") && e.contains("unknown variant `maxpool`") && e.contains("avgpool2d"), "{e}");

@@ -391,7 +391,9 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
             let init = folder.join("init.safetensors");
             ckpt.save(&init)?;
             let start = Start::Init(ckpt, init);
-            run::freeze(&mut cfg, &exp.stages[k].config, &exp.stages[k].freeze, exp.stages[k].unfreeze_after, &start)?;
+            if let Some(note) = run::freeze(&mut cfg, &exp.stages[k].config, &exp.stages[k].freeze, exp.stages[k].unfreeze_after, &start)? {
+                println!("{note}");
+            }
             start
         };
         if let Some(line) = run::describe_freezing(&cfg) {

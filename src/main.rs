@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    gpu_cnn::gpu::context::ensure_runtime_dir();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,wgpu_hal::gles=off")).init();
     if let Err(e) = gpu_cnn::commands::run(gpu_cnn::commands::Cli::parse()) {
         eprintln!("error: {e:#}");

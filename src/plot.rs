@@ -45,26 +45,17 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, runs: &[Run<'_>], ti
         .light_line_style(WHITE)
         .draw()
         .map_err(err)?;
-    for (i, (name, history)) in runs.iter().enumerate() {
+    for (i, (_, history)) in runs.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let points = |f: fn(&EpochLogs) -> f64| history.iter().map(move |l| (l.epoch as f64, f(l))).filter(|p| p.1.abs() <= MAX_VALUE).collect::<Vec<_>>();
-        chart
-            .draw_series(LineSeries::new(points(val), color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{name} (validation)"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(LineSeries::new(points(val), color.stroke_width(2))).map_err(err)?;
         // Markers show short runs' epochs, and a one-epoch run, whose lines have no length.
         if history.len() <= MAX_MARKED_EPOCHS {
             chart.draw_series(points(val).into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
             chart.draw_series(points(train).into_iter().map(|p| Circle::new(p, 3, color.stroke_width(1)))).map_err(err)?;
         }
-        chart
-            .draw_series(DashedLineSeries::new(points(train), 6, 4, color.stroke_width(1)))
-            .map_err(err)?
-            .label(format!("{name} (train)"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(1)));
+        chart.draw_series(DashedLineSeries::new(points(train), 6, 4, color.stroke_width(1))).map_err(err)?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
     Ok(())
 }
 
@@ -76,17 +67,48 @@ enum Chart<'a> {
     Compute(&'a [Curve], &'a [&'a str]),
 }
 
+/// A legend entry: label, colour, and whether its line is dashed (a training curve).
+type Entry = (String, RGBColor, bool);
+
+/// Legend entries a row holds, and the height of a row, in pixels.
+const LEGEND_COLUMN: u32 = 300;
+const LEGEND_ROW: u32 = 20;
+
+/// Draws the legend in its own strip below the charts, so it covers no point.
+fn legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[Entry], per_row: usize) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    for (i, (label, color, dashed)) in entries.iter().enumerate() {
+        let x = 64 + (i % per_row) as i32 * LEGEND_COLUMN as i32;
+        let y = 8 + (i / per_row) as i32 * LEGEND_ROW as i32 + LEGEND_ROW as i32 / 2;
+        let sample: &[(i32, i32)] = if *dashed { &[(0, 8), (12, 20)] } else { &[(0, 20)] };
+        for &(a, b) in sample {
+            area.draw(&PathElement::new(vec![(x + a, y), (x + b, y)], color.stroke_width(if *dashed { 1 } else { 2 }))).map_err(err)?;
+        }
+        area.draw(&Text::new(label.clone(), (x + 28, y - 7), ("sans-serif", 15).into_font())).map_err(err)?;
+    }
+    Ok(())
+}
+
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, chart: &Chart<'_>) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (left, right) = root.split_horizontally(root.dim_in_pixel().0 / 2);
+    let entries: Vec<Entry> = match chart {
+        Chart::Runs(runs) => runs.iter().enumerate().flat_map(|(i, (name, _))| [(format!("{name} (validation)"), PALETTE[i % PALETTE.len()], false), (format!("{name} (train)"), PALETTE[i % PALETTE.len()], true)]).collect(),
+        Chart::Compute(_, arms) => arms.iter().enumerate().map(|(i, arm)| (arm.to_string(), PALETTE[i % PALETTE.len()], false)).collect(),
+    };
+    let (w, h) = root.dim_in_pixel();
+    let per_row = ((w - 64) / LEGEND_COLUMN).max(1) as usize;
+    let rows = entries.len().div_ceil(per_row) as u32;
+    let (charts, key) = root.split_vertically(h.saturating_sub(rows * LEGEND_ROW + 16).max(h / 2));
+    legend(&key, &entries, per_row)?;
+    let (left, right) = charts.split_horizontally(w / 2);
     match chart {
         Chart::Runs(runs) => {
             panel(&left, runs, "accuracy", |l| l.acc, |l| l.val_acc)?;
             panel(&right, runs, "loss", |l| l.loss, |l| l.val_loss)?;
         }
         Chart::Compute(curves, arms) => {
-            compute_panel(&left, curves, arms, "training FLOPs", |p| p.0, |b| b.0)?;
-            compute_panel(&right, curves, arms, "wall seconds", |p| p.1, |b| b.1)?;
+            compute_panel(&left, curves, arms, ("training FLOPs", |v| format!("{v:.1e}")), |p| p.0, |b| b.0)?;
+            compute_panel(&right, curves, arms, ("wall seconds", plain), |p| p.1, |b| b.1)?;
         }
     }
     root.present().map_err(|e| e.to_string())
@@ -155,7 +177,20 @@ fn curves(chains: &[Chain<'_>]) -> Vec<Curve> {
         .collect()
 }
 
-fn compute_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &[Curve], arms: &[&str], title: &str, x: fn(&(f64, f64, f64)) -> f64, bx: fn(&(f64, f64)) -> f64) -> Result<(), String> {
+/// An axis value as people write it: 0.25, 1.5, 12, 1,250 (a few digits, no exponent).
+fn plain(v: &f64) -> String {
+    match v.abs() {
+        a if a >= 1000.0 => format!("{}{}", if *v < 0.0 { "-" } else { "" }, crate::model::summary::thousands(a.round() as u64)),
+        a if a >= 10.0 => format!("{v:.0}"),
+        // Two decimals at most, without trailing zeros: 0.25, 0.5, 1, 1.2.
+        _ => format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string(),
+    }
+}
+
+/// A compute panel's axis: its title and how its numbers are written.
+type Axis = (&'static str, fn(&f64) -> String);
+
+fn compute_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &[Curve], arms: &[&str], (title, format): Axis, x: fn(&(f64, f64, f64)) -> f64, bx: fn(&(f64, f64)) -> f64) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let finite = |v: f64| v.is_finite() && v.abs() <= f64::MAX / 4.0;
     let max_x = curves.iter().flat_map(|c| c.points.iter().map(x)).filter(|&v| finite(v)).fold(0f64, f64::max).max(1.0);
@@ -163,7 +198,7 @@ fn compute_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &[Cu
     let (lo, hi) = ys.iter().fold((1f64, 0f64), |(a, b), &v| (a.min(v), b.max(v)));
     let (lo, hi) = if ys.is_empty() { (0.0, 1.0) } else { (lo - 0.02, hi + 0.02) };
     let mut chart = ChartBuilder::on(area).caption(title, ("sans-serif", 22)).margin(12).x_label_area_size(36).y_label_area_size(52).build_cartesian_2d(0f64..max_x * 1.02, lo..hi).map_err(err)?;
-    chart.configure_mesh().x_desc(title).y_desc("val_acc").x_label_formatter(&|v| format!("{v:.1e}")).light_line_style(WHITE).draw().map_err(err)?;
+    chart.configure_mesh().x_desc(title).y_desc("val_acc").x_label_formatter(&format).light_line_style(WHITE).draw().map_err(err)?;
     for c in curves {
         let i = arms.iter().position(|a| *a == c.arm).unwrap_or(0);
         let color = PALETTE[i % PALETTE.len()];
@@ -175,11 +210,6 @@ fn compute_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &[Cu
             chart.draw_series(DashedLineSeries::new([(b, lo), (b, hi)], 4, 4, color.mix(0.6).stroke_width(1))).map_err(err)?;
         }
     }
-    for (i, arm) in arms.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        chart.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>()).map_err(err)?.label(arm.to_string()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
     Ok(())
 }
 
@@ -222,5 +252,29 @@ mod tests {
         assert_eq!(text.matches("<circle").count(), 4, "each panel (accuracy, loss) shows the epoch's validation and train points");
         let long = [logs(1, 0.5), logs(MAX_EPOCHS, 0.6)];
         plot(&[("long", &long[..])], &svg).unwrap();
+    }
+
+    /// The legend has its own strip under the panels, where no point can be.
+    #[test]
+    fn the_legend_lies_below_the_plot_area() {
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("c.svg");
+        let h: Vec<EpochLogs> = (1..=3).map(|e| logs(e, 0.1 * e as f64)).collect();
+        plot(&[("run", &h[..])], &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        let y_of = |label: &str| {
+            let tag = &text[..text.find(&format!(">\n{label}\n</text>")).unwrap_or_else(|| panic!("{label} missing"))];
+            let tag = &tag[tag.rfind("<text").unwrap()..];
+            tag.split("y=\"").nth(1).and_then(|v| v.split('"').next()).unwrap().parse::<f64>().unwrap()
+        };
+        let lowest_point = text.split("<circle").skip(1).map(|c| c.split("cy=\"").nth(1).unwrap().split('"').next().unwrap().parse::<f64>().unwrap()).fold(0f64, f64::max);
+        for label in ["run (validation)", "run (train)"] {
+            assert!(y_of(label) > lowest_point + 20.0, "{label} at y {} overlaps the points (lowest at {lowest_point})", y_of(label));
+        }
+    }
+
+    #[test]
+    fn seconds_read_as_plain_numbers() {
+        assert_eq!([0.0, 0.5, 2.5, 42.0, 1250.0].map(|v| plain(&v)), ["0", "0.5", "2.5", "42", "1,250"]);
     }
 }

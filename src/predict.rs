@@ -29,24 +29,127 @@ fn argmax(p: &[f64]) -> usize {
     (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b })
 }
 
+/// Precision, recall and F1 of one class (or their macro average, over the classes).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Scores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
-pub struct Evaluation {
+pub struct ClassScores {
+    pub class: String,
+    #[serde(flatten)]
+    pub scores: Scores,
+    /// Images of this class.
+    pub support: u64,
+}
+
+/// Per-class scores from a confusion matrix (confusion[true][predicted]), and their macro
+/// average. A class never predicted has precision 0, as scikit-learn's default.
+pub fn scores(classes: &[String], confusion: &[Vec<u64>]) -> (Vec<ClassScores>, Scores) {
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let per_class: Vec<ClassScores> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, class)| {
+            let tp = confusion[i][i];
+            let support: u64 = confusion[i].iter().sum();
+            let predicted: u64 = confusion.iter().map(|row| row[i]).sum();
+            let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
+            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+            ClassScores { class: class.clone(), scores: Scores { precision, recall, f1 }, support }
+        })
+        .collect();
+    let mean = |f: fn(&Scores) -> f64| per_class.iter().map(|c| f(&c.scores)).sum::<f64>() / per_class.len().max(1) as f64;
+    let macro_avg = Scores { precision: mean(|s| s.precision), recall: mean(|s| s.recall), f1: mean(|s| s.f1) };
+    (per_class, macro_avg)
+}
+
+/// One labelled image's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scored {
+    pub file: PathBuf,
+    /// The true class.
+    pub label: String,
+    pub predicted: String,
+    /// The predicted class's probability.
+    pub probability: f64,
+    /// Class name -> probability, in class order.
+    pub probabilities: serde_json::Map<String, serde_json::Value>,
+    /// Classes ranked above the true one (0: predicted right).
+    #[serde(skip)]
+    rank: usize,
+}
+
+/// Accuracy counting a prediction right when the true class is among the k most probable.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TopK {
+    pub k: usize,
+    pub accuracy: f64,
+}
+
+/// What `evaluate` reports beyond the scores: top-k accuracy (`None`: k = 5, at most
+/// classes - 1, when there are more than 2 classes) and how many of the most confidently wrong
+/// images to list.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalOptions {
+    pub top_k: Option<usize>,
+    pub wrong: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self { top_k: None, wrong: 10 }
+    }
+}
+
+impl EvalOptions {
+    /// The k of top-k accuracy for `classes` classes, if any; a k the model cannot rank is refused.
+    pub fn k(&self, classes: usize) -> Result<Option<usize>, String> {
+        match self.top_k {
+            Some(k) if k == 0 || k >= classes => Err(format!("--top-k {k}: the model has {classes} classes; k must be from 1 to {}", classes - 1)),
+            Some(k) => Ok(Some(k)),
+            None => Ok((classes > 2).then(|| 5.min(classes - 1))),
+        }
+    }
+}
+
+/// A checkpoint's scores on a class folder: loss, accuracy, per-class precision, recall and
+/// F1 and their macro average, top-k accuracy, the confusion matrix, the most confidently
+/// wrong images, and every image's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub data: PathBuf,
     pub loss: f64,
     pub accuracy: f64,
     pub images: usize,
     pub classes: Vec<String>,
-    pub per_class_accuracy: Vec<f64>,
+    pub per_class: Vec<ClassScores>,
+    pub macro_avg: Scores,
+    pub top_k: Option<TopK>,
     /// confusion[true][predicted]
     pub confusion: Vec<Vec<u64>>,
+    /// The most confidently wrong images, most confident first.
+    pub wrong: Vec<Scored>,
+    /// Every image, in the folder's order.
+    pub files: Vec<Scored>,
 }
 
-impl Evaluation {
+impl EvalReport {
     pub fn report(&self) -> String {
-        let mut out = format!("{} images: loss {:.4}, accuracy {:.4}\n\nper class:\n", self.images, self.loss, self.accuracy);
-        let width = self.classes.iter().map(String::len).max().unwrap_or(5).max(9);
-        for (c, acc) in self.classes.iter().zip(&self.per_class_accuracy) {
-            out += &format!("  {c:<width$} {acc:.4}\n");
+        let mut out = format!("{} images: loss {:.4}, accuracy {:.4}", self.images, self.loss, self.accuracy);
+        if let Some(t) = self.top_k {
+            out += &format!(", top-{} accuracy {:.4}", t.k, t.accuracy);
         }
+        let width = self.classes.iter().map(String::len).max().unwrap_or(5).max(9);
+        out += &format!("\n\n  {:<width$} precision    recall  f1-score   support\n", "");
+        let row = |name: &str, s: &Scores, support: u64| format!("  {name:<width$} {:>9.4} {:>9.4} {:>9.4} {support:>9}\n", s.precision, s.recall, s.f1);
+        for c in &self.per_class {
+            out += &row(&c.class, &c.scores, c.support);
+        }
+        out += &row("macro avg", &self.macro_avg, self.images as u64);
         out += &format!("\nconfusion matrix (rows: true class, columns: predicted):\n  {:<width$}", "");
         for c in &self.classes {
             out += &format!(" {c:>width$}");
@@ -59,7 +162,29 @@ impl Evaluation {
             }
             out.push('\n');
         }
+        if !self.wrong.is_empty() {
+            out += &format!("\n{} most confidently wrong (file: true class -> predicted, probability):\n", self.wrong.len());
+            for w in &self.wrong {
+                out += &format!("  {}: {} -> {} ({:.4})\n", w.file.display(), w.label, w.predicted, w.probability);
+            }
+        }
         out
+    }
+
+    /// The contact sheet of the wrong images: one row per (true, predicted) pair, most
+    /// confident first, each image captioned with its probability.
+    pub fn wrong_sheet(&self, out: &Path) -> Result<(u32, u32), crate::dataset::DatasetError> {
+        use crate::dataset::stats::{draw_sheet, Row, PER_CLASS};
+        let mut rows: Vec<Row> = Vec::new();
+        for w in &self.wrong {
+            let label = format!("{}\n-> {}", w.label, w.predicted);
+            let tile = (w.file.clone(), Some(format!("{:.3}", w.probability)));
+            match rows.iter_mut().find(|r| r.label == label && r.tiles.len() < PER_CLASS) {
+                Some(r) => r.tiles.push(tile),
+                None => rows.push(Row { label, tiles: vec![tile] }),
+            }
+        }
+        draw_sheet(&rows, out, None)
     }
 }
 
@@ -72,31 +197,43 @@ pub fn network(ctx: &GpuContext, ckpt: &Checkpoint, batch: u32) -> anyhow::Resul
     Ok(net)
 }
 
-/// Loss, accuracy, per-class accuracy and confusion matrix of a checkpoint on a class folder.
-pub fn evaluate(ctx: &GpuContext, ckpt: &Checkpoint, dir: &Path, batch: u32, workers: usize) -> anyhow::Result<Evaluation> {
-    let ds = folder::load(dir, ckpt.model.input, None, CorruptPolicy::Skip, workers)?;
-    if ds.classes != ckpt.classes {
-        return Err(DataError::ClassMismatch { dir: dir.to_path_buf(), found: ds.classes, expected: ckpt.classes.clone() }.into());
+/// [`EvalReport`] of a checkpoint on a class folder. Its classes are checked against the
+/// checkpoint's before any image is decoded.
+pub fn evaluate(ctx: &GpuContext, ckpt: &Checkpoint, dir: &Path, batch: u32, workers: usize, options: EvalOptions) -> anyhow::Result<EvalReport> {
+    let k = options.k(ckpt.classes.len()).map_err(anyhow::Error::msg)?;
+    let found: Vec<String> = folder::scan(dir)?.into_iter().map(|(c, _)| c).collect();
+    if found != ckpt.classes {
+        return Err(DataError::ClassMismatch { dir: dir.to_path_buf(), found, expected: ckpt.classes.clone() }.into());
     }
+    let ds = folder::load(dir, ckpt.model.input, None, CorruptPolicy::Skip, workers)?;
     let mut net = network(ctx, ckpt, batch)?;
-    let k = ckpt.classes.len();
-    let mut confusion = vec![vec![0u64; k]; k];
+    let n = ckpt.classes.len();
+    let mut confusion = vec![vec![0u64; n]; n];
+    let mut files = Vec::with_capacity(ds.len());
     net.reset_metrics(ctx);
-    let labels = ds.labels.clone();
+    let (labels, paths) = (ds.labels.clone(), ds.files.clone());
     let ds = Arc::new(ds);
-    let mut seen = 0;
     for b in BatchStream::new(ds.clone(), (0..ds.len()).collect(), batch as usize, None, workers, 0) {
         net.upload(ctx, &b.images, &b.labels)?;
         net.run(ctx, Pass::Evaluate, 0.0);
         let logits = net.read_logits(ctx)?;
-        for (row, z) in logits.chunks(ckpt.model.logits() as usize).enumerate() {
-            confusion[labels[seen + row] as usize][argmax(&probabilities(z))] += 1;
+        for z in logits.chunks(ckpt.model.logits() as usize).take(b.labels.len()) {
+            let i = files.len();
+            let (label, p) = (labels[i] as usize, probabilities(z));
+            let predicted = argmax(&p);
+            confusion[label][predicted] += 1;
+            let rank = p.iter().filter(|&&v| v > p[label]).count();
+            let (label, predicted_class) = (ckpt.classes[label].clone(), ckpt.classes[predicted].clone());
+            files.push(Scored { file: paths[i].clone(), label, predicted: predicted_class, probability: p[predicted], probabilities: by_class(&ckpt.classes, &p), rank });
         }
-        seen += b.labels.len();
     }
     let m = net.read_metrics(ctx)?;
-    let per_class_accuracy = confusion.iter().enumerate().map(|(i, row)| row[i] as f64 / row.iter().sum::<u64>().max(1) as f64).collect();
-    Ok(Evaluation { loss: m.loss(), accuracy: m.accuracy(), images: seen, classes: ckpt.classes.clone(), per_class_accuracy, confusion, })
+    let (per_class, macro_avg) = scores(&ckpt.classes, &confusion);
+    let top_k = k.map(|k| TopK { k, accuracy: files.iter().filter(|f| f.rank < k).count() as f64 / files.len().max(1) as f64 });
+    let mut wrong: Vec<Scored> = files.iter().filter(|f| f.rank > 0).cloned().collect();
+    wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    wrong.truncate(options.wrong);
+    Ok(EvalReport { data: dir.to_path_buf(), loss: m.loss(), accuracy: m.accuracy(), images: files.len(), classes: ckpt.classes.clone(), per_class, macro_avg, top_k, confusion, wrong, files })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +281,25 @@ pub fn predict(ctx: &GpuContext, ckpt: &Checkpoint, files: &[PathBuf], batch: u3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_class_scores_and_macro_average_from_a_confusion_matrix() {
+        let classes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        // a: 3 right, 1 taken for b; b: 2 right; c: never predicted, 1 taken for a.
+        let (per, avg) = scores(&classes, &[vec![3, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]);
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-12;
+        assert!(close(per[0].scores.precision, 0.75) && close(per[0].scores.recall, 0.75) && close(per[0].scores.f1, 0.75));
+        assert!(close(per[1].scores.precision, 2.0 / 3.0) && close(per[1].scores.recall, 1.0) && close(per[1].scores.f1, 0.8));
+        assert_eq!((per[2].scores, per[2].support), (Scores { precision: 0.0, recall: 0.0, f1: 0.0 }, 1));
+        assert!(close(avg.f1, (0.75 + 0.8) / 3.0) && close(avg.recall, 1.75 / 3.0));
+    }
+
+    #[test]
+    fn top_k_defaults_to_five_below_the_class_count_and_refuses_what_cannot_rank() {
+        let default = EvalOptions::default();
+        assert_eq!((default.k(2), default.k(4), default.k(10)), (Ok(None), Ok(Some(3)), Ok(Some(5))));
+        assert_eq!(EvalOptions { top_k: Some(2), wrong: 0 }.k(2), Err("--top-k 2: the model has 2 classes; k must be from 1 to 1".into()));
+    }
 
     #[test]
     fn probabilities_from_logits() {

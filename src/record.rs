@@ -49,6 +49,10 @@ impl EpochLogs {
 /// Where training stands, enough to continue exactly.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
+    /// The run's name (its config's `name`), which titles the model in `summary` (absent in
+    /// checkpoints from before it was recorded).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Completed epochs.
     pub epoch: u32,
     /// Steps done in epoch `epoch + 1` (non-zero only for an interrupted epoch).

@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::record::TrainState;
 use crate::config::{Config, ConfigError};
+use crate::data::layout::Split;
 use crate::data::{folder, synthetic, DataError, Dataset};
 use crate::files::{OutputError, RunFolder, RunOutputs};
 use crate::gpu::{GpuContext, Kernels};
@@ -18,6 +19,7 @@ use crate::train::callbacks::{EarlyStopping, LastCheckpoint, ModelCheckpoint, Re
 use crate::train::history::HistoryWriter;
 use crate::record::EpochLogs;
 use crate::train::{fit, Callback, FitSettings};
+use crate::transfer::Action;
 
 /// Command-line overrides of a config (`--data`, `--epochs`, ...).
 #[derive(Debug, Clone, Default)]
@@ -35,8 +37,8 @@ impl Overrides {
     /// config's own checks and messages, saying which flag set a refused value.
     pub fn apply(&self, cfg: &mut Config, file: &Path) -> Result<(), ConfigError> {
         if let Some(dir) = &self.data {
-            cfg.data.train = dir.join("training_set");
-            cfg.data.test = dir.join("test_set");
+            cfg.data.train = dir.join(Split::Training.folder());
+            cfg.data.test = dir.join(Split::Test.folder());
             cfg.data.synthetic = None;
         }
         if let Some(v) = self.epochs {
@@ -136,9 +138,15 @@ pub fn data_source(cfg: &Config) -> String {
     }
 }
 
-/// A Keras-style line about a loaded split.
-pub fn describe(ds: &Dataset, split: &str) -> String {
-    format!("Found {} images belonging to {} classes ({}): {split}", ds.len(), ds.classes.len(), ds.classes.join(", "))
+/// A Keras-style line about a loaded split of `cfg`'s data: its folder, and what a limit kept.
+pub fn describe(ds: &Dataset, split: Split, cfg: &Config) -> String {
+    let (name, folder) = match split {
+        Split::Training => ("training", &cfg.data.train),
+        Split::Test => ("validation", &cfg.data.test),
+    };
+    let source = if cfg.data.synthetic.is_some() { String::new() } else { format!(" in {}", folder.display()) };
+    let limit = cfg.train.limit.map_or(String::new(), |n| format!(" (limit {n}: at most {} of each class, in both splits)", crate::data::per_class(n, ds.classes.len())));
+    format!("Found {} images belonging to {} classes ({}){source}: {name}{limit}", ds.len(), ds.classes.len(), ds.classes.join(", "))
 }
 
 /// The run folder: `--out`, else `checkpoints/<config name>/`.
@@ -193,20 +201,27 @@ pub enum FreezeError {
 }
 
 /// Applies `--freeze` (layer names, or `copied`: the layers the --init checkpoint's transfer
-/// copied unchanged) and `--unfreeze-after` to `cfg`, with the config's checks.
-pub fn freeze(cfg: &mut Config, file: &Path, names: &[String], unfreeze_after: Option<u32>, start: &Start) -> anyhow::Result<()> {
+/// copied unchanged) and `--unfreeze-after` to `cfg`, with the config's checks. With `copied`,
+/// returns a line naming the layers with parameters the transfer changed, which stay trainable.
+pub fn freeze(cfg: &mut Config, file: &Path, names: &[String], unfreeze_after: Option<u32>, start: &Start) -> anyhow::Result<Option<String>> {
     if names.is_empty() && unfreeze_after.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     if matches!(start, Start::Resume(..)) {
         return Err(FreezeError::Resume.into());
     }
     let mut names = names.to_vec();
+    let mut note = None;
     if let Some(i) = names.iter().position(|n| n == "copied") {
         let Start::Init(Checkpoint { provenance: Some(p), .. }, _) = start else { return Err(FreezeError::NoProvenance.into()) };
-        let copied = crate::transfer::copied_layers(p);
+        let actions = crate::transfer::layer_actions(p);
+        let copied: Vec<String> = actions.iter().filter(|(_, a)| *a == Action::Copied).map(|(n, _)| n.clone()).collect();
         if copied.is_empty() {
             return Err(FreezeError::NothingCopied.into());
+        }
+        let changed: Vec<String> = actions.iter().filter(|(_, a)| !matches!(a, Action::Copied | Action::NoParameters)).map(|(n, a)| format!("{n} ({})", a.label())).collect();
+        if !changed.is_empty() {
+            note = Some(format!("--freeze copied: {} copied unchanged; not frozen, as the transfer changed them: {}", copied.join(", "), changed.join(", ")));
         }
         names.splice(i..=i, copied);
     }
@@ -219,7 +234,7 @@ pub fn freeze(cfg: &mut Config, file: &Path, names: &[String], unfreeze_after: O
         ConfigError::Invalid { file, field, message, .. } if field == "train.unfreeze_after" => ConfigError::Invalid { file, field, line: " (set by --unfreeze-after)".into(), message },
         e => e,
     })?;
-    Ok(())
+    Ok(note)
 }
 
 /// A line about the run's frozen layers, if any.
@@ -317,7 +332,7 @@ pub fn train(
 ) -> anyhow::Result<(Vec<EpochLogs>, Network)> {
     let kernels = Kernels::new(ctx);
     let mut cfg = cfg.clone();
-    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), data: Some(data_source(&cfg)), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
+    let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), data: Some(data_source(&cfg)), name: Some(cfg.name.clone()), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
     start.check_layout(&cfg)?;
     if let Start::Resume(ckpt, path) = &start {
         if ckpt.optimizer.is_none() || ckpt.state.lr <= 0.0 {
@@ -351,6 +366,7 @@ pub fn train(
         state = ckpt.state.clone();
         // Checkpoints from before runs recorded their data take this run's.
         state.data.get_or_insert_with(|| data_source(&cfg));
+        state.name.get_or_insert_with(|| cfg.name.clone());
     }
     let (mut net, _) = build_network(ctx, &kernels, &cfg)?;
     match &start {

@@ -36,7 +36,7 @@ fn quickstart_trains_offline_and_writes_history() {
     let o = gpu_cnn(dir.path(), &["train", cfg.to_str().unwrap(), "--epochs", "1", "--limit", "96", "--out", "run"]);
     assert!(o.status.success());
     let s = stdout(&o);
-    assert!(s.contains("Found 96 images belonging to 2 classes (crosses, rings): training"));
+    assert!(s.contains("Found 96 images belonging to 2 classes (crosses, rings): training (limit 96: at most 48 of each class, in both splits)"), "{s}");
     assert!(s.contains("Epoch 1/1 - ") && s.contains("val_acc: ") && s.contains("step size: "), "epoch line");
     assert!(dir.path().join("run/history.csv").is_file() && dir.path().join("run/history.json").is_file());
 }
@@ -59,7 +59,7 @@ fn config_errors_name_file_and_field_and_exit_non_zero() {
     let o = gpu_cnn(dir.path(), &["train", &root().join("configs/model1.toml").to_string_lossy(), "--data", "missing-folder"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("missing-folder/training_set: no such folder"), "{err}");
+    assert!(err.contains("missing-folder: no such folder; expected a folder with training_set/ and test_set/"), "{err}");
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn ctrl_c_writes_a_resumable_checkpoint_and_the_printed_command_resumes() {
     assert!(command.ends_with("--resume run/last.safetensors") && !command.contains("freeze"), "{command}");
     // `summary` reads a checkpoint's model: epoch 1's best, conv2d_1 (3 x 3 x 3 x 8 + 8) frozen.
     let s = stdout(&gpu_cnn(dir.path(), &["summary", "run/best.safetensors"]));
-    assert!(s.contains("Model: \"run/best.safetensors\"") && s.contains("Non-trainable params: 224"), "{s}");
+    assert!(s.contains("Model: \"quickstart\"") && s.contains("Non-trainable params: 224"), "the run's name, not the file's: {s}");
     let words: Vec<&str> = command.split(' ').skip(1).collect();
     let o = gpu_cnn(dir.path(), &words);
     assert!(o.status.success());
@@ -172,8 +172,11 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
     let o = gpu_cnn(dir.path(), &["transfer", "--from", "small/best.safetensors", "--to", "wide.toml", "--out", "prefix.safetensors"]);
     assert!(stdout(&o).contains("after the first mismatch (prefix mode, at conv2d_2)"));
 
-    let o = gpu_cnn(dir.path(), &["train", "wide.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64", "--out", "wide"]);
-    assert!(o.status.success());
+    let o = gpu_cnn(dir.path(), &["train", "wide.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64", "--out", "wide", "--freeze", "copied"]);
+    let s = stdout(&o);
+    assert!(o.status.success() && s.contains("Starting from the weights of wide.safetensors (fresh optimizer)"), "{s}");
+    // The widened layers are not "copied": the line says so, rather than freezing them silently.
+    assert!(s.contains("--freeze copied: conv2d_1 copied unchanged; not frozen, as the transfer changed them: conv2d_2 (grown), dense_1 (grown), dense_2 (grown)"), "{s}");
     // A transferred checkpoint records no training: as an experiment's first stage its
     // first-epoch accuracy is "-".
     // (`{seed}` in the path: a checkpoint per seed.)
@@ -224,6 +227,7 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("Frozen through epoch 1: conv2d_1"), "the last stage trains its copied layers frozen first");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("not frozen, as the transfer changed them: batch_normalization_1 (grown (identity)), batch_normalization_2 (grown (identity))"));
     for seed in [1, 2] {
         for run in ["first", "grow/2-s2", "grow/3-s3", "scratch/3-s3"] {
             let h = gpu_cnn::train::history::read(&dir.path().join(format!("exp/seed-{seed}/{run}/history.json"))).unwrap();
@@ -273,6 +277,174 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("last.safetensors: not a gpu-cnn history (a run folder's history.json)"));
     let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/first", "-o", "chart.jpg"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(".png or .svg"));
+}
+
+/// A tiny four-class dataset (`dir/training_set/`, `dir/test_set/`): flat colours with noise,
+/// one per class; the test split also holds one red image filed under `green`, which a
+/// trained model gets wrong.
+fn four_class_dataset(dir: &Path) {
+    const COLOURS: [(&str, [u8; 3]); 4] = [("blue", [30, 40, 220]), ("green", [40, 200, 50]), ("red", [220, 40, 30]), ("white", [230, 230, 230])];
+    for (split, n) in [("training_set", 16u32), ("test_set", 4)] {
+        for (class, rgb) in COLOURS {
+            let folder = dir.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..n {
+                let img = image::RgbImage::from_fn(16, 16, |x, y| image::Rgb(rgb.map(|v| v.saturating_add(((x * 7 + y * 13 + i * 5) % 24) as u8))));
+                img.save(folder.join(format!("{i:02}.png"))).unwrap();
+            }
+        }
+    }
+    image::RgbImage::from_pixel(16, 16, image::Rgb([225, 35, 35])).save(dir.join("test_set/green/99-red.png")).unwrap();
+}
+
+/// A quickstart-sized four-class model (softmax head) for 16 x 16 images.
+const FOUR_CLASS_CONFIG: &str = r#"
+[model]
+input = [16, 16, 3]
+layers = [
+  { type = "conv2d", filters = 4, kernel = 3, padding = "same", activation = "relu" },
+  { type = "maxpool2d", pool = 2 },
+  { type = "flatten" },
+  { type = "dense", units = 4, activation = "softmax" },
+]
+
+[train]
+epochs = 8
+batch_size = 8
+learning_rate = 0.02
+seed = 1
+"#;
+
+/// `evaluate` and `predict` on both kinds of data folder, on four classes: the split a dataset
+/// folder gives and the line saying so, per-class precision / recall / F1, top-k, the most
+/// confidently wrong images and their contact sheet, and one JSON entry per image.
+#[test]
+fn evaluate_and_predict_read_either_kind_of_folder_and_report_four_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    four_class_dataset(&dir.path().join("colours"));
+    std::fs::write(dir.path().join("four.toml"), FOUR_CLASS_CONFIG).unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "four.toml", "--data", "colours", "--out", "run"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Found 17 images belonging to 4 classes (blue, green, red, white) in colours/test_set: validation"), "the split's folder is named");
+
+    // A dataset folder: its test_set/ is evaluated, and the report says so.
+    let o = gpu_cnn(dir.path(), &["evaluate", "run/best.safetensors", "--data", "colours", "--sheet", "wrong.png", "--wrong", "3"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(s.starts_with("Evaluating on colours/test_set\n17 images: loss "), "{s}");
+    assert!(s.contains(", top-3 accuracy ") && s.contains("precision    recall  f1-score   support") && s.contains("macro avg"), "{s}");
+    assert!(s.contains("most confidently wrong (file: true class -> predicted, probability):") && s.contains("colours/test_set/green/99-red.png: green -> red ("), "{s}");
+    assert!(s.contains("Wrong images: wrong.png ("), "{s}");
+    assert_eq!(image::image_dimensions(dir.path().join("wrong.png")).unwrap().0, gpu_cnn::dataset::stats::sheet_size(1).0);
+    // The sheet is an output like any other: kept unless --overwrite.
+    let o = gpu_cnn(dir.path(), &["evaluate", "run/best.safetensors", "--data", "colours", "--sheet", "wrong.png"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("wrong.png"));
+
+    // A class folder, as JSON: every number, and one entry per image.
+    let o = gpu_cnn(dir.path(), &["evaluate", "run/best.safetensors", "--data", "colours/test_set", "--json", "--top-k", "2"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["data"], "colours/test_set");
+    assert_eq!(v["top_k"]["k"], 2);
+    let per_class = v["per_class"].as_array().unwrap();
+    assert_eq!(per_class.iter().map(|c| c["class"].as_str().unwrap()).collect::<Vec<_>>(), ["blue", "green", "red", "white"]);
+    assert_eq!(per_class.iter().map(|c| c["support"].as_u64().unwrap()).collect::<Vec<_>>(), [4, 5, 4, 4]);
+    for key in ["precision", "recall", "f1"] {
+        let macro_avg = per_class.iter().map(|c| c[key].as_f64().unwrap()).sum::<f64>() / 4.0;
+        assert!((v["macro_avg"][key].as_f64().unwrap() - macro_avg).abs() < 1e-12, "{key}");
+    }
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 17);
+    let wrong_files = files.iter().filter(|f| f["label"] != f["predicted"]).count();
+    let accuracy = 1.0 - wrong_files as f64 / 17.0;
+    assert!((v["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-6);
+    let wrong = v["wrong"].as_array().unwrap();
+    assert_eq!(wrong.len(), wrong_files.min(10));
+    assert!(wrong.windows(2).all(|w| w[0]["probability"].as_f64() >= w[1]["probability"].as_f64()), "most confident first");
+    assert!(wrong.iter().any(|w| w["file"] == "colours/test_set/green/99-red.png" && w["predicted"] == "red"), "{wrong:?}");
+
+    // predict: a class folder (recursively, sorted), a dataset folder, and files, mixed.
+    let o = gpu_cnn(dir.path(), &["predict", "run/best.safetensors", "colours/test_set", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let predicted: Vec<&str> = v.as_array().unwrap().iter().map(|p| p["file"].as_str().unwrap()).collect();
+    assert_eq!(predicted.len(), 17);
+    assert_eq!((predicted[0], predicted[4], predicted[9]), ("colours/test_set/blue/00.png", "colours/test_set/green/00.png", "colours/test_set/red/00.png"));
+    let o = gpu_cnn(dir.path(), &["predict", "run/best.safetensors", "colours", "colours/test_set/red/01.png"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert_eq!(s.lines().count(), 4 * 16 + 17 + 1);
+    assert!(s.lines().last().unwrap().starts_with("colours/test_set/red/01.png: red ("), "{s}");
+}
+
+/// What is not a data folder is refused before any image is decoded, saying what was expected.
+#[test]
+fn a_data_folder_of_neither_kind_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    four_class_dataset(&dir.path().join("colours"));
+    std::fs::write(dir.path().join("four.toml"), FOUR_CLASS_CONFIG).unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "four.toml", "--data", "colours", "--epochs", "1", "--limit", "8", "--out", "run"]);
+    assert!(o.status.success());
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    std::fs::create_dir_all(dir.path().join("flat")).unwrap();
+    std::fs::copy(dir.path().join("colours/test_set/red/00.png"), dir.path().join("flat/a.png")).unwrap();
+    // A corrupt image would be reported (skipped with a warning) if it were decoded.
+    std::fs::write(dir.path().join("colours/test_set/red/broken.png"), b"not a png").unwrap();
+    let expected = "expected a folder with training_set/ and test_set/, or a class folder (one sub-folder of images per class";
+    for (data, found) in [("four.toml", "four.toml: a file, not a folder"), ("empty", "empty: an empty folder"), ("flat", "flat: 1 image but no class sub-folders (to classify them, use `gpu-cnn predict`)"), ("missing", "missing: no such folder")] {
+        let o = gpu_cnn(dir.path(), &["evaluate", "run/best.safetensors", "--data", data]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(&format!("{found}; {expected}")), "{data}: {err}");
+    }
+    // Another model's classes: refused before decoding (once: "classes [test_set, training_set]").
+    let o = gpu_cnn(dir.path(), &["evaluate", "run/best.safetensors", "--data", "colours/test_set/red/.."]);
+    assert!(o.status.success(), "a class folder by any path");
+    std::fs::create_dir_all(dir.path().join("pets/cats")).unwrap();
+    std::fs::create_dir_all(dir.path().join("pets/dogs")).unwrap();
+    std::fs::write(dir.path().join("pets/cats/broken.png"), b"not a png").unwrap();
+    std::fs::write(dir.path().join("pets/dogs/broken.png"), b"not a png").unwrap();
+    let o = gpu_cnn(dir.path(), &["evaluate", "run/best.safetensors", "--data", "pets"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("pets: classes [\"cats\", \"dogs\"] differ from the training set's [\"blue\", \"green\", \"red\", \"white\"]") && !err.contains("skipping"), "{err}");
+    // Training needs both splits; a class folder has no validation split.
+    let o = gpu_cnn(dir.path(), &["train", "four.toml", "--data", "colours/training_set", "--out", "other"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("colours/training_set: a class folder (blue, green, red, white); training needs a folder with training_set/ and test_set/"), "{err}");
+    // The same rule in experiment (its TOML's `data` too) and dataset stats.
+    std::fs::write(dir.path().join("exp.toml"), "stages = [\"four.toml\", \"four.toml\"]\ndata = \"colours/training_set\"\nout = \"exp\"\n").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("colours/training_set: a class folder (blue, green, red, white); training needs"));
+    assert!(!dir.path().join("exp").exists());
+    let o = gpu_cnn(dir.path(), &["dataset", "stats", "empty"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains(&format!("empty: an empty folder; {expected}")));
+    // predict: a folder without images, and a missing path, before any image is read.
+    let o = gpu_cnn(dir.path(), &["predict", "run/best.safetensors", "flat/a.png", "empty"]);
+    assert!(!o.status.success() && stdout(&o).is_empty() && String::from_utf8_lossy(&o.stderr).contains("empty: no images in it or its sub-folders"));
+    let o = gpu_cnn(dir.path(), &["predict", "run/best.safetensors", "flat", "nothing.png"]);
+    assert!(!o.status.success() && stdout(&o).is_empty() && String::from_utf8_lossy(&o.stderr).contains("nothing.png: cannot read"));
+}
+
+/// Without XDG_RUNTIME_DIR (servers, containers), Mesa's Wayland probe printed
+/// "error: XDG_RUNTIME_DIR is invalid or not set" twice, which read as gpu-cnn's error.
+#[test]
+fn no_xdg_runtime_dir_prints_no_wayland_error() {
+    for value in [None, Some("relative/dir")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpu-cnn"));
+        cmd.arg("devices").current_dir(root());
+        match value {
+            None => cmd.env_remove("XDG_RUNTIME_DIR"),
+            Some(v) => cmd.env("XDG_RUNTIME_DIR", v),
+        };
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && !err.contains("XDG_RUNTIME_DIR"), "{value:?}: {err}");
+    }
+}
+
+#[test]
+fn experiment_help_describes_the_stage_chain() {
+    let s = stdout(&gpu_cnn(&root(), &["experiment", "--help"]));
+    assert!(s.contains("stages = [\"a.toml\", \"b.toml\"") && s.contains("(the `scratch` arm)") && s.contains("--report"), "{s}");
 }
 
 #[test]

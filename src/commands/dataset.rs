@@ -158,7 +158,7 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             }
             print!("{}", stats::report(&stats::stats(&dir)?));
             if let Some(out) = out {
-                let (_, first) = stats::splits(&dir).into_iter().next().expect("splits() names at least the folder itself");
+                let (_, first) = crate::data::layout::class_folders(&dir)?.into_iter().next().expect("a data folder has at least one class folder");
                 let (w, h) = stats::contact_sheet(&first, &out, None)?;
                 println!("Contact sheet: {} ({w}x{h})", out.display());
                 if let (Some(cfg), Some(path)) = (augment, augmented) {

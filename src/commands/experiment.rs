@@ -7,8 +7,19 @@ use crate::files::OutputError;
 use crate::train::progress::Progress;
 use crate::train::Callback;
 
-/// Train a source model, transfer it into a target layout with each strategy, train the
-/// target from each transfer and from scratch; write every history, a chart and a table.
+/// Train a chain of models, each grown from the one before, against the last trained from
+/// scratch, over seeds; compare them in compute.
+///
+/// The chain is the experiment TOML's `stages = ["a.toml", "b.toml", { config = "c.toml",
+/// freeze = ["copied"], unfreeze_after = 5 }]`. The first stage trains from scratch (or comes
+/// from a given checkpoint); each later stage starts from the previous one's best checkpoint,
+/// transferred with each of `strategies` (one arm each), with its own epochs, learning rate,
+/// schedule and freezing; the last stage also trains from scratch (the `scratch` arm). All of
+/// it repeats for each of `seeds`. Every run has its own folder
+/// (<out>/seed-<s>/<arm>/<k>-<model>/), so arms and seeds can run on separate machines
+/// (--arm, --seed); results.md and comparison.png (validation accuracy against cumulative
+/// training FLOPs and wall time) are rebuilt from the runs that finished (--report). The
+/// older two-stage `source` / `target` form still reads.
 ///
 /// Example: gpu-cnn experiment configs/experiment.toml --data dataset
 #[derive(clap::Args)]
@@ -31,10 +42,14 @@ pub struct Args {
 
 pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     let exp = crate::experiment::ExperimentConfig::load(&a.config)?;
-    let overrides = a.run.overrides();
+    let overrides = a.run.overrides()?;
     let done = if a.report {
         crate::experiment::report(&exp, &overrides)?
     } else {
+        // The experiment's own `data` folder, checked as --data is (before anything trains).
+        if let Some(dir) = exp.data.as_deref().filter(|_| overrides.data.is_none()) {
+            crate::data::layout::splits(dir)?;
+        }
         let ctx = env.gpu()?;
         let progress = || -> Vec<Box<dyn Callback>> { vec![Box::new(Progress::default())] };
         match crate::experiment::run(&ctx, &exp, &overrides, a.overwrite, a.arm.as_deref(), a.run.seed, &progress) {

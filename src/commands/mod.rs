@@ -95,7 +95,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// The run settings `train` and `experiment` take on top of a config.
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Folder holding training_set/ and test_set/ (overrides [data]).
+    /// A folder with training_set/ and test_set/, each with one sub-folder of images per
+    /// class (overrides [data]).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Train this many epochs (overrides [train] epochs).
@@ -107,14 +108,20 @@ pub struct RunArgs {
     /// Seed of weights, data order and augmentation (overrides [train] seed).
     #[arg(long)]
     seed: Option<u64>,
-    /// N / classes images of each class per split (rounded down, at least one).
+    /// A quick run on part of the data: N / classes images of each class (rounded down, at
+    /// least one) in the training set and, alike, in the validation set.
     #[arg(long)]
     limit: Option<usize>,
 }
 
 impl RunArgs {
-    fn overrides(&self) -> Overrides {
-        Overrides { data: self.data.clone(), epochs: self.epochs, batch_size: self.batch_size, seed: self.seed, limit: self.limit }
+    /// The overrides, with `--data` checked to be a folder with both splits (before any image
+    /// is read).
+    fn overrides(&self) -> anyhow::Result<Overrides> {
+        if let Some(dir) = &self.data {
+            crate::data::layout::splits(dir)?;
+        }
+        Ok(Overrides { data: self.data.clone(), epochs: self.epochs, batch_size: self.batch_size, seed: self.seed, limit: self.limit })
     }
 }
 

@@ -7,12 +7,13 @@ use crate::checkpoint::Checkpoint;
 
 /// Class and probability of each image.
 ///
-/// Example: gpu-cnn predict checkpoints/model1/best.safetensors cat.jpg dog.png --json
+/// Example: gpu-cnn predict checkpoints/model1/best.safetensors cat.jpg photos/ --json
 #[derive(clap::Args)]
 pub struct Args {
     /// The trained model (.safetensors).
     checkpoint: PathBuf,
-    /// The images to classify.
+    /// The images to classify: image files, and folders (their images, sub-folders included,
+    /// in sorted order).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// One JSON array (file, class, probabilities) instead of lines.
@@ -22,8 +23,9 @@ pub struct Args {
 
 pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     let ckpt = Checkpoint::load(&a.checkpoint)?;
+    let files = crate::data::layout::images(&a.images)?;
     let ctx = env.gpu()?;
-    let (predictions, unreadable) = crate::predict::predict(&ctx, &ckpt, &a.images, 32)?;
+    let (predictions, unreadable) = crate::predict::predict(&ctx, &ckpt, &files, 32)?;
     if a.json {
         println!("{}", serde_json::to_string(&predictions)?);
     } else {
@@ -35,7 +37,7 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     // The readable images are predicted; the others are named, and the exit status says so.
     unreadable.iter().for_each(|e| eprintln!("{e}"));
     if !unreadable.is_empty() {
-        anyhow::bail!("{} of {} images could not be read", unreadable.len(), a.images.len());
+        anyhow::bail!("{} of {} images could not be read", unreadable.len(), files.len());
     }
     Ok(())
 }

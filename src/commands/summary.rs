@@ -18,7 +18,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<()> {
     match a.file.extension().is_some_and(|e| e == "safetensors") {
-        true => print!("{}", summary(&a.file.display().to_string(), &Checkpoint::load(&a.file)?.model)),
+        true => {
+            let ckpt = Checkpoint::load(&a.file)?;
+            // Checkpoints from before the run's name was recorded go by their file's name.
+            let name = ckpt.state.name.unwrap_or_else(|| a.file.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+            print!("{}", summary(&name, &ckpt.model));
+        }
         false => {
             let cfg = Config::load(&a.file)?;
             print!("{}", summary(&cfg.name, &cfg.model));

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::{load_config, with_commands, Env, RunArgs};
 use crate::checkpoint::Checkpoint;
+use crate::data::layout::Split;
 use crate::model::summary::thousands;
 use crate::run::{self, Start};
 use crate::train::progress::Progress;
@@ -42,7 +43,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
-    let mut cfg = load_config(&a.config, &a.run.overrides())?;
+    let mut cfg = load_config(&a.config, &a.run.overrides()?)?;
     let out = run::out_dir(&cfg, a.out.as_deref());
     let last = out.join(crate::train::callbacks::LAST_CHECKPOINT);
     let inputs: Vec<(&Path, &str)> = std::iter::once((a.config.as_path(), "its config")).chain(a.init.as_deref().map(|p| (p, "--init"))).collect();
@@ -53,15 +54,18 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
         _ => Start::Fresh,
     };
     start.check_layout(&cfg)?;
-    run::freeze(&mut cfg, &a.config, &a.freeze, a.unfreeze_after, &start)?;
+    let freeze_note = run::freeze(&mut cfg, &a.config, &a.freeze, a.unfreeze_after, &start)?;
     // Sizes are checked on the adapter before any data is loaded or memory allocated.
     let ctx = env.gpu()?;
     crate::sizes::check_network(&ctx, &cfg.model, cfg.train.batch_size)?;
     let (train, test) = run::load_datasets(&cfg)?;
-    println!("{}", run::describe(&train, "training"));
-    println!("{}", run::describe(&test, "validation"));
+    println!("{}", run::describe(&train, Split::Training, &cfg));
+    println!("{}", run::describe(&test, Split::Test, &cfg));
     println!("Model \"{}\": {} parameters, batch {}, on {}", cfg.name, thousands(cfg.model.param_count()), cfg.train.batch_size, ctx.describe());
-    if let Some(line) = run::describe_freezing(&cfg) {
+    if let Start::Init(_, path) = &start {
+        println!("Starting from the weights of {} (fresh optimizer)", path.display());
+    }
+    for line in freeze_note.into_iter().chain(run::describe_freezing(&cfg)) {
         println!("{line}");
     }
     let stop = crate::interrupt::listen();

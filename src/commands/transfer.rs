@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use super::Env;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::data::layout::{self, Split};
 use crate::files::check_output_file;
+use crate::predict::EvalOptions;
 use crate::transfer::Strategy;
 
 /// Move a trained checkpoint's parameters into a new model layout, layer by layer, and say
@@ -32,8 +34,9 @@ pub struct Args {
     /// Print the plan, write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Also report both models' validation accuracy before training (DIR/test_set, or DIR
-    /// itself if it holds class folders).
+    /// Also report both models' validation accuracy before training, on a folder with
+    /// training_set/ and test_set/ (its test_set/; --strategy grow measures inserted batchnorms
+    /// on its training_set/) or on a class folder.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Replace an existing --out file.
@@ -49,22 +52,26 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     let cfg = Config::load(&a.to)?;
     crate::sizes::check_host(&cfg.model)?;
     let (mut plan, mut ckpt) = crate::transfer::transfer(&source, &a.from, &cfg.model, cfg.train.seed, cfg.train.learning_rate, a.strategy, a.partial);
+    ckpt.state.name = Some(cfg.name.clone());
     println!("Transfer {} -> {} ({:?} strategy{})", a.from.display(), a.to.display(), a.strategy, if a.partial { ", partial" } else { "" });
     if let Some(dir) = a.data.as_deref().filter(|_| a.strategy == Strategy::Grow) {
         // Inserted batchnorms measured on (up to 1,024) training images.
-        let train = if dir.join("training_set").is_dir() { dir.join("training_set") } else { dir.to_path_buf() };
+        let train = layout::class_folder(dir, Split::Training)?;
         let images = crate::data::folder::load(&train, cfg.model.input, Some(1024), crate::data::folder::CorruptPolicy::Skip, 2)?;
-        crate::transfer::calibrate::calibrate(&env.gpu()?, &mut plan, &mut ckpt, images)?;
+        let set = crate::transfer::calibrate::calibrate(&env.gpu()?, &mut plan, &mut ckpt, images)?;
+        if !set.is_empty() {
+            println!("Inserted batchnorms ({}) measured on {}", set.join(", "), train.display());
+        }
     }
     print!("{}", plan.table());
     if plan.moved == 0 {
         log::warn!("nothing came from the source: the new model starts as from scratch (see each layer's reason)");
     }
     if let Some(dir) = a.data {
-        let dir = if dir.join("test_set").is_dir() { dir.join("test_set") } else { dir };
+        let dir = layout::class_folder(&dir, Split::Test)?;
         let ctx = env.gpu()?;
-        let before = crate::predict::evaluate(&ctx, &source, &dir, 32, 2)?;
-        let after = crate::predict::evaluate(&ctx, &ckpt, &dir, 32, 2)?;
+        let before = crate::predict::evaluate(&ctx, &source, &dir, 32, 2, EvalOptions::default())?;
+        let after = crate::predict::evaluate(&ctx, &ckpt, &dir, 32, 2, EvalOptions::default())?;
         println!("Validation accuracy before any training ({}): source {:.4}, new model {:.4}", dir.display(), before.accuracy, after.accuracy);
     }
     match (a.dry_run, a.out) {

@@ -40,25 +40,35 @@ pub fn scan(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
         _ => {}
     }
     let mut out = Vec::new();
-    let hidden = |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
     for (name, path) in classes {
-        let mut files = Vec::new();
-        // Subfolders count, as in Keras' flow_from_directory; hidden files and folders do not.
-        for entry in walkdir::WalkDir::new(&path).into_iter().filter_entry(|e| !hidden(e)) {
-            let file = entry.map_err(|e| DataError::Io { path: e.path().unwrap_or(&path).to_path_buf(), error: e.into() })?.into_path();
-            // Files no compiled-in decoder reads (README, .ico, ...) are not images.
-            if file.is_file() && image::ImageFormat::from_path(&file).is_ok_and(|f| f.reading_enabled()) {
-                files.push(file);
-            }
-        }
+        let files = image_files(&path)?;
         if files.is_empty() {
             return Err(DataError::EmptyClass(path));
         }
-        // Keras' order: folder by folder (as strings), each folder's files by name.
-        files.sort_by(|a, b| (a.parent().map(Path::as_os_str), a.file_name()).cmp(&(b.parent().map(Path::as_os_str), b.file_name())));
         out.push((name, files));
     }
     Ok(out)
+}
+
+/// Whether a compiled-in decoder reads files named like `path` (README, .ico, ... are not images).
+pub fn is_image(path: &Path) -> bool {
+    path.is_file() && image::ImageFormat::from_path(path).is_ok_and(|f| f.reading_enabled())
+}
+
+/// The images under `dir`, sub-folders included as in Keras' flow_from_directory, hidden
+/// files and folders not; in Keras' order: folder by folder (as strings), each folder's files
+/// by name.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let hidden = |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).into_iter().filter_entry(|e| !hidden(e)) {
+        let file = entry.map_err(|e| DataError::Io { path: e.path().unwrap_or(dir).to_path_buf(), error: e.into() })?.into_path();
+        if is_image(&file) {
+            files.push(file);
+        }
+    }
+    files.sort_by(|a, b| (a.parent().map(Path::as_os_str), a.file_name()).cmp(&(b.parent().map(Path::as_os_str), b.file_name())));
+    Ok(files)
 }
 
 /// Decodes one image to `shape` ([h, w, c], c = 1 or 3), nearest-neighbour resize.

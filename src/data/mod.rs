@@ -4,6 +4,7 @@
 
 pub mod augment;
 pub mod folder;
+pub mod layout;
 pub mod loader;
 pub mod synthetic;
 
@@ -34,6 +35,14 @@ pub enum DataError {
     Channels { expected: u32 },
     #[error("{dir}: classes {found:?} differ from the training set's {expected:?}")]
     ClassMismatch { dir: PathBuf, found: Vec<String>, expected: Vec<String> },
+    #[error("{dir}: {found}; expected a folder with training_set/ and test_set/, or a class folder (one sub-folder of images per class, e.g. {dir}/cats/*.jpg)")]
+    NotData { dir: PathBuf, found: String },
+    #[error("{dir}: has no {split}/ (a folder with training_set/ and test_set/, or a class folder, is expected)")]
+    NoSplit { dir: PathBuf, split: &'static str },
+    #[error("{dir}: a class folder ({}); training needs a folder with training_set/ and test_set/, each with one sub-folder per class", classes.join(", "))]
+    ClassFolder { dir: PathBuf, classes: Vec<String> },
+    #[error("{0}: no images in it or its sub-folders")]
+    NoImages(PathBuf),
     #[error(transparent)]
     Size(#[from] crate::sizes::SizeError),
 }

@@ -140,6 +140,31 @@ pub struct GpuContext {
     errors: Arc<ErrorSink>,
 }
 
+/// Mesa's Vulkan drivers probe Wayland, whose client library prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment." (twice) where the variable is unset or not an
+/// absolute path, as on servers and in containers: a line users take for gpu-cnn's own error.
+/// Such an environment gets a private folder (mode 0700, ours) under the temp dir, as a login
+/// session would have; where none can be had, the variable is left as it was. Call before any
+/// thread starts (it sets an environment variable).
+pub fn ensure_runtime_dir() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_absolute()) {
+            return;
+        }
+        // SAFETY: getuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let dir = std::env::temp_dir().join(format!("gpu-cnn-runtime-{uid}"));
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        // A link, or a folder another user made or others can enter, is not ours to use.
+        let private = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o777 == 0o700);
+        if private && dir.is_absolute() {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+    }
+}
+
 impl GpuContext {
     /// Opens the adapter `choice` selects on `backends`, requesting every limit it offers (so
     /// models up to the adapter's real capacity fit) and timestamp queries where it has them.

@@ -38,6 +38,21 @@ macro_rules! kinds {
             /// Every config `type` name.
             pub const TYPES: &'static [&'static str] = &[$($tag),*];
 
+            /// Reads a config's layer table (`type` and the kind's fields; `name` and
+            /// `trainable` taken out). Each kind's fields are read straight into its struct, so
+            /// an error names its field (serde's tagged enums buffer the table and lose it).
+            pub fn from_table(mut table: toml::Table) -> Result<Self, String> {
+                let tag = match table.remove("type") {
+                    Some(toml::Value::String(tag)) => tag,
+                    Some(other) => return Err(format!("`type` must be a string, got {other}")),
+                    None => return Err(format!("a layer needs `type` ({})", Self::TYPES.join(", "))),
+                };
+                match tag.as_str() {
+                    $($tag => toml::Value::Table(table).try_into::<$ty>().map(Self::$variant).map_err(field_error),)*
+                    other => Err(format!("unknown variant `{other}`, expected one of {}", Self::TYPES.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "))),
+                }
+            }
+
             /// The kind's module, behind the trait every kind implements.
             pub fn ops(&self) -> &dyn Kind {
                 match self {
@@ -46,6 +61,15 @@ macro_rules! kinds {
             }
         }
     };
+}
+
+/// A layer field's error as "`field`: message" (toml names the key only in its display).
+fn field_error(e: toml::de::Error) -> String {
+    let text = e.to_string();
+    match text.lines().find_map(|l| l.strip_prefix("in `").and_then(|k| k.strip_suffix('`'))) {
+        Some(key) => format!("`{key}`: {}", e.message()),
+        None => e.message().to_string(),
+    }
 }
 
 kinds! {

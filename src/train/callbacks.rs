@@ -178,7 +178,7 @@ impl Callback for ModelCheckpoint {
         }
         let file = format_path(&self.config.filepath, &self.name, logs).map_err(TrainError::Callback)?;
         let path = self.dir.join(file);
-        let state = TrainState { epoch: logs.epoch, lr: control.lr, history: history.to_vec(), ..Default::default() };
+        let state = TrainState { epoch: logs.epoch, lr: control.lr, history: history.to_vec(), name: Some(self.name.clone()), ..Default::default() };
         Checkpoint::capture(ctx, net, &self.classes, state, false).and_then(|c| c.save(&path)).map_err(checkpoint_error)?;
         if self.config.save_best_only {
             println!("Epoch {}: {} improved from {previous:.5} to {current:.5}, saving model to {}", logs.epoch, self.config.monitor, path.display());

@@ -174,7 +174,7 @@ pub fn fit(
     }
     let mut control = Control { lr: start.lr, stop: false };
     let mut history = start.history;
-    let data = start.data;
+    let (data, name) = (start.data, start.name);
     let batch = settings.batch_size as usize;
     let steps = train.len().div_ceil(batch);
     let mut skip = start.step;
@@ -195,6 +195,7 @@ pub fn fit(
         batch_size: settings.batch_size,
         train_images: train.len(),
         data: data.clone(),
+        name: name.clone(),
         history: history.to_vec(),
         unfreeze_after: settings.unfreeze_after,
         callbacks: Default::default(),

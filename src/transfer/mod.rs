@@ -734,10 +734,10 @@ fn copy_overlap(dst: &mut [f32], dst_shape: &[u32], src: &[f32], src_shape: &[u3
     }
 }
 
-/// The layers a transfer's provenance says were copied unchanged.
-pub fn copied_layers(provenance: &serde_json::Value) -> Vec<String> {
+/// What a transfer's provenance says happened to each target layer.
+pub fn layer_actions(provenance: &serde_json::Value) -> Vec<(String, Action)> {
     let layers: Vec<LayerPlan> = provenance.get("layers").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
-    layers.into_iter().filter(|l| l.action == Action::Copied).map(|l| l.target).collect()
+    layers.into_iter().map(|l| (l.target, l.action)).collect()
 }
 
 /// Transfers `source` into the layout `target` (initialised from `seed` where nothing moves):
