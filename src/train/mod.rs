@@ -175,7 +175,7 @@ pub fn fit(
     }
     let mut control = Control { lr: start.lr, stop: false };
     let mut history = start.history;
-    let data = start.data;
+    let (data, source) = (start.data, start.source);
     let batch = settings.batch_size as usize;
     let steps = train.len().div_ceil(batch);
     let mut skip = start.step;
@@ -196,6 +196,8 @@ pub fn fit(
         batch_size: settings.batch_size,
         train_images: train.len(),
         data: data.clone(),
+        epochs: Some(settings.epochs),
+        source: source.clone(),
         history: history.to_vec(),
         unfreeze_after: settings.unfreeze_after,
         callbacks: Default::default(),
