@@ -224,7 +224,7 @@ enum Found {
     Nothing,
     /// A run of what the stage asks (its model, data, batch size, at most its epochs, grown from
     /// its source as that stands), finished or to resume.
-    Current(Checkpoint),
+    Current(Box<Checkpoint>),
     /// A run of something else, and what differs.
     Other(String),
 }
@@ -242,7 +242,7 @@ fn stage_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: 
         Err(e) => Found::Other(format!("{e}")),
         Ok(ckpt) => match differs(exp, k, seed, arm, overrides, &cfg, &last, &ckpt)? {
             Some(why) => Found::Other(why),
-            None => Found::Current(ckpt),
+            None => Found::Current(Box::new(ckpt)),
         },
     };
     Ok((cfg, dir, found))
@@ -337,7 +337,7 @@ fn claim<'a>(exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, see
                         println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
                         continue;
                     }
-                    Found::Current(ckpt) => Some(ckpt),
+                    Found::Current(ckpt) => Some(*ckpt),
                 };
                 check_stage(exp, k, s, a, &cfg)?;
                 let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
@@ -518,7 +518,7 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
     }
     let mut markdown = results_md(exp, &chains);
     if !left_out.is_empty() {
-        markdown += "\nNot counted (a run counts once it has trained the epochs asked, from the model, data, batch size and source its stage asks for now; `--overwrite --arm ARM --seed SEED` trains an arm's runs again):\n\n";
+        markdown += "\nNot counted (a run counts once it has trained the epochs asked, from the model, data, batch size and source its stage asks for now: give `--report` the flags the runs ran with; `--overwrite --arm ARM --seed SEED` trains an arm's runs again):\n\n";
         left_out.iter().for_each(|line| markdown += &format!("- {line}\n"));
     }
     let table = exp.out.join("results.md");

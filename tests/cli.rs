@@ -255,9 +255,12 @@ fn the_experiment_report_counts_complete_runs_of_the_epochs_asked_and_lists_the_
     std::fs::write(dir.path().join("s2.toml"), quick.replace("units = 32", "units = 40")).unwrap();
     std::fs::write(dir.path().join("exp.toml"), "stages = [\"s1.toml\", \"s2.toml\"]\nstrategies = [\"grow\"]\nseeds = [1, 2]\nepochs = 1\nlimit = 32\nout = \"exp\"\n").unwrap();
     assert!(gpu_cnn(dir.path(), &["experiment", "exp.toml"]).status.success());
+    // A stage grows from a run whose history file is gone: its checkpoint holds the history.
+    std::fs::remove_file(dir.path().join("exp/seed-1/first/history.json")).unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow", "--seed", "1", "--overwrite"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(gpu_cnn(dir.path(), &["experiment", "exp.toml", "--epochs", "2", "--seed", "1", "--arm", "scratch"]).status.success());
     // Counting 1 epoch, seed 1's 2-epoch scratch run is left out, not averaged with seed 2's.
-    std::fs::remove_file(dir.path().join("exp/seed-1/first/history.json")).unwrap();
     std::fs::write(dir.path().join("exp/seed-2/grow/2-s2/history.json"), "[]").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
