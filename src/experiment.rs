@@ -500,7 +500,13 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
                 left_out.push(format!("{}: no such checkpoint (the first stage of seed {seed})", path.display()));
                 None
             }
-            Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::read_state(&path)?.history }),
+            Some(path) => match Checkpoint::read_state(&path) {
+                Ok(state) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: state.history }),
+                Err(e) => {
+                    left_out.push(format!("{e} (the first stage of seed {seed})"));
+                    None
+                }
+            },
             None => read(FIRST, 0, &mut left_out)?,
         };
         for arm in exp.arms() {
