@@ -218,66 +218,81 @@ fn seeds(exp: &ExperimentConfig, only: Option<u64>) -> anyhow::Result<Vec<u64>> 
     }
 }
 
-/// Whether the run in `dir` has finished for `epochs` (its last checkpoint's state says).
-fn finished(dir: &Path, epochs: u32) -> anyhow::Result<bool> {
+/// What stands in a stage run's folder, judged against what the experiment asks of it now.
+enum Found {
+    /// No checkpoint: nothing to keep or resume.
+    Nothing,
+    /// A run of what the stage asks (its model, data, batch size, at most its epochs, grown from
+    /// its source as that stands), finished or to resume.
+    Current(Box<Checkpoint>),
+    /// A run of something else, and what differs.
+    Other(String),
+}
+
+/// Stage `k` of `arm` for `seed`: its config, its folder, and what stands there (`judge`:
+/// unless the caller replaces it anyway).
+fn stage_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides, judge: bool) -> anyhow::Result<(Config, PathBuf, Found)> {
+    let cfg = stage_config(exp, k, seed, arm, overrides)?;
+    let dir = exp.folder(seed, arm, k, &cfg);
     let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
-    Ok(last.is_file() && Checkpoint::read_state(&last)?.finished(epochs))
-}
-
-/// The best checkpoint of the finished run in `dir` (its last one without a best-model one).
-fn best_checkpoint(dir: &Path, epochs: u32) -> anyhow::Result<Option<PathBuf>> {
-    if !finished(dir, epochs)? {
-        return Ok(None);
+    if !judge || !last.is_file() {
+        return Ok((cfg, dir, Found::Nothing));
     }
-    Ok(["best.safetensors", crate::train::callbacks::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file()))
+    let found = match Checkpoint::load(&last) {
+        Err(e) => Found::Other(format!("{e}")),
+        Ok(ckpt) => match differs(exp, k, seed, arm, overrides, &cfg, &last, &ckpt)? {
+            Some(why) => Found::Other(why),
+            None => Found::Current(Box::new(ckpt)),
+        },
+    };
+    Ok((cfg, dir, found))
 }
 
-/// The checkpoint stage `k` (> 0) of strategy arm `arm` grows from (the best of the stage
-/// before, trained by the shared first stage or by this arm, or the experiment's checkpoint),
-/// and that run's history as a chain counts it.
-fn source_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<(PathBuf, Vec<EpochLogs>)> {
+/// What the run `ckpt` (its folder's `last`) was made from that differs from what stage `k` of
+/// `arm` asks for now, if anything.
+#[allow(clippy::too_many_arguments)]
+fn differs(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides, cfg: &Config, last: &Path, ckpt: &Checkpoint) -> anyhow::Result<Option<String>> {
+    if let Err(crate::checkpoint::CheckpointError::Layout { layer, detail, .. }) = ckpt.check_layout(&cfg.model, last) {
+        return Ok(Some(format!("its model differs from {}'s at layer {layer} ({detail})", exp.stages[k].config.display())));
+    }
+    let state = &ckpt.state;
+    let now = run::data_source(cfg);
+    if state.batch_size != cfg.train.batch_size || state.data.as_ref().is_some_and(|d| *d != now) {
+        let then = state.data.as_deref().unwrap_or("its data");
+        return Ok(Some(format!("its run trained on {then} at batch size {}; this experiment asks for {now} at batch size {}", state.batch_size, cfg.train.batch_size)));
+    }
+    if state.budget() > cfg.train.epochs {
+        return Ok(Some(format!("its run was asked for {} epochs ({} trained); this experiment asks for {}", state.budget(), state.epoch, cfg.train.epochs)));
+    }
+    // Runs from before sources were recorded cannot be checked.
+    let Some(then) = state.source.as_ref().filter(|_| k > 0 && arm != SCRATCH) else { return Ok(None) };
+    let now = source_checkpoint(exp, k, seed, arm, overrides).ok().filter(|p| p.is_file()).map(|p| run::source_of(&p)).transpose()?;
+    Ok(match now {
+        None => Some(format!("grown from {}, but its stage has no finished run (or checkpoint) to grow from now", then.path)),
+        Some(now) if now.md5 != then.md5 => Some(format!("grown from {} as it was then; {} now holds another checkpoint", then.path, now.path)),
+        Some(_) => None,
+    })
+}
+
+/// The checkpoint stage `k` (> 0) of strategy arm `arm` grows from: the best of the finished
+/// run of the stage before, trained by the shared first stage or by this arm, or the
+/// experiment's checkpoint.
+fn source_checkpoint(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<PathBuf> {
     if let (1, Some(path)) = (k, exp.first_checkpoint(seed)) {
-        let history = Checkpoint::read_state(&path)?.history;
-        return Ok((path, history));
+        return Ok(path);
     }
     let before = if k == 1 { FIRST } else { arm };
-    let cfg = stage_config(exp, k - 1, seed, before, overrides)?;
-    let dir = exp.folder(seed, before, k - 1, &cfg);
-    let Some(best) = best_checkpoint(&dir, cfg.train.epochs)? else {
-        let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
-        let done = match last.is_file() {
-            true => format!(", {} of {} epochs", Checkpoint::read_state(&last)?.epoch, cfg.train.epochs),
-            false => String::new(),
-        };
-        anyhow::bail!("{}: stage {k} has not finished{done} (run --arm {before} --seed {seed} first, with the same flags)", dir.display());
-    };
-    Ok((best, crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?))
-}
-
-/// What a grown stage's provenance records of its source's run: its length and compute.
-fn run_record(history: &[EpochLogs]) -> serde_json::Value {
-    serde_json::json!({ "epochs": history.len(), "flops": history.last().map_or(0.0, |l| l.flops) })
-}
-
-/// Whether stage `k` of strategy arm `arm` was grown from another run of its source than the
-/// one there now (the source trained on, or was run again or replaced, after the growth): the
-/// report says so, since the chain's totals count the source as it is now.
-fn grown_from_another(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<Option<String>> {
-    let init = exp.folder(seed, arm, k, &stage_config(exp, k, seed, arm, overrides)?).join("init.safetensors");
-    // Growths from before gpu-cnn recorded their source's run, or an init file no longer
-    // readable (the run no longer needs it), cannot be checked.
-    let then = match Checkpoint::read_provenance(&init) {
-        Ok(p) => p.map(|p| p["source_run"].clone()).filter(|r| !r.is_null()),
-        Err(e) => {
-            log::warn!("{e}: cannot check which run of its source stage {} grew from", k + 1);
-            None
+    let (cfg, dir, found) = stage_run(exp, k - 1, seed, before, overrides, true)?;
+    let done = match found {
+        Found::Current(ckpt) if ckpt.state.finished(cfg.train.epochs) => {
+            let best = ["best.safetensors", crate::train::callbacks::LAST_CHECKPOINT].iter().map(|f| dir.join(f)).find(|p| p.is_file());
+            return Ok(best.expect("a finished run has its last checkpoint"));
         }
+        Found::Current(ckpt) => format!(", {} of {} epochs", ckpt.state.epoch, cfg.train.epochs),
+        Found::Nothing => String::new(),
+        Found::Other(why) => format!(" as this experiment asks it ({why})"),
     };
-    let Some(then) = then else { return Ok(None) };
-    let (source, history) = source_run(exp, k, seed, arm, overrides)?;
-    let now = run_record(&history);
-    let said = |r: &serde_json::Value| format!("{} epochs, {:.3e} FLOPs", r["epochs"], r["flops"].as_f64().unwrap_or(f64::NAN));
-    Ok((now != then).then(|| format!("seed {seed}, {arm}, stage {}: grown from {} when its run had {}; it now has {} (`--overwrite --arm {arm} --seed {seed}` grows it again)", k + 1, source.display(), said(&then), said(&now))))
+    anyhow::bail!("{}: stage {k} has not finished{done} (run --arm {before} --seed {seed} first, with the same flags)", dir.display())
 }
 
 /// What would stop `arm`'s run of stage `k` for `seed` only once earlier runs have trained: the
@@ -291,6 +306,10 @@ fn check_stage(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, cfg: &Con
         if let Some(dir) = [&cfg.data.train, &cfg.data.test].into_iter().find(|d| !d.is_dir()) {
             return Err(crate::data::DataError::Missing(dir.clone()).into());
         }
+    }
+    // Grown on other classes, its accuracy on this data would be reported as the stage's.
+    if let Some(path) = exp.first_checkpoint(seed).filter(|_| k == 1 && arm != SCRATCH) {
+        run::check_source_classes(&path, &Checkpoint::load(&path)?.classes, cfg, &run::data_classes(cfg)?)?;
     }
     let names: Vec<String> = exp.stages[k].freeze.iter().filter(|n| *n != "copied").cloned().collect();
     if k > 0 && arm != SCRATCH && !names.is_empty() {
@@ -307,29 +326,21 @@ fn claim<'a>(exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, see
     for &s in seeds {
         for &a in arms {
             for k in exp.stages_of(a) {
-                let cfg = stage_config(exp, k, s, a, overrides)?;
-                let dir = exp.folder(s, a, k, &cfg);
                 // A run that stopped (killed, or fewer epochs asked before) continues from its
                 // last checkpoint, and a finished one (or one early stopping ended) is kept:
-                // re-running the command resumes a sweep.
-                let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
-                let previous = match last.is_file() && !overwrite {
-                    true => Some(Checkpoint::load(&last)?),
-                    false => None,
-                };
-                // A run of other data or batch size would be kept or resumed as if it were this one.
-                if let Some(state) = previous.as_ref().map(|c| &c.state) {
-                    let now = run::data_source(&cfg);
-                    if state.batch_size != cfg.train.batch_size || state.data.as_ref().is_some_and(|d| *d != now) {
-                        let then = state.data.as_deref().unwrap_or("its data");
-                        anyhow::bail!("{}: its run trained on {then} at batch size {}; this experiment asks for {now} at batch size {}: pass the flags it ran with, or --overwrite to train it again", dir.display(), state.batch_size, cfg.train.batch_size);
+                // re-running the command resumes a sweep. A run of anything else is neither.
+                let (cfg, dir, found) = stage_run(exp, k, s, a, overrides, !overwrite)?;
+                let previous = match found {
+                    Found::Nothing => None,
+                    Found::Other(why) => anyhow::bail!("{}: {why}. It is not this stage's run as the experiment stands, so it is neither kept nor resumed: pass the flags and stage configs it ran with to keep it, or --overwrite --arm {a} --seed {s} to train it again", dir.display()),
+                    Found::Current(ckpt) if ckpt.state.finished(cfg.train.epochs) => {
+                        println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
+                        continue;
                     }
-                }
-                if previous.as_ref().is_some_and(|c| c.state.finished(cfg.train.epochs)) {
-                    println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
-                    continue;
-                }
+                    Found::Current(ckpt) => Some(*ckpt),
+                };
                 check_stage(exp, k, s, a, &cfg)?;
+                let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
                 let folder = run::claim_folder(&cfg, &dir, previous.is_some().then_some(last.as_path()), &[(&exp.stages[k].config, "a stage's config"), (&exp.file, "the experiment's config")], overwrite)?;
                 let init = dir.join("init.safetensors");
                 // One this stage's transfer wrote (a run killed before its first checkpoint) is
@@ -376,12 +387,13 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
         } else if k == 0 || a == SCRATCH {
             Start::Fresh
         } else {
-            let (prev, history) = source_run(exp, k, s, a, overrides)?;
+            let prev = source_checkpoint(exp, k, s, a, overrides)?;
+            let source = Checkpoint::load(&prev)?;
+            run::check_source_classes(&prev, &source.classes, &cfg, &train.classes)?;
             let strategy = exp.strategies.iter().copied().find(|&st| strategy_name(st) == a).expect("a strategy arm");
-            let (mut plan, mut ckpt) = crate::transfer::transfer(&Checkpoint::load(&prev)?, &prev, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, false);
-            if let Some(p) = &mut ckpt.provenance {
-                p["source_run"] = run_record(&history);
-            }
+            let (mut plan, mut ckpt) = crate::transfer::transfer(&source, &prev, &cfg.model, cfg.train.seed, cfg.train.learning_rate, strategy, false);
+            // The run records what it grew from (see `differs`).
+            ckpt.state.source = Some(run::source_of(&prev)?);
             if strategy == Strategy::Grow {
                 // Inserted batchnorms start close to the identity in training mode too.
                 crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut ckpt, train.spread(1024))?;
@@ -411,8 +423,6 @@ pub struct StageRun {
     pub stage: usize,
     pub model: String,
     pub history: Vec<EpochLogs>,
-    /// Set where the stage was grown from another run of its source than the one there now.
-    pub grown_from_another: Option<String>,
 }
 
 impl StageRun {
@@ -464,61 +474,63 @@ pub struct Report {
     pub chart: Option<PathBuf>,
 }
 
-/// Rebuilds `results.md` and `comparison.png` from the histories that have finished (they hold
-/// nothing the histories do not, so they are always rewritten).
+/// Rebuilds `results.md` and `comparison.png` from the runs that count: finished, of the
+/// epochs asked, made from what their stage asks now. Every other run there is listed with the
+/// reason. They hold nothing the runs' checkpoints do not, so they are always rewritten.
 pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<Report> {
     let mut chains = Vec::new();
-    // Runs with a checkpoint short of the epochs asked: training, stopped, or run with another
-    // --epochs than this report's.
-    let (mut unfinished, mut missing) = (Vec::new(), Vec::new());
+    let mut left_out = Vec::new();
     for seed in seeds(exp, None)? {
-        let mut read = |arm: &str, k: usize| -> anyhow::Result<Option<StageRun>> {
-            let cfg = stage_config(exp, k, seed, arm, overrides)?;
-            let dir = exp.folder(seed, arm, k, &cfg);
-            if !finished(&dir, cfg.train.epochs)? {
-                let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
-                if last.is_file() {
-                    let done = Checkpoint::read_state(&last)?.epoch;
-                    unfinished.push(format!("{}: {done} of {} epochs", dir.display(), cfg.train.epochs));
+        let read = |arm: &str, k: usize, left_out: &mut Vec<String>| -> anyhow::Result<Option<StageRun>> {
+            let (cfg, dir, found) = stage_run(exp, k, seed, arm, overrides, true)?;
+            let why = match found {
+                Found::Current(ckpt) if ckpt.state.finished(cfg.train.epochs) => {
+                    let history = ckpt.state.history;
+                    rebuild_history(&dir, &cfg, &history)?;
+                    return Ok(Some(StageRun { stage: k, model: cfg.name.clone(), history }));
                 }
-                return Ok(None);
-            }
-            let history = crate::train::history::read(&dir.join("history.json")).map_err(anyhow::Error::msg)?;
-            Ok(Some(StageRun { stage: k, model: cfg.name.clone(), history, grown_from_another: None }))
+                Found::Current(ckpt) => format!("{} of {} epochs", ckpt.state.epoch, cfg.train.epochs),
+                Found::Other(why) => why,
+                Found::Nothing if dir.exists() => format!("no {} (not through its first epoch yet, or the checkpoint is gone)", crate::train::callbacks::LAST_CHECKPOINT),
+                Found::Nothing => return Ok(None),
+            };
+            left_out.push(format!("{}: {why}", dir.display()));
+            Ok(None)
         };
         let first = match exp.first_checkpoint(seed) {
             Some(path) if !path.is_file() => {
-                missing.push(format!("{}: no such checkpoint (the first stage of seed {seed})", path.display()));
+                left_out.push(format!("{}: no such checkpoint (the first stage of seed {seed})", path.display()));
                 None
             }
-            Some(path) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: Checkpoint::read_state(&path)?.history, grown_from_another: None }),
-            None => read(FIRST, 0)?,
+            Some(path) => match Checkpoint::read_state(&path) {
+                Ok(state) => Some(StageRun { stage: 0, model: "checkpoint".into(), history: state.history }),
+                Err(e) => {
+                    left_out.push(format!("{e} (the first stage of seed {seed})"));
+                    None
+                }
+            },
+            None => read(FIRST, 0, &mut left_out)?,
         };
         for arm in exp.arms() {
             let mut stages: Vec<StageRun> = if arm == SCRATCH { Vec::new() } else { first.clone().into_iter().collect() };
             if arm != FIRST {
                 for k in exp.stages_of(&arm) {
-                    stages.extend(read(&arm, k)?);
+                    stages.extend(read(&arm, k, &mut left_out)?);
                 }
             }
             let want = if arm == SCRATCH { 1 } else { exp.stages_of(&arm).end };
             if stages.len() == want && (arm != FIRST || exp.stages[0].checkpoint.is_none()) {
-                // Every stage finished, so every grown stage's source has too.
-                for s in stages.iter_mut().filter(|s| s.stage > 0 && arm != SCRATCH) {
-                    s.grown_from_another = grown_from_another(exp, s.stage, seed, &arm, overrides)?;
-                }
                 chains.push(Chain { arm, seed, stages });
             }
         }
     }
     let mut markdown = results_md(exp, &chains);
-    unfinished.extend(missing);
-    if !unfinished.is_empty() {
-        markdown += "\nNot counted, short of the epochs asked (still training, stopped, or trained with another `--epochs`, which the report then needs too):\n\n";
-        unfinished.iter().for_each(|line| markdown += &format!("- {line}\n"));
+    if !left_out.is_empty() {
+        markdown += "\nNot counted (a run counts once it has trained the epochs asked, from the model, data, batch size and source its stage asks for now: give `--report` the flags the runs ran with; `--overwrite --arm ARM --seed SEED` trains an arm's runs again):\n\n";
+        left_out.iter().for_each(|line| markdown += &format!("- {line}\n"));
     }
     let table = exp.out.join("results.md");
-    crate::files::write_atomic(&table, markdown.as_bytes())?;
+    crate::files::write_atomic(&table, markdown.as_bytes()).map_err(|error| crate::files::OutputError::Write { path: table.clone(), error })?;
     // The first stage is the start of every strategy's chain: no curve of its own.
     let curves: Vec<crate::plot::Chain> = chains.iter().filter(|c| c.arm != FIRST).map(|c| (c.arm.as_str(), c.stages.iter().map(|s| s.history.as_slice()).collect())).collect();
     let path = exp.out.join("comparison.png");
@@ -527,6 +539,18 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
         crate::plot::plot_compute(&curves, path).map_err(anyhow::Error::msg)?;
     }
     Ok(Report { markdown, table, chart })
+}
+
+/// Writes the history files of the finished run in `dir` again from its checkpoint's
+/// `history` where `history.json` is missing or holds another.
+fn rebuild_history(dir: &Path, cfg: &Config, history: &[EpochLogs]) -> anyhow::Result<()> {
+    let file = dir.join("history.json");
+    if crate::train::history::read(&file).is_ok_and(|h| h == history) {
+        return Ok(());
+    }
+    crate::train::history::HistoryWriter { dir: dir.to_path_buf(), name: cfg.name.clone() }.write(history)?;
+    log::warn!("{}: missing or not its run's history: written again from {}", file.display(), crate::train::callbacks::LAST_CHECKPOINT);
+    Ok(())
 }
 
 fn mean_std(values: &[f64]) -> (f64, f64) {
@@ -569,15 +593,18 @@ fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
         let reach = |c: &Chain| scratch(c.seed).and_then(|s| Some((c.reach(s.last().best())?, s.reach(s.last().best())?)));
         let reached: Vec<[f64; 4]> = mine.iter().filter_map(|c| reach(c).map(|r| r.0)).collect();
         let ratio: Vec<f64> = mine.iter().filter_map(|c| reach(c).map(|(a, s)| a[0] / s[0])).collect();
-        let never = mine.len() - reached.len();
+        // Only seeds whose scratch run counts have a target to reach.
+        let compared = mine.iter().filter(|c| scratch(c.seed).is_some()).count();
+        let never = compared - reached.len();
         let col = |i: usize, f: &dyn Fn(f64) -> String| -> String {
             let v: Vec<f64> = reached.iter().map(|r| r[i]).collect();
             let shown = match v.len() {
+                _ if compared == 0 => "- (no scratch run)".to_string(),
                 0 => "never".to_string(),
                 1 => f(v[0]),
                 _ => format!("{} ± {}", f(mean_std(&v).0), f(mean_std(&v).1)),
             };
-            if never > 0 && !v.is_empty() { format!("{shown} (never in {never} of {} seeds)", mine.len()) } else { shown }
+            if never > 0 && !v.is_empty() { format!("{shown} (never in {never} of {compared} seeds)") } else { shown }
         };
         let secs = |v: f64| format!("{v:.0} s");
         out += &format!("| {arm} | {} | {} | {} | {} | {} | {} | {} | {} |\n", mine.len(), pm(&best, 4), firsts.join(" / "), col(0, &flops), pm(&ratio, 2), col(1, &secs), col(2, &flops), col(3, &secs));
@@ -588,11 +615,6 @@ fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
             let first = s.first().map_or("-".into(), |v| format!("{v:.4}"));
             out += &format!("| {} | {} | {} | {} | {} | {:.4} | {first} | {} | {:.0} s |\n", c.seed, c.arm, s.stage + 1, s.model, s.history.len(), s.best(), flops(s.flops()), s.wall());
         }
-    }
-    let another: Vec<&str> = chains.iter().flat_map(|c| &c.stages).filter_map(|s| s.grown_from_another.as_deref()).collect();
-    if !another.is_empty() {
-        out += "\nGrown from another run of their source than the one there now (the totals above count the source as it is now):\n\n";
-        another.iter().for_each(|line| out += &format!("- {line}\n"));
     }
     out
 }

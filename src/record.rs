@@ -72,6 +72,14 @@ pub struct TrainState {
     /// this one (absent in checkpoints from before it was recorded).
     #[serde(default)]
     pub data: Option<String>,
+    /// The epochs the run was asked for (a resume with more raises them), so a longer run is not
+    /// taken for a shorter one (absent in checkpoints from before it was recorded).
+    #[serde(default)]
+    pub epochs: Option<u32>,
+    /// The trained checkpoint the run's weights began from (none for a run from scratch, and in
+    /// checkpoints from before it was recorded).
+    #[serde(default)]
+    pub source: Option<Source>,
     pub history: Vec<EpochLogs>,
     /// The run's `unfreeze_after`: the frozen layers (the checkpoint's model says which) become
     /// trainable after this epoch, also on resume.
@@ -90,4 +98,19 @@ impl TrainState {
     pub fn finished(&self, epochs: u32) -> bool {
         self.epoch >= epochs || self.stopped
     }
+
+    /// The epochs the run was asked for: as recorded, else (older checkpoints) those it trained.
+    pub fn budget(&self) -> u32 {
+        self.epochs.unwrap_or(self.epoch)
+    }
+}
+
+/// A checkpoint file as a run began from it: its path then, and the MD5 of its bytes. The
+/// bytes, not path, size or modification time: they stay the same when an experiment's folder
+/// is moved or copied to another machine, and change with anything that changes the file
+/// (trained again, resumed to a new best, replaced).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub path: String,
+    pub md5: String,
 }

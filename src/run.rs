@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::record::TrainState;
+use crate::record::{Source, TrainState};
 use crate::config::{Config, ConfigError};
 use crate::data::layout::Split;
 use crate::data::{folder, synthetic, DataError, Dataset};
@@ -107,10 +107,44 @@ pub fn load_datasets(cfg: &Config) -> anyhow::Result<(Dataset, Dataset)> {
         }
     };
     if train.classes.len() != cfg.model.classes() as usize {
-        let dir = if cfg.data.synthetic.is_some() { "the synthetic set".to_string() } else { cfg.data.train.display().to_string() };
-        return Err(ClassCountError { model: cfg.model.classes(), found: train.classes.len(), dir, classes: train.classes.join(", ") }.into());
+        return Err(ClassCountError { model: cfg.model.classes(), found: train.classes.len(), dir: training_data(cfg), classes: train.classes.join(", ") }.into());
     }
     Ok((train, test))
+}
+
+/// The class names of the training data `cfg` names (sorted folder names, or the synthetic
+/// set's), without loading it.
+pub fn data_classes(cfg: &Config) -> Result<Vec<String>, DataError> {
+    match cfg.data.synthetic {
+        Some(_) => Ok(synthetic::CLASSES.iter().map(|c| c.to_string()).collect()),
+        None => Ok(folder::scan(&cfg.data.train)?.into_iter().map(|(name, _)| name).collect()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: was trained on classes {checkpoint:?}, but {dir} has {data:?}: the class names differ, so its accuracy there says nothing of this data (start from a checkpoint trained on these classes)")]
+pub struct SourceClassesError {
+    pub path: PathBuf,
+    pub checkpoint: Vec<String>,
+    pub data: Vec<String>,
+    pub dir: String,
+}
+
+/// Fails unless the checkpoint at `path`, trained on `checkpoint` classes, was trained on the
+/// classes of `cfg`'s data (`data`).
+pub fn check_source_classes(path: &Path, checkpoint: &[String], cfg: &Config, data: &[String]) -> Result<(), SourceClassesError> {
+    if checkpoint == data {
+        return Ok(());
+    }
+    Err(SourceClassesError { path: path.to_path_buf(), checkpoint: checkpoint.to_vec(), data: data.to_vec(), dir: training_data(cfg) })
+}
+
+/// The training data `cfg` names, for messages.
+fn training_data(cfg: &Config) -> String {
+    match cfg.data.synthetic {
+        Some(_) => "the synthetic set".into(),
+        None => cfg.data.train.display().to_string(),
+    }
 }
 
 /// The training data `cfg` names, as a run records it: the folder (or the synthetic set) and
@@ -300,6 +334,21 @@ impl Start {
     }
 }
 
+/// The trained checkpoint a run from `ckpt` (read from `path`) takes its weights from: the
+/// source an untrained one records (a transfer's output, as an experiment writes it), else
+/// `path` itself.
+fn start_source(ckpt: &Checkpoint, path: &Path) -> Result<Source, crate::dataset::DatasetError> {
+    match &ckpt.state.source {
+        Some(source) if ckpt.state.epoch == 0 => Ok(source.clone()),
+        _ => source_of(path),
+    }
+}
+
+/// The checkpoint file at `path` as a [`Source`] (its bytes' MD5 read now).
+pub fn source_of(path: &Path) -> Result<Source, crate::dataset::DatasetError> {
+    Ok(Source { path: path.display().to_string(), md5: crate::dataset::fetch::md5_file(path)? })
+}
+
 /// The run's standard listeners: history files, best-model checkpoint, the configured
 /// schedules, and the resumable `last.safetensors`.
 pub fn standard_callbacks(cfg: &Config, classes: &[String], out: &RunFolder) -> Vec<Box<dyn Callback>> {
@@ -334,6 +383,9 @@ pub fn train(
     let mut cfg = cfg.clone();
     let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), data: Some(data_source(&cfg)), name: Some(cfg.name.clone()), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
     start.check_layout(&cfg)?;
+    if let Start::Init(ckpt, path) = &start {
+        state.source = Some(start_source(ckpt, path)?);
+    }
     if let Start::Resume(ckpt, path) = &start {
         if ckpt.optimizer.is_none() || ckpt.state.lr <= 0.0 {
             return Err(CheckpointError::NotResumable(path.clone()).into());

@@ -193,22 +193,93 @@ fn transfer_grows_a_trained_model_and_the_result_trains_with_init() {
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
     assert!(table.contains("| grow | 1 | ") && table.contains(" | - / 0."), "{table}");
     assert!(!table.contains("another run"), "{table}");
-    // A source replaced after the growth: the report says the stage grew from another run.
+    // A first-stage checkpoint trained on other classes is refused before anything trains.
+    for split in ["training_set", "test_set"] {
+        class_folder(&dir.path().join("other").join(split), &["cats", "dogs"]);
+    }
+    std::fs::write(dir.path().join("other.toml"), exp("[0]").replace("out = \"exp\"", "out = \"exp-other\"\ndata = \"other\"")).unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "other.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("wide-0.safetensors: was trained on classes [\"crosses\", \"rings\"], but other/training_set has [\"cats\", \"dogs\"]: the class names differ"), "{err}");
+    assert!(!dir.path().join("exp-other").exists());
+    // A source replaced after the growth: the grown stage no longer counts, and is not kept.
     std::fs::copy(dir.path().join("wide/last.safetensors"), dir.path().join("wide-0.safetensors")).unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
-    assert!(table.contains("Grown from another run of their source") && table.contains("- seed 0, grow, stage 2: grown from wide-0.safetensors when its run had 0 epochs, 0.000e0 FLOPs; it now has 1 epochs, "), "{table}");
-    assert!(table.contains("(`--overwrite --arm grow --seed 0` grows it again)"), "{table}");
-    // The finished stage no longer needs its init file: a damaged one leaves it unchecked.
-    let init = std::fs::read_dir(dir.path().join("exp/seed-0/grow")).unwrap().next().unwrap().unwrap().path().join("init.safetensors");
-    std::fs::write(&init, b"not a checkpoint").unwrap();
-    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot check which run of its source stage 2 grew from"), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(!std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap().contains("another run"));
+    assert!(!table.contains("| grow | ") && table.contains("- exp/seed-0/grow/2-wide: grown from wide-0.safetensors as it was then; wide-0.safetensors now holds another checkpoint"), "{table}");
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("exp/seed-0/grow/2-wide: grown from wide-0.safetensors as it was then") && err.contains("or --overwrite --arm grow --seed 0 to train it again"), "{err}");
     // The wrong layout is refused with a pointer to transfer.
     let o = gpu_cnn(dir.path(), &["train", "small.toml", "--init", "wide.safetensors", "--epochs", "1", "--limit", "64"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("gpu-cnn transfer"));
+}
+
+/// A finished run whose stage changed since (its config's model, another config file for
+/// the stage) is neither kept nor counted: the rerun refuses it, the report lists it.
+#[test]
+fn an_experiment_refuses_and_the_report_leaves_out_a_run_of_a_changed_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(dir.path().join("s1.toml"), &quick).unwrap();
+    std::fs::write(dir.path().join("s2.toml"), &quick).unwrap();
+    let exp = "stages = [\"s1.toml\", \"s2.toml\"]\nstrategies = [\"prefix\"]\nseeds = [0]\nepochs = 1\nlimit = 32\nout = \"exp\"\n";
+    std::fs::write(dir.path().join("exp.toml"), exp).unwrap();
+    assert!(gpu_cnn(dir.path(), &["experiment", "exp.toml"]).status.success());
+    // The last stage's config now asks for more filters.
+    std::fs::write(dir.path().join("s2.toml"), quick.replace("filters = 16", "filters = 24")).unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("exp/seed-0/prefix/2-s2: its model differs from s2.toml's at layer conv2d_2 (the config has ") && err.contains("or --overwrite --arm prefix --seed 0 to train it again"), "{err}");
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
+    assert!(o.status.success());
+    let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
+    assert!(!table.contains("| prefix |") && !table.contains("| scratch |"), "{table}");
+    for run in ["prefix/2-s2", "scratch/2-s2"] {
+        assert!(table.contains(&format!("- exp/seed-0/{run}: its model differs from s2.toml's at layer conv2d_2")), "{run}:\n{table}");
+    }
+    // Another file for the first stage, under the same `out`.
+    std::fs::write(dir.path().join("s2.toml"), &quick).unwrap();
+    std::fs::write(dir.path().join("s0.toml"), quick.replace("units = 32", "units = 40")).unwrap();
+    std::fs::write(dir.path().join("exp.toml"), exp.replace("\"s1.toml\"", "\"s0.toml\"")).unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("exp/seed-0/first: its model differs from s0.toml's at layer dense_1"), "{err}");
+}
+
+/// The report counts only complete runs of the epochs asked and lists every other run there
+/// with the reason; a missing or emptied history is written again from the run's checkpoint.
+#[test]
+fn the_experiment_report_counts_complete_runs_of_the_epochs_asked_and_lists_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(dir.path().join("s1.toml"), &quick).unwrap();
+    std::fs::write(dir.path().join("s2.toml"), quick.replace("units = 32", "units = 40")).unwrap();
+    std::fs::write(dir.path().join("exp.toml"), "stages = [\"s1.toml\", \"s2.toml\"]\nstrategies = [\"grow\"]\nseeds = [1, 2]\nepochs = 1\nlimit = 32\nout = \"exp\"\n").unwrap();
+    assert!(gpu_cnn(dir.path(), &["experiment", "exp.toml"]).status.success());
+    // A stage grows from a run whose history file is gone: its checkpoint holds the history.
+    std::fs::remove_file(dir.path().join("exp/seed-1/first/history.json")).unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow", "--seed", "1", "--overwrite"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(gpu_cnn(dir.path(), &["experiment", "exp.toml", "--epochs", "2", "--seed", "1", "--arm", "scratch"]).status.success());
+    // Counting 1 epoch, seed 1's 2-epoch scratch run is left out, not averaged with seed 2's.
+    std::fs::write(dir.path().join("exp/seed-2/grow/2-s2/history.json"), "[]").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
+    assert!(table.contains("| scratch | 1 | ") && table.contains("| grow | 2 | ") && table.contains("- exp/seed-1/scratch/2-s2: its run was asked for 2 epochs (2 trained); this experiment asks for 1"), "{table}");
+    assert!(table.contains("| 2 | grow | 2 | s2 | 1 |") && !table.contains("NaN"), "{table}");
+    for run in ["seed-1/first", "seed-2/grow/2-s2"] {
+        assert_eq!(gpu_cnn::train::history::read(&dir.path().join("exp").join(run).join("history.json")).unwrap().len(), 1, "{run}");
+    }
+    // Without a scratch run that counts, nothing is said to never reach it; a run whose
+    // checkpoint is gone is listed.
+    std::fs::remove_file(dir.path().join("exp/seed-2/scratch/2-s2/last.safetensors")).unwrap();
+    assert!(gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]).status.success());
+    let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
+    assert!(table.contains("| grow | 2 | ") && table.contains("- (no scratch run)") && !table.contains("never"), "{table}");
+    assert!(table.contains("- exp/seed-2/scratch/2-s2: no last.safetensors"), "{table}");
 }
 
 /// A three-stage chain on a tiny synthetic set, two seeds: every run's history, the report
@@ -253,21 +324,20 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--limit", "32"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("exp/seed-1/first: its run trained on the synthetic set of 1200 images, --limit 64 at batch size 32; this experiment asks for the synthetic set of 1200 images, --limit 32"), "{err}");
+    // More epochs for seed 1: a grown stage whose source would train on is refused, saying how
+    // to go on; the scratch run resumes.
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--epochs", "3", "--seed", "1"]);
-    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).matches(", resumed").count() == 4);
-    for (seed, epochs) in [(1, 3), (2, 2)] {
-        let h = gpu_cnn::train::history::read(&dir.path().join(format!("exp/seed-{seed}/grow/3-s3/history.json"))).unwrap();
-        assert_eq!(h.len(), epochs, "seed {seed}");
-    }
-    // Those grown stages resumed from growths of their sources' 2-epoch runs: the report says so.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("exp/seed-1/grow/2-s2: grown from exp/seed-1/first/best.safetensors, but its stage has no finished run (or checkpoint) to grow from now. ") && err.contains("or --overwrite --arm grow --seed 1 to train it again"), "{err}");
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--epochs", "3", "--seed", "1", "--arm", "scratch"]);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).matches(", resumed").count() == 1);
+    // Counting 3 epochs, the report leaves out the 2-epoch runs, naming them.
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
-    for stage in [2, 3] {
-        assert!(table.contains(&format!("- seed 1, grow, stage {stage}: grown from exp/seed-1/")) && table.contains("when its run had 2 epochs, "), "stage {stage}:\n{table}");
-    }
-    // ... and, counting 3 epochs, leaves out seed 2's 2-epoch runs, naming them.
-    for run in ["first", "grow/2-s2", "grow/3-s3", "scratch/3-s3"] {
+    assert!(table.contains("| scratch | 1 | ") && !table.contains("| grow |"), "{table}");
+    for run in ["first", "scratch/3-s3"] {
         assert!(table.contains(&format!("- exp/seed-2/{run}: 2 of 3 epochs")), "{run}:\n{table}");
     }
+    assert!(table.contains("- exp/seed-2/grow/2-s2: grown from exp/seed-2/first/best.safetensors, but its stage has no finished run"), "{table}");
 
     let o = gpu_cnn(dir.path(), &["plot", "exp/seed-1/grow/3-s3", "exp/seed-1/first/history.json", "-o", "both.svg"]);
     assert!(o.status.success());

@@ -332,6 +332,10 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "prefix", "--overwrite"]), &["stage 1 has not finished (run --arm first --seed 42 first, with the same flags)"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "grow"]), &["--arm grow: the experiment's arms are first, prefix, scratch"]);
     refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--seed", "7"]), &["--seed 7: the experiment's seeds are [42]"]);
+    // A report that cannot write its table names the file.
+    std::fs::create_dir_all(dir.path().join("exp/results.md")).unwrap();
+    refused(&gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]), &["exp/results.md: cannot write: "]);
+    std::fs::remove_dir(dir.path().join("exp/results.md")).unwrap();
     // A report before any arm has finished claims no chart, and leaves an earlier one alone.
     std::fs::write(dir.path().join("exp/comparison.png"), "earlier").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);

@@ -174,7 +174,7 @@ pub fn fit(
     }
     let mut control = Control { lr: start.lr, stop: false };
     let mut history = start.history;
-    let (data, name) = (start.data, start.name);
+    let (data, name, source) = (start.data, start.name, start.source);
     let batch = settings.batch_size as usize;
     let steps = train.len().div_ceil(batch);
     let mut skip = start.step;
@@ -196,6 +196,8 @@ pub fn fit(
         train_images: train.len(),
         data: data.clone(),
         name: name.clone(),
+        epochs: Some(settings.epochs),
+        source: source.clone(),
         history: history.to_vec(),
         unfreeze_after: settings.unfreeze_after,
         callbacks: Default::default(),
