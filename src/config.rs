@@ -35,6 +35,8 @@ pub struct Config {
     pub augment: AugmentConfig,
     pub train: TrainConfig,
     pub callbacks: CallbacksConfig,
+    /// `[[grow]]`: the models the run grows into, in order ([`crate::grow`]).
+    pub growth: Vec<crate::grow::Growth>,
 }
 
 /// `[callbacks]`: Keras' callbacks. The best-model checkpoint is on by default; the others are
@@ -225,6 +227,8 @@ struct RawConfig {
     train: TrainConfig,
     #[serde(default)]
     callbacks: CallbacksConfig,
+    #[serde(default)]
+    grow: Vec<crate::grow::GrowConfig>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +253,28 @@ fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind, boo
         None => true,
     };
     Ok((name, LayerKind::from_table(table)?, trainable))
+}
+
+/// Each `[[grow]]` entry's model, grown from the one before (names as the model stands then).
+fn grown_models(path: &Path, text: &str, config: &Config, plan: &[crate::grow::GrowConfig]) -> Result<Vec<crate::grow::Growth>, ConfigError> {
+    let invalid = |i: usize, message: String| ConfigError::Invalid { file: path.to_path_buf(), field: format!("grow[{i}]"), line: String::new(), message };
+    let (mut text, mut model, mut last) = (text.to_string(), config.model.clone(), 0);
+    let mut growth = Vec::new();
+    for (i, g) in plan.iter().enumerate() {
+        if g.after_epoch <= last || g.after_epoch >= config.train.epochs {
+            return Err(invalid(i, format!("after_epoch = {}: expected an epoch after the previous growth's ({last}) and before the run's last ({})", g.after_epoch, config.train.epochs)));
+        }
+        if config.train.unfreeze_after.is_some() || config.model.layers.iter().any(|l| !l.trainable) {
+            return Err(invalid(i, "a growing run trains every layer: freezing and [[grow]] do not go together".into()));
+        }
+        let ops = g.ops().map_err(|m| invalid(i, m))?;
+        let grown = crate::grow::grow(&text, &model, &ops).map_err(|e| invalid(i, e.to_string()))?;
+        model = Config::parse(path, &grown.text)?.model;
+        text = grown.text;
+        last = g.after_epoch;
+        growth.push(crate::grow::Growth { after_epoch: g.after_epoch, model: model.clone(), changes: grown.changes });
+    }
+    Ok(growth)
 }
 
 fn line_of(text: &str, offset: usize) -> String {
@@ -283,9 +309,17 @@ impl Config {
         model.layers.iter_mut().zip(trainable).for_each(|(l, t)| l.trainable = t);
         crate::sizes::check_model(&model).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));
-        let config = Self { name, model, data: raw.data, augment: raw.augment, train: raw.train, callbacks: raw.callbacks };
+        let config = Self { name, model, data: raw.data, augment: raw.augment, train: raw.train, callbacks: raw.callbacks, growth: Vec::new() };
         config.validate(path)?;
-        Ok(config)
+        let growth = grown_models(path, text, &config, &raw.grow)?;
+        Ok(Self { growth, ..config })
+    }
+
+    /// The model in force after `epoch` whole epochs and `step` steps of the next: a growth
+    /// after epoch N happens before the first step of epoch N + 1.
+    pub fn model_at(&self, epoch: u32, step: usize) -> &ModelSpec {
+        let passed = |g: &&crate::grow::Growth| g.after_epoch < epoch || (g.after_epoch == epoch && step > 0);
+        self.growth.iter().rev().find(passed).map_or(&self.model, |g| &g.model)
     }
 
     /// Checks everything but the model (which `ModelSpec::new` checks): the config file and

@@ -34,6 +34,42 @@ impl Op {
     }
 }
 
+/// `[[grow]]` in a config: after epoch `after_epoch`, the run's model grows by these operators
+/// (layer names as the model stands then) and training goes on as the same run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowConfig {
+    pub after_epoch: u32,
+    #[serde(default)]
+    pub deepen: Vec<String>,
+    /// `LAYER=FACTOR` entries.
+    #[serde(default)]
+    pub widen: Vec<String>,
+    #[serde(default)]
+    pub add_batchnorm: Vec<String>,
+}
+
+impl GrowConfig {
+    /// The operators, widths first (the order `gpu-cnn grow` applies its flags in).
+    pub fn ops(&self) -> Result<Vec<Op>, String> {
+        let widen = self.widen.iter().map(|w| parse_widen(w).map(|(l, f)| Op::Widen(l, f))).collect::<Result<Vec<_>, _>>()?;
+        let ops: Vec<Op> = widen.into_iter().chain(self.add_batchnorm.iter().cloned().map(Op::AddBatchnorm)).chain(self.deepen.iter().cloned().map(Op::Deepen)).collect();
+        if ops.is_empty() {
+            return Err("no operator: give deepen, widen or add_batchnorm".into());
+        }
+        Ok(ops)
+    }
+}
+
+/// The model in force from epoch `after_epoch + 1` of a run with a growth plan.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Growth {
+    pub after_epoch: u32,
+    pub model: ModelSpec,
+    /// What the operators did, as `gpu-cnn grow` prints it.
+    pub changes: Vec<String>,
+}
+
 /// `LAYER=FACTOR`, for `widen`.
 pub fn parse_widen(s: &str) -> Result<(String, f64), String> {
     let (layer, factor) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected LAYER=FACTOR, e.g. conv2d_2=2"))?;
@@ -171,6 +207,8 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
     // Keep `name = ...` of the top level out of the grown config: it names the next model
     // after its own file.
     doc.remove("name");
+    // The given config's growth plan ([[grow]]) was this model's: the next one starts without.
+    doc.remove("grow");
     changes.sort_by_key(|c| c.0);
     let changes: Vec<String> = changes.into_iter().map(|c| c.1).collect();
     let header = format!("# Grown by `gpu-cnn grow`: {}.\n", changes.join("; "));

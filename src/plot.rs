@@ -231,7 +231,7 @@ mod tests {
     use super::*;
 
     fn logs(epoch: u32, v: f64) -> EpochLogs {
-        EpochLogs { epoch, loss: v, acc: v, val_loss: v, val_acc: v, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 1.0, train_images_per_s: 1.0, flops: 0.0, wall_seconds: 0.0 }
+        EpochLogs { epoch, loss: v, acc: v, val_loss: v, val_acc: v, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 1.0, train_images_per_s: 1.0, flops: 0.0, wall_seconds: 0.0, grown: None }
     }
 
     /// Empty, constant, extreme and non-finite histories: a chart or a clear error, quickly.

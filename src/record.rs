@@ -30,6 +30,10 @@ pub struct EpochLogs {
     /// Training and evaluation seconds since the run began, through this epoch.
     #[serde(default)]
     pub wall_seconds: f64,
+    /// The growth (`[[grow]]`) the model went through before this epoch, as its operators
+    /// tell it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grown: Option<String>,
 }
 
 impl EpochLogs {

@@ -221,6 +221,7 @@ pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSett
         schedule: cfg.train.schedule,
         unfreeze_after: cfg.train.unfreeze_after,
         interrupt,
+        growth: cfg.growth.clone(),
     }
 }
 
@@ -329,7 +330,9 @@ impl Start {
     pub fn check_layout(&self, cfg: &Config) -> Result<(), CheckpointError> {
         match self {
             Start::Fresh => Ok(()),
-            Start::Init(ckpt, path) | Start::Resume(ckpt, path) => ckpt.check_layout(&cfg.model, path),
+            Start::Init(ckpt, path) => ckpt.check_layout(&cfg.model, path),
+            // A growing run's checkpoint holds the model in force when it was saved.
+            Start::Resume(ckpt, path) => ckpt.check_layout(cfg.model_at(ckpt.state.epoch, ckpt.state.step), path),
         }
     }
 }
@@ -412,6 +415,8 @@ pub fn train(
         if ckpt.state.epoch >= cfg.train.epochs {
             return Err(ResumeError::Done { path: path.clone(), done: ckpt.state.epoch, epochs: cfg.train.epochs }.into());
         }
+        // A growing run resumes with the model in force when it was saved.
+        cfg.model = cfg.model_at(ckpt.state.epoch, ckpt.state.step).clone();
         // Freezing resumes as it was: the checkpoint's trainable layers and unfreeze epoch.
         cfg.model.layers.iter_mut().zip(&ckpt.model.layers).for_each(|(l, c)| l.trainable = c.trainable);
         cfg.train.unfreeze_after = ckpt.state.unfreeze_after;

@@ -396,3 +396,44 @@ fn early_stopping_marks_the_run_finished() {
     train(&config(1, 0.003), dir.path(), Start::Fresh, None).unwrap();
     assert!(!Checkpoint::load(&dir.path().join("last.safetensors")).unwrap().state.stopped);
 }
+
+/// A run that grows after epoch 2 (deepened and widened, [[grow]]) with a cosine schedule: runs
+/// cut just before the growth and just after it resume to the history, weights and optimizer
+/// state of one run, bit for bit; the growth is marked in the history, the optimizer's step
+/// count never restarts, and the learning rate of every epoch is that of the same run without
+/// growth.
+#[test]
+fn a_run_that_grows_resumes_exactly_across_the_growth() {
+    let plain = format!("{}\n[train.schedule]\ntype = \"cosine\"\n", batchnorm_config().replace("[callbacks.reduce_lr]\nmonitor = \"loss\"\npatience = 1\nfactor = 0.5\n", ""));
+    let text = format!("{plain}\n[[grow]]\nafter_epoch = 2\ndeepen = [\"max_pooling2d_1\"]\nwiden = [\"dense_1=1.5\"]\n");
+    let cfg = with_config(&text, 4, 0.003);
+    assert_eq!(cfg.growth.len(), 1);
+    let straight = tempfile::tempdir().unwrap();
+    let whole = train(&cfg, straight.path(), Start::Fresh, None).unwrap();
+    let grown: Vec<bool> = whole.iter().map(|l| l.grown.is_some()).collect();
+    assert_eq!(grown, [false, false, true, false], "the growth is marked on epoch 3");
+    assert!(whole[2].grown.as_ref().unwrap().contains("deepen after max_pooling2d_1"));
+    let a = Checkpoint::load(&straight.path().join("last.safetensors")).unwrap();
+    assert_eq!(a.model, cfg.growth[0].model, "the run ends with the grown model");
+    assert_eq!(a.optimizer.as_ref().unwrap().t, 4 * 6, "Adam's count goes on through the growth: 4 epochs of 6 steps");
+    // The same schedule as without growth, epoch by epoch.
+    let no_growth = train(&with_config(&plain, 4, 0.003), tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    assert_eq!(whole.iter().map(|l| l.lr).collect::<Vec<_>>(), no_growth.iter().map(|l| l.lr).collect::<Vec<_>>());
+    // FLOPs count the model in force: the grown epochs cost more.
+    let per_epoch: Vec<f64> = whole.iter().scan(0.0, |before, l| Some(l.flops - std::mem::replace(before, l.flops))).collect();
+    assert!(per_epoch[1] == per_epoch[0] && per_epoch[2] > per_epoch[1] && per_epoch[3] == per_epoch[2], "{per_epoch:?}");
+    // 44 images / batch 8 = 6 steps an epoch: cut at epoch 2's last step (before the growth)
+    // and at epoch 3's second (after it).
+    for (epoch, step) in [(2, 6), (3, 2)] {
+        let cut = tempfile::tempdir().unwrap();
+        let err = train(&cfg, cut.path(), Start::Fresh, Some(6 * (epoch - 1) + step)).unwrap_err();
+        assert!(matches!(err.downcast_ref::<TrainError>(), Some(TrainError::Interrupted { .. })), "{err}");
+        let saved = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap();
+        assert_eq!(saved.model == cfg.growth[0].model, epoch == 3, "the grown model in the checkpoint of epoch {epoch}");
+        let after_cut = train(&cfg, cut.path(), resume(cut.path()), None).unwrap();
+        assert_eq!(numbers(&after_cut), numbers(&whole), "cut in epoch {epoch}");
+        let b = Checkpoint::load(&cut.path().join("last.safetensors")).unwrap();
+        assert_eq!(a.params, b.params, "weights, cut in epoch {epoch}");
+        assert_eq!(a.optimizer, b.optimizer, "optimizer state, cut in epoch {epoch}");
+    }
+}

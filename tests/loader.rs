@@ -50,7 +50,7 @@ fn resumable() -> Checkpoint {
     let params = gpu_cnn::network::initial_params(&cfg.model, 3);
     let m: Vec<Vec<f32>> = params.iter().map(|p| p.iter().map(|v| v * 0.1).collect()).collect();
     let v: Vec<Vec<f32>> = params.iter().map(|p| p.iter().map(|v| v * v).collect()).collect();
-    let logs = |epoch| gpu_cnn::record::EpochLogs { epoch, loss: 0.6, acc: 0.7, val_loss: 0.6, val_acc: 0.7, lr: 3e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 0.1, train_images_per_s: 40.0, flops: 0.0, wall_seconds: 0.0 };
+    let logs = |epoch| gpu_cnn::record::EpochLogs { epoch, loss: 0.6, acc: 0.7, val_loss: 0.6, val_acc: 0.7, lr: 3e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 0.1, train_images_per_s: 40.0, flops: 0.0, wall_seconds: 0.0, grown: None };
     let state = TrainState { epoch: 2, lr: 3e-3, seed: 5, batch_size: 8, train_images: 44, history: vec![logs(1), logs(2)], ..Default::default() };
     Checkpoint { model: cfg.model, classes: vec!["crosses".into(), "rings".into()], params, optimizer: Some(Optimizer { config: Default::default(), t: 12, m, v }), state, provenance: None }
 }

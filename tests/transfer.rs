@@ -469,3 +469,63 @@ fn growth_operators_refuse_what_they_cannot_do() {
     assert!(err(Op::AddBatchnorm("max_pooling2d_1".into())).contains("after a hidden conv2d or dense layer"));
     assert_eq!(gpu_cnn::grow::parse_widen("conv2d_1=1").unwrap_err(), "`conv2d_1=1`: the factor must be a number above 1");
 }
+
+/// Growth inside a run carries Adam's state: moments of copied tensors unchanged, of a widened
+/// layer's replicated units copied with them, of the weights shared after them times the share
+/// (m) and its square (v), zero for an inserted identity layer; the step count kept.
+#[test]
+fn grown_optimizer_state_follows_the_weights() {
+    use gpu_cnn::checkpoint::{Checkpoint, Optimizer};
+    let source = spec([6, 5, 3], vec![conv(2), pool(), flat(), dense(3), head(2)]);
+    let target = spec([6, 5, 3], vec![conv(2), conv(2), pool(), flat(), dense(5), head(2)]);
+    let trainable = |m: &ModelSpec| m.params().into_iter().filter(|p| p.trainable).collect::<Vec<_>>();
+    // Distinct values everywhere, so that every copy and share can be traced.
+    let fill = |m: &ModelSpec, k: f32| m.params().iter().enumerate().map(|(i, p)| (0..p.len()).map(|j| k + (i * 100 + j as usize) as f32 * 1e-3).collect::<Vec<f32>>()).collect::<Vec<_>>();
+    let (m, v) = (fill(&source, 1.0), fill(&source, 2.0));
+    let ckpt = Checkpoint {
+        model: source.clone(),
+        classes: vec!["a".into(), "b".into()],
+        params: fill(&source, 0.5),
+        optimizer: Some(Optimizer { config: Default::default(), t: 17, m, v }),
+        state: Default::default(),
+        provenance: None,
+    };
+    let (plan, grown) = gpu_cnn::transfer::grow_checkpoint(&ckpt, &target, 3);
+    println!("{}", plan.table());
+    let opt = grown.optimizer.as_ref().unwrap();
+    let (src, old) = (ckpt.optimizer.as_ref().unwrap(), trainable(&source));
+    assert_eq!(opt.t, 17);
+    let names: Vec<String> = trainable(&target).iter().map(|p| p.name.clone()).collect();
+    let at = |n: &str| names.iter().position(|x| x == n).unwrap();
+    let old_at = |n: &str| old.iter().position(|p| p.name == n).unwrap();
+    // conv2d_1 is copied; conv2d_2 is inserted as the identity: zero moments.
+    assert_eq!(opt.m[at("conv2d_1.kernel")], src.m[old_at("conv2d_1.kernel")]);
+    assert_eq!(opt.v[at("conv2d_1.bias")], src.v[old_at("conv2d_1.bias")]);
+    assert!(opt.m[at("conv2d_2.kernel")].iter().chain(&opt.v[at("conv2d_2.kernel")]).all(|&x| x == 0.0));
+    // dense_1 widened 3 -> 5 units: each unit's bias moments are its source unit's.
+    let units: Vec<usize> = (0..5).map(|o| src.m[old_at("dense_1.bias")].iter().position(|&x| x == opt.m[at("dense_1.bias")][o]).expect("a source unit's moment")).collect();
+    assert_eq!(&units[..3], &[0, 1, 2], "the first units are the source's own");
+    // dense_2's rows follow dense_1's units, shared among replicas: by the weights' own share.
+    let (w_old, w_new) = (&ckpt.params[source.params().iter().position(|p| p.name == "dense_2.kernel").unwrap()], &grown.params[target.params().iter().position(|p| p.name == "dense_2.kernel").unwrap()]);
+    let (m_old, m_new) = (&src.m[old_at("dense_2.kernel")], &opt.m[at("dense_2.kernel")]);
+    let (v_old, v_new) = (&src.v[old_at("dense_2.kernel")], &opt.v[at("dense_2.kernel")]);
+    for (row, &u) in units.iter().enumerate() {
+        let share = w_new[row] / w_old[u];
+        assert!((m_new[row] - m_old[u] * share).abs() < 1e-6 && (v_new[row] - v_old[u] * share * share).abs() < 1e-6, "row {row} (unit {u}, share {share})");
+    }
+    assert!(units.iter().enumerate().any(|(row, &u)| (w_new[row] / w_old[u] - 1.0).abs() > 1e-3), "some rows are shared");
+}
+
+#[test]
+fn a_growth_plan_is_checked_when_the_config_loads() {
+    let parse = |plan: &str| gpu_cnn::config::Config::parse(std::path::Path::new("g.toml"), &format!("{GROWABLE}[train]\nepochs = 4\n{plan}")).map(|c| c.growth.len()).map_err(|e| e.to_string());
+    assert_eq!(parse("[[grow]]\nafter_epoch = 1\ndeepen = [\"max_pooling2d_1\"]\n[[grow]]\nafter_epoch = 2\nwiden = [\"conv2d_3=2\"]\n"), Ok(2), "names as the model stands after the first growth");
+    let err = parse("[[grow]]\nafter_epoch = 4\ndeepen = [\"max_pooling2d_1\"]\n").unwrap_err();
+    assert!(err.contains("g.toml: field `grow[0]`") && err.contains("before the run's last (4)"), "{err}");
+    let err = parse("[[grow]]\nafter_epoch = 1\ndeepen = [\"conv2d_9\"]\n").unwrap_err();
+    assert!(err.contains("field `grow[0]`") && err.contains("no layer `conv2d_9`"), "{err}");
+    let err = parse("[[grow]]\nafter_epoch = 1\n").unwrap_err();
+    assert!(err.contains("no operator"), "{err}");
+    let err = parse("[[grow]]\nafter_epoch = 1\ndeepen = [\"max_pooling2d_1\"]\nfreeze = true\n").unwrap_err();
+    assert!(err.contains("unknown field `freeze`"), "{err}");
+}

@@ -57,7 +57,9 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     let freeze_note = run::freeze(&mut cfg, &a.config, &a.freeze, a.unfreeze_after, &start)?;
     // Sizes are checked on the adapter before any data is loaded or memory allocated.
     let ctx = env.gpu()?;
-    crate::sizes::check_network(&ctx, &cfg.model, cfg.train.batch_size)?;
+    for model in std::iter::once(&cfg.model).chain(cfg.growth.iter().map(|g| &g.model)) {
+        crate::sizes::check_network(&ctx, model, cfg.train.batch_size)?;
+    }
     let (train, test) = run::load_datasets(&cfg)?;
     println!("{}", run::describe(&train, Split::Training, &cfg));
     println!("{}", run::describe(&test, Split::Test, &cfg));
@@ -67,6 +69,9 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     }
     for line in freeze_note.into_iter().chain(run::describe_freezing(&cfg)) {
         println!("{line}");
+    }
+    for g in &cfg.growth {
+        println!("Grows after epoch {} to {} parameters: {}", g.after_epoch, thousands(g.model.param_count()), g.changes.join("; "));
     }
     let stop = crate::interrupt::listen();
     let mut extra: Vec<Box<dyn Callback>> = vec![Box::new(Progress::default())];

@@ -95,7 +95,7 @@ pub const RUN_FILES: [&str; 4] = ["history.csv", "history.json", "curves.png", L
 /// Checks a best-model `filepath` pattern before training: its fields are known, and the
 /// names it gives stay inside the run folder and are none of the run's own files.
 pub fn check_checkpoint_pattern(pattern: &str, name: &str) -> Result<(), String> {
-    let logs = EpochLogs { epoch: 1, loss: 0.5, acc: 0.5, val_loss: 0.5, val_acc: 0.5, lr: 1e-3, step_size: 1e-3, train_seconds: 0.0, eval_seconds: 0.0, train_images_per_s: 0.0, flops: 0.0, wall_seconds: 0.0 };
+    let logs = EpochLogs { epoch: 1, loss: 0.5, acc: 0.5, val_loss: 0.5, val_acc: 0.5, lr: 1e-3, step_size: 1e-3, train_seconds: 0.0, eval_seconds: 0.0, train_images_per_s: 0.0, flops: 0.0, wall_seconds: 0.0, grown: None };
     let file = format_path(pattern, name, &logs)?;
     let path = Path::new(&file);
     if file.is_empty() || path.is_absolute() || path.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
@@ -388,7 +388,7 @@ mod tests {
     use crate::train::schedule::Schedule;
 
     fn logs(epoch: u32, val_acc: f64) -> EpochLogs {
-        EpochLogs { epoch, loss: 0.5, acc: 0.8, val_loss: 0.61234, val_acc, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 0.1, train_images_per_s: 1.0, flops: 0.0, wall_seconds: 0.0 }
+        EpochLogs { epoch, loss: 0.5, acc: 0.8, val_loss: 0.61234, val_acc, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 0.1, train_images_per_s: 1.0, flops: 0.0, wall_seconds: 0.0, grown: None }
     }
 
     #[test]

@@ -13,11 +13,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
 }
 
 pub fn to_csv(history: &[EpochLogs]) -> String {
-    let mut out = String::from("epoch,loss,acc,val_loss,val_acc,lr,step_size,train_seconds,eval_seconds,train_images_per_s,flops,wall_seconds\n");
+    let mut out = String::from("epoch,loss,acc,val_loss,val_acc,lr,step_size,train_seconds,eval_seconds,train_images_per_s,flops,wall_seconds,grown\n");
     for l in history {
+        // The growth's words hold no comma or quote (layer names, numbers, `;`).
         out += &format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:e},{:e},{:.3},{:.3},{:.1},{:e},{:.3}\n",
-            l.epoch, l.loss, l.acc, l.val_loss, l.val_acc, l.lr, l.step_size, l.train_seconds, l.eval_seconds, l.train_images_per_s, l.flops, l.wall_seconds
+            "{},{:.6},{:.6},{:.6},{:.6},{:e},{:e},{:.3},{:.3},{:.1},{:e},{:.3},{}\n",
+            l.epoch, l.loss, l.acc, l.val_loss, l.val_acc, l.lr, l.step_size, l.train_seconds, l.eval_seconds, l.train_images_per_s, l.flops, l.wall_seconds, l.grown.as_deref().unwrap_or("")
         );
     }
     out

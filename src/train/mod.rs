@@ -35,6 +35,8 @@ pub enum TrainError {
     Interrupted { epoch: u32, step: usize },
     #[error("{path}: cannot write: {error}")]
     Write { path: std::path::PathBuf, error: std::io::Error },
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
 }
 
 /// Where a step stands, for progress displays.
@@ -117,6 +119,8 @@ pub struct FitSettings {
     pub unfreeze_after: Option<u32>,
     /// Set (by Ctrl-C) to stop after the current step with a resumable checkpoint.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// The models the run grows into, each before the first step of its epoch + 1.
+    pub growth: Vec<crate::grow::Growth>,
 }
 
 /// Submissions allowed in flight before the host waits for the oldest: enough to keep the GPU
@@ -157,6 +161,17 @@ fn snapshot(callbacks: &[Box<dyn Callback>], mut state: TrainState) -> TrainStat
 /// fresh run; a checkpoint's state to resume, even mid-epoch) up to `settings.epochs`; returns
 /// the whole history.
 #[allow(clippy::too_many_arguments)]
+/// `net` grown into `target` with its weights and optimizer state carried
+/// ([`crate::transfer::grow_checkpoint`]): the same run goes on, its step counts counting on.
+fn grow(ctx: &GpuContext, kernels: &Kernels, net: &Network, target: &crate::model::ModelSpec, seed: u64) -> Result<Network, TrainError> {
+    let now = crate::checkpoint::Checkpoint::capture(ctx, net, &[], TrainState::default(), true)?;
+    let (_, grown) = crate::transfer::grow_checkpoint(&now, target, seed);
+    let mut next = Network::training(ctx, kernels, target, net.batch, seed, &net.training)?;
+    grown.apply(ctx, &mut next, true)?;
+    next.steps = net.steps;
+    Ok(next)
+}
+
 pub fn fit(
     ctx: &GpuContext,
     kernels: &Kernels,
@@ -203,6 +218,11 @@ pub fn fit(
         callbacks: Default::default(),
     };
     for epoch in start.epoch + 1..=settings.epochs {
+        // A resume inside the epoch after a growth has the grown model already.
+        let growth = settings.growth.iter().find(|g| g.after_epoch + 1 == epoch && skip == 0);
+        if let Some(g) = growth {
+            *net = grow(ctx, kernels, net, &g.model, settings.seed)?;
+        }
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
             log::info!("epoch {epoch}: unfreezing {} (the optimizer starts afresh)", net.spec.frozen().join(", "));
             *net = net.unfrozen(ctx, kernels)?;
@@ -268,6 +288,7 @@ pub fn fit(
             train_images_per_s: train.len() as f64 / train_seconds,
             flops: flops + net.spec.train_flops(train.len() as u64, steps as u64) as f64,
             wall_seconds: wall + train_seconds + eval_seconds,
+            grown: growth.map(|g| g.changes.join("; ")),
         };
         history.push(logs.clone());
         for c in callbacks.iter_mut() {

@@ -64,6 +64,9 @@ impl Callback for Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+        if let Some(g) = &logs.grown {
+            println!("Grown before epoch {}: {g}", logs.epoch);
+        }
         println!("{}", epoch_line(logs, self.epochs));
         Ok(())
     }
