@@ -54,9 +54,9 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     let ctx = env.gpu()?;
     let report = crate::predict::evaluate(&ctx, &ckpt, &dir, a.batch_size, 2, options)?;
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", report.report());
+        out!("{}", report.report());
     }
     if let Some(sheet) = &a.sheet {
         if report.wrong.is_empty() {
