@@ -263,13 +263,7 @@ pub struct KerasFile {
     pub layers: Vec<KerasLayer>,
 }
 
-const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
-const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
-
-/// Whether `bytes` start as a file [`KerasFile::read`] reads (HDF5, or a zip as `.keras` is).
-pub fn looks_like_keras(bytes: &[u8]) -> bool {
-    bytes.starts_with(HDF5_MAGIC) || bytes.starts_with(ZIP_MAGIC)
-}
+use super::{HDF5_MAGIC, ZIP_MAGIC};
 
 impl KerasFile {
     pub fn read(path: &Path) -> Result<Self, KerasError> {
