@@ -540,6 +540,7 @@ fn grow_writes_the_next_config_and_its_checkpoint() {
     let o = gpu_cnn(dir.path(), &["grow", cfg, "--deepen", "conv2d_3", "-o", "other.toml"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no layer `conv2d_3` in the model; did you mean `conv2d_1`?"));
     assert!(!dir.path().join("other.toml").exists());
+}
 
 /// Names a checkpoint keeps its own tensors under are refused when the config is read, naming
 /// the file, the layer's field and line (they made `Checkpoint::save` panic at the first epoch).
