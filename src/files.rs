@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
+use crate::data::layout::Split;
+
 /// The lock file a run (or dataset command) keeps in its folder while it writes there.
 pub const LOCK_FILE: &str = ".gpu-cnn.lock";
 
@@ -194,16 +196,13 @@ fn resolved(path: &Path) -> PathBuf {
     abs
 }
 
-/// The folder names of a dataset's splits (`[data]`'s defaults, what `gpu-cnn dataset`
-/// writes), wherever they are.
-const SPLIT_FOLDERS: [&str; 2] = ["training_set", "test_set"];
-
 /// Refuses an output at `path` (a file or a run folder) inside a data folder: one of `data`
-/// (the command's own) or any split folder. The loader reads every file under a split folder
+/// (the command's own) or any dataset's split folder, wherever it is. The loader reads every file under a split folder
 /// as an image of a class, so a chart written there would become a training image.
 pub fn check_outside_data(path: &Path, data: &[&Path]) -> Result<(), OutputError> {
     let at = resolved(path);
-    let splits = at.ancestors().filter(|a| a.file_name().is_some_and(|n| SPLIT_FOLDERS.iter().any(|s| n == *s)));
+    let split_names = [Split::Training, Split::Test].map(Split::folder);
+    let splits = at.ancestors().filter(|a| a.file_name().is_some_and(|n| split_names.iter().any(|s| n == *s)));
     let own = data.iter().map(|d| resolved(d)).filter(|d| at.starts_with(d));
     match own.chain(splits.map(Path::to_path_buf)).next() {
         Some(data) => Err(OutputError::InData { path: path.to_path_buf(), data }),
