@@ -33,6 +33,8 @@ pub enum CheckpointError {
     NotSafetensors(PathBuf, String),
     #[error("{0}: not a gpu-cnn checkpoint (no '{FORMAT}' format metadata)")]
     NotOurs(PathBuf),
+    #[error("{0}: is a Keras file (HDF5 or .keras archive), not a gpu-cnn checkpoint; convert it first with `gpu-cnn import keras {0} --config <the model's config> -o model.safetensors` and pass model.safetensors")]
+    Keras(PathBuf),
     #[error("{0}: format version {1} is not supported (this gpu-cnn reads version {FORMAT_VERSION})")]
     Version(PathBuf, String),
     #[error("{0}: metadata '{1}' is missing or invalid: {2}")]
@@ -239,6 +241,9 @@ impl Checkpoint {
     /// [`Checkpoint::load`] of a file's contents; `path` names the file in errors.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, CheckpointError> {
         let p = || path.to_path_buf();
+        if crate::interop::looks_like_keras(bytes) {
+            return Err(CheckpointError::Keras(p()));
+        }
         let st = SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| CheckpointError::NotSafetensors(p(), e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
@@ -303,7 +308,7 @@ impl Checkpoint {
         if st.len() != expected {
             let moments = trainable.iter().flat_map(|i| (0..config.moments()).map(|k| config.moment_name(k, &i.name)));
             let known: Vec<String> = infos.iter().map(|i| i.name.clone()).chain(moments).collect();
-            let unexpected = |n: &&str| !known.iter().any(|k| k == n) || (optimizer.is_none() && (n.starts_with("adam.") || n.starts_with("sgd.")));
+            let unexpected = |n: &&str| !known.iter().any(|k| k == n) || (optimizer.is_none() && crate::optimizer::is_state_name(n));
             let extra = st.names().into_iter().find(unexpected).map(str::to_string).unwrap_or_default();
             return Err(CheckpointError::ExtraTensor(p(), extra));
         }

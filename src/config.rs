@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::console::clipped;
 use crate::data::augment::AugmentConfig;
 use crate::data::folder::CorruptPolicy;
 use crate::layers::LayerKind;
-use crate::model::ModelSpec;
+use crate::model::{ModelSpec, SpecError};
 use crate::network::Training;
 use crate::optimizer::{Clip, Kind, OptimizerConfig};
 use crate::train::callbacks::{CheckpointConfig, EarlyStoppingConfig, ReduceLrConfig};
@@ -19,9 +20,11 @@ use crate::train::schedule::Schedule;
 pub enum ConfigError {
     #[error("{file}: cannot read: {error}")]
     Read { file: PathBuf, error: std::io::Error },
-    #[error("{file}: {message}")]
+    // Messages echo what the file holds (a key, a value, the line toml quotes): clipped, since
+    // that may be megabytes.
+    #[error("{file}: {}", clipped(message))]
     Parse { file: PathBuf, message: String },
-    #[error("{file}: field `{field}`{line}: {message}")]
+    #[error("{file}: field `{}`{line}: {}", clipped(field), clipped(message))]
     Invalid { file: PathBuf, field: String, line: String, message: String },
 }
 
@@ -297,15 +300,32 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.clone(), message: e.to_string().trim_end().to_string() })?;
         let invalid = |field: &str, line: String, message: String| ConfigError::Invalid { file: file.clone(), field: field.to_string(), line, message };
 
-        let mut layers = Vec::new();
+        let (mut layers, mut lines) = (Vec::new(), Vec::new());
         for (i, spanned) in raw.model.layers.into_iter().enumerate() {
-            let line = line_of(text, spanned.span().start);
-            layers.push(parse_layer(spanned.into_inner()).map_err(|m| invalid(&format!("model.layers[{i}]"), line, m))?);
+            lines.push(line_of(text, spanned.span().start));
+            let layer = parse_layer(spanned.into_inner()).map_err(|m| invalid(&format!("model.layers[{i}]"), lines[i].clone(), m))?;
+            // Its tensors would collide with another layer's optimizer state in a checkpoint
+            // (the safetensors writer panics on two tensors of one name).
+            if let Some(name) = layer.0.as_deref().filter(|n| crate::optimizer::is_state_name(n)) {
+                let spaces = crate::optimizer::STATE_NAMESPACES.map(|ns| format!("`{ns}.`")).join(" or ");
+                let message = format!("\"{name}\": names starting with {spaces} are where a checkpoint keeps optimizer state (`adam.m.<layer>.kernel`, ...); rename the layer");
+                return Err(invalid(&format!("model.layers[{i}].name"), lines[i].clone(), message));
+            }
+            layers.push(layer);
         }
+        // A name's error names the layer that gave it (the second of two alike).
+        let given: Vec<Option<String>> = layers.iter().map(|l| l.0.clone()).collect();
+        let spec_error = |e: SpecError| match &e {
+            SpecError::DuplicateName(n) => match given.iter().rposition(|g| g.as_ref() == Some(n)) {
+                Some(i) => invalid(&format!("model.layers[{i}].name"), lines[i].clone(), e.to_string()),
+                None => invalid("model", String::new(), e.to_string()),
+            },
+            _ => invalid("model", String::new(), e.to_string()),
+        };
         crate::model::spec::check_input(raw.model.input).map_err(|e| invalid("model.input", String::new(), e.to_string()))?;
         crate::sizes::check_arguments(raw.model.input, layers.iter().enumerate().map(|(i, (n, k, _))| (n.clone().unwrap_or_else(|| format!("model.layers[{i}]")), k))).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let trainable: Vec<bool> = layers.iter().map(|l| l.2).collect();
-        let mut model = ModelSpec::new(raw.model.input, layers.into_iter().map(|(n, k, _)| (n, k)).collect()).map_err(|e| invalid("model", String::new(), e.to_string()))?;
+        let mut model = ModelSpec::new(raw.model.input, layers.into_iter().map(|(n, k, _)| (n, k)).collect()).map_err(spec_error)?;
         model.layers.iter_mut().zip(trainable).for_each(|(l, t)| l.trainable = t);
         crate::sizes::check_model(&model).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));

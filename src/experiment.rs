@@ -334,7 +334,7 @@ fn claim<'a>(exp: &ExperimentConfig, overrides: &Overrides, overwrite: bool, see
                     Found::Nothing => None,
                     Found::Other(why) => anyhow::bail!("{}: {why}. It is not this stage's run as the experiment stands, so it is neither kept nor resumed: pass the flags and stage configs it ran with to keep it, or --overwrite --arm {a} --seed {s} to train it again", dir.display()),
                     Found::Current(ckpt) if ckpt.state.finished(cfg.train.epochs) => {
-                        println!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
+                        outln!("== seed {s}, {a}: stage {} ({}) finished in {}", k + 1, cfg.name, dir.display());
                         continue;
                     }
                     Found::Current(ckpt) => Some(*ckpt),
@@ -379,7 +379,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
         if crate::interrupt::requested() {
             anyhow::bail!("interrupted before seed {s}, {a}: stage {}", k + 1);
         }
-        println!("== seed {s}, {a}: stage {} ({}){}", k + 1, cfg.name, if previous.is_some() { ", resumed" } else { "" });
+        outln!("== seed {s}, {a}: stage {} ({}){}", k + 1, cfg.name, if previous.is_some() { ", resumed" } else { "" });
         let mut cfg = cfg;
         let (train, test) = run::load_datasets(&cfg)?;
         let start = if let Some((ckpt, path)) = previous {
@@ -398,18 +398,18 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
                 // Inserted batchnorms start close to the identity in training mode too.
                 crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut ckpt, train.spread(1024))?;
             }
-            println!("transfer ({a}) from {}: {:.1}% of the parameters", prev.display(), 100.0 * plan.fraction());
-            print!("{}", plan.table());
+            outln!("transfer ({a}) from {}: {:.1}% of the parameters", prev.display(), 100.0 * plan.fraction());
+            out!("{}", plan.table());
             let init = folder.join("init.safetensors");
             ckpt.save(&init)?;
             let start = Start::Init(ckpt, init);
             if let Some(note) = run::freeze(&mut cfg, &exp.stages[k].config, &exp.stages[k].freeze, exp.stages[k].unfreeze_after, &start)? {
-                println!("{note}");
+                outln!("{note}");
             }
             start
         };
         if let Some(line) = run::describe_freezing(&cfg) {
-            println!("{line}");
+            outln!("{line}");
         }
         let stop = crate::interrupt::listen();
         run::train(ctx, &cfg, train, test, &folder, start, progress(), Some(stop.flag()))?;

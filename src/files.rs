@@ -1,14 +1,18 @@
 //! Output safety, one rule for every command that writes: a command never replaces a file or
-//! folder it did not create in this run unless the user says so (`--overwrite`), never writes
-//! over its own input, holds a lock on a run or dataset folder while it writes there, and writes
-//! every file through a uniquely named temporary file (or staging folder) that is removed on every
-//! error path and at a signal that ends the process ([`Temporary`]).
+//! folder it did not create in this run unless the user says so (`--overwrite`), never replaces
+//! anything but a regular file (a device, fifo or socket stays what it is), never writes over
+//! its own input or into a data folder, holds a lock on a run or dataset folder while it writes
+//! there, and writes every file through a uniquely named temporary file (or staging folder) that
+//! is removed on every error path and at a signal that ends the process ([`Temporary`]); a file
+//! it replaces keeps its permissions.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
+
+use crate::data::layout::Split;
 
 /// The lock file a run (or dataset command) keeps in its folder while it writes there.
 pub const LOCK_FILE: &str = ".gpu-cnn.lock";
@@ -21,6 +25,10 @@ pub enum OutputError {
     NotAFolder(PathBuf),
     #[error("{0}: is a folder, but the output must be a file")]
     IsAFolder(PathBuf),
+    #[error("{path}: is a {kind}, not a regular file: an output never replaces one; choose another output")]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{path}: lies inside the data folder {data}, where every file is read as a class or an image; choose an output outside it")]
+    InData { path: PathBuf, data: PathBuf },
     #[error("{0}: already exists; pass --overwrite to replace it")]
     Exists(PathBuf),
     #[error("{path}: is this command's own input ({what}); choose another output")]
@@ -86,14 +94,43 @@ fn parent(path: &Path) -> Option<&Path> {
     path.parent().filter(|d| !d.as_os_str().is_empty())
 }
 
+/// What the existing `path` is (following links) when it is not a regular file: a rename
+/// would replace a device node, fifo or socket with a regular file (as root, `/dev/null`'s).
+fn special_kind(path: &Path) -> Option<&'static str> {
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let unix = [(kind.is_char_device(), "character device"), (kind.is_block_device(), "block device"), (kind.is_fifo(), "fifo"), (kind.is_socket(), "socket")];
+        if let Some((_, name)) = unix.into_iter().find(|(is, _)| *is) {
+            return Some(name);
+        }
+    }
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("folder")
+    } else {
+        Some("special file")
+    }
+}
+
 /// Writes `bytes` to `path` through a uniquely named temporary file in the same folder, fsync
 /// and rename: readers (and a later run after a power cut) see the old file or the new one,
-/// never half, and a failed write leaves no temporary file behind.
+/// never half, and a failed write leaves no temporary file behind. Only a regular file is
+/// replaced, and the new one keeps its permissions (a resume leaves `-rw-------` files so).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(kind) = special_kind(path) {
+        return Err(std::io::Error::other(format!("is a {kind}, not a regular file: an output never replaces one")));
+    }
     if let Some(dir) = parent(path) {
         std::fs::create_dir_all(dir)?;
     }
     let (tmp, mut f) = Temporary::file(&temp_name(path))?;
+    // Before any byte is written, so the contents are never more readable than the old file's.
+    if let Ok(old) = std::fs::metadata(path) {
+        f.set_permissions(old.permissions())?;
+    }
     write_synced(&mut f, bytes)?;
     tmp.persist(path)?;
     sync_folder(parent(path).unwrap_or(Path::new(".")));
@@ -138,16 +175,55 @@ fn check_writable(dir: &Path) -> Result<(), OutputError> {
     Ok(())
 }
 
-/// Checks, before any work, that a command may write the file `path`: not a folder, none of the
-/// command's `inputs` (path, what it is), not an existing file unless `overwrite`, and its
-/// folder writable (created if missing).
+/// `path` made absolute, its existing part with links resolved and the rest normalised, so
+/// two spellings of one place (existing or not yet) compare equal.
+fn resolved(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let parts: Vec<Component> = abs.components().collect();
+    for split in (1..=parts.len()).rev() {
+        let Ok(mut out) = parts[..split].iter().collect::<PathBuf>().canonicalize() else { continue };
+        for part in &parts[split..] {
+            match part {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(name) => out.push(name),
+                _ => {}
+            }
+        }
+        return out;
+    }
+    abs
+}
+
+/// Refuses an output at `path` (a file or a run folder) inside a data folder: one of `data`
+/// (the command's own) or any dataset's split folder, wherever it is. The loader reads every file under a split folder
+/// as an image of a class, so a chart written there would become a training image.
+pub fn check_outside_data(path: &Path, data: &[&Path]) -> Result<(), OutputError> {
+    let at = resolved(path);
+    let split_names = [Split::Training, Split::Test].map(Split::folder);
+    let splits = at.ancestors().filter(|a| a.file_name().is_some_and(|n| split_names.iter().any(|s| n == *s)));
+    let own = data.iter().map(|d| resolved(d)).filter(|d| at.starts_with(d));
+    match own.chain(splits.map(Path::to_path_buf)).next() {
+        Some(data) => Err(OutputError::InData { path: path.to_path_buf(), data }),
+        None => Ok(()),
+    }
+}
+
+/// Checks, before any work, that a command may write the file `path`: a regular file or
+/// nothing, none of the command's `inputs` (path, what it is), inside no split folder (a
+/// command that reads another data folder checks it with [`check_outside_data`]), not an
+/// existing file unless `overwrite`, and its folder writable (created if missing).
 pub fn check_output_file(path: &Path, overwrite: bool, inputs: &[(&Path, &str)]) -> Result<(), OutputError> {
-    if path.is_dir() {
-        return Err(OutputError::IsAFolder(path.to_path_buf()));
+    match special_kind(path) {
+        Some("folder") => return Err(OutputError::IsAFolder(path.to_path_buf())),
+        Some(kind) => return Err(OutputError::NotRegular { path: path.to_path_buf(), kind }),
+        None => {}
     }
     if let Some((_, what)) = inputs.iter().find(|(input, _)| same_file(path, input)) {
         return Err(OutputError::OwnInput { path: path.to_path_buf(), what: what.to_string() });
     }
+    check_outside_data(path, &[])?;
     if path.exists() && !overwrite {
         return Err(OutputError::Exists(path.to_path_buf()));
     }
@@ -352,15 +428,22 @@ impl Drop for Created {
 }
 
 impl RunFolder {
-    /// Claims `dir` for a run that writes `outputs`: refuses a file, an unwritable folder, a
-    /// folder another live run has locked, and (unless `overwrite`, or the run `continues` the
-    /// one in the folder) a folder that already holds files the run would write.
-    pub fn claim(dir: &Path, outputs: &RunOutputs, continues: bool, overwrite: bool) -> Result<Self, OutputError> {
+    /// Claims `dir` for a run that writes `outputs`: refuses a file, a folder inside a data
+    /// folder (`data`, the run's, or any other), an unwritable folder, a folder another live run
+    /// has locked, and (unless `overwrite`, or the run `continues` the one in the folder) a
+    /// folder that already holds files the run would write.
+    pub fn claim(dir: &Path, outputs: &RunOutputs, data: &[&Path], continues: bool, overwrite: bool) -> Result<Self, OutputError> {
+        check_outside_data(dir, data)?;
         let folder = LockedFolder::take(dir, "run")?;
-        // A folder where the run writes a file would stop it at its first epoch's end.
-        let folders = std::fs::read_dir(dir).map_err(write_error(dir))?.flatten().filter(|e| e.path().is_dir());
-        if let Some(e) = folders.into_iter().find(|e| outputs.writes(&e.file_name().to_string_lossy())) {
-            return Err(OutputError::IsAFolder(e.path()));
+        // Anything but a regular file where the run writes one would stop it at its first
+        // epoch's end.
+        let entries = std::fs::read_dir(dir).map_err(write_error(dir))?.flatten().filter(|e| outputs.writes(&e.file_name().to_string_lossy()));
+        for path in entries.map(|e| e.path()) {
+            match special_kind(&path) {
+                Some("folder") => return Err(OutputError::IsAFolder(path)),
+                Some(kind) => return Err(OutputError::NotRegular { path, kind }),
+                None => {}
+            }
         }
         if !continues && !overwrite {
             let existing: Vec<String> = files_under(dir)
@@ -420,39 +503,74 @@ mod tests {
         assert_eq!(left, ["out"], "{left:?}");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn only_a_regular_file_is_replaced_and_it_keeps_its_permissions() {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        std::os::unix::fs::symlink(&fifo, dir.path().join("link")).unwrap();
+        for path in [&fifo, &dir.path().join("link")] {
+            let e = write_atomic(path, b"x").unwrap_err();
+            assert!(e.to_string().contains("is a fifo, not a regular file"), "{e}");
+            assert!(std::fs::metadata(path).unwrap().file_type().is_fifo());
+            assert!(matches!(check_output_file(path, true, &[]), Err(OutputError::NotRegular { kind: "fifo", .. })));
+        }
+        let private = dir.path().join("private");
+        std::fs::write(&private, "old").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&private, b"new").unwrap();
+        assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&private).unwrap(), b"new");
+    }
+
+    #[test]
+    fn no_output_lies_inside_a_data_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("pics");
+        std::fs::create_dir_all(data.join("cats")).unwrap();
+        for (path, own) in [("data/training_set/cats/run", &[][..]), ("x/test_set", &[][..]), ("pics/cats/new/../run", &[data.as_path()][..]), ("./pics/run", &[data.as_path()][..])] {
+            let e = check_outside_data(&dir.path().join(path), own).unwrap_err();
+            assert!(matches!(e, OutputError::InData { .. }), "{path}: {e}");
+        }
+        check_outside_data(&dir.path().join("pics/../run"), &[&data]).unwrap();
+        check_outside_data(&dir.path().join("training_sets/run"), &[&data]).unwrap();
+    }
+
     #[test]
     fn a_run_folder_is_locked_and_refuses_a_previous_run() {
         let dir = tempfile::tempdir().unwrap();
         let run = dir.path().join("run");
         let outputs = RunOutputs { files: &["history.json"], patterns: &["{epoch}.st"] };
-        let first = RunFolder::claim(&run, &outputs, false, false).unwrap();
-        let e = RunFolder::claim(&run, &outputs, false, true).err().unwrap();
+        let first = RunFolder::claim(&run, &outputs, &[], false, false).unwrap();
+        let e = RunFolder::claim(&run, &outputs, &[], false, true).err().unwrap();
         assert!(matches!(e, OutputError::Locked { .. }) && e.to_string().contains(&format!("pid {}", std::process::id())), "{e}");
         std::fs::write(run.join("3.st"), "x").unwrap();
         drop(first);
         assert!(!run.join(LOCK_FILE).exists());
-        let e = RunFolder::claim(&run, &outputs, false, false).err().unwrap();
+        let e = RunFolder::claim(&run, &outputs, &[], false, false).err().unwrap();
         assert!(matches!(e, OutputError::RunExists { ref files, .. } if files == "3.st"), "{e}");
-        RunFolder::claim(&run, &outputs, true, false).unwrap();
-        RunFolder::claim(&run, &outputs, false, true).unwrap();
+        RunFolder::claim(&run, &outputs, &[], true, false).unwrap();
+        RunFolder::claim(&run, &outputs, &[], false, true).unwrap();
         // A lock left by a process that is gone is taken over.
         let dead = Holder { pid: u32::MAX - 1, host: hostname(), command: "gpu-cnn train".into() };
         std::fs::write(run.join(LOCK_FILE), dead.text()).unwrap();
-        RunFolder::claim(&run, &outputs, true, false).unwrap();
+        RunFolder::claim(&run, &outputs, &[], true, false).unwrap();
         std::fs::write(dir.path().join("file"), "x").unwrap();
-        assert!(matches!(RunFolder::claim(&dir.path().join("file"), &outputs, false, true), Err(OutputError::NotAFolder(_))));
+        assert!(matches!(RunFolder::claim(&dir.path().join("file"), &outputs, &[], false, true), Err(OutputError::NotAFolder(_))));
         for name in ["history.json", "7.st"] {
             std::fs::create_dir(run.join(name)).unwrap();
-            assert!(matches!(RunFolder::claim(&run, &outputs, false, true), Err(OutputError::IsAFolder(_))), "{name}");
+            assert!(matches!(RunFolder::claim(&run, &outputs, &[], false, true), Err(OutputError::IsAFolder(_))), "{name}");
             std::fs::remove_dir(run.join(name)).unwrap();
         }
         // A claim that wrote nothing removes the folders it created, and only those.
-        drop(RunFolder::claim(&dir.path().join("a/b"), &outputs, false, false).unwrap());
+        drop(RunFolder::claim(&dir.path().join("a/b"), &outputs, &[], false, false).unwrap());
         assert!(!dir.path().join("a").exists());
-        drop(RunFolder::claim(&run.join("sub"), &outputs, false, false).unwrap());
+        drop(RunFolder::claim(&run.join("sub"), &outputs, &[], false, false).unwrap());
         assert!(!run.join("sub").exists() && run.join("3.st").is_file());
         std::fs::create_dir(dir.path().join("empty")).unwrap();
-        drop(RunFolder::claim(&dir.path().join("new/../empty"), &outputs, false, false).unwrap());
+        drop(RunFolder::claim(&dir.path().join("new/../empty"), &outputs, &[], false, false).unwrap());
         assert!(dir.path().join("empty").is_dir() && !dir.path().join("new").exists());
     }
 

@@ -1,5 +1,6 @@
 //! Ctrl-C and termination signals (SIGINT; SIGTERM, which `kill`, `timeout` and Slurm's
-//! `scancel` send; SIGHUP). While a training loop listens ([`listen`]), a signal asks it to stop
+//! `scancel` send; SIGHUP), and a closed stdout, which ends a run the same way
+//! ([`crate::console`]). While a training loop listens ([`listen`]), a signal asks it to stop
 //! after its step with a resumable checkpoint. Otherwise (loading data, between an experiment's
 //! runs), or at a second signal (a second or more after the first), the process exits at once.
 //! Either way nothing temporary stays: the lock files, temporary files and staging folders the
@@ -37,33 +38,38 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// signal the process was started ignoring (`nohup` ignores SIGHUP) stays ignored.
 pub fn install() -> Result<(), ctrlc::Error> {
     let ignored = ignored_signals();
-    ctrlc::set_handler(|| {
-        if locked(&ASKED).is_some_and(|t| t.elapsed() < REPEAT) {
-            return;
-        }
-        // The first signal a loop hears stops it gracefully; it ends the process itself.
-        if locked(&LISTENER).clone().is_some_and(|stop| !stop.swap(true, Ordering::SeqCst)) {
-            REQUESTED.store(true, Ordering::SeqCst);
-            *locked(&ASKED) = Some(Instant::now());
-            return;
-        }
-        // Held until the process ends: no lock, temporary or folder is taken or released in
-        // between. WHOLE first, so a signal lands before or after an uninterrupted step.
-        let (_whole, mut temporary, mut folders) = (locked(&WHOLE), locked(&TEMPORARY), locked(&FOLDERS));
-        for path in temporary.drain(..) {
-            remove(&path);
-        }
-        // Deepest first; a folder the run wrote into is not empty, and stays.
-        folders.sort_by_key(|f| std::cmp::Reverse(f.components().count()));
-        for folder in folders.drain(..) {
-            let _ = std::fs::remove_dir(folder);
-        }
-        // Stderr may be gone (a hangup): nothing to report then.
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"Interrupted\n");
-        exit_now();
-    })?;
+    ctrlc::set_handler(|| request("Interrupted"))?;
     restore_ignored(&ignored);
     Ok(())
+}
+
+/// What a signal does, and a closed stdout ([`crate::console`]): the first request a listening
+/// loop hears stops it gracefully, and it ends the process itself; any other (outside a loop,
+/// or a second one) removes this process's locks, temporaries and claimed folders, says `why`
+/// on stderr and ends the process at once.
+pub fn request(why: &str) {
+    if locked(&ASKED).is_some_and(|t| t.elapsed() < REPEAT) {
+        return;
+    }
+    if locked(&LISTENER).clone().is_some_and(|stop| !stop.swap(true, Ordering::SeqCst)) {
+        REQUESTED.store(true, Ordering::SeqCst);
+        *locked(&ASKED) = Some(Instant::now());
+        return;
+    }
+    // Held until the process ends: no lock, temporary or folder is taken or released in
+    // between. WHOLE first, so a request lands before or after an uninterrupted step.
+    let (_whole, mut temporary, mut folders) = (locked(&WHOLE), locked(&TEMPORARY), locked(&FOLDERS));
+    for path in temporary.drain(..) {
+        remove(&path);
+    }
+    // Deepest first; a folder the run wrote into is not empty, and stays.
+    folders.sort_by_key(|f| std::cmp::Reverse(f.components().count()));
+    for folder in folders.drain(..) {
+        let _ = std::fs::remove_dir(folder);
+    }
+    // Stderr may be gone too (a hangup, `2>&1 | head`): nothing to report then.
+    crate::errln!("{why}");
+    exit_now();
 }
 
 /// Whether a signal asked a training loop to stop (an experiment starts no further run).

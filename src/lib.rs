@@ -1,5 +1,10 @@
 //! gpu-cnn: convolutional image classifiers trained on the GPU with hand-written WGSL kernels.
 
+// Everything printed goes through `console` (control characters escaped, a closed stdout a stop
+// request); first, so its macros are in scope everywhere.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+#[macro_use]
+pub mod console;
 pub mod bench;
 pub mod config;
 pub mod checkpoint;

@@ -12,6 +12,16 @@ use crate::gpu::kernels::{Dispatch, Kernels};
 use crate::gpu::{GpuContext, GpuError, View};
 use crate::model::ParamInfo;
 
+/// The first part of every checkpoint name of optimizer state (`adam.m.<tensor>`,
+/// `sgd.m.<tensor>`).
+pub const STATE_NAMESPACES: [&str; 2] = ["adam", "sgd"];
+
+/// Whether `name` (a tensor's, or a layer's, whose tensors are `<layer>.<suffix>`) lies where a
+/// checkpoint keeps optimizer state.
+pub fn is_state_name(name: &str) -> bool {
+    STATE_NAMESPACES.iter().any(|ns| name.strip_prefix(ns).is_some_and(|rest| rest.starts_with('.')))
+}
+
 /// `[train] optimizer`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -91,8 +101,8 @@ impl OptimizerConfig {
 
     fn prefix(&self) -> &'static str {
         match self.kind {
-            Kind::Adam | Kind::AdamW => "adam",
-            Kind::Sgd => "sgd",
+            Kind::Adam | Kind::AdamW => STATE_NAMESPACES[0],
+            Kind::Sgd => STATE_NAMESPACES[1],
         }
     }
 

@@ -191,7 +191,8 @@ pub fn out_dir(cfg: &Config, out: Option<&Path>) -> PathBuf {
 /// Claims `dir` for a run of `cfg` (see [`RunFolder::claim`]): a run that resumes continues
 /// the run in the folder, where its checkpoint must be; any other refuses a folder holding a run
 /// unless `overwrite`. The run's `inputs` (path, what it is: its config, an `--init` checkpoint) are
-/// never written over, even when they lie in the folder under a name the run writes.
+/// never written over, even when they lie in the folder under a name the run writes, and the
+/// folder never lies inside its data.
 pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(&Path, &str)], overwrite: bool) -> Result<RunFolder, OutputError> {
     let named = cfg.callbacks.checkpoint.filepath.replace("{name}", &cfg.name);
     let pattern = cfg.callbacks.checkpoint.enabled.then_some(named.as_str());
@@ -208,7 +209,11 @@ pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(
     if let Some(checkpoint) = resume.filter(|p| p.is_file() && crate::files::relative_in(p, dir).is_none_or(|name| name.contains('/'))) {
         return Err(OutputError::ResumeElsewhere { checkpoint: checkpoint.to_path_buf(), dir: dir.to_path_buf() });
     }
-    RunFolder::claim(dir, &outputs, resume.is_some(), overwrite)
+    let data: Vec<&Path> = match cfg.data.synthetic {
+        Some(_) => Vec::new(),
+        None => vec![&cfg.data.train, &cfg.data.test],
+    };
+    RunFolder::claim(dir, &outputs, &data, resume.is_some(), overwrite)
 }
 
 pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSettings {

@@ -541,3 +541,57 @@ fn grow_writes_the_next_config_and_its_checkpoint() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no layer `conv2d_3` in the model; did you mean `conv2d_1`?"));
     assert!(!dir.path().join("other.toml").exists());
 }
+
+/// Names a checkpoint keeps its own tensors under are refused when the config is read, naming
+/// the file, the layer's field and line (they made `Checkpoint::save` panic at the first epoch).
+#[test]
+fn layer_names_a_checkpoint_uses_itself_are_refused_at_config_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    let text = text.replace("{ type = \"dense\", units = 32,", "{ type = \"dense\", name = \"a\", units = 32,").replace("{ type = \"dense\", units = 1,", "{ type = \"dense\", name = \"adam.m.a\", units = 1,");
+    std::fs::write(dir.path().join("adam.toml"), text).unwrap();
+    let o = gpu_cnn(dir.path(), &["summary", "adam.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("adam.toml: field `model.layers[6].name` (line 14): \"adam.m.a\": names starting with `adam.` or `sgd.` are where a checkpoint keeps"), "{err}");
+}
+
+/// A config that echoes megabytes (an unknown key) is reported in a few lines, still saying
+/// which fields there are.
+#[test]
+fn config_errors_clip_what_they_echo_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "x".repeat(1 << 20);
+    let text = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(dir.path().join("long.toml"), format!("{key} = 1\n{text}")).unwrap();
+    let o = gpu_cnn(dir.path(), &["summary", "long.toml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.len() < 2000, "{} bytes of error", err.len());
+    assert!(err.contains("long.toml: ") && err.contains(&format!("... ({} characters)", 1 << 20)) && err.contains("expected one of `name`, `model`"), "{err}");
+}
+
+/// Names read from files (here a checkpoint's class names) are printed with their control
+/// characters escaped: a name cannot drive the terminal.
+#[test]
+fn names_from_files_are_printed_without_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let keras = root().join("tests/fixtures/keras");
+    let (h5, toml) = (keras.join("model1.h5"), keras.join("model1.toml"));
+    let classes = "cats\u{1b}]0;owned\u{7}\u{1b}[2J,dogs\r";
+    let o = gpu_cnn(dir.path(), &["import", "keras", h5.to_str().unwrap(), "--config", toml.to_str().unwrap(), "-o", "m.safetensors", "--classes", classes]);
+    assert!(o.status.success());
+    let o = gpu_cnn(dir.path(), &["export", "m.safetensors", "-o", "m.onnx"]);
+    assert!(o.status.success());
+    assert!(!o.stdout.iter().any(|&b| b == 0x1b || b == 0x07 || b == b'\r'), "raw control characters printed");
+    assert!(stdout(&o).contains("in the order cats\\u{1b}]0;owned\\u{7}\\u{1b}[2J, dogs\\r."), "{}", stdout(&o));
+}
+
+/// A Keras file given where a checkpoint belongs says how to convert it.
+#[test]
+fn a_keras_file_as_a_checkpoint_points_to_import_keras() {
+    let dir = tempfile::tempdir().unwrap();
+    let h5 = root().join("tests/fixtures/keras/model1.h5");
+    let cfg = root().join("configs/quickstart.toml");
+    let o = gpu_cnn(dir.path(), &["train", cfg.to_str().unwrap(), "--init", h5.to_str().unwrap(), "--out", "run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("model1.h5: is a Keras file (HDF5 or .keras archive), not a gpu-cnn checkpoint; convert it first with `gpu-cnn import keras "), "{err}");
+}

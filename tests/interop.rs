@@ -235,6 +235,24 @@ fn import_keras3_archive_predicts_as_keras() {
     check_import("model2.keras", "model2.toml", "model2", "order among layers of each class");
 }
 
+/// A `.keras` archive DEFLATE-compressed (re-zipped, or by another saver) imports as a stored one.
+#[test]
+fn import_deflated_keras3_archive_predicts_as_keras() {
+    let dir = tempfile::tempdir().unwrap();
+    let deflated = dir.path().join("deflated.keras");
+    let mut stored = zip::ZipArchive::new(std::fs::File::open(fixture("model2.keras")).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::fs::File::create(&deflated).unwrap());
+    for i in 0..stored.len() {
+        let mut entry = stored.by_index(i).unwrap();
+        out.start_file(entry.name().unwrap().to_string(), zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated)).unwrap();
+        std::io::copy(&mut entry, &mut out).unwrap();
+    }
+    out.finish().unwrap();
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&deflated).unwrap()).unwrap();
+    assert_eq!(archive.by_name("model.weights.h5").unwrap().compression(), zip::CompressionMethod::Deflated);
+    check_import(deflated.to_str().unwrap(), "model2.toml", "model2", "order among layers of each class");
+}
+
 /// Config layers the file lacks keep their fresh initialisation and are reported.
 #[test]
 fn import_reports_config_layers_the_file_lacks() {
@@ -262,6 +280,14 @@ fn import_errors_name_the_file_and_what_is_wrong() {
     std::fs::create_dir_all(d.join("folder")).unwrap();
     let h5 = std::fs::read(fixture("model1.h5")).unwrap();
     std::fs::write(d.join("truncated.h5"), &h5[..h5.len() / 2]).unwrap();
+    // A `model.save` file whose model description is damaged, and one holding a NaN weight
+    // (bytes changed in place: the HDF5 structure stays intact).
+    let at = h5.windows(13).position(|w| w == b"{\"class_name\"").unwrap();
+    std::fs::write(d.join("corrupt-config.h5"), [&h5[..at], b"#", &h5[at + 1..]].concat()).unwrap();
+    let first = &gpu_cnn::interop::keras::KerasFile::read(Path::new(&fixture("model1.h5"))).unwrap().layers[0].weights[0].data[..4];
+    let bytes: Vec<u8> = first.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let at = h5.windows(16).position(|w| w == bytes).unwrap();
+    std::fs::write(d.join("nan.h5"), [&h5[..at], &f32::NAN.to_le_bytes(), &h5[at + 4..]].concat()).unwrap();
     let mut zip = zip::ZipWriter::new(std::fs::File::create(d.join("other.keras")).unwrap());
     zip.start_file("readme.txt", zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored)).unwrap();
     std::io::Write::write_all(&mut zip, b"not a model").unwrap();
@@ -282,6 +308,8 @@ fn import_errors_name_the_file_and_what_is_wrong() {
         ("missing.h5".into(), "model1.toml", "missing.h5: cannot read"),
         ("truncated.h5".into(), "model1.toml", "truncated.h5: layer 'conv2d_1': unexpected end of data"),
         ("other.keras".into(), "model1.toml", "other.keras: a zip, but not a .keras archive"),
+        ("corrupt-config.h5".into(), "model1.toml", "corrupt-config.h5: its model_config attribute (the model's description) is corrupt"),
+        ("nan.h5".into(), "model1.toml", "nan.h5: /model_weights/conv2d_1/sequential/conv2d_1/kernel: holds NaN at element 0: the file is damaged or the model that saved it diverged"),
         (fixture("unsupported.h5"), "model1.toml", "unsupported.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, which the config has no layer of"),
         (fixture("unsupported.weights.h5"), "model1.toml", "unsupported.weights.h5: Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"),
         (fixture("model1.h5"), "model2.toml", "model1.h5: Keras layer 'dense_1' does not fit the config's dense_1: weight kernel has shape [512, 128], the config's dense_1.kernel needs [128, 128]"),

@@ -361,3 +361,78 @@ fn an_experiment_refuses_a_previous_experiments_folder_and_a_repeated_strategy()
     assert!(!dir.path().join("exp2").exists(), "nothing trained, no folder left");
     assert_eq!(leftovers(dir.path()), Vec::<PathBuf>::new());
 }
+
+/// Outputs are regular files in their own place: a fifo or device node (or a link to one) is
+/// never replaced, even with --overwrite; nothing is written inside a data folder; a replaced
+/// file keeps its permissions.
+#[cfg(unix)]
+#[test]
+fn outputs_replace_only_regular_files_outside_the_data_and_keep_their_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    quickstart(d, |t| t);
+    let run = ["train", "q.toml", "--limit", "32", "--out", "run"];
+    assert!(gpu_cnn(d, &[&run[..], &["--epochs", "1"]].concat()).status.success());
+    let mode = |f: &str| std::fs::metadata(d.join("run").join(f)).unwrap().permissions().mode() & 0o777;
+    let files = ["last.safetensors", "best.safetensors", "history.json", "history.csv"];
+    for f in files {
+        std::fs::set_permissions(d.join("run").join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let o = gpu_cnn(d, &[&run[..], &["--epochs", "2", "--resume", "run/last.safetensors"]].concat());
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Epoch 2/2 - "));
+    assert_eq!(files.map(mode), [0o600; 4], "{files:?} keep their permissions");
+
+    let mkfifo = |p: &str| assert!(Command::new("mkfifo").arg(p).current_dir(d).status().unwrap().success());
+    mkfifo("fifo.onnx");
+    std::os::unix::fs::symlink("fifo.onnx", d.join("link.onnx")).unwrap();
+    let mut special = vec![("fifo.onnx", "fifo"), ("link.onnx", "fifo")];
+    // Root (as here) may make device nodes: /dev/null's twin.
+    if Command::new("mknod").args(["null.onnx", "c", "1", "3"]).current_dir(d).status().is_ok_and(|s| s.success()) {
+        special.push(("null.onnx", "character device"));
+    }
+    for (name, kind) in special {
+        refused(&gpu_cnn(d, &["export", "run/last.safetensors", "-o", name, "--overwrite"]), &[&format!("{name}: is a {kind}, not a regular file")]);
+        assert!(!std::fs::metadata(d.join(name)).unwrap().is_file(), "{name} is still a {kind}");
+    }
+    // Where a run writes its history: refused before training.
+    std::fs::create_dir(d.join("run2")).unwrap();
+    mkfifo("run2/history.json");
+    let o = gpu_cnn(d, &["train", "q.toml", "--limit", "32", "--epochs", "1", "--out", "run2", "--overwrite"]);
+    refused(&o, &["run2/history.json: is a fifo, not a regular file"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("Epoch"));
+
+    // Inside a data folder: any split folder, and the config's own data whatever its name.
+    refused(&gpu_cnn(d, &["train", "q.toml", "--out", "data/training_set/cats/run"]), &["data/training_set/cats/run: lies inside the data folder", "training_set, where every file is read"]);
+    assert!(!d.join("data").exists());
+    std::fs::write(d.join("pics.toml"), std::fs::read_to_string(d.join("q.toml")).unwrap().replace("[data.synthetic]\ntrain = 1200\ntest = 400", "[data]\ntrain = \"pics/train\"\ntest = \"pics/test\"")).unwrap();
+    assert!(std::fs::read_to_string(d.join("pics.toml")).unwrap().contains("pics/train"));
+    refused(&gpu_cnn(d, &["train", "pics.toml", "--out", "pics/test/cats/run"]), &["pics/test/cats/run: lies inside the data folder"]);
+    refused(&gpu_cnn(d, &["plot", "run", "-o", "data/test_set/dogs/curves.png"]), &["lies inside the data folder"]);
+    refused(&gpu_cnn(d, &["export", "run/last.safetensors", "-o", "data/training_set/m.onnx"]), &["lies inside the data folder"]);
+    assert!(!d.join("data").exists() && !d.join("pics").exists());
+}
+
+/// A closed stdout (`gpu-cnn train | head`) stops the run as Ctrl-C does: exit status 130 and a
+/// resumable checkpoint, never a panic.
+#[test]
+fn a_closed_stdout_stops_training_with_a_resumable_checkpoint() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    quickstart(d, |t| t);
+    let args = ["train", "q.toml", "--epochs", "50", "--limit", "256", "--out", "run"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gpu-cnn")).args(args).current_dir(d).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Read up to the first progress line (training has begun: before it, a closed stdout ends
+    // the process at once, as Ctrl-C does), then close the pipe as `head` does.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while !lines.next().expect("a progress line").unwrap().starts_with("Epoch 1/50 step") {}
+    drop(lines);
+    let o = child.wait_with_output().unwrap();
+    eprintln!("--- stderr\n{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(130), "exit status 130, as after Ctrl-C");
+    assert!(!stderr(&o).contains("panicked") && stderr(&o).contains("Resume with: "));
+    let last = Checkpoint::load(&d.join("run/last.safetensors")).unwrap();
+    assert!(last.optimizer.is_some() && last.state.epoch < 50, "a resumable checkpoint of the stopped run");
+    assert_eq!(leftovers(d), Vec::<PathBuf>::new());
+}

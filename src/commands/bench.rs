@@ -47,8 +47,8 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<()> {
             let ctx = env.gpu()?;
             let results = crate::bench::kernels(&ctx, only.as_deref())?;
             match json {
-                true => println!("{}", crate::bench::to_json(&ctx, &results)),
-                false => print!("{}", crate::bench::table(&ctx, &results)),
+                true => outln!("{}", crate::bench::to_json(&ctx, &results)),
+                false => out!("{}", crate::bench::table(&ctx, &results)),
             }
         }
         Command::Train { config, json, batch_size, freeze } => {
@@ -58,8 +58,8 @@ pub fn run(cmd: Command, env: &Env) -> anyhow::Result<()> {
             let kernels = Kernels::new(&ctx);
             let report = crate::bench::train(&ctx, &kernels, &cfg).with_context(|| format!("benchmarking {}", config.display()))?;
             match json {
-                true => println!("{}", serde_json::to_string(&report)?),
-                false => print!("{}", report.table()),
+                true => outln!("{}", serde_json::to_string(&report)?),
+                false => out!("{}", report.table()),
             }
         }
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::dataset::{cifar, fetch, stats};
-use crate::files::check_output_file;
+use crate::files::{check_output_file, check_outside_data};
 
 /// Put data on disk in the class-folder layout, and look at it.
 #[derive(clap::Subcommand)]
@@ -102,10 +102,10 @@ pub struct CifarArgs {
 /// Writes the chosen classes of `batches` unless `out` already holds them.
 fn export(batches: &cifar::Batches, source: &str, a: &CifarArgs) -> anyhow::Result<()> {
     if cifar::export(batches, source, &a.classes, a.split, a.seed, &a.out)? {
-        println!("Wrote {} ({:?} split)", a.out.display(), a.split);
-        print!("{}", stats::report(&stats::stats(&a.out)?));
+        outln!("Wrote {} ({:?} split)", a.out.display(), a.split);
+        out!("{}", stats::report(&stats::stats(&a.out)?));
     } else {
-        println!("{} already holds this dataset: nothing to do", a.out.display());
+        outln!("{} already holds this dataset: nothing to do", a.out.display());
     }
     Ok(())
 }
@@ -119,13 +119,13 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                 cifar::Split::Official => "official".into(),
             };
             if crate::dataset::Marker::complete(&a.out, &name, &a.classes, &split)? {
-                println!("{} already holds {name} ({}, {split} split): nothing to do", a.out.display(), a.classes.join(","));
+                outln!("{} already holds {name} ({}, {split} split): nothing to do", a.out.display(), a.classes.join(","));
                 return Ok(());
             }
             let archive = a.out.join("cifar-10-binary.tar.gz");
             let d = fetch::Download { url: url.clone(), md5: Some(md5), timeout: std::time::Duration::from_secs(timeout), proxy };
             if fetch::fetch(&d, &archive)? {
-                println!("Downloaded {url} (checksum verified)");
+                outln!("Downloaded {url} (checksum verified)");
             }
             export(&cifar::read(&archive)?, &name, &a)?;
         }
@@ -145,26 +145,27 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
             let bytes = (train as u64).saturating_add(test as u64).saturating_mul(size as u64 * size as u64 * 3 * 2);
             crate::sizes::check_host_bytes("the synthetic set", bytes)?;
             if crate::dataset::synth(&out, train, test, size, seed)? {
-                println!("Wrote the synthetic set to {}", out.display());
-                print!("{}", stats::report(&stats::stats(&out)?));
+                outln!("Wrote the synthetic set to {}", out.display());
+                out!("{}", stats::report(&stats::stats(&out)?));
             } else {
-                println!("{} already holds this synthetic set: nothing to do", out.display());
+                outln!("{} already holds this synthetic set: nothing to do", out.display());
             }
         }
         Command::Stats { dir, out, augment, overwrite } => {
             let augmented = out.as_ref().map(|out| out.with_file_name(format!("{}-augmented.png", out.file_stem().unwrap_or_default().to_string_lossy())));
             for path in out.iter().chain(augmented.iter().filter(|_| augment.is_some())) {
                 check_output_file(path, overwrite, &[])?;
+                check_outside_data(path, &[&dir])?;
             }
-            print!("{}", stats::report(&stats::stats(&dir)?));
+            out!("{}", stats::report(&stats::stats(&dir)?));
             if let Some(out) = out {
                 let (_, first) = crate::data::layout::class_folders(&dir)?.into_iter().next().expect("a data folder has at least one class folder");
                 let (w, h) = stats::contact_sheet(&first, &out, None)?;
-                println!("Contact sheet: {} ({w}x{h})", out.display());
+                outln!("Contact sheet: {} ({w}x{h})", out.display());
                 if let (Some(cfg), Some(path)) = (augment, augmented) {
                     let cfg = Config::load(&cfg)?;
                     stats::contact_sheet(&first, &path, Some(&cfg.augment))?;
-                    println!("Augmented sheet: {}", path.display());
+                    outln!("Augmented sheet: {}", path.display());
                 }
             }
         }

@@ -9,6 +9,6 @@ use super::Env;
 pub struct Args {}
 
 pub fn run(_: Args, env: &Env) -> anyhow::Result<()> {
-    print!("{}", crate::devices::report(&env.adapter, env.backends));
+    out!("{}", crate::devices::report(&env.adapter, env.backends));
     Ok(())
 }

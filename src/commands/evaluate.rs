@@ -49,14 +49,14 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     options.k(ckpt.classes.len()).map_err(anyhow::Error::msg)?;
     let dir = layout::class_folder(&a.data, Split::Test)?;
     // With --json, stdout holds the JSON alone.
-    let say = |line: String| if a.json { eprintln!("{line}") } else { println!("{line}") };
+    let say = |line: String| if a.json { errln!("{line}") } else { outln!("{line}") };
     say(format!("Evaluating on {}", dir.display()));
     let ctx = env.gpu()?;
     let report = crate::predict::evaluate(&ctx, &ckpt, &dir, a.batch_size, 2, options)?;
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
-        print!("{}", report.report());
+        out!("{}", report.report());
     }
     if let Some(sheet) = &a.sheet {
         if report.wrong.is_empty() {

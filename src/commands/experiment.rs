@@ -56,16 +56,16 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
             Ok(done) => done,
             // Every run folder is released by now: the same command resumes the sweep.
             Err(e) if crate::interrupt::requested() => {
-                eprintln!("{e}; run the same command again to resume");
+                errln!("{e}; run the same command again to resume");
                 std::process::exit(crate::interrupt::EXIT_STATUS);
             }
             Err(e) => return Err(e.downcast::<OutputError>().map_or_else(|e| e, |e| with_commands(e, None))),
         }
     };
-    println!("\n{}", done.markdown);
+    outln!("\n{}", done.markdown);
     match &done.chart {
-        Some(chart) => println!("Chart: {}; table: {}", chart.display(), done.table.display()),
-        None => println!("No chart drawn (no strategy arm or scratch has finished); table: {}", done.table.display()),
+        Some(chart) => outln!("Chart: {}; table: {}", chart.display(), done.table.display()),
+        None => outln!("No chart drawn (no strategy arm or scratch has finished); table: {}", done.table.display()),
     }
     Ok(())
 }

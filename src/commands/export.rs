@@ -31,7 +31,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let ckpt = Checkpoint::load(&a.checkpoint)?;
     let model = onnx::save(&ckpt, a.layout, &a.output)?;
     let graph = model.graph.as_ref().expect("export builds a graph");
-    println!("Wrote {} (ONNX opset {}, {} nodes, {} parameters)", a.output.display(), onnx::OPSET, graph.node.len(), thousands(ckpt.model.param_count()));
-    println!("{}", model.doc_string);
+    outln!("Wrote {} (ONNX opset {}, {} nodes, {} parameters)", a.output.display(), onnx::OPSET, graph.node.len(), thousands(ckpt.model.param_count()));
+    outln!("{}", model.doc_string);
     Ok(())
 }

@@ -57,17 +57,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let grown = grow::grow(&text, &cfg.model, &ops).map_err(|e| anyhow::anyhow!("{}: {e}", a.config.display()))?;
     let next = Config::parse(&a.output, &grown.text)?;
     crate::sizes::check_host(&next.model)?;
-    println!("Grow {} -> {}", a.config.display(), a.output.display());
-    grown.changes.iter().for_each(|c| println!("  {c}"));
+    outln!("Grow {} -> {}", a.config.display(), a.output.display());
+    grown.changes.iter().for_each(|c| outln!("  {c}"));
     if let (Some(from), Some(out)) = (&a.from, &checkpoint) {
         let source = Checkpoint::load(from)?;
         source.check_layout(&cfg.model, from)?;
         let (plan, ckpt) = crate::transfer::transfer(&source, from, &next.model, next.train.seed, next.train.learning_rate, Strategy::Grow, false);
-        print!("{}", plan.table());
+        out!("{}", plan.table());
         ckpt.save(out)?;
-        println!("Wrote {} (train it with: gpu-cnn train {} --init {})", out.display(), a.output.display(), out.display());
+        outln!("Wrote {} (train it with: gpu-cnn train {} --init {})", out.display(), a.output.display(), out.display());
     }
     write_atomic(&a.output, grown.text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", a.output.display()))?;
-    println!("Wrote {}", a.output.display());
+    outln!("Wrote {}", a.output.display());
     Ok(())
 }

@@ -38,9 +38,9 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
     let cfg = Config::load(&config)?;
     crate::sizes::check_host(&cfg.model)?;
     let (plan, matched_by, format, ckpt) = crate::interop::keras::checkpoint(&file, &cfg, classes)?;
-    println!("Import {} ({}) -> {} (layers matched by {})", file.display(), format.describe(), config.display(), matched_by.describe());
-    print!("{}", plan.table());
+    outln!("Import {} ({}) -> {} (layers matched by {})", file.display(), format.describe(), config.display(), matched_by.describe());
+    out!("{}", plan.table());
     ckpt.save(&output)?;
-    println!("Wrote {} (train it with: gpu-cnn train {} --init {})", output.display(), config.display(), output.display());
+    outln!("Wrote {} (train it with: gpu-cnn train {} --init {})", output.display(), config.display(), output.display());
     Ok(())
 }

@@ -32,6 +32,6 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let refs: Vec<(&str, &[EpochLogs])> = runs.iter().map(|(n, h)| (n.as_str(), h.as_slice())).collect();
     crate::plot::plot(&refs, &a.output).map_err(anyhow::Error::msg)?;
-    println!("Wrote {}", a.output.display());
+    outln!("Wrote {}", a.output.display());
     Ok(())
 }

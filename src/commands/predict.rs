@@ -27,15 +27,15 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     let ctx = env.gpu()?;
     let (predictions, unreadable) = crate::predict::predict(&ctx, &ckpt, &files, 32)?;
     if a.json {
-        println!("{}", serde_json::to_string(&predictions)?);
+        outln!("{}", serde_json::to_string(&predictions)?);
     } else {
         for p in &predictions {
             let prob = p.probabilities[&p.class].as_f64().unwrap_or(f64::NAN);
-            println!("{}: {} ({prob:.4})", p.file.display(), p.class);
+            outln!("{}: {} ({prob:.4})", p.file.display(), p.class);
         }
     }
     // The readable images are predicted; the others are named, and the exit status says so.
-    unreadable.iter().for_each(|e| eprintln!("{e}"));
+    unreadable.iter().for_each(|e| errln!("{e}"));
     if !unreadable.is_empty() {
         anyhow::bail!("{} of {} images could not be read", unreadable.len(), files.len());
     }

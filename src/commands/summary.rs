@@ -22,11 +22,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             let ckpt = Checkpoint::load(&a.file)?;
             // Checkpoints from before the run's name was recorded go by their file's name.
             let name = ckpt.state.name.unwrap_or_else(|| a.file.file_stem().unwrap_or_default().to_string_lossy().into_owned());
-            print!("{}", summary(&name, &ckpt.model));
+            out!("{}", summary(&name, &ckpt.model));
         }
         false => {
             let cfg = Config::load(&a.file)?;
-            print!("{}", summary(&cfg.name, &cfg.model));
+            out!("{}", summary(&cfg.name, &cfg.model));
         }
     }
     Ok(())

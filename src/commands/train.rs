@@ -61,17 +61,17 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
         crate::sizes::check_network(&ctx, model, cfg.train.batch_size)?;
     }
     let (train, test) = run::load_datasets(&cfg)?;
-    println!("{}", run::describe(&train, Split::Training, &cfg));
-    println!("{}", run::describe(&test, Split::Test, &cfg));
-    println!("Model \"{}\": {} parameters, batch {}, on {}", cfg.name, thousands(cfg.model.param_count()), cfg.train.batch_size, ctx.describe());
+    outln!("{}", run::describe(&train, Split::Training, &cfg));
+    outln!("{}", run::describe(&test, Split::Test, &cfg));
+    outln!("Model \"{}\": {} parameters, batch {}, on {}", cfg.name, thousands(cfg.model.param_count()), cfg.train.batch_size, ctx.describe());
     if let Start::Init(_, path) = &start {
-        println!("Starting from the weights of {} (fresh optimizer)", path.display());
+        outln!("Starting from the weights of {} (fresh optimizer)", path.display());
     }
     for line in freeze_note.into_iter().chain(run::describe_freezing(&cfg)) {
-        println!("{line}");
+        outln!("{line}");
     }
     for g in &cfg.growth {
-        println!("Grows after epoch {} to {} parameters: {}", g.after_epoch, thousands(g.model.param_count()), g.changes.join("; "));
+        outln!("Grows after epoch {} to {} parameters: {}", g.after_epoch, thousands(g.model.param_count()), g.changes.join("; "));
     }
     let stop = crate::interrupt::listen();
     let mut extra: Vec<Box<dyn Callback>> = vec![Box::new(Progress::default())];
@@ -81,13 +81,13 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     match run::train(&ctx, &cfg, train, test, &folder, start, extra, Some(stop.flag())) {
         Ok((history, _)) => {
             let best = history.iter().map(|l| l.val_acc).fold(f64::NAN, f64::max);
-            println!("Best val_acc {best:.4}; history in {}", out.join("history.csv").display());
+            outln!("Best val_acc {best:.4}; history in {}", out.join("history.csv").display());
             Ok(())
         }
         Err(e) => match e.downcast_ref::<TrainError>() {
             Some(interrupted @ TrainError::Interrupted { .. }) => {
-                eprintln!("{interrupted}; resumable checkpoint: {}", last.display());
-                eprintln!("Resume with: {}", resume_command(&last));
+                errln!("{interrupted}; resumable checkpoint: {}", last.display());
+                errln!("Resume with: {}", resume_command(&last));
                 // Exiting skips destructors: release the folder's lock first.
                 drop(folder);
                 std::process::exit(crate::interrupt::EXIT_STATUS);

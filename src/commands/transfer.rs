@@ -53,17 +53,17 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
     crate::sizes::check_host(&cfg.model)?;
     let (mut plan, mut ckpt) = crate::transfer::transfer(&source, &a.from, &cfg.model, cfg.train.seed, cfg.train.learning_rate, a.strategy, a.partial);
     ckpt.state.name = Some(cfg.name.clone());
-    println!("Transfer {} -> {} ({:?} strategy{})", a.from.display(), a.to.display(), a.strategy, if a.partial { ", partial" } else { "" });
+    outln!("Transfer {} -> {} ({:?} strategy{})", a.from.display(), a.to.display(), a.strategy, if a.partial { ", partial" } else { "" });
     if let Some(dir) = a.data.as_deref().filter(|_| a.strategy == Strategy::Grow) {
         // Inserted batchnorms measured on (up to 1,024) training images.
         let train = layout::class_folder(dir, Split::Training)?;
         let images = crate::data::folder::load(&train, cfg.model.input, Some(1024), crate::data::folder::CorruptPolicy::Skip, 2)?;
         let set = crate::transfer::calibrate::calibrate(&env.gpu()?, &mut plan, &mut ckpt, images)?;
         if !set.is_empty() {
-            println!("Inserted batchnorms ({}) measured on {}", set.join(", "), train.display());
+            outln!("Inserted batchnorms ({}) measured on {}", set.join(", "), train.display());
         }
     }
-    print!("{}", plan.table());
+    out!("{}", plan.table());
     if plan.moved == 0 {
         log::warn!("nothing came from the source: the new model starts as from scratch (see each layer's reason)");
     }
@@ -72,14 +72,14 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
         let ctx = env.gpu()?;
         let before = crate::predict::evaluate(&ctx, &source, &dir, 32, 2, EvalOptions::default())?;
         let after = crate::predict::evaluate(&ctx, &ckpt, &dir, 32, 2, EvalOptions::default())?;
-        println!("Validation accuracy before any training ({}): source {:.4}, new model {:.4}", dir.display(), before.accuracy, after.accuracy);
+        outln!("Validation accuracy before any training ({}): source {:.4}, new model {:.4}", dir.display(), before.accuracy, after.accuracy);
     }
     match (a.dry_run, a.out) {
         (false, Some(out)) => {
             ckpt.save(&out)?;
-            println!("Wrote {} (train it with: gpu-cnn train {} --init {})", out.display(), a.to.display(), out.display());
+            outln!("Wrote {} (train it with: gpu-cnn train {} --init {})", out.display(), a.to.display(), out.display());
         }
-        _ => println!("Dry run: nothing written"),
+        _ => outln!("Dry run: nothing written"),
     }
     Ok(())
 }

@@ -263,8 +263,7 @@ pub struct KerasFile {
     pub layers: Vec<KerasLayer>,
 }
 
-const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
-const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+use super::{HDF5_MAGIC, ZIP_MAGIC};
 
 impl KerasFile {
     pub fn read(path: &Path) -> Result<Self, KerasError> {
@@ -315,6 +314,9 @@ fn read_weight(file: &Hdf5File, path: &str, name: String) -> Result<Weight, Stri
     let shape: Vec<u32> = ds.shape().iter().map(|&d| u32::try_from(d).map_err(|_| format!("{path}: dimension {d} is too large"))).collect::<Result<_, _>>()?;
     let mut data = vec![0f32; len as usize];
     ds.read_into(&mut data).map_err(|e| format!("{path}: {e} (gpu-cnn reads float32 weights)"))?;
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(format!("{path}: holds {} at element {i}: the file is damaged or the model that saved it diverged; gpu-cnn imports finite weights only", data[i]));
+    }
     Ok(Weight { name, shape, data })
 }
 
@@ -357,7 +359,16 @@ fn legacy(file: &Hdf5File, root: &Group) -> Result<Vec<KerasLayer>, String> {
         Err(_) => (file.root_group().map_err(|e| e.to_string())?, ""),
     };
     let names = strings(&weights_root, "layer_names").map_err(|_| "not Keras weights: no 'layer_names' attribute and no 'layers' group".to_string())?;
-    let known = root.attribute("model_config").and_then(|a| a.read_string()).ok().and_then(|text: String| serde_json::from_str::<serde_json::Value>(&text).ok()).map_or_else(Vec::new, |m| model_layers(&m));
+    // `model.save` writes the model's description; `save_weights` none. One that is there but
+    // unreadable is damage, not a weights-only file.
+    let known = match root.attribute("model_config") {
+        Err(_) => Vec::new(),
+        Ok(a) => {
+            let corrupt = |e: String| format!("its model_config attribute (the model's description) is corrupt ({e}); re-save the model in Keras (model.save(\"model.keras\")) and import that file");
+            let text: String = a.read_string().map_err(|e| corrupt(e.to_string()))?;
+            model_layers(&serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?)
+        }
+    };
     let mut out = Vec::new();
     for name in names {
         let group = weights_root.group(&name).map_err(|e| format!("layer '{name}': {e}"))?;

@@ -181,7 +181,7 @@ impl Callback for ModelCheckpoint {
         let state = TrainState { epoch: logs.epoch, lr: control.lr, history: history.to_vec(), name: Some(self.name.clone()), ..Default::default() };
         Checkpoint::capture(ctx, net, &self.classes, state, false).and_then(|c| c.save(&path)).map_err(checkpoint_error)?;
         if self.config.save_best_only {
-            println!("Epoch {}: {} improved from {previous:.5} to {current:.5}, saving model to {}", logs.epoch, self.config.monitor, path.display());
+            outln!("Epoch {}: {} improved from {previous:.5} to {current:.5}, saving model to {}", logs.epoch, self.config.monitor, path.display());
         }
         Ok(())
     }
@@ -264,7 +264,7 @@ impl Callback for ReduceLrOnPlateau {
         let in_force = logs.lr as f32;
         let lr = self.update(current, in_force);
         if lr != in_force {
-            println!("Epoch {}: ReduceLROnPlateau reducing learning rate to {lr:e}", logs.epoch);
+            outln!("Epoch {}: ReduceLROnPlateau reducing learning rate to {lr:e}", logs.epoch);
             control.lr = rescale(control.lr, in_force, lr);
         }
         Ok(())
@@ -347,17 +347,17 @@ impl Callback for EarlyStopping {
             self.best_weights = Some(names.iter().map(|n| net.read_param(ctx, n)).collect::<Result<_, _>>()?);
         }
         if decision.stop {
-            println!("Epoch {}: early stopping ({} did not improve for {} epochs)", logs.epoch, self.config.monitor, self.wait);
+            outln!("Epoch {}: early stopping ({} did not improve for {} epochs)", logs.epoch, self.config.monitor, self.wait);
             control.stop = true;
             match &self.best_weights {
                 Some(weights) => {
-                    println!("Restoring the weights of the best epoch ({} = {:.5})", self.config.monitor, self.best);
+                    outln!("Restoring the weights of the best epoch ({} = {:.5})", self.config.monitor, self.best);
                     for (n, w) in names.iter().zip(weights) {
                         net.write_param(ctx, n, w)?;
                     }
                 }
                 None if self.config.restore_best_weights => {
-                    println!("The best epoch came before this run was resumed: its weights are in the best-model checkpoint, not restored here");
+                    outln!("The best epoch came before this run was resumed: its weights are in the best-model checkpoint, not restored here");
                 }
                 None => {}
             }

@@ -54,7 +54,7 @@ impl Callback for Progress {
                 bar.set_message(format!("{metrics}{:.0} img/s", p.images_per_s));
             }
             None if p.step * 4 / p.steps != (p.step - 1) * 4 / p.steps && p.step < p.steps => {
-                println!("Epoch {}/{} step {}/{}: {metrics}{:.0} img/s", p.epoch, p.epochs, p.step, p.steps, p.images_per_s);
+                outln!("Epoch {}/{} step {}/{}: {metrics}{:.0} img/s", p.epoch, p.epochs, p.step, p.steps, p.images_per_s);
             }
             None => {}
         }
@@ -65,9 +65,9 @@ impl Callback for Progress {
             bar.finish_and_clear();
         }
         if let Some(g) = &logs.grown {
-            println!("Grown before epoch {}: {g}", logs.epoch);
+            outln!("Grown before epoch {}: {g}", logs.epoch);
         }
-        println!("{}", epoch_line(logs, self.epochs));
+        outln!("{}", epoch_line(logs, self.epochs));
         Ok(())
     }
 }
