@@ -7,6 +7,7 @@
 //! - `widen L=F`: L's filters or units times F (Net2Wider);
 //! - `add_batchnorm L`: a batchnorm after conv or dense L, which takes over L's activation
 //!   (L keeps no bias: the batchnorm's beta replaces it).
+//!
 //! Layer names are those of the given config (`gpu-cnn summary`), whatever the order of the
 //! operators.
 

@@ -157,10 +157,6 @@ fn snapshot(callbacks: &[Box<dyn Callback>], mut state: TrainState) -> TrainStat
     state
 }
 
-/// Trains `net` from `start` (`TrainState::default()` with the seed and learning rate for a
-/// fresh run; a checkpoint's state to resume, even mid-epoch) up to `settings.epochs`; returns
-/// the whole history.
-#[allow(clippy::too_many_arguments)]
 /// `net` grown into `target` with its weights and optimizer state carried
 /// ([`crate::transfer::grow_checkpoint`]): the same run goes on, its step counts counting on.
 fn grow(ctx: &GpuContext, kernels: &Kernels, net: &Network, target: &crate::model::ModelSpec, seed: u64) -> Result<Network, TrainError> {
@@ -172,6 +168,10 @@ fn grow(ctx: &GpuContext, kernels: &Kernels, net: &Network, target: &crate::mode
     Ok(next)
 }
 
+/// Trains `net` from `start` (`TrainState::default()` with the seed and learning rate for a
+/// fresh run; a checkpoint's state to resume, even mid-epoch) up to `settings.epochs`; returns
+/// the whole history.
+#[allow(clippy::too_many_arguments)]
 pub fn fit(
     ctx: &GpuContext,
     kernels: &Kernels,
