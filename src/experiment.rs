@@ -21,6 +21,7 @@ use crate::train::schedule::Schedule;
 use crate::record::EpochLogs;
 use crate::train::Callback;
 use crate::transfer::Strategy;
+use crate::verdict::{Paired, Spread};
 
 /// One stage of the chain: a config, and what the experiment changes in it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -553,20 +554,13 @@ fn rebuild_history(dir: &Path, cfg: &Config, history: &[EpochLogs]) -> anyhow::R
     Ok(())
 }
 
-fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, var.sqrt())
-}
-
 fn pm(values: &[f64], digits: usize) -> String {
     match values.len() {
         0 => "-".into(),
         1 => format!("{:.digits$}", values[0]),
         _ => {
-            let (m, s) = mean_std(values);
-            format!("{m:.digits$} ± {s:.digits$}")
+            let s = Spread::of(values);
+            format!("{:.digits$} ± {:.digits$}", s.mean, s.std)
         }
     }
 }
@@ -581,7 +575,8 @@ fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
     let mut out = format!("# Experiment: {}\n\n", names.join(" -> "));
     let scratch = |seed: u64| chains.iter().find(|c| c.arm == SCRATCH && c.seed == seed);
     out += "Compute to reach the scratch arm's best val_acc (same seed): *from the growth* counts the last stage's training only (the earlier stages already paid), *total* includes every earlier stage. Mean ± standard deviation over the seeds that finished.\n\n";
-    out += "| arm | seeds | best val_acc | val_acc after each stage's first epoch | FLOPs from the growth | ÷ scratch's | wall from the growth | FLOPs in total | wall in total |\n|---|---|---|---|---|---|---|---|---|\n";
+    out += "*vs scratch* is the arm's best val_acc less scratch's, seed by seed (paired), with its 95% interval over the seeds; *FLOPs ÷ scratch's* divides the arm's training FLOPs, every stage counted, by scratch's whole run.\n\n";
+    out += "| arm | seeds | best val_acc | vs scratch | FLOPs ÷ scratch's | val_acc after each stage's first epoch | FLOPs from the growth | ÷ scratch's | wall from the growth | FLOPs in total | wall in total |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
     for arm in exp.arms().iter().filter(|a| *a != FIRST) {
         let mine: Vec<&Chain> = chains.iter().filter(|c| &c.arm == arm).collect();
         if mine.is_empty() {
@@ -602,12 +597,21 @@ fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
                 _ if compared == 0 => "- (no scratch run)".to_string(),
                 0 => "never".to_string(),
                 1 => f(v[0]),
-                _ => format!("{} ± {}", f(mean_std(&v).0), f(mean_std(&v).1)),
+                _ => format!("{} ± {}", f(Spread::of(&v).mean), f(Spread::of(&v).std)),
             };
             if never > 0 && !v.is_empty() { format!("{shown} (never in {never} of {compared} seeds)") } else { shown }
         };
         let secs = |v: f64| format!("{v:.0} s");
-        out += &format!("| {arm} | {} | {} | {} | {} | {} | {} | {} | {} |\n", mine.len(), pm(&best, 4), firsts.join(" / "), col(0, &flops), pm(&ratio, 2), col(1, &secs), col(2, &flops), col(3, &secs));
+        // Seeds that both this arm and scratch finished, paired.
+        let pairs: Vec<(&Chain, &Chain)> = mine.iter().filter_map(|c| scratch(c.seed).map(|s| (*c, s))).collect();
+        let total = |c: &Chain| c.stages.iter().map(StageRun::flops).sum::<f64>();
+        let vs = match pairs.is_empty() {
+            _ if arm == SCRATCH => "-".to_string(),
+            true => "- (no scratch run)".to_string(),
+            false => Paired::of(&pairs.iter().map(|p| p.0.last().best()).collect::<Vec<_>>(), &pairs.iter().map(|p| p.1.last().best()).collect::<Vec<_>>()).points(),
+        };
+        let cost = pm(&pairs.iter().map(|(c, s)| total(c) / total(s)).collect::<Vec<_>>(), 2);
+        out += &format!("| {arm} | {} | {} | {vs} | {cost} | {} | {} | {} | {} | {} | {} |\n", mine.len(), pm(&best, 4), firsts.join(" / "), col(0, &flops), pm(&ratio, 2), col(1, &secs), col(2, &flops), col(3, &secs));
     }
     out += "\n| seed | arm | stage | model | epochs | best val_acc | val_acc after epoch 1 | training FLOPs | wall |\n|---|---|---|---|---|---|---|---|---|\n";
     for c in chains {

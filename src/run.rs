@@ -238,6 +238,8 @@ pub enum FreezeError {
     NoProvenance,
     #[error("--freeze copied: the --init checkpoint's transfer copied no layer unchanged")]
     NothingCopied,
+    #[error("--freeze and --unfreeze-after do not apply to {0}: a run with [[grow]] trains every layer")]
+    Grows(PathBuf),
 }
 
 /// Applies `--freeze` (layer names, or `copied`: the layers the --init checkpoint's transfer
@@ -249,6 +251,9 @@ pub fn freeze(cfg: &mut Config, file: &Path, names: &[String], unfreeze_after: O
     }
     if matches!(start, Start::Resume(..)) {
         return Err(FreezeError::Resume.into());
+    }
+    if !cfg.growth.is_empty() {
+        return Err(FreezeError::Grows(file.to_path_buf()).into());
     }
     let mut names = names.to_vec();
     let mut note = None;

@@ -311,6 +311,10 @@ fn experiment_runs_a_chain_over_seeds_and_reports_compute_and_plot_draws_runs() 
     for row in ["| grow | 2 | ", "| scratch | 2 | ", "| 1 | first | 1 | s1 | 2 |", "| 2 | grow | 3 | s3 | 2 |", "| 2 | scratch | 3 | s3 | 2 |"] {
         assert!(table.contains(row), "{row} missing from\n{table}");
     }
+    // The grown arm against scratch, paired over the two seeds, with its cost, every stage counted.
+    let grow_row = table.lines().find(|l| l.starts_with("| grow | 2 | ")).unwrap();
+    let cells: Vec<&str> = grow_row.split(" | ").collect();
+    assert!(cells[3].contains(" points (95%, 2 seeds): ") && cells[4].split(" ± ").all(|v| v.parse::<f64>().is_ok()), "{grow_row}");
     assert!(dir.path().join("exp/comparison.png").is_file());
     std::fs::remove_file(dir.path().join("exp/results.md")).unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--report"]);
@@ -594,4 +598,23 @@ fn a_keras_file_as_a_checkpoint_points_to_import_keras() {
     let o = gpu_cnn(dir.path(), &["train", cfg.to_str().unwrap(), "--init", h5.to_str().unwrap(), "--out", "run"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("model1.h5: is a Keras file (HDF5 or .keras archive), not a gpu-cnn checkpoint; convert it first with `gpu-cnn import keras "), "{err}");
+    let o = gpu_cnn(dir.path(), &["summary", root().join("tests/fixtures/keras/model2.keras").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("model2.keras: is a Keras file") && err.contains("gpu-cnn import keras"), "{err}");
+}
+
+/// A run that grows trains every layer: freezing flags are refused, naming the config.
+#[test]
+fn a_growing_run_refuses_freezing() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    std::fs::write(dir.path().join("q.toml"), quick + "
+[[grow]]
+after_epoch = 1
+deepen = [\"max_pooling2d_1\"]
+").unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "q.toml", "--freeze", "conv2d_1", "--epochs", "2", "--limit", "32", "--out", "run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--freeze and --unfreeze-after do not apply to q.toml: a run with [[grow]] trains every layer"), "{err}");
+    assert!(!dir.path().join("run").exists());
 }

@@ -17,7 +17,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<()> {
-    match a.file.extension().is_some_and(|e| e == "safetensors") {
+    // A Keras file goes the checkpoint's way, whose error points to `import keras`.
+    match a.file.extension().is_some_and(|e| e == "safetensors" || e == "h5" || e == "keras") {
         true => {
             let ckpt = Checkpoint::load(&a.file)?;
             // Checkpoints from before the run's name was recorded go by their file's name.
