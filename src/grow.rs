@@ -53,13 +53,19 @@ pub struct GrowConfig {
 impl GrowConfig {
     /// The operators, widths first (the order `gpu-cnn grow` applies its flags in).
     pub fn ops(&self) -> Result<Vec<Op>, String> {
-        let widen = self.widen.iter().map(|w| parse_widen(w).map(|(l, f)| Op::Widen(l, f))).collect::<Result<Vec<_>, _>>()?;
-        let ops: Vec<Op> = widen.into_iter().chain(self.add_batchnorm.iter().cloned().map(Op::AddBatchnorm)).chain(self.deepen.iter().cloned().map(Op::Deepen)).collect();
+        let widen = self.widen.iter().map(|w| parse_widen(w)).collect::<Result<Vec<_>, _>>()?;
+        let ops = ops(widen, self.add_batchnorm.clone(), self.deepen.clone());
         if ops.is_empty() {
             return Err("no operator: give deepen, widen or add_batchnorm".into());
         }
         Ok(ops)
     }
+}
+
+/// The operators in the order they are told: widths, then batchnorms, then deepening blocks.
+pub fn ops(widen: Vec<(String, f64)>, add_batchnorm: Vec<String>, deepen: Vec<String>) -> Vec<Op> {
+    let widen = widen.into_iter().map(|(l, f)| Op::Widen(l, f));
+    widen.chain(add_batchnorm.into_iter().map(Op::AddBatchnorm)).chain(deepen.into_iter().map(Op::Deepen)).collect()
 }
 
 /// The model in force from epoch `after_epoch + 1` of a run with a growth plan.

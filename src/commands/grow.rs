@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::files::{check_output_file, write_atomic};
-use crate::grow::{self, Op};
+use crate::grow;
 use crate::transfer::Strategy;
 
 /// Write the next model's config from this one with growth operators (names as `gpu-cnn
@@ -50,10 +50,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let cfg = Config::load(&a.config)?;
     let text = std::fs::read_to_string(&a.config)?;
-    let ops: Vec<Op> = (a.widen.into_iter().map(|(l, f)| Op::Widen(l, f)))
-        .chain(a.add_batchnorm.into_iter().map(Op::AddBatchnorm))
-        .chain(a.deepen.into_iter().map(Op::Deepen))
-        .collect();
+    let ops = grow::ops(a.widen, a.add_batchnorm, a.deepen);
     let grown = grow::grow(&text, &cfg.model, &ops).map_err(|e| anyhow::anyhow!("{}: {e}", a.config.display()))?;
     let next = Config::parse(&a.output, &grown.text)?;
     crate::sizes::check_host(&next.model)?;
