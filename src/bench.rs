@@ -136,7 +136,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         let (x, w, b, y) = (buffer(ctx, s.input_len())?, buffer(ctx, s.kernel_len())?, buffer(ctx, s.out_c as u64)?, buffer(ctx, s.output_len())?);
         let flops = Some(2.0 * s.macs() as f64);
         out.push(Case { kernel: "conv2d_forward", shape: label.into(), dispatches: vec![k.conv2d_forward(&s, true, &x, &w, &b, &y)], flops, bytes: None });
-        out.push(Case { kernel: "conv2d_backward_input", shape: label.into(), dispatches: vec![k.conv2d_backward_input(&s, &y, &w, &x)], flops, bytes: None });
+        out.push(Case { kernel: "conv2d_backward_input", shape: label.into(), dispatches: vec![k.conv2d_backward_input(&s, &y, &w, &x, false)], flops, bytes: None });
         out.push(Case { kernel: "conv2d_backward_kernel", shape: label.into(), dispatches: k.conv2d_backward_kernel(&s, &x, &y, &w, &scratch), flops, bytes: None });
         let bytes = Some(4.0 * (s.output_len() + s.out_c as u64) as f64);
         out.push(Case { kernel: "column_sum (bias grad)", shape: label.into(), dispatches: k.column_sum(s.output_rows(), s.out_c, &y, &b, &scratch), flops: None, bytes });

@@ -128,13 +128,17 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
     if layout == Layout::Nhwc {
         x = g.node("Transpose", "input_to_nchw".into(), &[&x], vec![ints("perm", &[0, 3, 1, 2])]);
     }
+    // Each value's ONNX name: the input, then each layer's output.
+    let mut values = vec![x];
+    let graph = spec.graph();
     for (i, layer) in spec.layers.iter().enumerate() {
         let name = layer.name.as_str();
         let input = spec.input_of(i);
+        let x = values[graph.input(i)].clone();
         // This layer's tensors as initialisers, by suffix.
         let find = |suffix: &str| infos.iter().position(|p| p.layer == i && p.suffix == suffix);
         let tensor = |g: &mut Graph, suffix: &str| find(suffix).map(|k| g.weight(infos[k].name.clone(), &infos[k].shape, &ckpt.params[k]));
-        x = match &layer.kind {
+        let x = match &layer.kind {
             LayerKind::Conv2d(c) => {
                 let Shape::Image(image) = input else { unreachable!("validated spec") };
                 let s = ConvShape::keras(1, image, c.filters, c.kernel.0, c.stride, c.padding == Padding::Same);
@@ -182,10 +186,14 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
                 inputs.extend(bias.as_deref());
                 g.node("Gemm", name.into(), &inputs, vec![])
             }
+            LayerKind::Add(_) => {
+                let [a, b] = [0, 1].map(|k| values[graph.inputs[i][k]].clone());
+                g.node("Add", name.into(), &[&a, &b], vec![])
+            }
             // Flatten of a flat input, dropout (inference), and a relu layer (below) add no op.
             LayerKind::Flatten(_) | LayerKind::Dropout(_) | LayerKind::Activation(_) => x,
         };
-        x = match layer.kind.ops().activation() {
+        let x = match layer.kind.ops().activation() {
             Activation::Linear => x,
             Activation::Relu => g.node("Relu", format!("{name}/relu"), &[&x], vec![]),
             Activation::Softmax => g.node("Softmax", OUTPUT.into(), &[&x], vec![int("axis", 1)]),
@@ -197,6 +205,7 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
                 g.node("Concat", OUTPUT.into(), &[&q, &p], vec![int("axis", 1)])
             }
         };
+        values.push(x);
     }
     let [h, w, c] = layout.dims(spec.input);
     let classes = spec.classes();

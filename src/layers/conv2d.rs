@@ -88,6 +88,9 @@ impl Kind for Conv2d {
     fn has_bias(&self) -> bool {
         self.use_bias
     }
+    fn accumulates(&self) -> bool {
+        true
+    }
     /// The identity needs an odd kernel, stride 1 and 'same' padding, and at least as many
     /// filters as input channels.
     fn inserted(&self, input: Shape) -> Insertion {
@@ -130,7 +133,7 @@ impl Kind for Conv2d {
             }
         }
         if let Some(dx) = b.dx {
-            b.backward.push(b.kernels.conv2d_backward_input(&s, dy, &w, dx));
+            b.backward.push(b.kernels.conv2d_backward_input(&s, dy, &w, dx, b.accumulate));
         }
         Ok(())
     }

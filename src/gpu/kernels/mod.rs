@@ -8,6 +8,7 @@
 //! (field for field the WGSL ones) and its wrapper methods on [`Kernels`].
 
 mod activation;
+pub mod add;
 pub mod batchnorm;
 mod conv2d;
 mod loss;
@@ -54,12 +55,13 @@ enum Family {
     Reduce,
     Batchnorm,
     Activation,
+    Add,
     Loss,
     Optimizer,
 }
 
 impl Family {
-    const ALL: [Family; 10] = [
+    const ALL: [Family; 11] = [
         Self::Conv2d,
         Self::Conv2dSubgroup,
         Self::Pool,
@@ -68,6 +70,7 @@ impl Family {
         Self::Reduce,
         Self::Batchnorm,
         Self::Activation,
+        Self::Add,
         Self::Loss,
         Self::Optimizer,
     ];
@@ -82,6 +85,7 @@ impl Family {
             Self::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Self::Batchnorm => include_str!("../../../shaders/batchnorm.wgsl"),
             Self::Activation => include_str!("../../../shaders/activation.wgsl"),
+            Self::Add => include_str!("../../../shaders/add.wgsl"),
             Self::Loss => include_str!("../../../shaders/loss.wgsl"),
             Self::Optimizer => include_str!("../../../shaders/optimizer.wgsl"),
         };
@@ -134,6 +138,9 @@ pub enum Kernel {
     SigmoidForward,
     SoftmaxForward,
     DropoutMask,
+    AddForward,
+    AddBackward,
+    AddBackwardRelu,
     SigmoidBceLoss,
     SoftmaxCeLoss,
     AdamUpdate,
@@ -144,7 +151,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 48] = [
+    pub const ALL: [Kernel; 51] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -186,6 +193,9 @@ impl Kernel {
         Self::SigmoidForward,
         Self::SoftmaxForward,
         Self::DropoutMask,
+        Self::AddForward,
+        Self::AddBackward,
+        Self::AddBackwardRelu,
         Self::SigmoidBceLoss,
         Self::SoftmaxCeLoss,
         Self::AdamUpdate,
@@ -225,6 +235,9 @@ impl Kernel {
             Self::SigmoidForward => "sigmoid_forward",
             Self::SoftmaxForward => "softmax_forward",
             Self::DropoutMask => "dropout_mask",
+            Self::AddForward => "add_forward",
+            Self::AddBackward => "add_backward",
+            Self::AddBackwardRelu => "add_backward_relu",
             Self::SigmoidBceLoss => "sigmoid_bce_loss",
             Self::SoftmaxCeLoss => "softmax_ce_loss",
             Self::AdamUpdate => "adam_update",
@@ -281,6 +294,7 @@ impl Kernel {
             Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
                 Family::Activation
             }
+            Self::AddForward | Self::AddBackward | Self::AddBackwardRelu => Family::Add,
             Self::SigmoidBceLoss | Self::SoftmaxCeLoss => Family::Loss,
             Self::AdamUpdate | Self::SgdUpdate | Self::GradNormPartials | Self::ClipByNorm | Self::ClipByGlobalNorm => Family::Optimizer,
         }
