@@ -146,6 +146,15 @@ fn export_batchnorm_and_pooling_runs_in_onnxruntime_as_predict_does() {
     check_export("batchnorm + pooling", pooling_model(), &["bird", "cat", "dog"], "nhwc");
 }
 
+/// Skip connections (identity and projection shortcuts, each add with its ReLU) and stride-2
+/// 'same' convs, whose padding is one-sided: the shipped ResNet-20.
+#[test]
+fn export_resnet_runs_in_onnxruntime_as_predict_does() {
+    let path = root().join("configs/resnet.toml");
+    let model = gpu_cnn::config::Config::load(&path).unwrap().model;
+    check_export("ResNet-20", model, &["cats", "dogs"], "nchw");
+}
+
 #[test]
 fn export_never_overwrites_without_asking() {
     let dir = tempfile::tempdir().unwrap();
