@@ -241,6 +241,19 @@ impl ModelSpec {
         self.value_shape(self.graph().input(i))
     }
 
+    /// Per value (0: the input, `i + 1` layer `i`'s output), whether it is non-negative: pixels
+    /// are, a ReLU's output is, a sum of such is (a ReLU that growth inserts after it is then
+    /// the identity).
+    pub fn non_negative_values(&self) -> Vec<bool> {
+        let graph = self.graph();
+        let mut out = vec![true];
+        for (i, l) in self.layers.iter().enumerate() {
+            let inputs = graph.inputs[i].iter().all(|&v| out[v]);
+            out.push(l.kind.ops().non_negative(inputs));
+        }
+        out
+    }
+
     /// The shape of value `v`: 0 the model's input, `i + 1` layer `i`'s output.
     pub fn value_shape(&self, v: usize) -> Shape {
         match v {
