@@ -433,7 +433,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
             ckpt.state.source = Some(run::source_of(&prev)?);
             if strategy == Strategy::Grow {
                 // Inserted batchnorms start close to the identity in training mode too.
-                crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut ckpt, train.spread(1024))?;
+                crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut ckpt, train.spread(crate::transfer::calibrate::IMAGES))?;
             }
             outln!("transfer ({a}) from {}: {:.1}% of the parameters", prev.display(), 100.0 * plan.fraction());
             out!("{}", plan.table());
