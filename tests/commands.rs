@@ -40,7 +40,8 @@ fn every_shipped_config_loads() {
             continue;
         }
         let relative = path.strip_prefix(&dir).unwrap();
-        match std::fs::read_to_string(&path).unwrap().contains("stages") {
+        let table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        match table.contains_key("stages") {
             // Experiments name their stage configs relative to the repository root.
             true => std::env::set_current_dir(&dir).map_err(anyhow::Error::from).and_then(|_| {
                 let exp = gpu_cnn::experiment::ExperimentConfig::load(relative)?;

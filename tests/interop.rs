@@ -206,7 +206,7 @@ fn stderr(o: &std::process::Output) -> String {
 /// predictions; returns the import's report.
 fn check_import(file: &str, config: &str, key: &str, matched_by: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let classes = if key == "batchnorm" { ["bird", "cat", "dog"].as_slice() } else { ["cats", "dogs"].as_slice() };
+    let classes = if matches!(key, "batchnorm" | "residual") { ["bird", "cat", "dog"].as_slice() } else { ["cats", "dogs"].as_slice() };
     let o = gpu_cnn(dir.path(), &["import", "keras", &fixture(file), "--config", &fixture(config), "-o", "imported.safetensors", "--classes", &classes.join(",")]);
     assert!(o.status.success(), "{file}");
     let report = stdout(&o);
@@ -230,6 +230,18 @@ fn import_keras2_h5_by_name_predicts_as_keras() {
 fn import_keras2_save_weights_h5_by_order_predicts_as_keras() {
     let report = check_import("model2.h5", "model2.toml", "model2", "order among layers with weights");
     assert!(report.contains("conv2d_2 (Conv2D) conv2d_1 copied"), "Keras' second conv is conv2d_1: {report}");
+}
+
+/// A Keras functional model with skip connections (Add), depthwise and separable convs, from a
+/// .keras archive: imported through the config that lays it out, it predicts as Keras did (the
+/// archive's own config checks each layer's settings); exported, onnxruntime agrees with
+/// `predict`.
+#[test]
+fn import_and_export_a_residual_model_with_depthwise_and_separable_convs() {
+    let report = check_import("residual.keras", "residual.toml", "residual", "order among layers of each class");
+    assert!(report.contains("separable_conv2d_1 (SeparableConv2D) separable_conv2d copied"), "{report}");
+    let model = gpu_cnn::config::Config::load(Path::new(&fixture("residual.toml"))).unwrap().model;
+    check_export("residual + depthwise + separable", model, &["bird", "cat", "dog"], "nhwc");
 }
 
 #[test]
