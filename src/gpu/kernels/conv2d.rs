@@ -8,13 +8,14 @@ use crate::model::ConvShape;
 
 /// Invocations of conv kernel `k` over a batch of h x w x c tensors (`pixel_tiles` in
 /// conv2d.wgsl).
-fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 {
+pub(super) fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 {
     let pixels = if k.uses_subgroups() { CONV_SUBGROUP_PIXELS } else { CONV_PIXELS };
     batch as u64 * h as u64 * w.div_ceil(pixels) as u64 * c.div_ceil(4) as u64
 }
 
 impl ConvShape {
-    fn params(&self, relu: bool, splits: Splits) -> ConvParams {
+    /// The uniform of conv2d.wgsl (and depthwise_conv2d.wgsl, which shares it).
+    pub(super) fn params(&self, relu: bool, splits: Splits) -> ConvParams {
         ConvParams {
             batch: self.batch,
             in_h: self.in_h,
@@ -38,7 +39,7 @@ impl ConvShape {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
+pub(super) struct ConvParams {
     batch: u32,
     in_h: u32,
     in_w: u32,

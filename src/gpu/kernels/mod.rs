@@ -10,6 +10,7 @@
 mod activation;
 pub mod batchnorm;
 mod conv2d;
+mod depthwise_conv2d;
 mod loss;
 pub mod matmul;
 pub mod optimizer;
@@ -47,6 +48,7 @@ const SUBGROUP: &str = include_str!("../../../shaders/subgroup.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     Conv2d,
+    DepthwiseConv2d,
     Pool,
     Conv2dSubgroup,
     Matmul,
@@ -59,8 +61,9 @@ enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 10] = [
+    const ALL: [Family; 11] = [
         Self::Conv2d,
+        Self::DepthwiseConv2d,
         Self::Conv2dSubgroup,
         Self::Pool,
         Self::Matmul,
@@ -75,6 +78,8 @@ impl Family {
     fn source(self) -> String {
         let file = match self {
             Self::Conv2d => include_str!("../../../shaders/conv2d.wgsl"),
+            // Appended to conv2d.wgsl, whose uniform, bindings and tiles it shares.
+            Self::DepthwiseConv2d => return format!("{}\n{}", Self::Conv2d.source(), include_str!("../../../shaders/depthwise_conv2d.wgsl")),
             Self::Conv2dSubgroup => return Self::Conv2d.with_subgroup_file(include_str!("../../../shaders/conv2d_subgroup.wgsl")),
             Self::Pool => include_str!("../../../shaders/pool.wgsl"),
             Self::Matmul => include_str!("../../../shaders/matmul.wgsl"),
@@ -110,6 +115,9 @@ pub enum Kernel {
     Conv2dForwardSubgroup { x_quads: bool },
     Conv2dBackwardInputSubgroup,
     Conv2dBackwardKernelSubgroup { x_quads: bool },
+    DepthwiseConv2dForward,
+    DepthwiseConv2dBackwardInput,
+    DepthwiseConv2dBackwardKernel,
     Maxpool2dForward,
     Maxpool2dBackward,
     Maxpool2dForwardQuads,
@@ -144,7 +152,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 48] = [
+    pub const ALL: [Kernel; 51] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -160,6 +168,9 @@ impl Kernel {
         Self::Conv2dBackwardInputSubgroup,
         Self::Conv2dBackwardKernelSubgroup { x_quads: false },
         Self::Conv2dBackwardKernelSubgroup { x_quads: true },
+        Self::DepthwiseConv2dForward,
+        Self::DepthwiseConv2dBackwardInput,
+        Self::DepthwiseConv2dBackwardKernel,
         Self::Maxpool2dForward,
         Self::Maxpool2dBackward,
         Self::Maxpool2dForwardQuads,
@@ -203,6 +214,9 @@ impl Kernel {
             Self::Conv2dForwardSubgroup { .. } => "conv2d_forward_subgroup",
             Self::Conv2dBackwardInputSubgroup => "conv2d_backward_input_subgroup",
             Self::Conv2dBackwardKernelSubgroup { .. } => "conv2d_backward_kernel_subgroup",
+            Self::DepthwiseConv2dForward => "depthwise_conv2d_forward",
+            Self::DepthwiseConv2dBackwardInput => "depthwise_conv2d_backward_input",
+            Self::DepthwiseConv2dBackwardKernel => "depthwise_conv2d_backward_kernel",
             Self::Maxpool2dForward => "maxpool2d_forward",
             Self::Maxpool2dBackward => "maxpool2d_backward",
             Self::Maxpool2dForwardQuads => "maxpool2d_forward_quads",
@@ -263,6 +277,7 @@ impl Kernel {
             Self::Conv2dForwardSubgroup { .. } | Self::Conv2dBackwardInputSubgroup | Self::Conv2dBackwardKernelSubgroup { .. } => {
                 Family::Conv2dSubgroup
             }
+            Self::DepthwiseConv2dForward | Self::DepthwiseConv2dBackwardInput | Self::DepthwiseConv2dBackwardKernel => Family::DepthwiseConv2d,
             Self::Maxpool2dForward
             | Self::Maxpool2dBackward
             | Self::Maxpool2dForwardQuads

@@ -1,0 +1,159 @@
+// Depthwise 2D convolution (Keras DepthwiseConv2D): input channel c has its own depth_multiplier
+// m filters; the kernel [k_h, k_w, in_c, m] is read as [k_h, k_w, out_c] with out_c = in_c * m,
+// and output channel o = c * m + j reads input channel o / m (Keras' order). Appended to
+// conv2d.wgsl, whose uniform (the multiplier is p.out_c / p.in_c), bindings, tiles and stores it
+// shares: `w` and `dw` hold the depthwise kernel, and `y`, `dy`, `dx` are laid out as there.
+
+// The input channels that output channels o read.
+fn source_channels(o: vec4<u32>) -> vec4<u32> {
+    return o / (p.out_c / p.in_c);
+}
+
+// x at channels ci of the pixel whose channel 0 is at element e.
+fn x_at(e: u32, ci: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(x[e + ci.x], x[e + ci.y], x[e + ci.z], x[e + ci.w]);
+}
+
+fn w_at(i: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(w[i.x], w[i.y], w[i.z], w[i.w]);
+}
+
+fn dy_at(i: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(dy[i.x], dy[i.y], dy[i.z], dy[i.w]);
+}
+
+// depthwise_conv2d_forward: y[o] = act(sum over taps of x[o / m] * w[tap, o] + b[o]),
+// act = relu when p.relu != 0. Overwrites y.
+// One invocation: 4 adjacent output pixels of one row x 4 output channels.
+// Dispatch: linear over batch * out_h * ceil(out_w / 4) * ceil(out_c / 4) invocations.
+@compute @workgroup_size(64)
+fn depthwise_conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    if (id >= pixel_tiles(p.out_h, p.out_w, p.out_c, 4u)) { return; }
+    let tile = pixel_tile(id, p.out_h, p.out_w, p.out_c, 4u);
+    let n = tile.x;
+    let oh = tile.y;
+    let ow0 = tile.z;
+    let co = tile.w;
+    let c = quad(co, p.out_c);
+    let ci = source_channels(c);
+    let bias = vec4<f32>(b[c.x], b[c.y], b[c.z], b[c.w]);
+    var acc0 = bias;
+    var acc1 = bias;
+    var acc2 = bias;
+    var acc3 = bias;
+    let iw0 = vec4<i32>(vec4<u32>(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u) * p.stride) - i32(p.pad_left);
+    for (var kh = 0u; kh < p.k_h; kh++) {
+        let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
+        if (ih < 0 || ih >= i32(p.in_h)) { continue; }
+        let row_base = (n * p.in_h + u32(ih)) * p.in_w;
+        for (var kw = 0u; kw < p.k_w; kw++) {
+            let iw = iw0 + i32(kw);
+            // Taps left or right of the input read a clamped address, times 0.
+            let valid = iw >= vec4<i32>(0) & iw < vec4<i32>(i32(p.in_w));
+            let mask = select(vec4<f32>(0.0), vec4<f32>(1.0), valid);
+            let xb = (row_base + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.in_w) - 1)))) * p.in_c;
+            let wv = w_at((kh * p.k_w + kw) * p.out_c + c);
+            acc0 += wv * x_at(xb.x, ci) * mask.x;
+            acc1 += wv * x_at(xb.y, ci) * mask.y;
+            acc2 += wv * x_at(xb.z, ci) * mask.z;
+            acc3 += wv * x_at(xb.w, ci) * mask.w;
+        }
+    }
+    store_forward_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, oh, ow0, co);
+}
+
+// depthwise_conv2d_backward_input: dx[c] = sum over taps and j < m of dy[c * m + j] *
+// w[tap, c * m + j] (dy already holds the gradient at the pre-activation). Overwrites dx.
+// One invocation: 4 adjacent input pixels of one row x 4 input channels.
+// Dispatch: linear over batch * in_h * ceil(in_w / 4) * ceil(in_c / 4) invocations.
+@compute @workgroup_size(64)
+fn depthwise_conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
+                                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    if (id >= pixel_tiles(p.in_h, p.in_w, p.in_c, 4u)) { return; }
+    let tile = pixel_tile(id, p.in_h, p.in_w, p.in_c, 4u);
+    let n = tile.x;
+    let ih = tile.y;
+    let iw0 = tile.z;
+    let ci = tile.w;
+    let m = p.out_c / p.in_c;
+    // The first output channel of each input channel.
+    let c = quad(ci, p.in_c) * m;
+    let s = i32(p.stride);
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let tw0 = vec4<i32>(vec4<u32>(iw0, iw0 + 1u, iw0 + 2u, iw0 + 3u)) + i32(p.pad_left);
+    for (var kh = 0u; kh < p.k_h; kh++) {
+        let th = i32(ih + p.pad_top) - i32(kh);
+        if (th < 0 || th % s != 0 || th / s >= i32(p.out_h)) { continue; }
+        let row_base = (n * p.out_h + u32(th / s)) * p.out_w;
+        for (var kw = 0u; kw < p.k_w; kw++) {
+            // Output column of each of the 4 pixels under tap kw; invalid ones read 0.
+            let tw = tw0 - i32(kw);
+            let ow = tw / s;
+            let valid = tw >= vec4<i32>(0) & tw - ow * s == vec4<i32>(0) & ow < vec4<i32>(i32(p.out_w));
+            let mask = select(vec4<f32>(0.0), vec4<f32>(1.0), valid);
+            let db = (row_base + vec4<u32>(clamp(ow, vec4<i32>(0), vec4<i32>(i32(p.out_w) - 1)))) * p.out_c;
+            let wr = (kh * p.k_w + kw) * p.out_c + c;
+            for (var j = 0u; j < m; j++) {
+                let wv = w_at(wr + j);
+                acc0 += wv * dy_at(db.x + c + j) * mask.x;
+                acc1 += wv * dy_at(db.y + c + j) * mask.y;
+                acc2 += wv * dy_at(db.z + c + j) * mask.z;
+                acc3 += wv * dy_at(db.w + c + j) * mask.w;
+            }
+        }
+    }
+    store_input_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, ih, iw0, ci);
+}
+
+// depthwise_conv2d_backward_kernel: dw[s, tap, o] = sum over the output rows r in split s
+// (r = n, oh, ow) of x[patch(r, tap), o / m] * dy[r, o]. The rows are cut into p.splits chunks
+// of p.rows_per_split as in conv2d_backward_kernel; with splits > 1, dw is a scratch of partial
+// sums that sum_partials (reduce.wgsl) adds in a fixed order. Overwrites dw.
+// One invocation: one (kh, kw) tap x 4 output channels, in one split.
+// Dispatch: linear over splits * k_h * k_w * ceil(out_c / 4) invocations.
+@compute @workgroup_size(64)
+fn depthwise_conv2d_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32>,
+                                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = linear_id(gid, nwg);
+    let groups = (p.out_c + 3u) / 4u;
+    let taps = p.k_h * p.k_w;
+    if (id >= p.splits * taps * groups) { return; }
+    let t = div(id, groups);
+    let co = (id - t * groups) * 4u;
+    let split = div(t, taps);
+    let tap = t - split * taps;
+    let kh = div(tap, p.k_w);
+    let kw = tap - kh * p.k_w;
+    let c = quad(co, p.out_c);
+    let ci = source_channels(c);
+    let rows = p.batch * p.out_h * p.out_w;
+    let r0 = split * p.rows_per_split;
+    let r1 = min(r0 + p.rows_per_split, rows);
+    var acc = vec4<f32>(0.0);
+    // Walk (n, oh, ow) incrementally: no division per row.
+    let nh = div(r0, p.out_w);
+    var ow = r0 - nh * p.out_w;
+    var n = div(nh, p.out_h);
+    var oh = nh - n * p.out_h;
+    for (var r = r0; r < r1; r++) {
+        let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
+        let iw = i32(ow * p.stride + kw) - i32(p.pad_left);
+        if (ih >= 0 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w)) {
+            acc += x_at(((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c, ci) * dy_at(r * p.out_c + c);
+        }
+        ow += 1u;
+        if (ow == p.out_w) {
+            ow = 0u;
+            oh += 1u;
+            if (oh == p.out_h) { oh = 0u; n += 1u; }
+        }
+    }
+    let o = (split * taps + tap) * p.out_c + co;
+    for (var q = 0u; q < min(4u, p.out_c - co); q++) { dw[o + q] = acc[q]; }
+}
