@@ -13,6 +13,8 @@ use gpu_cnn::layers::avgpool2d::AvgPool2d;
 use gpu_cnn::layers::batchnorm::BatchNorm;
 use gpu_cnn::layers::conv2d::Conv2d;
 use gpu_cnn::layers::dense::Dense;
+use gpu_cnn::layers::depthwise_conv2d::DepthwiseConv2d;
+use gpu_cnn::layers::separable_conv2d::SeparableConv2d;
 use gpu_cnn::layers::flatten::Flatten;
 use gpu_cnn::layers::globalavgpool2d::GlobalAvgPool2d;
 use gpu_cnn::layers::maxpool2d::MaxPool2d;
@@ -68,6 +70,20 @@ fn batchnorm_network() -> ModelSpec {
     .unwrap()
 }
 
+/// Depthwise convs (multiplier 2 with bias and ReLU; a 2x2 stride-2 'valid' one with neither)
+/// around a separable conv (stride 2 'same', multiplier 2, bias and ReLU) whose depthwise output
+/// is a buffer of its own.
+fn depthwise_network() -> ModelSpec {
+    ModelSpec::new([9, 10, 3], vec![
+        (None, LayerKind::DepthwiseConv2d(DepthwiseConv2d { depth_multiplier: 2, ..DepthwiseConv2d::new(3, Padding::Same, Activation::Relu) })),
+        (None, LayerKind::SeparableConv2d(SeparableConv2d { stride: 2, depth_multiplier: 2, ..SeparableConv2d::new(5, 3, Padding::Same, Activation::Relu) })),
+        (None, LayerKind::DepthwiseConv2d(DepthwiseConv2d { stride: 2, use_bias: false, ..DepthwiseConv2d::new(2, Padding::Valid, Activation::Linear) })),
+        (None, LayerKind::Flatten(Flatten {})),
+        (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid))),
+    ])
+    .unwrap()
+}
+
 /// Rounding noise of a one-sided slope: the f32 loss (~0.7, summed over the batch) is off by up
 /// to ~1e-7, divided by h = 1e-3.
 const SLOPE_NOISE: f64 = 2e-4;
@@ -90,6 +106,19 @@ fn finite_differences_match_the_gpu_gradients() {
 #[test]
 fn finite_differences_match_the_gpu_gradients_with_batchnorm_and_pooling() {
     check_finite_differences(&batchnorm_network(), 4);
+}
+
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_depthwise_and_separable_convs() {
+    check_finite_differences(&depthwise_network(), 3);
+}
+
+/// A frozen separable conv between trainable layers passes its gradient down through both
+/// halves without computing its own.
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_a_frozen_separable_conv() {
+    let spec = depthwise_network().freeze(&["separable_conv2d_1".into()]).unwrap();
+    check_finite_differences(&spec, 3);
 }
 
 /// A frozen BatchNorm between trainable layers runs in inference mode and passes gradients down
