@@ -17,6 +17,8 @@ use gpu_cnn::layers::avgpool2d::AvgPool2d;
 use gpu_cnn::layers::batchnorm::BatchNorm;
 use gpu_cnn::layers::conv2d::Conv2d;
 use gpu_cnn::layers::dense::Dense;
+use gpu_cnn::layers::depthwise_conv2d::DepthwiseConv2d;
+use gpu_cnn::layers::separable_conv2d::SeparableConv2d;
 use gpu_cnn::layers::dropout::Dropout;
 use gpu_cnn::layers::{Pair, Role};
 use gpu_cnn::layers::{Activation, LayerKind, Padding};
@@ -144,6 +146,30 @@ fn export_model2_runs_in_onnxruntime_as_predict_does_in_both_layouts() {
 #[test]
 fn export_batchnorm_and_pooling_runs_in_onnxruntime_as_predict_does() {
     check_export("batchnorm + pooling", pooling_model(), &["bird", "cat", "dog"], "nhwc");
+}
+
+/// Depthwise convs ('same' with multiplier 2, bias and ReLU; 2x2 stride-2 'valid' without bias)
+/// and separable convs (stride 2 'same' on an even size, where TensorFlow pads the odd pixel at
+/// the bottom / right, multiplier 2; 'valid' with multiplier 1): grouped `Conv`s in ONNX.
+#[test]
+fn export_depthwise_and_separable_convs_runs_in_onnxruntime_as_predict_does() {
+    let depthwise = |stride, kernel, padding, depth_multiplier, activation, use_bias| {
+        LayerKind::DepthwiseConv2d(DepthwiseConv2d { kernel: Pair([kernel, kernel]), stride, padding, depth_multiplier, activation, use_bias })
+    };
+    let separable = |filters, stride, padding, depth_multiplier| {
+        LayerKind::SeparableConv2d(SeparableConv2d { stride, depth_multiplier, ..SeparableConv2d::new(filters, 3, padding, Activation::Relu) })
+    };
+    let layers = vec![
+        depthwise(1, 3, Padding::Same, 2, Activation::Relu, true),
+        separable(8, 2, Padding::Same, 2),
+        depthwise(2, 2, Padding::Valid, 1, Activation::Linear, false),
+        separable(6, 1, Padding::Valid, 1),
+        LayerKind::GlobalAvgPool2d(Default::default()),
+        LayerKind::Dense(Dense::new(2, Activation::Softmax)),
+    ];
+    let spec = ModelSpec::new([32, 32, 3], layers.into_iter().map(|k| (None, k)).collect()).unwrap();
+    check_export("depthwise + separable", spec.clone(), &["cats", "dogs"], "nhwc");
+    check_export("depthwise + separable", spec, &["cats", "dogs"], "nchw");
 }
 
 #[test]
