@@ -47,18 +47,14 @@ fn depthwise_conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var kh = 0u; kh < p.k_h; kh++) {
         let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
         if (ih < 0 || ih >= i32(p.in_h)) { continue; }
-        let row_base = (n * p.in_h + u32(ih)) * p.in_w;
         for (var kw = 0u; kw < p.k_w; kw++) {
-            let iw = iw0 + i32(kw);
             // Taps left or right of the input read a clamped address, times 0.
-            let valid = iw >= vec4<i32>(0) & iw < vec4<i32>(i32(p.in_w));
-            let mask = select(vec4<f32>(0.0), vec4<f32>(1.0), valid);
-            let xb = (row_base + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.in_w) - 1)))) * p.in_c;
+            let px = input_pixels(n, ih, iw0 + i32(kw));
             let wv = w_at((kh * p.k_w + kw) * p.out_c + c);
-            acc0 += wv * x_at(xb.x, ci) * mask.x;
-            acc1 += wv * x_at(xb.y, ci) * mask.y;
-            acc2 += wv * x_at(xb.z, ci) * mask.z;
-            acc3 += wv * x_at(xb.w, ci) * mask.w;
+            acc0 += wv * x_at(px.e.x, ci) * px.mask.x;
+            acc1 += wv * x_at(px.e.y, ci) * px.mask.y;
+            acc2 += wv * x_at(px.e.z, ci) * px.mask.z;
+            acc3 += wv * x_at(px.e.w, ci) * px.mask.w;
         }
     }
     store_forward_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, oh, ow0, co);
@@ -90,21 +86,16 @@ fn depthwise_conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>
     for (var kh = 0u; kh < p.k_h; kh++) {
         let th = i32(ih + p.pad_top) - i32(kh);
         if (th < 0 || th % s != 0 || th / s >= i32(p.out_h)) { continue; }
-        let row_base = (n * p.out_h + u32(th / s)) * p.out_w;
         for (var kw = 0u; kw < p.k_w; kw++) {
-            // Output column of each of the 4 pixels under tap kw; invalid ones read 0.
-            let tw = tw0 - i32(kw);
-            let ow = tw / s;
-            let valid = tw >= vec4<i32>(0) & tw - ow * s == vec4<i32>(0) & ow < vec4<i32>(i32(p.out_w));
-            let mask = select(vec4<f32>(0.0), vec4<f32>(1.0), valid);
-            let db = (row_base + vec4<u32>(clamp(ow, vec4<i32>(0), vec4<i32>(i32(p.out_w) - 1)))) * p.out_c;
+            // The output pixel of each of the 4 under tap kw; invalid ones read 0.
+            let px = output_pixels(n, u32(th / s), tw0 - i32(kw));
             let wr = (kh * p.k_w + kw) * p.out_c + c;
             for (var j = 0u; j < m; j++) {
                 let wv = w_at(wr + j);
-                acc0 += wv * dy_at(db.x + c + j) * mask.x;
-                acc1 += wv * dy_at(db.y + c + j) * mask.y;
-                acc2 += wv * dy_at(db.z + c + j) * mask.z;
-                acc3 += wv * dy_at(db.w + c + j) * mask.w;
+                acc0 += wv * dy_at(px.e.x + c + j) * px.mask.x;
+                acc1 += wv * dy_at(px.e.y + c + j) * px.mask.y;
+                acc2 += wv * dy_at(px.e.z + c + j) * px.mask.z;
+                acc3 += wv * dy_at(px.e.w + c + j) * px.mask.w;
             }
         }
     }
@@ -136,23 +127,13 @@ fn depthwise_conv2d_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32
     let r0 = split * p.rows_per_split;
     let r1 = min(r0 + p.rows_per_split, rows);
     var acc = vec4<f32>(0.0);
-    // Walk (n, oh, ow) incrementally: no division per row.
-    let nh = div(r0, p.out_w);
-    var ow = r0 - nh * p.out_w;
-    var n = div(nh, p.out_h);
-    var oh = nh - n * p.out_h;
+    var at = output_pixel(r0);
     for (var r = r0; r < r1; r++) {
-        let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
-        let iw = i32(ow * p.stride + kw) - i32(p.pad_left);
-        if (ih >= 0 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w)) {
-            acc += x_at(((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c, ci) * dy_at(r * p.out_c + c);
+        let e = tap_input(at, kh, kw);
+        if (e >= 0) {
+            acc += x_at(u32(e), ci) * dy_at(r * p.out_c + c);
         }
-        ow += 1u;
-        if (ow == p.out_w) {
-            ow = 0u;
-            oh += 1u;
-            if (oh == p.out_h) { oh = 0u; n += 1u; }
-        }
+        at = next_pixel(at);
     }
     let o = (split * taps + tap) * p.out_c + co;
     for (var q = 0u; q < min(4u, p.out_c - co); q++) { dw[o + q] = acc[q]; }
