@@ -1,25 +1,17 @@
 // Depthwise 2D convolution (Keras DepthwiseConv2D): input channel c has its own depth_multiplier
 // m filters; the kernel [k_h, k_w, in_c, m] is read as [k_h, k_w, out_c] with out_c = in_c * m,
 // and output channel o = c * m + j reads input channel o / m (Keras' order). Appended to
-// conv2d.wgsl, whose uniform (the multiplier is p.out_c / p.in_c), bindings, tiles and stores it
-// shares: `w` and `dw` hold the depthwise kernel, and `y`, `dy`, `dx` are laid out as there.
+// conv2d.wgsl, whose uniform (the multiplier is p.out_c / p.in_c), bindings, tiles, loads and
+// stores it shares: `w` and `dw` hold the depthwise kernel, and `y`, `dy`, `dx` are laid out as
+// there. X_QUADS and OUT_QUADS are set together, for multiplier 1 and a channel count that is a
+// multiple of 4: output channel o then reads input channel o, and every operand loads by quads.
 
-// The input channels that output channels o read.
-fn source_channels(o: vec4<u32>) -> vec4<u32> {
-    return o / (p.out_c / p.in_c);
-}
-
-// x at channels ci of the pixel whose channel 0 is at element e.
-fn x_at(e: u32, ci: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(x[e + ci.x], x[e + ci.y], x[e + ci.z], x[e + ci.w]);
-}
-
-fn w_at(i: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(w[i.x], w[i.y], w[i.z], w[i.w]);
-}
-
-fn dy_at(i: vec4<u32>) -> vec4<f32> {
-    return vec4<f32>(dy[i.x], dy[i.y], dy[i.z], dy[i.w]);
+// x at the input channels that output channels co..co+3 read (clamped as in quad()), of the
+// pixel whose channel 0 is at element e.
+fn x_source(e: u32, co: u32) -> vec4<f32> {
+    if (X_QUADS) { return x4[(e + co) / 4u]; }
+    let ci = e + quad(co, p.out_c) / (p.out_c / p.in_c);
+    return vec4<f32>(x[ci.x], x[ci.y], x[ci.z], x[ci.w]);
 }
 
 // depthwise_conv2d_forward: y[o] = act(sum over taps of x[o / m] * w[tap, o] + b[o]),
@@ -37,12 +29,10 @@ fn depthwise_conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let ow0 = tile.z;
     let co = tile.w;
     let c = quad(co, p.out_c);
-    let ci = source_channels(c);
-    let bias = vec4<f32>(b[c.x], b[c.y], b[c.z], b[c.w]);
-    var acc0 = bias;
-    var acc1 = bias;
-    var acc2 = bias;
-    var acc3 = bias;
+    var acc0 = vec4<f32>(b[c.x], b[c.y], b[c.z], b[c.w]);
+    var acc1 = acc0;
+    var acc2 = acc0;
+    var acc3 = acc0;
     let iw0 = vec4<i32>(vec4<u32>(ow0, ow0 + 1u, ow0 + 2u, ow0 + 3u) * p.stride) - i32(p.pad_left);
     for (var kh = 0u; kh < p.k_h; kh++) {
         let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
@@ -50,11 +40,11 @@ fn depthwise_conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
         for (var kw = 0u; kw < p.k_w; kw++) {
             // Taps left or right of the input read a clamped address, times 0.
             let px = input_pixels(n, ih, iw0 + i32(kw));
-            let wv = w_at((kh * p.k_w + kw) * p.out_c + c);
-            acc0 += wv * x_at(px.e.x, ci) * px.mask.x;
-            acc1 += wv * x_at(px.e.y, ci) * px.mask.y;
-            acc2 += wv * x_at(px.e.z, ci) * px.mask.z;
-            acc3 += wv * x_at(px.e.w, ci) * px.mask.w;
+            let wv = w_quad((kh * p.k_w + kw) * p.out_c, co);
+            acc0 += wv * x_source(px.e.x, co) * px.mask.x;
+            acc1 += wv * x_source(px.e.y, co) * px.mask.y;
+            acc2 += wv * x_source(px.e.z, co) * px.mask.z;
+            acc3 += wv * x_source(px.e.w, co) * px.mask.w;
         }
     }
     store_forward_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, oh, ow0, co);
@@ -89,17 +79,29 @@ fn depthwise_conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>
         for (var kw = 0u; kw < p.k_w; kw++) {
             // The output pixel of each of the 4 under tap kw; invalid ones read 0.
             let px = output_pixels(n, u32(th / s), tw0 - i32(kw));
-            let wr = (kh * p.k_w + kw) * p.out_c + c;
+            let wr = (kh * p.k_w + kw) * p.out_c;
             for (var j = 0u; j < m; j++) {
-                let wv = w_at(wr + j);
-                acc0 += wv * dy_at(px.e.x + c + j) * px.mask.x;
-                acc1 += wv * dy_at(px.e.y + c + j) * px.mask.y;
-                acc2 += wv * dy_at(px.e.z + c + j) * px.mask.z;
-                acc3 += wv * dy_at(px.e.w + c + j) * px.mask.w;
+                let wv = w_channels(wr + j, c);
+                acc0 += wv * dy_channels(px.e.x + j, c) * px.mask.x;
+                acc1 += wv * dy_channels(px.e.y + j, c) * px.mask.y;
+                acc2 += wv * dy_channels(px.e.z + j, c) * px.mask.z;
+                acc3 += wv * dy_channels(px.e.w + j, c) * px.mask.w;
             }
         }
     }
     store_input_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), n, ih, iw0, ci);
+}
+
+// w and dy at channels c of the kernel row or pixel whose channel 0 is at element e (with
+// OUT_QUADS, c is a quad from c.x, and e a multiple of 4).
+fn w_channels(e: u32, c: vec4<u32>) -> vec4<f32> {
+    if (OUT_QUADS) { return w4[(e + c.x) / 4u]; }
+    return vec4<f32>(w[e + c.x], w[e + c.y], w[e + c.z], w[e + c.w]);
+}
+
+fn dy_channels(e: u32, c: vec4<u32>) -> vec4<f32> {
+    if (OUT_QUADS) { return dy4[(e + c.x) / 4u]; }
+    return vec4<f32>(dy[e + c.x], dy[e + c.y], dy[e + c.z], dy[e + c.w]);
 }
 
 // depthwise_conv2d_backward_kernel: dw[s, tap, o] = sum over the output rows r in split s
@@ -121,8 +123,6 @@ fn depthwise_conv2d_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32
     let tap = t - split * taps;
     let kh = div(tap, p.k_w);
     let kw = tap - kh * p.k_w;
-    let c = quad(co, p.out_c);
-    let ci = source_channels(c);
     let rows = p.batch * p.out_h * p.out_w;
     let r0 = split * p.rows_per_split;
     let r1 = min(r0 + p.rows_per_split, rows);
@@ -131,7 +131,7 @@ fn depthwise_conv2d_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32
     for (var r = r0; r < r1; r++) {
         let e = tap_input(at, kh, kw);
         if (e >= 0) {
-            acc += x_at(u32(e), ci) * dy_at(r * p.out_c + c);
+            acc += x_source(u32(e), co) * dy_quad(r * p.out_c, co);
         }
         at = next_pixel(at);
     }

@@ -148,11 +148,12 @@ const DEPTHWISE_SHAPES: &[DepthwiseCase] = &[
     (4, [33, 31, 6], 2, [3, 3], 1, true),
 ];
 
-/// The depthwise conv kernels and their bias gradient against the reference, with and without
-/// the fused ReLU (no subgroup variant: one path).
+/// The depthwise conv kernels against the reference, with and without the fused ReLU (no
+/// subgroup variant: one path), through both their scalar and quad-load specialisations.
 #[test]
 fn depthwise_conv2d_forward_and_backward_match_reference() {
     let (ctx, k) = gpu();
+    let mut used = Vec::new();
     for (i, &(batch, inp, m, kernel, stride, same)) in DEPTHWISE_SHAPES.iter().enumerate() {
         let s = ConvShape::keras(batch, inp, inp[2] * m, kernel, stride, same);
         let name = format!("{batch}x{inp:?} x{m} k{kernel:?} s{stride} {}", if same { "same" } else { "valid" });
@@ -164,18 +165,28 @@ fn depthwise_conv2d_forward_and_backward_match_reference() {
         let (xv, wv, bv, dyv) = (input(ctx, &x), input(ctx, &w), input(ctx, &b), input(ctx, &dy));
         for relu in [false, true] {
             let y = poisoned(ctx, s.output_len());
-            let got = run(&[k.depthwise_conv2d_forward(&s, relu, &xv, &wv, &bv, &y)], &y);
+            let d = k.depthwise_conv2d_forward(&s, relu, &xv, &wv, &bv, &y);
+            used.push(d.kernel);
+            let got = run(&[d], &y);
             assert_close(&format!("depthwise_conv2d_forward {name} relu={relu}"), &got, &cpu::depthwise_conv2d_forward(&s, relu, &x, &w, &b), TOL);
         }
         let dx = poisoned(ctx, s.input_len());
-        let got = run(&[k.depthwise_conv2d_backward_input(&s, &dyv, &wv, &dx)], &dx);
+        let d = k.depthwise_conv2d_backward_input(&s, &dyv, &wv, &dx);
+        used.push(d.kernel);
+        let got = run(&[d], &dx);
         assert_close(&format!("depthwise_conv2d_backward_input {name}"), &got, &cpu::depthwise_conv2d_backward_input(&s, &dy, &w), TOL);
 
         let dw = poisoned(ctx, s.depthwise_kernel_len());
         let scratch = poisoned(ctx, Kernels::depthwise_conv2d_backward_kernel_scratch(&s).max(1));
         let d = k.depthwise_conv2d_backward_kernel(&s, &xv, &dyv, &dw, &scratch);
+        used.push(d[0].kernel);
         let got = run(&d, &dw);
         assert_close(&format!("depthwise_conv2d_backward_kernel {name}"), &got, &cpu::depthwise_conv2d_backward_kernel(&s, &x, &dy), TOL);
+    }
+    for quads in [false, true] {
+        for kernel in [Kernel::DepthwiseConv2dForward { quads }, Kernel::DepthwiseConv2dBackwardInput { quads }, Kernel::DepthwiseConv2dBackwardKernel { quads }] {
+            assert!(used.contains(&kernel), "{kernel:?} ran");
+        }
     }
     // The last shapes split the kernel gradient's reduction.
     let s = |c: &DepthwiseCase| ConvShape::keras(c.0, c.1, c.1[2] * c.2, c.3, c.4, c.5);

@@ -8,20 +8,36 @@ use super::{scratch_len, Bind, Dispatch, Kernel, Kernels, Splits};
 use crate::gpu::View;
 use crate::model::ConvShape;
 
+impl ConvShape {
+    /// Whether the depthwise kernels load by quads: multiplier 1 (output channel o reads input
+    /// channel o) and channels a multiple of 4.
+    fn depthwise_quads(&self) -> bool {
+        self.out_c == self.in_c && self.in_c.is_multiple_of(4)
+    }
+}
+
 impl Kernels {
     /// y [batch, out_h, out_w, out_c] = act(depthwise(x, w) + b); overwrites y.
     pub fn depthwise_conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
-        let k = Kernel::DepthwiseConv2dForward;
+        let k = Kernel::DepthwiseConv2dForward { quads: s.depthwise_quads() };
         let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
-        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (2, Bind::Storage(w)), (3, Bind::Storage(b)), (4, Bind::Storage(y))];
+        let binds = [
+            (0, Bind::Uniform(&u)),
+            (1, Bind::Storage(x)),
+            (8, Bind::Quads(x)),
+            (2, Bind::Storage(w)),
+            (9, Bind::Quads(w)),
+            (3, Bind::Storage(b)),
+            (4, Bind::Storage(y)),
+        ];
         self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
     }
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
     pub fn depthwise_conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View) -> Dispatch {
-        let k = Kernel::DepthwiseConv2dBackwardInput;
+        let k = Kernel::DepthwiseConv2dBackwardInput { quads: s.depthwise_quads() };
         let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
-        let binds = [(0, Bind::Uniform(&u)), (5, Bind::Storage(dy)), (2, Bind::Storage(w)), (6, Bind::Storage(dx))];
+        let binds = [(0, Bind::Uniform(&u)), (5, Bind::Storage(dy)), (10, Bind::Quads(dy)), (2, Bind::Storage(w)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
         self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.in_h, s.in_w, s.in_c)))
     }
 
@@ -42,11 +58,11 @@ impl Kernels {
     /// dw [k_h, k_w, in_c, multiplier] = sum over rows of x patches times dy; overwrites dw.
     /// One or two dispatches (split reduction, then `sum_partials` through `scratch`).
     pub fn depthwise_conv2d_backward_kernel(&self, s: &ConvShape, x: &View, dy: &View, dw: &View, scratch: &View) -> Vec<Dispatch> {
-        let k = Kernel::DepthwiseConv2dBackwardKernel;
+        let k = Kernel::DepthwiseConv2dBackwardKernel { quads: s.depthwise_quads() };
         let splits = Self::depthwise_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
         let u = self.uniform(k, &s.params(false, splits));
-        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (5, Bind::Storage(dy)), (7, Bind::Storage(target))];
+        let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (8, Bind::Quads(x)), (5, Bind::Storage(dy)), (10, Bind::Quads(dy)), (7, Bind::Storage(target))];
         let mut out = vec![self.dispatch(k, &binds, self.grid(splits.count as u64 * Self::depthwise_kernel_tiles(s)))];
         if splits.count > 1 {
             out.push(self.sum_partials(splits.count, s.depthwise_kernel_len(), None, false, scratch, dw));

@@ -115,9 +115,11 @@ pub enum Kernel {
     Conv2dForwardSubgroup { x_quads: bool },
     Conv2dBackwardInputSubgroup,
     Conv2dBackwardKernelSubgroup { x_quads: bool },
-    DepthwiseConv2dForward,
-    DepthwiseConv2dBackwardInput,
-    DepthwiseConv2dBackwardKernel,
+    /// The depthwise kernels, specialised for quad loads (`quads`: depth multiplier 1 and
+    /// in_c % 4 == 0).
+    DepthwiseConv2dForward { quads: bool },
+    DepthwiseConv2dBackwardInput { quads: bool },
+    DepthwiseConv2dBackwardKernel { quads: bool },
     Maxpool2dForward,
     Maxpool2dBackward,
     Maxpool2dForwardQuads,
@@ -152,7 +154,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 51] = [
+    pub const ALL: [Kernel; 54] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -168,9 +170,12 @@ impl Kernel {
         Self::Conv2dBackwardInputSubgroup,
         Self::Conv2dBackwardKernelSubgroup { x_quads: false },
         Self::Conv2dBackwardKernelSubgroup { x_quads: true },
-        Self::DepthwiseConv2dForward,
-        Self::DepthwiseConv2dBackwardInput,
-        Self::DepthwiseConv2dBackwardKernel,
+        Self::DepthwiseConv2dForward { quads: false },
+        Self::DepthwiseConv2dForward { quads: true },
+        Self::DepthwiseConv2dBackwardInput { quads: false },
+        Self::DepthwiseConv2dBackwardInput { quads: true },
+        Self::DepthwiseConv2dBackwardKernel { quads: false },
+        Self::DepthwiseConv2dBackwardKernel { quads: true },
         Self::Maxpool2dForward,
         Self::Maxpool2dBackward,
         Self::Maxpool2dForwardQuads,
@@ -214,9 +219,9 @@ impl Kernel {
             Self::Conv2dForwardSubgroup { .. } => "conv2d_forward_subgroup",
             Self::Conv2dBackwardInputSubgroup => "conv2d_backward_input_subgroup",
             Self::Conv2dBackwardKernelSubgroup { .. } => "conv2d_backward_kernel_subgroup",
-            Self::DepthwiseConv2dForward => "depthwise_conv2d_forward",
-            Self::DepthwiseConv2dBackwardInput => "depthwise_conv2d_backward_input",
-            Self::DepthwiseConv2dBackwardKernel => "depthwise_conv2d_backward_kernel",
+            Self::DepthwiseConv2dForward { .. } => "depthwise_conv2d_forward",
+            Self::DepthwiseConv2dBackwardInput { .. } => "depthwise_conv2d_backward_input",
+            Self::DepthwiseConv2dBackwardKernel { .. } => "depthwise_conv2d_backward_kernel",
             Self::Maxpool2dForward => "maxpool2d_forward",
             Self::Maxpool2dBackward => "maxpool2d_backward",
             Self::Maxpool2dForwardQuads => "maxpool2d_forward_quads",
@@ -259,6 +264,9 @@ impl Kernel {
                 vec![("X_QUADS", x_quads as u8 as f64), ("OUT_QUADS", out_quads as u8 as f64)]
             }
             Self::Conv2dBackwardInput { out_quads } => vec![("OUT_QUADS", out_quads as u8 as f64)],
+            Self::DepthwiseConv2dForward { quads } | Self::DepthwiseConv2dBackwardInput { quads } | Self::DepthwiseConv2dBackwardKernel { quads } => {
+                vec![("X_QUADS", quads as u8 as f64), ("OUT_QUADS", quads as u8 as f64)]
+            }
             Self::Conv2dForwardSubgroup { x_quads } | Self::Conv2dBackwardKernelSubgroup { x_quads } => {
                 vec![("X_QUADS", x_quads as u8 as f64), ("OUT_QUADS", 1.0)]
             }
@@ -277,7 +285,9 @@ impl Kernel {
             Self::Conv2dForwardSubgroup { .. } | Self::Conv2dBackwardInputSubgroup | Self::Conv2dBackwardKernelSubgroup { .. } => {
                 Family::Conv2dSubgroup
             }
-            Self::DepthwiseConv2dForward | Self::DepthwiseConv2dBackwardInput | Self::DepthwiseConv2dBackwardKernel => Family::DepthwiseConv2d,
+            Self::DepthwiseConv2dForward { .. } | Self::DepthwiseConv2dBackwardInput { .. } | Self::DepthwiseConv2dBackwardKernel { .. } => {
+                Family::DepthwiseConv2d
+            }
             Self::Maxpool2dForward
             | Self::Maxpool2dBackward
             | Self::Maxpool2dForwardQuads
