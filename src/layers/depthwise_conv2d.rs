@@ -108,7 +108,7 @@ impl Kind for DepthwiseConv2d {
     /// padding and one filter per channel.
     fn inserted(&self, input: Shape) -> Insertion {
         let kernel = self.kernel.0;
-        if kernel[0] % 2 == 0 || kernel[1] % 2 == 0 || self.stride != 1 || self.padding != Padding::Same || self.depth_multiplier != 1 {
+        if kernel[0].is_multiple_of(2) || kernel[1].is_multiple_of(2) || self.stride != 1 || self.padding != Padding::Same || self.depth_multiplier != 1 {
             Insertion::NoIdentity(Some("an inserted depthwise conv needs an odd kernel, stride 1, 'same' padding and depth_multiplier 1 to start as the identity".into()))
         } else {
             Insertion::Conv { units: input.channels() }
