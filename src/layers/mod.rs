@@ -217,6 +217,11 @@ pub trait Kind {
     }
     /// Records its forward and backward dispatches.
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError>;
+    /// Buffers it owns besides its output and gradient (a separable conv's depthwise output),
+    /// as names and elements per image, so that `crate::sizes` checks them with the outputs.
+    fn buffers(&self, _input: Shape) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// What a layer that [`Kind::loads_unstored`] computes of the layer before's output, per

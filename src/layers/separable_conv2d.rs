@@ -109,6 +109,9 @@ impl Kind for SeparableConv2d {
         let p = super::weighted_flops(macs, output.len(), self.use_bias, self.activation == Activation::Relu, trains, trains || input_grad);
         [d[0] + p[0], d[1] + p[1]]
     }
+    fn buffers(&self, input: Shape) -> Vec<(&'static str, u64)> {
+        vec![("its depthwise output (per image)", self.depthwise().check(input).expect("validated spec").len())]
+    }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let [d, p] = self.shapes(b.batch, image(b.input).expect("validated spec"));
         let middle = b.ctx.storage(&format!("{} depthwise output", b.name), d.output_len())?;
