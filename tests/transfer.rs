@@ -271,6 +271,19 @@ fn grow_preserves_the_function_through_depthwise_and_separable_convs() {
     assert!(!p.function_preserving && p.table().contains("depth_multiplier 1 to start as the identity"), "{}", p.table());
 }
 
+/// Copying a depthwise conv with multiplier 2 (prefix and match) moves every value of its
+/// kernel and of its bias, which is as wide as its output (twice its input).
+#[test]
+fn copies_move_whole_depthwise_and_separable_layers() {
+    let model = spec([10, 9, 3], vec![conv(5), depthwise(2), separable(6, 2), pool(), flat(), dense(7), head(3)]);
+    let src: Vec<Vec<f32>> = initial_params(&model, 1).into_iter().enumerate().map(|(t, w)| w.iter().enumerate().map(|(i, v)| v + (t * 1000 + i) as f32).collect()).collect();
+    for strategy in [Strategy::Prefix, Strategy::Match] {
+        let p = plan(&model, &model, strategy, false, 0);
+        assert!(p.layers.iter().all(|l| matches!(l.action, Action::Copied | Action::NoParameters)), "{}", p.table());
+        assert_eq!(apply(&p, &model, &src, &model, initial_params(&model, 2)), src, "{strategy:?}");
+    }
+}
+
 /// Widened units start as copies of their originals; training must tell them apart (with
 /// equal outgoing shares their gradients would stay equal and they would stay copies). A unit
 /// whose inputs are replicas is no copy (its weights from them are shared unequally), so the
