@@ -224,6 +224,12 @@ fn settings_differ(target: &LayerKind, next: Option<&LayerKind>, s: &Settings) -
     (!differ.is_empty()).then(|| differ.join(", "))
 }
 
+/// Whether a legacy file's weight `name` is the config's tensor `suffix`: Keras 3 names a
+/// DepthwiseConv2D's kernel `kernel`, Keras 2 `depthwise_kernel` (gpu-cnn's name).
+fn same_weight(name: &str, suffix: &str, kind: &LayerKind) -> bool {
+    name == suffix || (matches!(kind, LayerKind::DepthwiseConv2d(_)) && (name, suffix) == ("kernel", "depthwise_kernel"))
+}
+
 /// How a Keras conv's config `c` differs from gpu-cnn's `padding`, `stride` and (depthwise and
 /// separable convs) `depth_multiplier`, and the options gpu-cnn has not.
 fn conv_settings(c: &serde_json::Value, padding: Padding, stride: u32, depth_multiplier: Option<u32>) -> Vec<String> {
@@ -480,7 +486,7 @@ pub fn import(path: &Path, file: &KerasFile, spec: &ModelSpec, mut init: Vec<Vec
         }
         for (w, &i) in layer.weights.iter().zip(&tensors) {
             let named = file.format == Format::Legacy;
-            if named && w.name != infos[i].suffix {
+            if named && !same_weight(&w.name, infos[i].suffix, &target.kind) {
                 return Err(shape_error(format!("its weight '{}' stands where the config has '{}'", w.name, infos[i].suffix)));
             }
             if w.shape != infos[i].shape {
@@ -608,6 +614,12 @@ mod tests {
         let named = layer("separable_conv2d_1", &[("depthwise_kernel", vec![3, 3, 6, 1]), ("pointwise_kernel", vec![1, 1, 6, 4]), ("bias", vec![4])]);
         let (plan, by, _) = import(path, &KerasFile { format: Format::Legacy, layers: vec![named] }, &spec, init.clone()).unwrap();
         assert_eq!((by, plan.layers[1].action), (MatchedBy::Name, Action::Copied));
+        // Keras 2 and Keras 3 names of a DepthwiseConv2D's kernel.
+        for kernel in ["depthwise_kernel", "kernel"] {
+            let named = layer("depthwise_conv2d_1", &[(kernel, vec![3, 3, 3, 2]), ("bias", vec![6])]);
+            let (plan, _, _) = import(path, &KerasFile { format: Format::Legacy, layers: vec![named] }, &spec, init.clone()).unwrap();
+            assert_eq!(plan.layers[0].action, Action::Copied, "{kernel}");
+        }
         let swapped = layer("separable_conv2d_1", &[("pointwise_kernel", vec![1, 1, 6, 4]), ("depthwise_kernel", vec![3, 3, 6, 1]), ("bias", vec![4])]);
         let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![swapped] }, &spec, init).unwrap_err();
         assert!(e.to_string().contains("its weight 'pointwise_kernel' stands where the config has 'depthwise_kernel'"), "{e}");
