@@ -256,6 +256,15 @@ fn import_keras3_weights_h5_predicts_as_keras() {
     check_import("batchnorm.weights.h5", "batchnorm.toml", "batchnorm", "order among layers of each class");
 }
 
+/// A Keras 3 DepthwiseConv2D (its kernel named `kernel` in the legacy file) imported into a
+/// depthwise_conv2d predicts as Keras did.
+#[test]
+fn import_keras_depthwise_conv_predicts_as_keras() {
+    let report = check_import("depthwise.h5", "depthwise.toml", "depthwise", "order among layers with weights");
+    assert!(report.contains("depthwise_conv2d_1 (DepthwiseConv2D) depthwise_conv2d copied 30"), "{report}");
+    check_import("depthwise.weights.h5", "depthwise.toml", "depthwise", "order among layers of each class");
+}
+
 #[test]
 fn import_keras3_archive_predicts_as_keras() {
     check_import("model2.keras", "model2.toml", "model2", "order among layers of each class");
@@ -336,8 +345,8 @@ fn import_errors_name_the_file_and_what_is_wrong() {
         ("other.keras".into(), "model1.toml", "other.keras: a zip, but not a .keras archive"),
         ("corrupt-config.h5".into(), "model1.toml", "corrupt-config.h5: its model_config attribute (the model's description) is corrupt"),
         ("nan.h5".into(), "model1.toml", "nan.h5: /model_weights/conv2d_1/sequential/conv2d_1/kernel: holds NaN at element 0: the file is damaged or the model that saved it diverged"),
-        (fixture("unsupported.h5"), "model1.toml", "unsupported.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, which the config has no layer of"),
-        (fixture("unsupported.weights.h5"), "model1.toml", "unsupported.weights.h5: Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"),
+        (fixture("depthwise.h5"), "model1.toml", "depthwise.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, which the config has no layer of"),
+        (fixture("depthwise.weights.h5"), "model1.toml", "depthwise.weights.h5: Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"),
         (fixture("model1.h5"), "model2.toml", "model1.h5: Keras layer 'dense_1' does not fit the config's dense_1: weight kernel has shape [512, 128], the config's dense_1.kernel needs [128, 128]"),
         (fixture("model2.weights.h5"), "model1.toml", "model2.weights.h5: Keras layer 'dense' does not fit the config's dense_1: weight 0 has shape [128, 128]"),
         (fixture("batchnorm.weights.h5"), "model2.toml", "batchnorm.weights.h5: Keras layer 'batch_normalization' is a batch_normalization, which the config has no layer of"),
