@@ -265,6 +265,22 @@ fn import_keras_depthwise_conv_predicts_as_keras() {
     check_import("depthwise.weights.h5", "depthwise.toml", "depthwise", "order among layers of each class");
 }
 
+/// Keras' DepthwiseConv2D (multiplier 2, stride 2 'same' on an even size) and SeparableConv2Ds,
+/// from a legacy `model.save` file and a `.keras` archive (whose config is compared with the
+/// config's, depth_multiplier included), predict as Keras did; a config with another multiplier is
+/// refused.
+#[test]
+fn import_keras_separable_convs_predicts_as_keras() {
+    let report = check_import("separable.h5", "separable.toml", "separable", "order among layers with weights");
+    assert!(report.contains("separable_conv2d_1 (SeparableConv2D) separable_conv2d copied 173"), "{report}");
+    check_import("separable.keras", "separable.toml", "separable", "order among layers of each class");
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(fixture("separable.toml")).unwrap().replacen("depth_multiplier = 2, activation = \"relu\" },\n  { type = \"separable", "depth_multiplier = 1, activation = \"relu\" },\n  { type = \"separable", 1);
+    std::fs::write(dir.path().join("other.toml"), config).unwrap();
+    let o = gpu_cnn(dir.path(), &["import", "keras", &fixture("separable.keras"), "--config", "other.toml", "-o", "x.safetensors"]);
+    assert!(stderr(&o).contains("computes otherwise than the config's depthwise_conv2d_1: depth_multiplier 2 in the file, 1 in the config"), "{}", stderr(&o));
+}
+
 #[test]
 fn import_keras3_archive_predicts_as_keras() {
     check_import("model2.keras", "model2.toml", "model2", "order among layers of each class");
