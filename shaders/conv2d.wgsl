@@ -16,7 +16,7 @@ struct Conv {
     batch: u32, in_h: u32, in_w: u32, in_c: u32,
     out_h: u32, out_w: u32, out_c: u32, k_h: u32,
     k_w: u32, stride: u32, pad_top: u32, pad_left: u32,
-    relu: u32, splits: u32, rows_per_split: u32, _pad: u32,
+    relu: u32, splits: u32, rows_per_split: u32, accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv;
@@ -166,7 +166,8 @@ fn store_forward_tile(acc: array<vec4<f32>, 4>, n: u32, oh: u32, ow0: u32, co: u
 }
 
 // conv2d_backward_input: dx = transposed conv of dy (dy already holds the gradient at the
-// pre-activation; see relu_backward). Overwrites dx.
+// pre-activation; see relu_backward). Overwrites dx, or adds into it with p.accumulate (the
+// input has other readers).
 // One invocation: 4 adjacent input pixels of one row x 4 input channels.
 // Dispatch: linear over batch * in_h * ceil(in_w / 4) * ceil(in_c / 4) invocations.
 @compute @workgroup_size(64)
@@ -226,7 +227,9 @@ fn store_input_tile(acc: array<vec4<f32>, 4>, n: u32, ih: u32, iw0: u32, ci: u32
     for (var j = 0u; j < 4u; j++) {
         if (iw0 + j >= p.in_w) { break; }
         let o = ((n * p.in_h + ih) * p.in_w + iw0 + j) * p.in_c + ci;
-        for (var q = 0u; q < min(4u, p.in_c - ci); q++) { dx[o + q] = acc[j][q]; }
+        for (var q = 0u; q < min(4u, p.in_c - ci); q++) {
+            if (p.accumulate != 0u) { dx[o + q] += acc[j][q]; } else { dx[o + q] = acc[j][q]; }
+        }
     }
 }
 

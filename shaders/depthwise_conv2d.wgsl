@@ -51,7 +51,8 @@ fn depthwise_conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // depthwise_conv2d_backward_input: dx[c] = sum over taps and j < m of dy[c * m + j] *
-// w[tap, c * m + j] (dy already holds the gradient at the pre-activation). Overwrites dx.
+// w[tap, c * m + j] (dy already holds the gradient at the pre-activation). Overwrites dx, or
+// adds into it with p.accumulate (the input has other readers).
 // One invocation: 4 adjacent input pixels of one row x 4 input channels.
 // Dispatch: linear over batch * in_h * ceil(in_w / 4) * ceil(in_c / 4) invocations.
 @compute @workgroup_size(64)

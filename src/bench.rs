@@ -136,7 +136,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         let (x, w, b, y) = (buffer(ctx, s.input_len())?, buffer(ctx, s.kernel_len())?, buffer(ctx, s.out_c as u64)?, buffer(ctx, s.output_len())?);
         let flops = Some(2.0 * s.macs() as f64);
         out.push(Case { kernel: "conv2d_forward", shape: label.into(), dispatches: vec![k.conv2d_forward(&s, true, &x, &w, &b, &y)], flops, bytes: None });
-        out.push(Case { kernel: "conv2d_backward_input", shape: label.into(), dispatches: vec![k.conv2d_backward_input(&s, &y, &w, &x)], flops, bytes: None });
+        out.push(Case { kernel: "conv2d_backward_input", shape: label.into(), dispatches: vec![k.conv2d_backward_input(&s, &y, &w, &x, false)], flops, bytes: None });
         out.push(Case { kernel: "conv2d_backward_kernel", shape: label.into(), dispatches: k.conv2d_backward_kernel(&s, &x, &y, &w, &scratch), flops, bytes: None });
         let bytes = Some(4.0 * (s.output_len() + s.out_c as u64) as f64);
         out.push(Case { kernel: "column_sum (bias grad)", shape: label.into(), dispatches: k.column_sum(s.output_rows(), s.out_c, &y, &b, &scratch), flops: None, bytes });
@@ -146,7 +146,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     let (label, flops) = ("32x32x32x32 depthwise 3x3 same", Some(2.0 * (s.output_len() * 9) as f64));
     let (x, w, b, y) = (buffer(ctx, s.input_len())?, buffer(ctx, s.depthwise_kernel_len())?, buffer(ctx, s.out_c as u64)?, buffer(ctx, s.output_len())?);
     out.push(Case { kernel: "depthwise_conv2d_forward", shape: label.into(), dispatches: vec![k.depthwise_conv2d_forward(&s, true, &x, &w, &b, &y)], flops, bytes: None });
-    out.push(Case { kernel: "depthwise_conv2d_backward_input", shape: label.into(), dispatches: vec![k.depthwise_conv2d_backward_input(&s, &y, &w, &x)], flops, bytes: None });
+    out.push(Case { kernel: "depthwise_conv2d_backward_input", shape: label.into(), dispatches: vec![k.depthwise_conv2d_backward_input(&s, &y, &w, &x, false)], flops, bytes: None });
     out.push(Case { kernel: "depthwise_conv2d_backward_kernel", shape: label.into(), dispatches: k.depthwise_conv2d_backward_kernel(&s, &x, &y, &w, &scratch), flops, bytes: None });
     let p = PoolShape { batch: 32, in_h: 64, in_w: 64, c: 32, pool: [2, 2], stride: [2, 2] };
     let (x, y, arg) = (buffer(ctx, p.input_len())?, buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?);

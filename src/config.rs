@@ -242,9 +242,9 @@ struct RawModel {
     layers: Vec<toml::Spanned<toml::Table>>,
 }
 
-/// One layer's table as (name, kind, trainable): the kind's own serde schema reads everything
-/// but `name` and `trainable`, which every kind has.
-fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind, bool), String> {
+/// One layer's table as (name, kind, trainable, inputs): the kind's own serde schema reads
+/// everything but `name`, `trainable` and `inputs`, which every kind has.
+fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind, bool, Vec<String>), String> {
     let name = match table.remove("name") {
         Some(toml::Value::String(n)) => Some(n),
         Some(other) => return Err(format!("`name` must be a string, got {other}")),
@@ -255,7 +255,13 @@ fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind, boo
         Some(other) => return Err(format!("`trainable` must be true or false, got {other}")),
         None => true,
     };
-    Ok((name, LayerKind::from_table(table)?, trainable))
+    let inputs = match table.remove("inputs") {
+        None => Vec::new(),
+        Some(toml::Value::String(one)) => vec![one],
+        Some(toml::Value::Array(names)) if names.iter().all(toml::Value::is_str) => names.into_iter().filter_map(|n| n.as_str().map(String::from)).collect(),
+        Some(other) => return Err(format!("`inputs` must be a layer's name or a list of them (\"input\": the model's input), got {other}")),
+    };
+    Ok((name, LayerKind::from_table(table)?, trainable, inputs))
 }
 
 /// Each `[[grow]]` entry's model, grown from the one before (names as the model stands then).
@@ -323,9 +329,9 @@ impl Config {
             _ => invalid("model", String::new(), e.to_string()),
         };
         crate::model::spec::check_input(raw.model.input).map_err(|e| invalid("model.input", String::new(), e.to_string()))?;
-        crate::sizes::check_arguments(raw.model.input, layers.iter().enumerate().map(|(i, (n, k, _))| (n.clone().unwrap_or_else(|| format!("model.layers[{i}]")), k))).map_err(|e| invalid("model", String::new(), e.to_string()))?;
+        crate::sizes::check_arguments(raw.model.input, layers.iter().enumerate().map(|(i, (n, k, _, _))| (n.clone().unwrap_or_else(|| format!("model.layers[{i}]")), k))).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let trainable: Vec<bool> = layers.iter().map(|l| l.2).collect();
-        let mut model = ModelSpec::new(raw.model.input, layers.into_iter().map(|(n, k, _)| (n, k)).collect()).map_err(spec_error)?;
+        let mut model = ModelSpec::connected(raw.model.input, layers.into_iter().map(|(n, k, _, inputs)| (n, k, inputs)).collect()).map_err(spec_error)?;
         model.layers.iter_mut().zip(trainable).for_each(|(l, t)| l.trainable = t);
         crate::sizes::check_model(&model).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));

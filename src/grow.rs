@@ -4,6 +4,8 @@
 //! trained weights into, as the identity where it can be:
 //! - `deepen L`: a 3x3 'same' conv with L's channels after L, with a batchnorm when the model
 //!   already has one (conv without bias, then batchnorm + ReLU), else with a ReLU of its own;
+//!   in a model with skip connections, a residual block (two such convs and batchnorms, the
+//!   second without ReLU, joined to L by an `add`) that starts by adding zero;
 //! - `widen L=F`: L's filters or units times F (Net2Wider);
 //! - `add_batchnorm L`: a batchnorm after conv or dense L, which takes over L's activation
 //!   (L keeps no bias: the batchnorm's beta replaces it).
@@ -126,6 +128,7 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
             let i = index(name)?;
             let unsupported = |why: &str| GrowError::Unsupported { op: "widen", layer: name.clone(), why: why.into() };
             let key = match &spec.layers[i].kind {
+                _ if !spec.graph().is_sequential() => return Err(unsupported("widening through skip connections is not supported yet")),
                 _ if i + 1 == spec.layers.len() => return Err(unsupported("the output layer's units are the classes")),
                 LayerKind::Conv2d(_) => "filters",
                 LayerKind::Dense(_) => "units",
@@ -144,6 +147,28 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
         }
     }
     let has_batchnorm = spec.layers.iter().any(|l| matches!(l.kind, LayerKind::BatchNorm(_))) || ops.iter().any(|op| matches!(op, Op::AddBatchnorm(_)));
+    // With skip connections, layers name what they read: every layer keeps its name as it
+    // stands (insertions would renumber Keras' automatic names), new ones take free numbers.
+    let residual = !spec.graph().is_sequential();
+    if residual {
+        for (i, l) in spec.layers.iter().enumerate() {
+            let t = table(layers, i);
+            if !t.contains_key("name") {
+                let rest: Vec<(String, Value)> = t.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                t.clear();
+                for (k, v) in rest {
+                    t.insert(&k, v);
+                    if k == "type" {
+                        t.insert("name", Value::from(l.name.as_str()));
+                    }
+                }
+                t.fmt();
+            }
+        }
+    }
+    // New layers' names, numbered in the operators' order.
+    let mut fresh = FreshNames::new(spec);
+    let block_names: Vec<[String; 5]> = ops.iter().map(|_| ["conv2d", "batch_normalization", "conv2d", "batch_normalization", "add"].map(|stem| fresh.name(stem))).collect();
     let mut inserts: Vec<(usize, u8, usize, &Op)> = Vec::new();
     for (k, op) in ops.iter().enumerate() {
         match op {
@@ -168,6 +193,9 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
         match op {
             Op::AddBatchnorm(_) => {
                 let unsupported = |why: String| GrowError::Unsupported { op: "add_batchnorm", layer: name.clone(), why };
+                if residual {
+                    return Err(unsupported("in a model with skip connections, deepen inserts residual blocks with batchnorms of their own".into()));
+                }
                 if !matches!(spec.layers[i].kind, LayerKind::Conv2d(_) | LayerKind::Dense(_)) || i + 1 == spec.layers.len() {
                     return Err(unsupported("a batchnorm goes after a hidden conv2d or dense layer".into()));
                 }
@@ -185,17 +213,55 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
                 insert(layers, bn);
                 changes.push((k, format!("add_batchnorm after {name} (it takes over {name}'s activation and bias)")));
             }
+            Op::Deepen(_) if residual => {
+                let Some(c) = channels[i] else {
+                    return Err(GrowError::Unsupported { op: "deepen", layer: name, why: "a residual block goes where the activation is an image".into() });
+                };
+                let [conv1, bn1, conv2, bn2, add_name] = block_names[k].clone();
+                let mut block = Vec::new();
+                for (conv, bn, relu) in [(conv1, bn1, true), (conv2, bn2.clone(), false)] {
+                    block.push(conv_table(c, Some(&conv)));
+                    let mut t = InlineTable::new();
+                    t.insert("type", Value::from("batchnorm"));
+                    t.insert("name", Value::from(bn));
+                    if relu {
+                        t.insert("activation", Value::from("relu"));
+                    }
+                    block.push(t);
+                }
+                let last = bn2;
+                let mut add = InlineTable::new();
+                add.insert("type", Value::from("add"));
+                add.insert("name", Value::from(add_name.as_str()));
+                // The block's ReLU after the sum is the identity only on a non-negative value.
+                let relu = spec.non_negative_values()[i + 1];
+                if relu {
+                    add.insert("activation", Value::from("relu"));
+                }
+                add.insert("inputs", Value::Array(Array::from_iter([last.as_str(), name.as_str()])));
+                block.push(add);
+                // What read L now reads the block's sum (the layer after it reads it by order).
+                for j in i + 1..spec.layers.len() {
+                    if let Some(inputs) = table(layers, j).get_mut("inputs").and_then(Value::as_array_mut) {
+                        for v in inputs.iter_mut().filter(|v| v.as_str() == Some(name.as_str())) {
+                            let decor = v.decor().clone();
+                            *v = Value::from(add_name.as_str());
+                            *v.decor_mut() = decor;
+                        }
+                    }
+                }
+                for t in block {
+                    insert(layers, t);
+                }
+                let post = if relu { " + relu" } else { "" };
+                changes.push((k, format!("deepen after {name}: residual block of 2 conv2d {c} filters 3x3 + batchnorm, joined to {name} by {add_name}{post}; {last} starts at gamma = 0, so the block adds 0")));
+            }
             Op::Deepen(_) => {
                 let Some(c) = channels[i] else {
                     return Err(GrowError::Unsupported { op: "deepen", layer: name, why: "a conv block goes where the activation is an image".into() });
                 };
-                let mut conv = InlineTable::new();
-                conv.insert("type", Value::from("conv2d"));
-                conv.insert("filters", Value::from(c as i64));
-                conv.insert("kernel", Value::from(3));
-                conv.insert("padding", Value::from("same"));
+                let mut conv = conv_table(c, None);
                 if has_batchnorm {
-                    conv.insert("use_bias", Value::from(false));
                     insert(layers, conv);
                     let mut bn = InlineTable::new();
                     bn.insert("type", Value::from("batchnorm"));
@@ -203,6 +269,7 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
                     insert(layers, bn);
                     changes.push((k, format!("deepen after {name}: conv2d {c} filters 3x3 + batchnorm + relu")));
                 } else {
+                    conv.remove("use_bias");
                     conv.insert("activation", Value::from("relu"));
                     insert(layers, conv);
                     changes.push((k, format!("deepen after {name}: conv2d {c} filters 3x3 + relu")));
@@ -220,6 +287,44 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
     let changes: Vec<String> = changes.into_iter().map(|c| c.1).collect();
     let header = format!("# Grown by `gpu-cnn grow`: {}.\n", changes.join("; "));
     Ok(Grown { text: header + &doc.to_string(), changes })
+}
+
+/// A 3x3 'same' conv table of `filters`, without bias (a batchnorm follows), named if given.
+fn conv_table(filters: u32, name: Option<&str>) -> InlineTable {
+    let mut conv = InlineTable::new();
+    conv.insert("type", Value::from("conv2d"));
+    if let Some(name) = name {
+        conv.insert("name", Value::from(name));
+    }
+    conv.insert("filters", Value::from(filters as i64));
+    conv.insert("kernel", Value::from(3));
+    conv.insert("padding", Value::from("same"));
+    conv.insert("use_bias", Value::from(false));
+    conv
+}
+
+/// Keras-style names not yet taken: `conv2d_<n>` past the highest number in use.
+struct FreshNames {
+    next: std::collections::HashMap<String, u32>,
+}
+
+impl FreshNames {
+    fn new(spec: &ModelSpec) -> Self {
+        let mut next = std::collections::HashMap::new();
+        for l in &spec.layers {
+            if let Some((stem, n)) = l.name.rsplit_once('_').and_then(|(s, n)| Some((s, n.parse::<u32>().ok()?))) {
+                let e = next.entry(stem.to_string()).or_insert(1);
+                *e = (*e).max(n + 1);
+            }
+        }
+        Self { next }
+    }
+
+    fn name(&mut self, stem: &str) -> String {
+        let n = self.next.entry(stem.to_string()).or_insert(1);
+        *n += 1;
+        format!("{stem}_{}", *n - 1)
+    }
 }
 
 fn table(layers: &mut Array, i: usize) -> &mut InlineTable {

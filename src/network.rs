@@ -12,10 +12,12 @@ use std::sync::Arc;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use thiserror::Error;
 
+use crate::gpu::kernels::add::Route;
 use crate::gpu::kernels::optimizer::StepParams;
 use crate::gpu::kernels::{Dispatch, Kernels};
 use crate::gpu::{GpuContext, GpuError, View};
 use crate::layers::{Build, Init};
+use crate::model::graph::Delivery;
 use crate::model::{ModelSpec, ParamInfo, Shape};
 use crate::optimizer::OptimizerConfig;
 
@@ -146,8 +148,8 @@ pub struct Network {
     pub training: Training,
     input: View,
     labels: View,
-    /// Output of each layer (flatten aliases its input); None where a batchnorm leaves it to
-    /// its max pool to compute on load.
+    /// Each value: the input, then each layer's output (flatten aliases its input); None where
+    /// a batchnorm leaves it to its max pool to compute on load.
     activations: Vec<Option<View>>,
     step: wgpu::Buffer,
     metrics: View,
@@ -239,13 +241,22 @@ impl Network {
         let scratch_len = spec.layers.iter().zip(&inputs).map(|(l, &input)| l.kind.ops().scratch(batch, input)).max().unwrap_or(0);
         let scratch = ctx.storage("reduction scratch", scratch_len.max(1))?;
 
-        // Activation and gradient buffers: index 0 is the input, i + 1 the output of layer i.
-        // The input gradient of layer i is needed when some layer before it trains: nothing
-        // runs backward below the first trainable layer. The head's output gradient is the
-        // loss kernel's output, always.
-        let mut acts = vec![input.clone()];
-        let mut act_grads: Vec<Option<View>> = vec![None];
+        // Activation and gradient buffers per value: 0 is the input, i + 1 the output of layer
+        // i (see `crate::model::graph`). Gradients are needed from the first trainable layer's
+        // output on: nothing runs backward below it. The head's output gradient is the loss
+        // kernel's output, always.
+        let graph = spec.graph();
         let first_trainable = slots.iter().filter(|s| s.info.trainable).map(|s| s.info.layer).min().unwrap_or(spec.layers.len() - 1);
+        let plan = graph.gradients(&spec.layers, first_trainable + 1);
+        let mut grads_of: Vec<Option<View>> = vec![None; spec.layers.len() + 1];
+        for v in (1..=spec.layers.len()).rev() {
+            grads_of[v] = match plan.buffer[v] {
+                Some(own) if own == v => Some(ctx.storage(&format!("{} output gradient", spec.layers[v - 1].name), b * shapes[v - 1].len())?),
+                Some(shared) => grads_of[shared].clone(),
+                None => None,
+            };
+        }
+        let mut acts = vec![input.clone()];
         let mut stored = vec![true];
         let unstored_at = spec.unstored();
         let mut unstored = None;
@@ -253,18 +264,21 @@ impl Network {
         let mut backward = Vec::new();
         for (i, (layer, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
             let ops = layer.kind.ops();
-            let len = b * shape.len();
-            let needs_grad = i >= first_trainable;
+            let (reads, delivery) = (&graph.inputs[i], &plan.delivery[i]);
             // A batchnorm before a max pool stores no output: the pool reads the batchnorm's
             // input (aliased here) and normalises it on load.
             let leave_unstored = unstored_at[i].is_some();
             stored.push(!leave_unstored);
-            acts.push(if ops.is_view() || leave_unstored { acts[i].clone() } else { ctx.storage(&format!("{} output", layer.name), len)? });
-            act_grads.push(match (needs_grad, ops.is_view() || ops.gradient_in_place()) {
-                (false, _) => None,
-                (true, true) => act_grads[i].clone(),
-                (true, false) => Some(ctx.storage(&format!("{} output gradient", layer.name), len)?),
-            });
+            acts.push(if ops.is_view() || leave_unstored { acts[reads[0]].clone() } else { ctx.storage(&format!("{} output", layer.name), b * shape.len())? });
+            let dy = grads_of[i + 1].as_ref();
+            // A share staged for an input with several readers: written where the layer
+            // writes (its output gradient, for a layer that works in place), then delivered.
+            let staged = match delivery[0] {
+                Delivery::Staged { add } if ops.is_view() || ops.gradient_in_place() => Some((dy.expect("a staged share has a gradient").clone(), add)),
+                Delivery::Staged { add } => Some((ctx.storage(&format!("{} input gradient share", layer.name), b * inputs[i].len())?, add)),
+                _ => None,
+            };
+            let gradient = |v: usize, d: Delivery| grads_of[v].as_ref().filter(|_| d != Delivery::None);
             let tensors = slots
                 .iter()
                 .filter(|s| s.info.layer == i)
@@ -277,10 +291,15 @@ impl Network {
                 batch,
                 input: inputs[i],
                 trainable: layer.trainable,
-                x: &acts[i],
+                x: &acts[reads[0]],
                 y: &acts[i + 1],
-                dx: act_grads[i].as_ref(),
-                dy: act_grads[i + 1].as_ref(),
+                dx: staged.as_ref().map(|s| &s.0).or(gradient(reads[0], delivery[0])),
+                dy,
+                accumulate: delivery[0] == Delivery::Add,
+                merged: match ops.merges() {
+                    true => reads.iter().zip(delivery).map(|(&v, &d)| (&acts[v], gradient(v, d), d)).collect(),
+                    false => Vec::new(),
+                },
                 x_unstored: unstored.take(),
                 leave_unstored,
                 unstored: None,
@@ -292,12 +311,15 @@ impl Network {
                 backward: Vec::new(),
             };
             ops.build(&mut build)?;
-            let Build { forward: f, backward: back, unstored: left, .. } = build;
+            let Build { forward: f, backward: mut back, unstored: left, .. } = build;
             assert_eq!(left.is_some(), leave_unstored, "{} leaves its output unstored exactly when asked", layer.name);
             unstored = left;
+            if let (Some((share, add)), Some(dx)) = (&staged, &grads_of[reads[0]]) {
+                back.push(kernels.add_backward(Route { in_place: false, accumulate: *add }, None, share, dx));
+            }
             forward.extend(f);
             if i + 1 == spec.layers.len() {
-                let dy = act_grads[i + 1].as_ref().expect("the head has parameters");
+                let dy = dy.expect("the head has parameters");
                 forward.push(kernels.loss(batch, spec.logits(), training.label_smoothing, &step, &acts[i + 1], &labels, dy, &metrics));
             }
             // Backward runs from the last layer to the first.
@@ -419,10 +441,11 @@ impl Network {
         Ok(Metrics { loss_sum: m[0] as f64, correct: m[1] as f64, count: m[2] as f64 })
     }
 
-    /// The input of layer `i` (0: the images) for the last batch's rows.
-    pub fn read_activation(&self, ctx: &GpuContext, i: usize) -> Result<Vec<f32>, NetworkError> {
-        let per = self.spec.input_of(i).len();
-        let act = self.activations[i].as_ref().ok_or_else(|| NetworkError::Unstored(self.spec.layers[i - 1].name.clone()))?;
+    /// The input of layer `i` (a merge layer: its first) for the last batch's rows.
+    pub fn read_input(&self, ctx: &GpuContext, i: usize) -> Result<Vec<f32>, NetworkError> {
+        let v = self.spec.graph().input(i);
+        let per = self.spec.value_shape(v).len();
+        let act = self.activations[v].as_ref().ok_or_else(|| NetworkError::Unstored(self.spec.layers[v - 1].name.clone()))?;
         Ok(ctx.read(&act.slice(0, self.rows as u64 * per))?)
     }
 

@@ -172,6 +172,15 @@ fn export_depthwise_and_separable_convs_runs_in_onnxruntime_as_predict_does() {
     check_export("depthwise + separable", spec, &["cats", "dogs"], "nchw");
 }
 
+/// Skip connections (identity and projection shortcuts, each add with its ReLU) and stride-2
+/// 'same' convs, whose padding is one-sided: the shipped ResNet-20.
+#[test]
+fn export_resnet_runs_in_onnxruntime_as_predict_does() {
+    let path = root().join("configs/resnet.toml");
+    let model = gpu_cnn::config::Config::load(&path).unwrap().model;
+    check_export("ResNet-20", model, &["cats", "dogs"], "nchw");
+}
+
 #[test]
 fn export_never_overwrites_without_asking() {
     let dir = tempfile::tempdir().unwrap();

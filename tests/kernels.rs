@@ -81,10 +81,17 @@ fn conv_case(seed: u64, shape: ConvCase) -> Vec<Kernel> {
             assert_close(&format!("conv2d_forward {name} relu={relu} {path}"), &got, &cpu::conv2d_forward(&s, relu, &x, &w, &b), TOL);
         }
         let dx = poisoned(ctx, s.input_len());
-        let d = k.conv2d_backward_input(&s, &dyv, &wv, &dx);
+        let d = k.conv2d_backward_input(&s, &dyv, &wv, &dx, false);
         used.push(d.kernel);
         let got = run(&[d], &dx);
-        assert_close(&format!("conv2d_backward_input {name} {path}"), &got, &cpu::conv2d_backward_input(&s, &dy, &w), TOL);
+        let want = cpu::conv2d_backward_input(&s, &dy, &w);
+        assert_close(&format!("conv2d_backward_input {name} {path}"), &got, &want, TOL);
+        // Adding into what another reader of the input wrote.
+        let earlier = random(seed + 4, s.input_len() as usize, -1.0, 1.0);
+        let dx = input(ctx, &earlier);
+        let got = run(&[k.conv2d_backward_input(&s, &dyv, &wv, &dx, true)], &dx);
+        let sum: Vec<f64> = want.iter().zip(&earlier).map(|(g, &e)| g + e as f64).collect();
+        assert_close(&format!("conv2d_backward_input accumulating {name} {path}"), &got, &sum, TOL);
 
         let dw = poisoned(ctx, s.kernel_len());
         let scratch = poisoned(ctx, Kernels::conv2d_backward_kernel_scratch(&s).max(1));
@@ -171,7 +178,7 @@ fn depthwise_conv2d_forward_and_backward_match_reference() {
             assert_close(&format!("depthwise_conv2d_forward {name} relu={relu}"), &got, &cpu::depthwise_conv2d_forward(&s, relu, &x, &w, &b), TOL);
         }
         let dx = poisoned(ctx, s.input_len());
-        let d = k.depthwise_conv2d_backward_input(&s, &dyv, &wv, &dx);
+        let d = k.depthwise_conv2d_backward_input(&s, &dyv, &wv, &dx, false);
         used.push(d.kernel);
         let got = run(&[d], &dx);
         assert_close(&format!("depthwise_conv2d_backward_input {name}"), &got, &cpu::depthwise_conv2d_backward_input(&s, &dy, &w), TOL);

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use common::{gpu, kernel_paths, reference as cpu};
 use gpu_cnn::gpu::Kernels;
 use gpu_cnn::layers::activation::ActivationLayer;
+use gpu_cnn::layers::add::Add;
 use gpu_cnn::layers::avgpool2d::AvgPool2d;
 use gpu_cnn::layers::batchnorm::BatchNorm;
 use gpu_cnn::layers::conv2d::Conv2d;
@@ -129,11 +130,77 @@ fn finite_differences_match_the_gpu_gradients_through_a_frozen_batchnorm() {
     check_finite_differences(&spec, 4);
 }
 
+/// Skip connections on an odd 9x11 input: an identity block (the block's input read by a conv
+/// and by the add, whose gradient the conv adds into), a projection block (one value read by two
+/// convs, one of them strided 1x1), and a plain add whose output is read by an activation layer
+/// and a batchnorm, neither of which can add into a gradient (their shares are staged), joined by
+/// a third add.
+fn residual_network() -> ModelSpec {
+    let conv = |filters, kernel, stride| LayerKind::Conv2d(Conv2d { use_bias: false, stride, ..Conv2d::new(filters, kernel, Padding::Same, Activation::Linear) });
+    let bn = |activation| LayerKind::BatchNorm(BatchNorm { activation, ..Default::default() });
+    let add = |activation| LayerKind::Add(Add { activation });
+    let layer = |kind, inputs: &[&str]| (None, kind, inputs.iter().map(|s| s.to_string()).collect());
+    ModelSpec::connected([9, 11, 3], vec![
+        layer(conv(5, 3, 1), &[]),
+        layer(bn(Activation::Relu), &[]),
+        layer(conv(5, 3, 1), &[]),
+        layer(bn(Activation::Linear), &[]),
+        layer(add(Activation::Relu), &["batch_normalization_2", "batch_normalization_1"]),
+        layer(conv(6, 3, 2), &[]),
+        layer(bn(Activation::Linear), &[]),
+        layer(conv(6, 1, 2), &["add_1"]),
+        layer(bn(Activation::Linear), &[]),
+        layer(add(Activation::Linear), &["batch_normalization_3", "batch_normalization_4"]),
+        layer(LayerKind::Activation(ActivationLayer { activation: Activation::Relu }), &[]),
+        layer(bn(Activation::Linear), &["add_2"]),
+        layer(add(Activation::Linear), &["activation_1", "batch_normalization_5"]),
+        layer(LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {}), &[]),
+        layer(LayerKind::Dense(Dense::new(1, Activation::Sigmoid)), &[]),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_skip_connections() {
+    check_finite_differences(&residual_network(), 3);
+}
+
+/// Depthwise and separable convs in residual blocks (MobileNet's): the first block's input is read
+/// by a depthwise conv and by the add; the second block's by a depthwise conv (multiplier 2) and a
+/// separable conv, whose outputs the add sums. Each of those convs adds its input gradient into
+/// what the other reader wrote, or writes it first. Linear (the fused ReLUs are checked in the
+/// networks above) with a flatten head: ReLU kinks where the paths meet, or global pooling's
+/// smaller gradients, bring f32 noise up to the 1e-2 the check allows; so it checks to
+/// 2e-4 - 5e-3.
+fn depthwise_residual_network() -> ModelSpec {
+    let depthwise = |depth_multiplier, activation| LayerKind::DepthwiseConv2d(DepthwiseConv2d { depth_multiplier, ..DepthwiseConv2d::new(3, Padding::Same, activation) });
+    let separable = |filters, depth_multiplier| LayerKind::SeparableConv2d(SeparableConv2d { depth_multiplier, ..SeparableConv2d::new(filters, 3, Padding::Same, Activation::Linear) });
+    let add = |activation| LayerKind::Add(Add { activation });
+    let layer = |kind, inputs: &[&str]| (None, kind, inputs.iter().map(|s| s.to_string()).collect());
+    ModelSpec::connected([9, 11, 3], vec![
+        layer(LayerKind::Conv2d(Conv2d::new(6, 3, Padding::Same, Activation::Linear)), &[]),
+        layer(depthwise(1, Activation::Linear), &[]),
+        layer(separable(6, 2), &[]),
+        layer(add(Activation::Linear), &["separable_conv2d_1", "conv2d_1"]),
+        layer(depthwise(2, Activation::Linear), &["add_1"]),
+        layer(separable(12, 1), &["add_1"]),
+        layer(add(Activation::Linear), &["depthwise_conv2d_2", "separable_conv2d_2"]),
+        layer(LayerKind::Flatten(Flatten {}), &[]),
+        layer(LayerKind::Dense(Dense::new(1, Activation::Sigmoid)), &[]),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_depthwise_and_separable_residual_blocks() {
+    check_finite_differences(&depthwise_residual_network(), 3);
+}
+
 fn check_finite_differences(spec: &ModelSpec, batch: u32) {
     let (ctx, kernels) = gpu();
     let mut net = Network::new(ctx, kernels, spec, batch, 7).unwrap();
     let mut rng = StdRng::seed_from_u64(11);
-    let images: Vec<f32> = (0..batch as usize * 9 * 10 * 3).map(|_| rng.random_range(0.0..1.0)).collect();
+    let images: Vec<f32> = (0..batch as usize * spec.input.iter().product::<u32>() as usize).map(|_| rng.random_range(0.0..1.0)).collect();
     let labels: Vec<u32> = (0..batch).map(|i| (i + 1) % 2).collect();
     net.upload(ctx, &images, &labels).unwrap();
     // Biases, betas and gammas away from 0 and 1 so that every gradient is exercised.
@@ -264,7 +331,7 @@ fn model2_step_matches_pytorch_float64() {
     assert_eq!(spec, ModelSpec::model2(input[0]), "the file holds the write-up's Model 2");
     for (path, kernels) in kernel_paths() {
         eprintln!("kernel path: {path}");
-        check_reference_step(kernels, &r, &spec, batch);
+        check_reference_step(kernels, &r, &spec, batch, &Steps::adam());
     }
 }
 
@@ -280,7 +347,53 @@ fn batchnorm_gap_step_matches_pytorch_float64() {
     let (batch, spec) = (r.input().0, bn_gap_spec(&r));
     for (path, kernels) in kernel_paths() {
         eprintln!("kernel path: {path}");
-        check_reference_step(kernels, &r, &spec, batch);
+        check_reference_step(kernels, &r, &spec, batch, &Steps::adam());
+    }
+}
+
+/// The residual network of resnet_step_b5.safetensors (batch, input, filters, kernels and
+/// classes from the file; strides and connections as its README draws them): a projection
+/// block (stride 2, 1x1 conv shortcut) and an identity block, a 3-class softmax with label
+/// smoothing 0.1, three steps each of SGD (Nesterov, decoupled weight decay on every tensor) and
+/// AdamW, through both kernel paths. Tolerances as Model 2's: logits, loss and inference logits
+/// 1e-5, gradients 1e-4, weight changes 1e-3 (relative norm).
+#[test]
+fn resnet_steps_match_pytorch_float64_with_sgd_and_adamw() {
+    let r = Reference::load("resnet_step_b5.safetensors");
+    let (batch, input) = r.input();
+    let conv = |name: &str, stride: u32, inputs: &[&str]| {
+        let LayerKind::Conv2d(c) = r.conv(name, Activation::Linear) else { unreachable!() };
+        (Some(name.to_string()), LayerKind::Conv2d(Conv2d { stride, ..c }), inputs.iter().map(|s| s.to_string()).collect())
+    };
+    let bn = |activation| (None, LayerKind::BatchNorm(BatchNorm { activation, ..Default::default() }), Vec::new());
+    let add = |inputs: [&str; 2]| (None, LayerKind::Add(Add { activation: Activation::Relu }), inputs.map(String::from).to_vec());
+    let spec = ModelSpec::connected(input, vec![
+        conv("conv2d_1", 1, &[]),
+        bn(Activation::Relu),
+        conv("conv2d_2", 2, &[]),
+        bn(Activation::Relu),
+        conv("conv2d_3", 1, &[]),
+        bn(Activation::Linear),
+        conv("conv2d_4", 2, &["batch_normalization_1"]),
+        bn(Activation::Linear),
+        add(["batch_normalization_3", "batch_normalization_4"]),
+        conv("conv2d_5", 1, &[]),
+        bn(Activation::Relu),
+        conv("conv2d_6", 1, &[]),
+        bn(Activation::Linear),
+        add(["batch_normalization_6", "add_1"]),
+        (None, LayerKind::GlobalAvgPool2d(GlobalAvgPool2d {}), Vec::new()),
+        (None, r.dense("dense_1", Activation::Softmax), Vec::new()),
+    ])
+    .unwrap();
+    let sgd = OptimizerConfig { kind: Kind::Sgd, momentum: 0.9, nesterov: true, weight_decay: 5e-4, ..Default::default() };
+    let adamw = OptimizerConfig { kind: Kind::AdamW, weight_decay: 0.004, ..Default::default() };
+    for (path, kernels) in kernel_paths() {
+        for (optimizer, lr, prefix) in [(sgd.clone(), 0.05, "sgd."), (adamw.clone(), 1e-3, "adamw.")] {
+            eprintln!("kernel path: {path}, {prefix}");
+            let steps = Steps { training: Training { optimizer, label_smoothing: 0.1 }, lr, prefix };
+            check_reference_step(kernels, &r, &spec, batch, &steps);
+        }
     }
 }
 
@@ -367,9 +480,23 @@ fn sgd_and_adamw_steps_match_keras_formulas_on_the_reference_gradients() {
     }
 }
 
-fn check_reference_step(kernels: &Kernels, r: &Reference, spec: &ModelSpec, batch: u32) {
+/// How a reference file's steps were taken: the optimizer, its rate, the loss's smoothing and
+/// the prefix of the file's results (`sgd.` for `sgd.after1.*`).
+struct Steps<'a> {
+    training: Training,
+    lr: f32,
+    prefix: &'a str,
+}
+
+impl Steps<'_> {
+    fn adam() -> Self {
+        Self { training: Training::default(), lr: 1e-3, prefix: "" }
+    }
+}
+
+fn check_reference_step(kernels: &Kernels, r: &Reference, spec: &ModelSpec, batch: u32, steps: &Steps) {
     let (ctx, _) = gpu();
-    let mut net = Network::new(ctx, kernels, spec, batch, 0).unwrap();
+    let mut net = Network::training(ctx, kernels, spec, batch, 0, &steps.training).unwrap();
     let slots = net.slots.clone();
     for s in &slots {
         assert_eq!(r.shape(&s.info.name), s.info.shape, "{}", s.info.name);
@@ -379,7 +506,7 @@ fn check_reference_step(kernels: &Kernels, r: &Reference, spec: &ModelSpec, batc
     net.upload(ctx, &r.f32("input"), &labels).unwrap();
 
     net.reset_metrics(ctx);
-    net.run(ctx, Pass::Gradients, 1e-3);
+    net.run(ctx, Pass::Gradients, steps.lr);
     check("logits", &net.read_logits(ctx).unwrap(), &r.f64("logits"), 1e-5);
     let loss = net.read_metrics(ctx).unwrap().loss();
     check("loss", &[loss as f32], &r.f64("loss"), 1e-5);
@@ -393,10 +520,11 @@ fn check_reference_step(kernels: &Kernels, r: &Reference, spec: &ModelSpec, batc
     for s in &slots {
         net.write_param(ctx, &s.info.name, &r.f32(&s.info.name)).unwrap();
     }
-    for (steps, prefix) in [(1, "after1"), (2, "after3")] {
-        for _ in 0..steps {
-            net.run(ctx, Pass::Train, 1e-3);
+    for (count, after) in [(1, "after1"), (2, "after3")] {
+        for _ in 0..count {
+            net.run(ctx, Pass::Train, steps.lr);
         }
+        let prefix = format!("{}{after}", steps.prefix);
         for s in &slots {
             let (name, w0) = (&s.info.name, r.f32(&s.info.name));
             let moved: Vec<f32> = net.read_param(ctx, name).unwrap().iter().zip(&w0).map(|(a, b)| a - b).collect();
@@ -413,14 +541,15 @@ fn check_reference_step(kernels: &Kernels, r: &Reference, spec: &ModelSpec, batc
             check(&format!("{prefix}.{name} (change)"), &moved, &want, 1e-3);
         }
     }
-    if r.has("eval_logits3") {
+    let eval_logits = format!("{}eval_logits3", steps.prefix);
+    if r.has(&eval_logits) {
         // Inference mode would also see the noise-driven bias steps above (which training
         // mode's batch mean cancels), ~1e-4 of the logits and as random as f32 rounding: those
         // tensors take the reference's values, so what is checked is the kernels.
         for name in &vanishing {
-            net.write_param(ctx, name, &r.f32(&format!("after3.{name}"))).unwrap();
+            net.write_param(ctx, name, &r.f32(&format!("{}after3.{name}", steps.prefix))).unwrap();
         }
         net.run(ctx, Pass::Evaluate, 0.0);
-        check("eval_logits3", &net.read_logits(ctx).unwrap(), &r.f64("eval_logits3"), 1e-5);
+        check(&eval_logits, &net.read_logits(ctx).unwrap(), &r.f64(&eval_logits), 1e-5);
     }
 }

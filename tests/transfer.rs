@@ -186,6 +186,12 @@ fn grow_refuses_what_it_cannot_do_exactly_or_consistently() {
 /// Outputs of `source` and of `target` (after `grow` with replicas picked by `seed`) on the
 /// same random batch.
 fn outputs(source: &ModelSpec, target: &ModelSpec, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    outputs_in(Pass::Evaluate, source, target, seed)
+}
+
+/// The logits of `source` and of `target` grown from it, in inference mode (`Pass::Evaluate`)
+/// or training mode (`Pass::Gradients`: batch statistics).
+fn outputs_in(pass: Pass, source: &ModelSpec, target: &ModelSpec, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let (ctx, kernels) = gpu();
     let p = plan(source, target, Strategy::Grow, false, seed);
     println!("{}", p.table());
@@ -214,7 +220,7 @@ fn outputs(source: &ModelSpec, target: &ModelSpec, seed: u64) -> (Vec<f32>, Vec<
     let labels = vec![0; batch as usize];
     for net in [&mut a, &mut b] {
         net.upload(ctx, &images, &labels).unwrap();
-        net.run(ctx, Pass::Evaluate, 0.0);
+        net.run(ctx, pass, 0.0);
     }
     (a.read_logits(ctx).unwrap(), b.read_logits(ctx).unwrap())
 }
@@ -499,6 +505,62 @@ fn growth_operators_write_configs_that_grow_exactly() {
     assert_eq!(kinds(&target), "Conv2D BatchNormalization MaxPooling2D Conv2D BatchNormalization Conv2D Flatten Dense Dense");
     assert_eq!(changes[0], "deepen after max_pooling2d_1: conv2d 10 filters 3x3 + batchnorm + relu");
     assert_same_function("deepen + add_batchnorm + widen", outputs(&source, &target, 0));
+}
+
+/// A config with a skip connection: an identity block, then a strided conv.
+const RESIDUAL: &str = r#"# a small model with a skip connection
+[model]
+input = [10, 9, 3]
+layers = [
+  { type = "conv2d", filters = 5, kernel = 3, padding = "same", use_bias = false },
+  { type = "batchnorm", activation = "relu" },
+  { type = "conv2d", filters = 5, kernel = 3, padding = "same", use_bias = false },
+  { type = "batchnorm" },
+  { type = "add", activation = "relu", inputs = ["batch_normalization_2", "batch_normalization_1"] },
+  { type = "conv2d", filters = 6, kernel = 3, stride = 2, padding = "same", use_bias = false },
+  { type = "batchnorm" },
+  { type = "globalavgpool2d" },
+  { type = "dense", units = 3, activation = "softmax" },
+]
+"#;
+
+/// `deepen` in a model with skip connections inserts residual blocks whose last batchnorm
+/// starts at gamma = beta = 0: the grown model computes the source's function in inference
+/// mode and in training mode (batch statistics) alike; relative tolerance 1e-5 of the largest
+/// logit. Layers that read the deepened layer read the block's sum; names stay as they were.
+#[test]
+fn deepening_with_residual_blocks_keeps_the_function_in_training_and_inference() {
+    use gpu_cnn::grow::Op;
+    let ops = [Op::Deepen("batch_normalization_1".into()), Op::Deepen("batch_normalization_3".into())];
+    let (source, target, changes) = grown(RESIDUAL, &ops);
+    assert_eq!(changes[0], "deepen after batch_normalization_1: residual block of 2 conv2d 5 filters 3x3 + batchnorm, joined to batch_normalization_1 by add_2 + relu; batch_normalization_5 starts at gamma = 0, so the block adds 0");
+    // After a batchnorm without ReLU the value can be negative: the sum keeps no ReLU.
+    assert!(changes[1].ends_with("joined to batch_normalization_3 by add_3; batch_normalization_7 starts at gamma = 0, so the block adds 0"), "{}", changes[1]);
+    let reads = |name: &str| target.layers.iter().find(|l| l.name == name).unwrap().inputs.clone();
+    assert_eq!(reads("add_1"), ["batch_normalization_2", "add_2"]);
+    assert_eq!(reads("add_2"), ["batch_normalization_5", "batch_normalization_1"]);
+    assert_eq!(target.layers.len(), source.layers.len() + 10);
+    let p = plan(&source, &target, Strategy::Grow, false, 0);
+    println!("{}", p.table());
+    let zeroed = p.layers.iter().filter(|l| l.action == Action::Identity).map(|l| l.target.as_str()).collect::<Vec<_>>();
+    assert_eq!(zeroed, ["batch_normalization_5", "batch_normalization_7"]);
+    assert_eq!(p.layers.iter().filter(|l| l.action == Action::InBlock).count(), 6);
+    assert!(p.table().contains("; the new model computes the same function as the source\n"), "in either mode");
+    assert_same_function("residual deepen, inference mode", outputs_in(Pass::Evaluate, &source, &target, 0));
+    assert_same_function("residual deepen, training mode", outputs_in(Pass::Gradients, &source, &target, 0));
+    // A branch no add joins back is not the identity.
+    let mut broken = target.clone();
+    let add = broken.layers.iter().position(|l| l.name == "add_2").unwrap();
+    broken.layers[add].inputs = vec!["batch_normalization_4".into(), "batch_normalization_1".into()];
+    broken.layers.remove(add - 1);
+    broken.layers.remove(add - 2);
+    let p = plan(&source, &broken, Strategy::Grow, false, 0);
+    assert!(!p.function_preserving, "{}", p.table());
+    // What the growth of skip connections does not plan is refused by name.
+    let err = |op: Op| gpu_cnn::grow::grow(RESIDUAL, &source, &[op]).err().expect("refused").to_string();
+    assert!(err(Op::Widen("conv2d_2".into(), 2.0)).contains("widening through skip connections is not supported yet"));
+    assert!(err(Op::AddBatchnorm("conv2d_2".into())).contains("deepen inserts residual blocks"));
+    assert!(err(Op::Deepen("global_average_pooling2d_1".into())).contains("a residual block goes where the activation is an image"));
 }
 
 #[test]

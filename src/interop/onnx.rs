@@ -142,9 +142,13 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
     if layout == Layout::Nhwc {
         x = g.node("Transpose", "input_to_nchw".into(), &[&x], vec![ints("perm", &[0, 3, 1, 2])]);
     }
+    // Each value's ONNX name: the input, then each layer's output.
+    let mut values = vec![x];
+    let graph = spec.graph();
     for (i, layer) in spec.layers.iter().enumerate() {
         let name = layer.name.as_str();
         let input = spec.input_of(i);
+        let x = values[graph.input(i)].clone();
         // This layer's tensors as initialisers, by suffix.
         let find = |suffix: &str| infos.iter().position(|p| p.layer == i && p.suffix == suffix);
         let tensor = |g: &mut Graph, suffix: &str| find(suffix).map(|k| g.weight(infos[k].name.clone(), &infos[k].shape, &ckpt.params[k]));
@@ -156,7 +160,7 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
             let dims = [s.k_h, s.k_w, s.in_c / group, s.out_c];
             g.weight(infos[k].name.clone(), &[dims[3], dims[2], dims[0], dims[1]], &conv_kernel(&ckpt.params[k], dims.map(|v| v as usize)))
         };
-        x = match &layer.kind {
+        let x = match &layer.kind {
             LayerKind::Conv2d(c) => {
                 let Shape::Image(image) = input else { unreachable!("validated spec") };
                 let s = c.shape(1, image);
@@ -215,10 +219,14 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
                 inputs.extend(bias.as_deref());
                 g.node("Gemm", name.into(), &inputs, vec![])
             }
+            LayerKind::Add(_) => {
+                let [a, b] = [0, 1].map(|k| values[graph.inputs[i][k]].clone());
+                g.node("Add", name.into(), &[&a, &b], vec![])
+            }
             // Flatten of a flat input, dropout (inference), and a relu layer (below) add no op.
             LayerKind::Flatten(_) | LayerKind::Dropout(_) | LayerKind::Activation(_) => x,
         };
-        x = match layer.kind.ops().activation() {
+        let x = match layer.kind.ops().activation() {
             Activation::Linear => x,
             Activation::Relu => g.node("Relu", format!("{name}/relu"), &[&x], vec![]),
             Activation::Softmax => g.node("Softmax", OUTPUT.into(), &[&x], vec![int("axis", 1)]),
@@ -230,6 +238,7 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
                 g.node("Concat", OUTPUT.into(), &[&q, &p], vec![int("axis", 1)])
             }
         };
+        values.push(x);
     }
     let [h, w, c] = layout.dims(spec.input);
     let classes = spec.classes();

@@ -84,6 +84,9 @@ impl Kind for Conv2d {
     fn has_bias(&self) -> bool {
         self.use_bias
     }
+    fn accumulates(&self) -> bool {
+        true
+    }
     /// The identity needs an odd kernel, stride 1 and 'same' padding, and at least as many
     /// filters as input channels.
     fn inserted(&self, input: Shape) -> Insertion {
@@ -111,7 +114,7 @@ impl Kind for Conv2d {
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, image(b.input).expect("validated spec"));
         let (x, y, dx, dy) = (b.x, b.y, b.dx, b.backward_dy());
-        record(b, Conv::Full, &s, "kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [x, y], [dx, dy])
+        record(b, Conv::Full, &s, "kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [x, y], [dx, dy], b.accumulate)
     }
 }
 
@@ -127,9 +130,10 @@ pub enum Conv {
 /// Records one conv of `b`'s layer from `x` into `y`: the forward pass with the tensor named
 /// `bias` (or a zero vector) and the fused ReLU; backward from `dy` (None: no backward work),
 /// the ReLU's mask, the gradients of `kernel` and `bias` when the layer trains, and `dx` when
-/// given. conv2d, depthwise_conv2d and both halves of separable_conv2d record through this.
+/// given (added into with `accumulate`, see [`Build::accumulate`]). conv2d, depthwise_conv2d
+/// and both halves of separable_conv2d record through this.
 #[allow(clippy::too_many_arguments)]
-pub fn record(b: &mut Build<'_>, conv: Conv, s: &ConvShape, kernel: &str, bias: Option<&str>, relu: bool, [x, y]: [&View; 2], [dx, dy]: [Option<&View>; 2]) -> Result<(), GpuError> {
+pub fn record(b: &mut Build<'_>, conv: Conv, s: &ConvShape, kernel: &str, bias: Option<&str>, relu: bool, [x, y]: [&View; 2], [dx, dy]: [Option<&View>; 2], accumulate: bool) -> Result<(), GpuError> {
     let w = b.param(kernel);
     // Without a bias the forward kernel adds a zero vector: one kernel serves both.
     let bias_values = match bias {
@@ -157,8 +161,8 @@ pub fn record(b: &mut Build<'_>, conv: Conv, s: &ConvShape, kernel: &str, bias: 
     }
     if let Some(dx) = dx {
         b.backward.push(match conv {
-            Conv::Full => k.conv2d_backward_input(s, dy, &w, dx),
-            Conv::Depthwise => k.depthwise_conv2d_backward_input(s, dy, &w, dx),
+            Conv::Full => k.conv2d_backward_input(s, dy, &w, dx, accumulate),
+            Conv::Depthwise => k.depthwise_conv2d_backward_input(s, dy, &w, dx, accumulate),
         });
     }
     Ok(())

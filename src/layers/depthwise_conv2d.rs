@@ -104,6 +104,9 @@ impl Kind for DepthwiseConv2d {
     fn has_bias(&self) -> bool {
         self.use_bias
     }
+    fn accumulates(&self) -> bool {
+        true
+    }
     /// The identity: each channel's centre tap 1, which needs an odd kernel, stride 1, 'same'
     /// padding and one filter per channel.
     fn inserted(&self, input: Shape) -> Insertion {
@@ -126,7 +129,7 @@ impl Kind for DepthwiseConv2d {
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, image(b.input).expect("validated spec"));
         let (x, y, dx, dy) = (b.x, b.y, b.dx, b.backward_dy());
-        record(b, Conv::Depthwise, &s, "depthwise_kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [x, y], [dx, dy])
+        record(b, Conv::Depthwise, &s, "depthwise_kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [x, y], [dx, dy], b.accumulate)
     }
 }
 

@@ -6,6 +6,7 @@
 //! module implements.
 
 pub mod activation;
+pub mod add;
 pub mod avgpool2d;
 pub mod batchnorm;
 pub mod conv2d;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::kernels::batchnorm::Unstored;
 use crate::gpu::{Dispatch, GpuContext, GpuError, Kernels, View};
+use crate::model::graph::Delivery;
 use crate::model::shape::Shape;
 
 pub use activation::Activation;
@@ -84,6 +86,7 @@ kinds! {
     Flatten(flatten::Flatten) = "flatten",
     Dense(dense::Dense) = "dense",
     Dropout(dropout::Dropout) = "dropout",
+    Add(add::Add) = "add",
     DepthwiseConv2d(depthwise_conv2d::DepthwiseConv2d) = "depthwise_conv2d",
     SeparableConv2d(separable_conv2d::SeparableConv2d) = "separable_conv2d",
 }
@@ -179,6 +182,15 @@ pub trait Kind {
     fn inserted(&self, _input: Shape) -> Insertion {
         Insertion::NoIdentity(None)
     }
+    /// It reads two inputs of one shape and sums them (`add`); every other kind reads one.
+    fn merges(&self) -> bool {
+        false
+    }
+    /// Its backward can add its input gradient into what other readers of its input wrote
+    /// ([`Build::accumulate`]); kinds that cannot have their share staged and added for them.
+    fn accumulates(&self) -> bool {
+        false
+    }
     /// Flatten: the output is the input's buffer seen with another shape.
     fn is_view(&self) -> bool {
         false
@@ -269,6 +281,12 @@ pub struct Build<'a> {
     /// Gradients at the input (None when nothing before needs them) and at the output.
     pub dx: Option<&'a View>,
     pub dy: Option<&'a View>,
+    /// `dx` is added into, not overwritten: the input has other readers whose backward ran
+    /// first (only asked of kinds that [`Kind::accumulates`]).
+    pub accumulate: bool,
+    /// A merge layer's inputs, all of them in order, with their gradients and how each is
+    /// delivered (`x` and `dx` are the first's).
+    pub merged: Vec<(&'a View, Option<&'a View>, Delivery)>,
     /// Set when the layer before left its output unstored: `x` then holds that layer's input,
     /// and this says how to compute the output from it.
     pub x_unstored: Option<Unstored>,

@@ -88,6 +88,9 @@ impl Kind for SeparableConv2d {
     fn has_bias(&self) -> bool {
         self.use_bias
     }
+    fn accumulates(&self) -> bool {
+        true
+    }
     fn inserted(&self, _: Shape) -> Insertion {
         Insertion::NoIdentity(Some("an inserted separable conv cannot start as the identity here; insert a depthwise_conv2d and a 1x1 conv2d instead".into()))
     }
@@ -122,9 +125,9 @@ impl Kind for SeparableConv2d {
             false => None,
         };
         let first = b.backward.len();
-        record(b, Conv::Depthwise, &d, "depthwise_kernel", None, false, [x, &middle], [dx, middle_grad.as_ref()])?;
+        record(b, Conv::Depthwise, &d, "depthwise_kernel", None, false, [x, &middle], [dx, middle_grad.as_ref()], b.accumulate)?;
         let depthwise_backward = b.backward.len() - first;
-        record(b, Conv::Full, &p, "pointwise_kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [&middle, y], [middle_grad.as_ref(), dy])?;
+        record(b, Conv::Full, &p, "pointwise_kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [&middle, y], [middle_grad.as_ref(), dy], false)?;
         // Backward runs the pointwise half first.
         b.backward[first..].rotate_left(depthwise_backward);
         Ok(())

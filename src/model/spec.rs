@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::graph::{Delivery, Graph};
 use super::Shape;
 use crate::layers::{conv2d::Conv2d, dense::Dense, maxpool2d::MaxPool2d, Activation, Init, LayerKind, Loads, Padding, Role};
 
@@ -17,6 +18,9 @@ pub struct Layer {
     /// batchnorm runs in inference mode).
     #[serde(default = "crate::layers::default_true", skip_serializing_if = "crate::layers::is_true")]
     pub trainable: bool,
+    /// The layers it reads (`crate::model::graph`); empty: the layer listed before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 /// One tensor of the model: `<layer>.<suffix>` (`conv2d_1.kernel`, ...), Keras layout.
@@ -75,15 +79,21 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    /// Builds a spec, naming unnamed layers Keras-style (`conv2d_1`, `dense_2`, ...), and checks it.
+    /// Builds a sequential spec, naming unnamed layers Keras-style (`conv2d_1`, `dense_2`, ...),
+    /// and checks it.
     pub fn new(input: [u32; 3], layers: Vec<(Option<String>, LayerKind)>) -> Result<Self, SpecError> {
+        Self::connected(input, layers.into_iter().map(|(name, kind)| (name, kind, Vec::new())).collect())
+    }
+
+    /// [`ModelSpec::new`] with each layer's `inputs` (empty: the layer before).
+    pub fn connected(input: [u32; 3], layers: Vec<(Option<String>, LayerKind, Vec<String>)>) -> Result<Self, SpecError> {
         let mut counts = std::collections::HashMap::new();
         let layers = layers
             .into_iter()
-            .map(|(name, kind)| {
+            .map(|(name, kind, inputs)| {
                 let n = counts.entry(kind.ops().stem()).or_insert(0);
                 *n += 1;
-                Layer { name: name.unwrap_or_else(|| format!("{}_{}", kind.ops().stem(), n)), kind, trainable: true }
+                Layer { name: name.unwrap_or_else(|| format!("{}_{}", kind.ops().stem(), n)), kind, trainable: true, inputs }
             })
             .collect();
         let spec = Self { input, layers };
@@ -125,31 +135,25 @@ impl ModelSpec {
         }
     }
 
-    /// Output shape of every layer, checking that each layer fits its input.
+    /// Output shape of every layer, checking the connections and that each layer fits its input.
     pub fn shapes(&self) -> Result<Vec<Shape>, SpecError> {
-        let mut shape = Shape::Image(self.input);
-        let mut out = Vec::with_capacity(self.layers.len());
-        for (i, l) in self.layers.iter().enumerate() {
-            let err = |message: String| SpecError::Layer { layer: l.name.clone(), message };
-            shape = l.kind.ops().output(shape, i + 1 == self.layers.len()).map_err(err)?;
-            if shape.is_empty() {
-                return Err(err("produces an empty output".into()));
-            }
-            out.push(shape);
-        }
-        Ok(out)
+        let mut values = Graph::of(&self.layers)?.shapes(&self.layers, self.input)?;
+        values.remove(0);
+        Ok(values)
+    }
+
+    /// How the layers connect.
+    pub fn graph(&self) -> Graph {
+        Graph::of(&self.layers).expect("validated spec")
     }
 
     /// Every tensor, in layer order and within a layer in Keras' weight order.
     pub fn params(&self) -> Vec<ParamInfo> {
-        let mut input = Shape::Image(self.input);
-        let shapes = self.shapes().expect("validated spec");
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
-            for t in l.kind.ops().tensors(input) {
+            for t in l.kind.ops().tensors(self.input_of(i)) {
                 out.push(ParamInfo { name: format!("{}.{}", l.name, t.suffix), suffix: t.suffix, layer: i, shape: t.shape, init: t.init, trainable: t.trainable && l.trainable, role: t.role });
             }
-            input = shapes[i];
         }
         out
     }
@@ -200,17 +204,26 @@ impl ModelSpec {
         let shapes = self.shapes().expect("validated spec");
         let trains = |i: usize| params.iter().any(|p| p.layer == i && p.trainable);
         let unstored = self.unstored();
-        let inputs = std::iter::once(Shape::Image(self.input)).chain(shapes.iter().copied());
-        self.layers.iter().zip(inputs).enumerate().map(|(i, (l, input))| l.kind.ops().flops(input, shapes[i], trains(i), i > first_trainable, unstored[i])).collect()
+        let graph = self.graph();
+        let delivery = graph.gradients(&self.layers, first_trainable + 1).delivery;
+        let mut flops: Vec<[u64; 2]> = (0..self.layers.len()).map(|i| self.layers[i].kind.ops().flops(self.input_of(i), shapes[i], trains(i), graph.input(i) > first_trainable, unstored[i])).collect();
+        // A share added into a gradient that other readers wrote: one add per element.
+        for (i, d) in delivery.iter().enumerate() {
+            let adds = graph.inputs[i].iter().zip(d).filter(|(_, d)| matches!(d, Delivery::Add | Delivery::Staged { add: true }));
+            flops[i][1] += adds.map(|(&v, _)| self.value_shape(v).len()).sum::<u64>();
+        }
+        flops
     }
 
     /// Per layer, what the next layer computes of its output when it leaves it unstored (a
-    /// batchnorm before a max pool; see [`crate::layers::Kind::can_leave_unstored`]).
+    /// batchnorm before a max pool, its only reader; see
+    /// [`crate::layers::Kind::can_leave_unstored`]).
     pub fn unstored(&self) -> Vec<Option<Loads>> {
         let shapes = self.shapes().expect("validated spec");
+        let graph = self.graph();
         (0..self.layers.len())
-            .map(|i| match (self.layers[i].kind.ops().can_leave_unstored(), self.layers.get(i + 1)) {
-                (true, Some(next)) => next.kind.ops().loads_unstored(shapes[i + 1]),
+            .map(|i| match (self.layers[i].kind.ops().can_leave_unstored(), &graph.readers[i + 1][..]) {
+                (true, &[next]) if next == i + 1 => self.layers[next].kind.ops().loads_unstored(shapes[next]),
                 _ => None,
             })
             .collect()
@@ -223,12 +236,29 @@ impl ModelSpec {
         images * per_image + steps * crate::gpu::kernels::optimizer::FLOPS_PER_PARAMETER * self.trainable_count()
     }
 
-    /// The input shape of layer `i`.
+    /// The input shape of layer `i` (a merge layer's inputs all have it).
     pub fn input_of(&self, i: usize) -> Shape {
-        if i == 0 {
-            Shape::Image(self.input)
-        } else {
-            self.shapes().expect("validated spec")[i - 1]
+        self.value_shape(self.graph().input(i))
+    }
+
+    /// Per value (0: the input, `i + 1` layer `i`'s output), whether it is non-negative: pixels
+    /// are, a ReLU's output is, a sum of such is (a ReLU that growth inserts after it is then
+    /// the identity).
+    pub fn non_negative_values(&self) -> Vec<bool> {
+        let graph = self.graph();
+        let mut out = vec![true];
+        for (i, l) in self.layers.iter().enumerate() {
+            let inputs = graph.inputs[i].iter().all(|&v| out[v]);
+            out.push(l.kind.ops().non_negative(inputs));
+        }
+        out
+    }
+
+    /// The shape of value `v`: 0 the model's input, `i + 1` layer `i`'s output.
+    pub fn value_shape(&self, v: usize) -> Shape {
+        match v {
+            0 => Shape::Image(self.input),
+            v => self.shapes().expect("validated spec")[v - 1],
         }
     }
 

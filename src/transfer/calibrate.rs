@@ -36,7 +36,7 @@ pub fn calibrate(ctx: &GpuContext, plan: &mut Plan, ckpt: &mut Checkpoint, image
         net.upload(ctx, &b.images, &b.labels)?;
         net.run(ctx, Pass::Evaluate, 0.0);
         for (&t, acc) in inserted.iter().zip(&mut sums) {
-            let x = net.read_activation(ctx, t)?;
+            let x = net.read_input(ctx, t)?;
             for row in x.chunks(acc.len()) {
                 for (a, &v) in acc.iter_mut().zip(row) {
                     *a = [a[0] + 1.0, a[1] + v as f64, a[2] + (v as f64).powi(2)];

@@ -54,6 +54,8 @@ pub enum Action {
     Identity,
     /// Re-indexed onto another spatial grid (approximate).
     Remapped,
+    /// Freshly initialised inside an inserted residual block, which adds zero at first.
+    InBlock,
     /// The overlapping slice copied (`--partial`), the rest freshly initialised.
     Partial,
     FreshInit,
@@ -67,6 +69,7 @@ impl Action {
             Self::Grown => "grown",
             Self::Identity => "grown (identity)",
             Self::Remapped => "remapped",
+            Self::InBlock => "new (in block)",
             Self::Partial => "partial",
             Self::FreshInit => "fresh init",
             Self::NoParameters => "no parameters",
@@ -114,6 +117,9 @@ pub enum Recipe {
     /// a batchnorm (mean 0, variance 1 - epsilon: exact in inference mode) whose beta takes
     /// over a source layer's bias, `bias` = (source layer, channel -> source unit).
     Identity { inputs: Vec<usize>, bias: Option<(usize, Vec<usize>)> },
+    /// The last batchnorm of an inserted residual block: gamma = beta = 0, so that it outputs
+    /// zero in training and inference mode alike and the block adds nothing.
+    Zero,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,7 +161,9 @@ impl Plan {
         if !self.unused.is_empty() {
             out += &format!("; unused source layers: {}", self.unused.join(", "));
         }
-        let inserted_norm = self.layers.iter().any(|l| l.action == Action::Identity && l.class == "BatchNormalization");
+        // An inserted batchnorm is the identity in inference mode only, unless it starts at
+        // zero (a residual block's last, which adds nothing in either mode).
+        let inserted_norm = self.layers.iter().any(|l| l.action == Action::Identity && l.class == "BatchNormalization" && l.recipe != Some(Recipe::Zero));
         out += match (self.function_preserving, inserted_norm) {
             (true, false) => "; the new model computes the same function as the source\n",
             (true, true) => "; the new model computes the same function as the source in inference mode\n",
@@ -264,7 +272,7 @@ impl<'a> Builder<'a> {
         let same_kind = same_but_width(&self.target.layers[t].kind, &self.source.layers[s].kind);
         if ts == ss && same_kind {
             // Its output's width (a depthwise conv's is its input's times the multiplier).
-            let width = self.target.input_of(t + 1).channels();
+            let width = self.target.value_shape(t + 1).channels();
             let recipe = Recipe::Map { source_layer: s, units: (0..units(&self.target.layers[t].kind).unwrap_or(width) as usize).collect(), input: InputMap::Same };
             self.push(t, Some(s), Action::Copied, None, Some(recipe));
             return true;
@@ -291,7 +299,7 @@ impl<'a> Builder<'a> {
         let total = self.target.param_count();
         let function_preserving = strategy == Strategy::Grow
             && !self.approximate
-            && self.layers.iter().all(|l| matches!(l.action, Action::Copied | Action::Grown | Action::Identity | Action::NoParameters));
+            && self.layers.iter().all(|l| matches!(l.action, Action::Copied | Action::Grown | Action::Identity | Action::InBlock | Action::NoParameters));
         Plan { strategy, partial, layers: self.layers, unused, moved, total, function_preserving }
     }
 }
@@ -302,8 +310,104 @@ pub fn plan(source: &ModelSpec, target: &ModelSpec, strategy: Strategy, partial:
     match strategy {
         Strategy::Prefix => plan_prefix(source, target, partial),
         Strategy::Match => plan_match(source, target, partial),
-        Strategy::Grow => plan_grow(source, target, partial, seed),
+        Strategy::Grow if source.graph().is_sequential() && target.graph().is_sequential() => plan_grow(source, target, partial, seed),
+        Strategy::Grow => plan_grow_blocks(source, target),
     }
+}
+
+/// Growth of a model with skip connections: the target is the source with residual blocks
+/// inserted. Every other layer is the source's own, reading what its counterpart reads, and
+/// copied; an inserted block is a branch of new layers from a value to an `add` that joins it
+/// back, ending in a batchnorm that starts at gamma = beta = 0, so the block adds zero in
+/// training and inference mode alike (its ReLU, if any, is the identity on a non-negative
+/// value). Widening through skip connections is not planned: such a layer starts fresh.
+fn plan_grow_blocks(source: &ModelSpec, target: &ModelSpec) -> Plan {
+    let mut b = Builder::new(source, target);
+    let (sg, tg) = (source.graph(), target.graph());
+    let non_negative = source.non_negative_values();
+    // Target value -> the source value it equals (None: inside an inserted block).
+    let mut map: Vec<Option<usize>> = vec![Some(0)];
+    let mut j = 0;
+    let mut broken: Option<String> = (source.input != target.input).then(|| "the input differs".to_string());
+    for t in 0..target.layers.len() {
+        let (layer, with_params) = (&target.layers[t], has_params(target, t));
+        let reads: Vec<Option<usize>> = tg.inputs[t].iter().map(|&v| map[v]).collect();
+        let fresh = |b: &mut Builder, why: String| b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, with_params.then_some(why), None);
+        if let Some(why) = &broken {
+            map.push(None);
+            fresh(&mut b, why.clone());
+            continue;
+        }
+        // Its counterpart: the source layer of its name, else the next one in order (unless
+        // a later target layer has that one's name); the same kind, reading the same values.
+        let pairs = |s: usize| layer.kind == source.layers[s].kind && reads.iter().copied().eq(sg.inputs[s].iter().map(|&v| Some(v)));
+        let by_name = source.layers.iter().position(|l| l.name == layer.name);
+        let in_order = (j < source.layers.len() && !target.layers[t + 1..].iter().any(|l| l.name == source.layers[j].name)).then_some(j);
+        if let Some(s) = by_name.or(in_order).filter(|&s| s >= j && pairs(s)) {
+            j = s;
+            map.push(Some(j + 1));
+            let units = (0..units(&layer.kind).unwrap_or(target.input_of(t).channels()) as usize).collect();
+            let recipe = with_params.then(|| Recipe::Map { source_layer: j, units, input: InputMap::Same });
+            b.push(t, Some(j), if with_params { Action::Copied } else { Action::NoParameters }, None, recipe);
+            j += 1;
+            continue;
+        }
+        // An add joining a branch of new layers back to the value it started from.
+        if let (true, &[Some(u), None] | &[None, Some(u)]) = (layer.kind.ops().merges(), &reads[..]) {
+            let end = tg.inputs[t].iter().copied().find(|&v| map[v].is_none()).expect("one input is new");
+            let zeroed = match &target.layers[end - 1].kind {
+                LayerKind::BatchNorm(bn) if bn.scale && bn.activation == Activation::Linear => Ok(end - 1),
+                _ => Err(format!("{} joins a branch that does not end in a batchnorm with a scale and no activation, which could start at zero", layer.name)),
+            };
+            let relu_ok = layer.kind.ops().activation() != Activation::Relu || non_negative[u];
+            match zeroed {
+                Ok(z) if relu_ok => {
+                    map.push(Some(u));
+                    let plan = &mut b.layers[z];
+                    (plan.action, plan.recipe) = (Action::Identity, Some(Recipe::Zero));
+                    plan.reason = Some(format!("inserted: the block's last batchnorm, gamma = beta = 0, so {} adds 0", layer.name));
+                    let what = if u == 0 { "the input".to_string() } else { source.layers[u - 1].name.clone() };
+                    b.push(t, None, Action::NoParameters, Some(format!("inserted: joins the new block back to {what}'s value")), None);
+                }
+                Ok(_) => {
+                    broken = Some(format!("after {}", layer.name));
+                    map.push(None);
+                    fresh(&mut b, format!("its ReLU is not the identity: {} can be negative", source.layers[u - 1].name));
+                }
+                Err(why) => {
+                    broken = Some(format!("after {}", layer.name));
+                    map.push(None);
+                    fresh(&mut b, why);
+                }
+            }
+            continue;
+        }
+        map.push(None);
+        if let Some(s) = by_name.filter(|&s| same_but_width(&layer.kind, &source.layers[s].kind) && layer.kind != source.layers[s].kind) {
+            broken = Some(format!("after {}, which starts fresh", layer.name));
+            fresh(&mut b, format!("{} widened: widening through skip connections is not planned yet", source.layers[s].name));
+            continue;
+        }
+        // A new layer: inside a block if an add joins it back (below).
+        b.push(t, None, if with_params { Action::InBlock } else { Action::NoParameters }, Some("inserted: in a new residual block".into()), None);
+    }
+    // New layers from which no joining add is reached change the function.
+    let mut joins = vec![false; target.layers.len()];
+    for t in (0..target.layers.len()).rev() {
+        joins[t] = match map[t + 1] {
+            Some(_) => target.layers[t].kind.ops().merges(),
+            None => tg.readers[t + 1].iter().any(|&r| joins[r]),
+        };
+        if map[t + 1].is_none() && !joins[t] && matches!(b.layers[t].action, Action::InBlock | Action::NoParameters) {
+            b.layers[t].action = if has_params(target, t) { Action::FreshInit } else { Action::NoParameters };
+            b.layers[t].reason = Some("inserted, but no add joins it back: the growth cannot start it as nothing".into());
+            b.approximate = true;
+        }
+    }
+    if j < source.layers.len() && broken.is_none() {
+        b.approximate = true;
+    }
+    b.finish(Strategy::Grow, false)
 }
 
 fn plan_prefix(source: &ModelSpec, target: &ModelSpec, partial: bool) -> Plan {
@@ -522,7 +626,7 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -
             let replicated = features.iter().enumerate().any(|(i, &c)| i != c);
             let (action, reason) = if replicated { (Action::Grown, Some("units replicated with its input's".into())) } else { (Action::Copied, None) };
             // A depthwise conv's m filters of channel c are its output units c * m + j.
-            let m = (target.input_of(t + 1).channels() / target.input_of(t).channels()) as usize;
+            let m = (target.value_shape(t + 1).channels() / target.input_of(t).channels()) as usize;
             let outputs: Vec<usize> = features.iter().flat_map(|&f| (0..m).map(move |j| f * m + j)).collect();
             let input = if replicated { InputMap::Channels { channels: features, split: 0 } } else { InputMap::Same };
             if grid.is_none() {
@@ -599,7 +703,7 @@ fn map_tensors(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], targ
     let (src_infos, tgt_infos) = (source.params(), target.params());
     let tensors = |infos: &[ParamInfo], layer: usize| (0..infos.len()).filter(|&i| infos[i].layer == layer).collect::<Vec<_>>();
     for (t, lp) in plan.layers.iter().enumerate() {
-        if matches!(lp.action, Action::NoParameters | Action::FreshInit) {
+        if matches!(lp.action, Action::NoParameters | Action::FreshInit | Action::InBlock) {
             continue;
         }
         let targets = tensors(&tgt_infos, t);
@@ -635,6 +739,8 @@ fn map_tensors(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], targ
                     }
                 }
             }
+            // gamma and beta zero; the moving statistics keep their initial 0 and 1.
+            Recipe::Zero => targets.iter().filter(|&&i| matches!(tgt_infos[i].suffix, "gamma" | "beta")).for_each(|&i| init[i].fill(0.0)),
             Recipe::Map { source_layer, units, input } => {
                 // Same kind up to width (or activation and bias): the kernel first, then the
                 // per-unit tensors in the same order.

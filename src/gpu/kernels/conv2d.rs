@@ -14,6 +14,11 @@ pub(super) fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 
 }
 
 impl ConvShape {
+    /// The uniform of an input gradient, which adds into dx with `accumulate`.
+    pub(super) fn input_gradient_params(&self, accumulate: bool) -> ConvParams {
+        ConvParams { accumulate: accumulate as u32, ..self.params(false, Splits { count: 1, chunk: 1 }) }
+    }
+
     /// The uniform of conv2d.wgsl (and depthwise_conv2d.wgsl, which shares it).
     pub(super) fn params(&self, relu: bool, splits: Splits) -> ConvParams {
         ConvParams {
@@ -32,7 +37,7 @@ impl ConvShape {
             relu: relu as u32,
             splits: splits.count,
             rows_per_split: splits.chunk,
-            _pad: 0,
+            accumulate: 0,
         }
     }
 }
@@ -55,7 +60,7 @@ pub(super) struct ConvParams {
     relu: u32,
     splits: u32,
     rows_per_split: u32,
-    _pad: u32,
+    accumulate: u32,
 }
 
 impl Kernels {
@@ -88,13 +93,14 @@ impl Kernels {
     }
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
-    pub fn conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View) -> Dispatch {
+    /// dx = the transposed conv of dy (`accumulate`: dx += it).
+    pub fn conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View, accumulate: bool) -> Dispatch {
         let out_quads = s.out_c.is_multiple_of(4);
         let k = match out_quads && self.shares_lanes(s.in_c) {
             true => Kernel::Conv2dBackwardInputSubgroup,
             false => Kernel::Conv2dBackwardInput { out_quads },
         };
-        let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
+        let u = self.uniform(k, &s.input_gradient_params(accumulate));
         let mut binds = vec![(0, Bind::Uniform(&u)), (10, Bind::Quads(dy)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
         if !k.uses_subgroups() {
             binds.extend([(5, Bind::Storage(dy)), (2, Bind::Storage(w))]);

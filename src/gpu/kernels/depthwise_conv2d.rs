@@ -33,10 +33,11 @@ impl Kernels {
         self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
     }
 
-    /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
-    pub fn depthwise_conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View) -> Dispatch {
+    /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx
+    /// (`accumulate`: adds into it).
+    pub fn depthwise_conv2d_backward_input(&self, s: &ConvShape, dy: &View, w: &View, dx: &View, accumulate: bool) -> Dispatch {
         let k = Kernel::DepthwiseConv2dBackwardInput { quads: s.depthwise_quads() };
-        let u = self.uniform(k, &s.params(false, Splits { count: 1, chunk: 1 }));
+        let u = self.uniform(k, &s.input_gradient_params(accumulate));
         let binds = [(0, Bind::Uniform(&u)), (5, Bind::Storage(dy)), (10, Bind::Quads(dy)), (2, Bind::Storage(w)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
         self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.in_h, s.in_w, s.in_c)))
     }

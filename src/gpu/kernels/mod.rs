@@ -8,6 +8,7 @@
 //! (field for field the WGSL ones) and its wrapper methods on [`Kernels`].
 
 mod activation;
+pub mod add;
 pub mod batchnorm;
 mod conv2d;
 mod depthwise_conv2d;
@@ -56,12 +57,13 @@ enum Family {
     Reduce,
     Batchnorm,
     Activation,
+    Add,
     Loss,
     Optimizer,
 }
 
 impl Family {
-    const ALL: [Family; 11] = [
+    const ALL: [Family; 12] = [
         Self::Conv2d,
         Self::DepthwiseConv2d,
         Self::Conv2dSubgroup,
@@ -71,6 +73,7 @@ impl Family {
         Self::Reduce,
         Self::Batchnorm,
         Self::Activation,
+        Self::Add,
         Self::Loss,
         Self::Optimizer,
     ];
@@ -87,6 +90,7 @@ impl Family {
             Self::Reduce => include_str!("../../../shaders/reduce.wgsl"),
             Self::Batchnorm => include_str!("../../../shaders/batchnorm.wgsl"),
             Self::Activation => include_str!("../../../shaders/activation.wgsl"),
+            Self::Add => include_str!("../../../shaders/add.wgsl"),
             Self::Loss => include_str!("../../../shaders/loss.wgsl"),
             Self::Optimizer => include_str!("../../../shaders/optimizer.wgsl"),
         };
@@ -144,6 +148,9 @@ pub enum Kernel {
     SigmoidForward,
     SoftmaxForward,
     DropoutMask,
+    AddForward,
+    AddBackward,
+    AddBackwardRelu,
     SigmoidBceLoss,
     SoftmaxCeLoss,
     AdamUpdate,
@@ -154,7 +161,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 54] = [
+    pub const ALL: [Kernel; 57] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -202,6 +209,9 @@ impl Kernel {
         Self::SigmoidForward,
         Self::SoftmaxForward,
         Self::DropoutMask,
+        Self::AddForward,
+        Self::AddBackward,
+        Self::AddBackwardRelu,
         Self::SigmoidBceLoss,
         Self::SoftmaxCeLoss,
         Self::AdamUpdate,
@@ -244,6 +254,9 @@ impl Kernel {
             Self::SigmoidForward => "sigmoid_forward",
             Self::SoftmaxForward => "softmax_forward",
             Self::DropoutMask => "dropout_mask",
+            Self::AddForward => "add_forward",
+            Self::AddBackward => "add_backward",
+            Self::AddBackwardRelu => "add_backward_relu",
             Self::SigmoidBceLoss => "sigmoid_bce_loss",
             Self::SoftmaxCeLoss => "softmax_ce_loss",
             Self::AdamUpdate => "adam_update",
@@ -306,6 +319,7 @@ impl Kernel {
             Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
                 Family::Activation
             }
+            Self::AddForward | Self::AddBackward | Self::AddBackwardRelu => Family::Add,
             Self::SigmoidBceLoss | Self::SoftmaxCeLoss => Family::Loss,
             Self::AdamUpdate | Self::SgdUpdate | Self::GradNormPartials | Self::ClipByNorm | Self::ClipByGlobalNorm => Family::Optimizer,
         }
