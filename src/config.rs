@@ -267,12 +267,10 @@ fn parse_layer(mut table: toml::Table) -> Result<(Option<String>, LayerKind, boo
 /// Each `[[grow]]` entry's model, grown from the one before (names as the model stands then).
 fn grown_models(path: &Path, text: &str, config: &Config, plan: &[crate::grow::GrowConfig]) -> Result<Vec<crate::grow::Growth>, ConfigError> {
     let invalid = |i: usize, message: String| ConfigError::Invalid { file: path.to_path_buf(), field: format!("grow[{i}]"), line: String::new(), message };
-    let (mut text, mut model, mut last) = (text.to_string(), config.model.clone(), 0);
+    let (mut text, mut model) = (text.to_string(), config.model.clone());
     let mut growth = Vec::new();
     for (i, g) in plan.iter().enumerate() {
-        if g.after_epoch <= last || g.after_epoch >= config.train.epochs {
-            return Err(invalid(i, format!("after_epoch = {}: expected an epoch after the previous growth's ({last}) and before the run's last ({})", g.after_epoch, config.train.epochs)));
-        }
+        let after_epoch = g.epoch(config.train.epochs).map_err(|m| invalid(i, m))?;
         if config.train.unfreeze_after.is_some() || config.model.layers.iter().any(|l| !l.trainable) {
             return Err(invalid(i, "a growing run trains every layer: freezing and [[grow]] do not go together".into()));
         }
@@ -280,8 +278,7 @@ fn grown_models(path: &Path, text: &str, config: &Config, plan: &[crate::grow::G
         let grown = crate::grow::grow(&text, &model, &ops).map_err(|e| invalid(i, e.to_string()))?;
         model = Config::parse(path, &grown.text)?.model;
         text = grown.text;
-        last = g.after_epoch;
-        growth.push(crate::grow::Growth { after_epoch: g.after_epoch, model: model.clone(), changes: grown.changes });
+        growth.push(crate::grow::Growth { after_epoch, at_fraction: g.at_fraction, model: model.clone(), changes: grown.changes });
     }
     Ok(growth)
 }
@@ -336,9 +333,20 @@ impl Config {
         crate::sizes::check_model(&model).map_err(|e| invalid("model", String::new(), e.to_string()))?;
         let name = raw.name.unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));
         let config = Self { name, model, data: raw.data, augment: raw.augment, train: raw.train, callbacks: raw.callbacks, growth: Vec::new() };
-        config.validate(path)?;
         let growth = grown_models(path, text, &config, &raw.grow)?;
-        Ok(Self { growth, ..config })
+        let config = Self { growth, ..config };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Sets the run's length, moving the growths given as a fraction of it.
+    pub fn set_epochs(&mut self, epochs: u32) {
+        self.train.epochs = epochs;
+        for g in &mut self.growth {
+            if let Some(f) = g.at_fraction {
+                g.after_epoch = (f * epochs as f64).round() as u32;
+            }
+        }
     }
 
     /// The model in force after `epoch` whole epochs and `step` steps of the next: a growth
@@ -371,6 +379,14 @@ impl Config {
         }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return Err(invalid("train.learning_rate", format!("expected a positive number, got {}", t.learning_rate)));
+        }
+        let mut last = 0;
+        for (i, g) in self.growth.iter().enumerate() {
+            if g.after_epoch <= last || g.after_epoch >= t.epochs {
+                let given = g.at_fraction.map_or(String::new(), |f| format!(" (at_fraction = {f} of {} epochs)", t.epochs));
+                return Err(invalid(&format!("grow[{i}]"), format!("after_epoch = {}{given}: expected an epoch after the previous growth's ({last}) and before the run's last ({})", g.after_epoch, t.epochs)));
+            }
+            last = g.after_epoch;
         }
         if let Err((field, message)) = t.schedule.validate(t.epochs) {
             return Err(invalid(&format!("train.schedule.{field}"), message));

@@ -88,12 +88,19 @@ pub struct ExperimentConfig {
     pub limit: Option<usize>,
     /// Where the runs, chart and table go (default: checkpoints/experiment).
     pub out: PathBuf,
+    /// The growth form: one stage whose run grows (`[[grow]]`), against its final model from
+    /// scratch, given the whole run's epochs and the growing run's own budget.
+    pub grows: bool,
 }
 
 /// The arm that trains the chain's first stage, shared by every strategy's chain.
 pub const FIRST: &str = "first";
 /// The arm that trains the last stage from scratch.
 pub const SCRATCH: &str = "scratch";
+/// The growth form's arms: the run that grows, and its final model from scratch in the epochs
+/// that cost what the growing run costs.
+pub const GROWN: &str = "grown";
+pub const BUDGET: &str = "budget";
 
 fn strategy_name(s: Strategy) -> String {
     format!("{s:?}").to_lowercase()
@@ -123,8 +130,9 @@ impl ExperimentConfig {
             }
             _ => return Err(invalid("stages", "give either `stages = [...]` (two or more configs) or `source` and `target`, not both".into())),
         };
-        if stages.len() < 2 {
-            return Err(invalid("stages", format!("a chain needs at least two stages, got {}", stages.len())));
+        let grows = stages.len() == 1 && load_config(path, &stages[0].config, 0)?.growth.len() > 0;
+        if stages.len() < 2 && !grows {
+            return Err(invalid("stages", format!("a chain needs at least two stages, or one whose run grows ([[grow]]); got {}", stages.len())));
         }
         if let Some(k) = stages.iter().skip(1).position(|s| s.checkpoint.is_some()) {
             return Err(invalid(&format!("stages[{}].checkpoint", k + 1), "only the first stage can come from a checkpoint".into()));
@@ -145,17 +153,22 @@ impl ExperimentConfig {
             }
         }
         let out = raw.out.unwrap_or_else(|| PathBuf::from("checkpoints/experiment"));
-        Ok(Self { file: path.to_path_buf(), stages, strategies: raw.strategies, seeds: raw.seeds, data: raw.data, limit: raw.limit, out })
+        Ok(Self { file: path.to_path_buf(), stages, strategies: raw.strategies, seeds: raw.seeds, data: raw.data, limit: raw.limit, out, grows })
     }
 
-    /// Every arm: the first stage, one chain per strategy, and scratch.
+    /// Every arm: the first stage, one chain per strategy, and scratch; in the growth form, the
+    /// growing run, scratch and scratch on the growing run's budget.
     pub fn arms(&self) -> Vec<String> {
+        if self.grows {
+            return [GROWN, SCRATCH, BUDGET].map(String::from).to_vec();
+        }
         std::iter::once(FIRST.to_string()).chain(self.strategies.iter().map(|&s| strategy_name(s))).chain([SCRATCH.to_string()]).collect()
     }
 
     /// The stages (0-based) an arm trains itself.
     fn stages_of(&self, arm: &str) -> std::ops::Range<usize> {
         match arm {
+            _ if self.grows => 0..1,
             FIRST => 0..1,
             SCRATCH => self.stages.len() - 1..self.stages.len(),
             _ => 1..self.stages.len(),
@@ -179,10 +192,23 @@ impl ExperimentConfig {
 
 /// Stage `k`'s config file as it stands; one that cannot be read names the stage.
 fn load_stage(exp: &ExperimentConfig, k: usize) -> anyhow::Result<Config> {
-    Config::load(&exp.stages[k].config).map_err(|e| match e {
-        ConfigError::Read { .. } => anyhow::Error::new(e).context(format!("{}: stages[{k}] (paths are relative to the working folder)", exp.file.display())),
-        e => e.into(),
+    Ok(load_config(&exp.file, &exp.stages[k].config, k)?)
+}
+
+fn load_config(experiment: &Path, config: &Path, k: usize) -> Result<Config, ConfigError> {
+    Config::load(config).map_err(|e| match e {
+        ConfigError::Read { file, error } => ConfigError::Read { file: PathBuf::from(format!("{} (stages[{k}] of {}; paths are relative to the working folder)", file.display(), experiment.display())), error },
+        e => e,
     })
+}
+
+/// Epochs of the final model that cost what the growing run `cfg` costs in training FLOPs per
+/// image (each epoch's model in force counted), to the nearest, at least one.
+pub fn budget_epochs(cfg: &Config) -> u32 {
+    let per_image = |m: &crate::model::ModelSpec| m.train_flops(1, 0) as f64;
+    let total: f64 = (0..cfg.train.epochs).map(|e| per_image(cfg.model_at(e, 1))).sum();
+    let last = per_image(cfg.growth.last().map_or(&cfg.model, |g| &g.model));
+    ((total / last).round() as u32).max(1)
 }
 
 /// Stage `k`'s config for `seed` and `arm`, with the experiment's and the command line's
@@ -191,8 +217,8 @@ fn stage_config(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, override
     let stage = &exp.stages[k];
     let mut cfg = load_stage(exp, k)?;
     let o = Overrides { data: overrides.data.clone().or(exp.data.clone()), limit: overrides.limit.or(exp.limit), epochs: overrides.epochs, seed: Some(seed), batch_size: overrides.batch_size };
-    cfg.train.epochs = stage.epochs.unwrap_or(cfg.train.epochs);
-    if arm != SCRATCH {
+    cfg.set_epochs(stage.epochs.unwrap_or(cfg.train.epochs));
+    if arm != SCRATCH || exp.grows {
         cfg.train.learning_rate = stage.learning_rate.unwrap_or(cfg.train.learning_rate);
         cfg.train.schedule = stage.schedule.unwrap_or(cfg.train.schedule);
     }
@@ -203,6 +229,15 @@ fn stage_config(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, override
         }
         e => e,
     })?;
+    if exp.grows && arm != GROWN {
+        let budget = (arm == BUDGET).then(|| budget_epochs(&cfg));
+        cfg.model = cfg.growth.last().expect("the growth form grows").model.clone();
+        cfg.growth.clear();
+        if let Some(epochs) = budget {
+            cfg.set_epochs(epochs);
+            cfg.validate(&stage.config).map_err(|e| anyhow::Error::new(e).context(format!("the {BUDGET} arm trains {epochs} epochs, what the growing run costs")))?;
+        }
+    }
     Ok(cfg)
 }
 
@@ -253,7 +288,8 @@ fn stage_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: 
 /// `arm` asks for now, if anything.
 #[allow(clippy::too_many_arguments)]
 fn differs(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides, cfg: &Config, last: &Path, ckpt: &Checkpoint) -> anyhow::Result<Option<String>> {
-    if let Err(crate::checkpoint::CheckpointError::Layout { layer, detail, .. }) = ckpt.check_layout(&cfg.model, last) {
+    // A run that grows holds the model in force where it stopped.
+    if let Err(crate::checkpoint::CheckpointError::Layout { layer, detail, .. }) = ckpt.check_layout(cfg.model_at(ckpt.state.epoch, ckpt.state.step), last) {
         return Ok(Some(format!("its model differs from {}'s at layer {layer} ({detail})", exp.stages[k].config.display())));
     }
     let state = &ckpt.state;
@@ -397,7 +433,7 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
             ckpt.state.source = Some(run::source_of(&prev)?);
             if strategy == Strategy::Grow {
                 // Inserted batchnorms start close to the identity in training mode too.
-                crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut ckpt, train.spread(1024))?;
+                crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut ckpt, train.spread(crate::transfer::calibrate::IMAGES))?;
             }
             outln!("transfer ({a}) from {}: {:.1}% of the parameters", prev.display(), 100.0 * plan.fraction());
             out!("{}", plan.table());
@@ -510,16 +546,19 @@ pub fn report(exp: &ExperimentConfig, overrides: &Overrides) -> anyhow::Result<R
                     None
                 }
             },
+            None if exp.grows => None,
             None => read(FIRST, 0, &mut left_out)?,
         };
         for arm in exp.arms() {
-            let mut stages: Vec<StageRun> = if arm == SCRATCH { Vec::new() } else { first.clone().into_iter().collect() };
+            // A chain of its own: scratch, and every arm of the growth form.
+            let alone = arm == SCRATCH || exp.grows;
+            let mut stages: Vec<StageRun> = if alone { Vec::new() } else { first.clone().into_iter().collect() };
             if arm != FIRST {
                 for k in exp.stages_of(&arm) {
                     stages.extend(read(&arm, k, &mut left_out)?);
                 }
             }
-            let want = if arm == SCRATCH { 1 } else { exp.stages_of(&arm).end };
+            let want = if alone { 1 } else { exp.stages_of(&arm).end };
             if stages.len() == want && (arm != FIRST || exp.stages[0].checkpoint.is_none()) {
                 chains.push(Chain { arm, seed, stages });
             }
@@ -572,11 +611,19 @@ fn flops(v: f64) -> String {
 /// The markdown report: per arm over seeds, and per run.
 fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
     let names: Vec<String> = exp.stages.iter().map(|s| s.config.file_stem().map_or("?".into(), |n| n.to_string_lossy().into_owned())).collect();
-    let mut out = format!("# Experiment: {}\n\n", names.join(" -> "));
+    let mut out = match exp.grows {
+        true => format!("# Experiment: {} grows in one run, against its final model from scratch ({SCRATCH}: the run's epochs; {BUDGET}: the epochs that cost what the growing run costs)\n\n", names[0]),
+        false => format!("# Experiment: {}\n\n", names.join(" -> ")),
+    };
     let scratch = |seed: u64| chains.iter().find(|c| c.arm == SCRATCH && c.seed == seed);
     out += "Compute to reach the scratch arm's best val_acc (same seed): *from the growth* counts the last stage's training only (the earlier stages already paid), *total* includes every earlier stage. Mean ± standard deviation over the seeds that finished.\n\n";
     out += "*vs scratch* is the arm's best val_acc less scratch's, seed by seed (paired), with its 95% interval over the seeds; *FLOPs ÷ scratch's* divides the arm's training FLOPs, every stage counted, by scratch's whole run.\n\n";
-    out += "| arm | seeds | best val_acc | vs scratch | FLOPs ÷ scratch's | val_acc after each stage's first epoch | FLOPs from the growth | ÷ scratch's | wall from the growth | FLOPs in total | wall in total |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+    // The growth form also compares with scratch given the growing run's budget.
+    let (budget_head, budget_rule) = if exp.grows { (format!(" vs {BUDGET} |"), "---|") } else { (String::new(), "") };
+    if exp.grows {
+        out += &format!("*vs {BUDGET}* is the same against the final model from scratch trained for the epochs whose FLOPs equal the growing run's ({BUDGET} arm).\n\n");
+    }
+    out += &format!("| arm | seeds | best val_acc | vs scratch |{budget_head} FLOPs ÷ scratch's | val_acc after each stage's first epoch | FLOPs from the growth | ÷ scratch's | wall from the growth | FLOPs in total | wall in total |\n|---|---|---|---|{budget_rule}---|---|---|---|---|---|---|\n");
     for arm in exp.arms().iter().filter(|a| *a != FIRST) {
         let mine: Vec<&Chain> = chains.iter().filter(|c| &c.arm == arm).collect();
         if mine.is_empty() {
@@ -605,13 +652,18 @@ fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
         // Seeds that both this arm and scratch finished, paired.
         let pairs: Vec<(&Chain, &Chain)> = mine.iter().filter_map(|c| scratch(c.seed).map(|s| (*c, s))).collect();
         let total = |c: &Chain| c.stages.iter().map(StageRun::flops).sum::<f64>();
-        let vs = match pairs.is_empty() {
-            _ if arm == SCRATCH => "-".to_string(),
-            true => "- (no scratch run)".to_string(),
-            false => Paired::of(&pairs.iter().map(|p| p.0.last().best()).collect::<Vec<_>>(), &pairs.iter().map(|p| p.1.last().best()).collect::<Vec<_>>()).points(),
+        let versus = |label: &str| {
+            let pairs: Vec<(&Chain, &Chain)> = mine.iter().filter_map(|c| chains.iter().find(|o| o.arm == label && o.seed == c.seed).map(|s| (*c, s))).collect();
+            match pairs.is_empty() {
+                _ if *arm == label => "-".to_string(),
+                true => format!("- (no {label} run)"),
+                false => Paired::of(&pairs.iter().map(|p| p.0.last().best()).collect::<Vec<_>>(), &pairs.iter().map(|p| p.1.last().best()).collect::<Vec<_>>()).points(),
+            }
         };
+        let vs = versus(SCRATCH);
+        let vs_budget = if exp.grows { format!(" {} |", versus(BUDGET)) } else { String::new() };
         let cost = pm(&pairs.iter().map(|(c, s)| total(c) / total(s)).collect::<Vec<_>>(), 2);
-        out += &format!("| {arm} | {} | {} | {vs} | {cost} | {} | {} | {} | {} | {} | {} |\n", mine.len(), pm(&best, 4), firsts.join(" / "), col(0, &flops), pm(&ratio, 2), col(1, &secs), col(2, &flops), col(3, &secs));
+        out += &format!("| {arm} | {} | {} | {vs} |{vs_budget} {cost} | {} | {} | {} | {} | {} | {} |\n", mine.len(), pm(&best, 4), firsts.join(" / "), col(0, &flops), pm(&ratio, 2), col(1, &secs), col(2, &flops), col(3, &secs));
     }
     out += "\n| seed | arm | stage | model | epochs | best val_acc | val_acc after epoch 1 | training FLOPs | wall |\n|---|---|---|---|---|---|---|---|---|\n";
     for c in chains {

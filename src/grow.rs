@@ -42,7 +42,11 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrowConfig {
-    pub after_epoch: u32,
+    /// Grow after this many epochs...
+    pub after_epoch: Option<u32>,
+    /// ...or after this fraction of the run's epochs (rounded to the nearest epoch), so that a
+    /// plan keeps its proportions when the run's length changes (`--epochs`, a budget arm).
+    pub at_fraction: Option<f64>,
     #[serde(default)]
     pub deepen: Vec<String>,
     /// `LAYER=FACTOR` entries.
@@ -53,6 +57,16 @@ pub struct GrowConfig {
 }
 
 impl GrowConfig {
+    /// The epoch after which it grows in a run of `epochs`.
+    pub fn epoch(&self, epochs: u32) -> Result<u32, String> {
+        match (self.after_epoch, self.at_fraction) {
+            (Some(e), None) => Ok(e),
+            (None, Some(f)) if f > 0.0 && f < 1.0 => Ok((f * epochs as f64).round() as u32),
+            (None, Some(f)) => Err(format!("at_fraction = {f}: expected a fraction of the run between 0 and 1")),
+            _ => Err("give after_epoch or at_fraction (one of them)".into()),
+        }
+    }
+
     /// The operators, widths first (the order `gpu-cnn grow` applies its flags in).
     pub fn ops(&self) -> Result<Vec<Op>, String> {
         let widen = self.widen.iter().map(|w| parse_widen(w)).collect::<Result<Vec<_>, _>>()?;
@@ -74,6 +88,8 @@ pub fn ops(widen: Vec<(String, f64)>, add_batchnorm: Vec<String>, deepen: Vec<St
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Growth {
     pub after_epoch: u32,
+    /// Where the plan gave it as a fraction of the run (its epoch follows the run's length).
+    pub at_fraction: Option<f64>,
     pub model: ModelSpec,
     /// What the operators did, as `gpu-cnn grow` prints it.
     pub changes: Vec<String>,

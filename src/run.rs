@@ -42,7 +42,7 @@ impl Overrides {
             cfg.data.synthetic = None;
         }
         if let Some(v) = self.epochs {
-            cfg.train.epochs = v;
+            cfg.set_epochs(v);
         }
         if let Some(v) = self.batch_size {
             cfg.train.batch_size = v;

@@ -248,6 +248,44 @@ fn an_experiment_refuses_and_the_report_leaves_out_a_run_of_a_changed_stage() {
     assert!(!o.status.success() && err.contains("exp/seed-0/first: its model differs from s0.toml's at layer dense_1"), "{err}");
 }
 
+/// The growth form: one stage whose run grows (at a fraction of the run), against its final
+/// model from scratch for the run's epochs and for the epochs that cost what the growing run
+/// cost; the report pairs the growing arm with both.
+#[test]
+fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
+    let grows = quick.replace("epochs = 12", "epochs = 4") + "\n[[grow]]\nat_fraction = 0.5\nwiden = [\"conv2d_2=2\", \"dense_1=2\"]\n";
+    std::fs::write(dir.path().join("g.toml"), grows).unwrap();
+    std::fs::write(dir.path().join("exp.toml"), "stages = [\"g.toml\"]\nseeds = [3, 4]\nlimit = 32\nout = \"exp\"\n").unwrap();
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = gpu_cnn::config::Config::load(&dir.path().join("g.toml")).unwrap();
+    assert_eq!(cfg.growth[0].after_epoch, 2);
+    // Two epochs of the small model and two of the wide one cost about three of the wide one.
+    let budget = gpu_cnn::experiment::budget_epochs(&cfg);
+    let per_image = |m: &gpu_cnn::model::ModelSpec| m.train_flops(1, 0) as f64;
+    let want = (2.0 * per_image(&cfg.model) + 2.0 * per_image(&cfg.growth[0].model)) / per_image(&cfg.growth[0].model);
+    assert_eq!(budget, want.round() as u32);
+    assert!(budget < 4, "the growing run is cheaper than the final model's 4 epochs: {want}");
+    for seed in [3, 4] {
+        let history = |arm: &str| gpu_cnn::train::history::read(&dir.path().join(format!("exp/seed-{seed}/{arm}/1-g/history.json"))).unwrap();
+        assert_eq!(history("grown").len(), 4);
+        assert!(history("grown")[2].grown.is_some(), "the growing arm grew after epoch 2");
+        assert_eq!(history("scratch").len(), 4);
+        assert_eq!(history("budget").len(), budget as usize);
+        assert!(history("scratch").iter().all(|l| l.grown.is_none()));
+    }
+    let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
+    assert!(table.contains("# Experiment: g grows in one run") && table.contains("| vs scratch | vs budget |"), "{table}");
+    let row = table.lines().find(|l| l.starts_with("| grown | 2 |")).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(row.matches(" points (95%, 2 seeds)").count(), 2, "paired with both scratch arms: {row}");
+    assert!(table.lines().any(|l| l.starts_with("| budget | 2 |")), "{table}");
+    // The growing arm alone, for one seed.
+    let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "first"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("the experiment's arms are grown, scratch, budget"));
+}
+
 /// The report counts only complete runs of the epochs asked and lists every other run there
 /// with the reason; a missing or emptied history is written again from the run's checkpoint.
 #[test]

@@ -281,7 +281,7 @@ fn import_keras_depthwise_conv_predicts_as_keras() {
 #[test]
 fn import_keras_separable_convs_predicts_as_keras() {
     let report = check_import("separable.h5", "separable.toml", "separable", "order among layers with weights");
-    assert!(report.contains("separable_conv2d_1 (SeparableConv2D) separable_conv2d copied 173"), "{report}");
+    assert!(report.contains("separable_conv2d_1 (SeparableConv2D) separable_conv2d_1 copied 173"), "{report}");
     check_import("separable.keras", "separable.toml", "separable", "order among layers of each class");
     let dir = tempfile::tempdir().unwrap();
     let config = std::fs::read_to_string(fixture("separable.toml")).unwrap().replacen("depth_multiplier = 2, activation = \"relu\" },\n  { type = \"separable", "depth_multiplier = 1, activation = \"relu\" },\n  { type = \"separable", 1);

@@ -37,6 +37,8 @@ pub enum TrainError {
     Write { path: std::path::PathBuf, error: std::io::Error },
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    #[error("growing the model: {0}")]
+    Growth(String),
 }
 
 /// Where a step stands, for progress displays.
@@ -158,10 +160,13 @@ fn snapshot(callbacks: &[Box<dyn Callback>], mut state: TrainState) -> TrainStat
 }
 
 /// `net` grown into `target` with its weights and optimizer state carried
-/// ([`crate::transfer::grow_checkpoint`]): the same run goes on, its step counts counting on.
-fn grow(ctx: &GpuContext, kernels: &Kernels, net: &Network, target: &crate::model::ModelSpec, seed: u64) -> Result<Network, TrainError> {
+/// ([`crate::transfer::grow_checkpoint`]), inserted batchnorms set from their input's statistics
+/// on (evenly spread, so the same every time) training images: the same run goes on, its step
+/// counts counting on.
+fn grow(ctx: &GpuContext, kernels: &Kernels, net: &Network, target: &crate::model::ModelSpec, seed: u64, train: &Dataset) -> Result<Network, TrainError> {
     let now = crate::checkpoint::Checkpoint::capture(ctx, net, &[], TrainState::default(), true)?;
-    let (_, grown) = crate::transfer::grow_checkpoint(&now, target, seed);
+    let (mut plan, mut grown) = crate::transfer::grow_checkpoint(&now, target, seed);
+    crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut grown, train.spread(crate::transfer::calibrate::IMAGES)).map_err(|e| TrainError::Growth(format!("{e:#}")))?;
     let mut next = Network::training(ctx, kernels, target, net.batch, seed, &net.training)?;
     grown.apply(ctx, &mut next, true)?;
     next.steps = net.steps;
@@ -221,7 +226,7 @@ pub fn fit(
         // A resume inside the epoch after a growth has the grown model already.
         let growth = settings.growth.iter().find(|g| g.after_epoch + 1 == epoch && skip == 0);
         if let Some(g) = growth {
-            *net = grow(ctx, kernels, net, &g.model, settings.seed)?;
+            *net = grow(ctx, kernels, net, &g.model, settings.seed, &train)?;
         }
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
             log::info!("epoch {epoch}: unfreezing {} (the optimizer starts afresh)", net.spec.frozen().join(", "));

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::{Action, Plan};
+use super::{Action, Plan, Recipe};
 use crate::checkpoint::Checkpoint;
 use crate::data::loader::BatchStream;
 use crate::data::Dataset;
@@ -16,12 +16,18 @@ use crate::gpu::GpuContext;
 use crate::layers::LayerKind;
 use crate::network::Pass;
 
+/// Training images a growth measures its inserted batchnorms' inputs on (evenly spread over the
+/// set, so the same ones every time: a resumed run grows as the uninterrupted one did).
+pub const IMAGES: usize = 1024;
+
 /// Sets every inserted batchnorm of `ckpt` (grown by `plan`) from its input statistics on
 /// `images`, noting it in the plan; returns the names of the layers set. The inserted layers
 /// are the identity in inference mode while measured, so one pass sees every layer's true input.
 pub fn calibrate(ctx: &GpuContext, plan: &mut Plan, ckpt: &mut Checkpoint, images: Dataset) -> anyhow::Result<Vec<String>> {
     let inserted: Vec<usize> = (0..plan.layers.len())
-        .filter(|&t| plan.layers[t].action == Action::Identity && matches!(ckpt.model.layers[t].kind, LayerKind::BatchNorm(bn) if bn.scale && bn.center))
+        // A residual block's last batchnorm starts at zero, in either mode: not to be undone.
+        .filter(|&t| plan.layers[t].action == Action::Identity && plan.layers[t].recipe != Some(Recipe::Zero))
+        .filter(|&t| matches!(ckpt.model.layers[t].kind, LayerKind::BatchNorm(bn) if bn.scale && bn.center))
         .collect();
     if inserted.is_empty() || images.is_empty() {
         return Ok(Vec::new());
