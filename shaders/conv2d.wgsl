@@ -50,6 +50,32 @@ fn pixel_tile(id: u32, h: u32, w: u32, c: u32, pixels: u32) -> vec4<u32> {
     return vec4<u32>(t.x, t.y, t.z * pixels, t.w * 4u);
 }
 
+// Four pixels of one row of x (or dy): their elements (channel 0) and a mask, 1 where the pixel
+// exists, 0 where it falls in the padding (its element is then clamped to a valid pixel).
+struct Pixels {
+    e: vec4<u32>,
+    mask: vec4<f32>,
+}
+
+// The pixels at columns iw of row ih of image n (rows outside are masked too).
+fn input_pixels(n: u32, ih: i32, iw: vec4<i32>) -> Pixels {
+    let row = (n * p.in_h + u32(clamp(ih, 0, i32(p.in_h) - 1))) * p.in_w;
+    let inside = iw >= vec4<i32>(0) & iw < vec4<i32>(i32(p.in_w)) & vec4<bool>(ih >= 0 && ih < i32(p.in_h));
+    let e = (row + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.in_w) - 1)))) * p.in_c;
+    return Pixels(e, select(vec4<f32>(0.0), vec4<f32>(1.0), inside));
+}
+
+// The four output pixels whose tap kw reads input columns iw (tw = iw + pad_left - kw) in
+// output row oh of image n: their dy elements (channel 0) and 1 where such a pixel exists.
+fn output_pixels(n: u32, oh: u32, tw: vec4<i32>) -> Pixels {
+    let s = i32(p.stride);
+    let ow = tw / s;
+    let last = vec4<i32>(i32(p.out_w) - 1);
+    let valid = tw >= vec4<i32>(0) & tw - ow * s == vec4<i32>(0) & ow <= last;
+    let e = ((n * p.out_h + oh) * p.out_w + vec4<u32>(clamp(ow, vec4<i32>(0), last))) * p.out_c;
+    return Pixels(e, select(vec4<f32>(0.0), vec4<f32>(1.0), valid));
+}
+
 // Channels c..c+3 of the pixel (or kernel row) whose channel 0 is at element e, clamped as in
 // quad(): one quad load when the channel count allows it, else four scalar loads.
 fn x_quad(e: u32, c: u32) -> vec4<f32> {
@@ -94,13 +120,11 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var kh = 0u; kh < p.k_h; kh++) {
         let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
         if (ih < 0 || ih >= i32(p.in_h)) { continue; }
-        let row_base = (n * p.in_h + u32(ih)) * p.in_w;
         for (var kw = 0u; kw < p.k_w; kw++) {
-            let iw = iw0 + i32(kw);
             // Taps left or right of the input read a clamped address, times 0.
-            let valid = iw >= vec4<i32>(0) & iw < vec4<i32>(i32(p.in_w));
-            let mask = select(vec4<f32>(0.0), vec4<f32>(1.0), valid);
-            let xb = (row_base + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.in_w) - 1)))) * p.in_c;
+            let px = input_pixels(n, ih, iw0 + i32(kw));
+            let xb = px.e;
+            let mask = px.mask;
             var wr = (kh * p.k_w + kw) * p.in_c * p.out_c;
             if (X_QUADS) {
                 for (var ci = 0u; ci < p.in_c; ci += 4u) {
@@ -166,14 +190,11 @@ fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var kh = 0u; kh < p.k_h; kh++) {
         let th = i32(ih + p.pad_top) - i32(kh);
         if (th < 0 || th % s != 0 || th / s >= i32(p.out_h)) { continue; }
-        let row_base = (n * p.out_h + u32(th / s)) * p.out_w;
         for (var kw = 0u; kw < p.k_w; kw++) {
-            // Output column of each of the 4 pixels under tap kw; invalid ones read 0.
-            let tw = tw0 - i32(kw);
-            let ow = tw / s;
-            let valid = tw >= vec4<i32>(0) & tw - ow * s == vec4<i32>(0) & ow < vec4<i32>(i32(p.out_w));
-            let mask = select(vec4<f32>(0.0), vec4<f32>(1.0), valid);
-            let db = (row_base + vec4<u32>(clamp(ow, vec4<i32>(0), vec4<i32>(i32(p.out_w) - 1)))) * p.out_c;
+            // The output pixel of each of the 4 under tap kw; invalid ones read 0.
+            let px = output_pixels(n, u32(th / s), tw0 - i32(kw));
+            let db = px.e;
+            let mask = px.mask;
             let wr = (kh * p.k_w + kw) * p.in_c * p.out_c + c;
             if (OUT_QUADS) {
                 for (var co = 0u; co < p.out_c; co += 4u) {
@@ -212,6 +233,29 @@ fn store_input_tile(acc: array<vec4<f32>, 4>, n: u32, ih: u32, iw0: u32, ci: u32
     }
 }
 
+// (n, oh, ow) of output row r (the output seen as batch * out_h * out_w rows).
+fn output_pixel(r: u32) -> vec3<u32> {
+    let nh = div(r, p.out_w);
+    let n = div(nh, p.out_h);
+    return vec3<u32>(n, nh - n * p.out_h, r - nh * p.out_w);
+}
+
+// The output pixel after `at`: walking rows so needs no division per row.
+fn next_pixel(at: vec3<u32>) -> vec3<u32> {
+    if (at.z + 1u < p.out_w) { return vec3<u32>(at.x, at.y, at.z + 1u); }
+    if (at.y + 1u < p.out_h) { return vec3<u32>(at.x, at.y + 1u, 0u); }
+    return vec3<u32>(at.x + 1u, 0u, 0u);
+}
+
+// The element of channel 0 of the input pixel under tap (kh, kw) of output pixel `at`, or -1
+// where the tap falls in the padding.
+fn tap_input(at: vec3<u32>, kh: u32, kw: u32) -> i32 {
+    let ih = i32(at.y * p.stride + kh) - i32(p.pad_top);
+    let iw = i32(at.z * p.stride + kw) - i32(p.pad_left);
+    if (ih < 0 || ih >= i32(p.in_h) || iw < 0 || iw >= i32(p.in_w)) { return -1; }
+    return i32(((at.x * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c);
+}
+
 // conv2d_backward_kernel: dw[s] = sum over the output rows r in split s (r = n, oh, ow) of
 // x[patch(r)] (x) dy[r]. The batch * out_h * out_w rows are cut into p.splits chunks of
 // p.rows_per_split so that small kernels still fill the GPU; with splits > 1, dw is a scratch
@@ -241,28 +285,18 @@ fn conv2d_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32>,
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    // Walk (n, oh, ow) incrementally: no division per row.
-    let nh = div(r0, p.out_w);
-    var ow = r0 - nh * p.out_w;
-    var n = div(nh, p.out_h);
-    var oh = nh - n * p.out_h;
+    var at = output_pixel(r0);
     for (var r = r0; r < r1; r++) {
-        let ih = i32(oh * p.stride + kh) - i32(p.pad_top);
-        let iw = i32(ow * p.stride + kw) - i32(p.pad_left);
-        if (ih >= 0 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w)) {
-            let xv = x_quad(((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c, ci);
+        let e = tap_input(at, kh, kw);
+        if (e >= 0) {
+            let xv = x_quad(u32(e), ci);
             let dv = dy_quad(r * p.out_c, co);
             acc0 += xv.x * dv;
             acc1 += xv.y * dv;
             acc2 += xv.z * dv;
             acc3 += xv.w * dv;
         }
-        ow += 1u;
-        if (ow == p.out_w) {
-            ow = 0u;
-            oh += 1u;
-            if (oh == p.out_h) { oh = 0u; n += 1u; }
-        }
+        at = next_pixel(at);
     }
     store_kernel_tile(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), split, kh * p.k_w + kw, ci, co);
 }

@@ -2,21 +2,6 @@
 // consecutive channel groups of the same pixels (or taps), so the operand indexed by pixel is
 // loaded once per subgroup, each lane loading one slice, and passed round by subgroupShuffle.
 
-// Four pixels of one row of x (or dy): their elements (channel 0) and a mask, 1 where the pixel
-// exists, 0 where it falls in the padding (its element is then clamped to a valid pixel).
-struct Pixels {
-    e: vec4<u32>,
-    mask: vec4<f32>,
-}
-
-// The pixels at columns iw of row ih of image n (rows outside are masked too).
-fn input_pixels(n: u32, ih: i32, iw: vec4<i32>) -> Pixels {
-    let row = (n * p.in_h + u32(clamp(ih, 0, i32(p.in_h) - 1))) * p.in_w;
-    let inside = iw >= vec4<i32>(0) & iw < vec4<i32>(i32(p.in_w)) & vec4<bool>(ih >= 0 && ih < i32(p.in_h));
-    let e = (row + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.in_w) - 1)))) * p.in_c;
-    return Pixels(e, select(vec4<f32>(0.0), vec4<f32>(1.0), inside));
-}
-
 // Channels c..c+3 of the four pixels, as columns (X_QUADS).
 fn pixel_quads(px: Pixels, c: u32) -> mat4x4<f32> {
     return mat4x4<f32>(x4[(px.e.x + c) / 4u] * px.mask.x, x4[(px.e.y + c) / 4u] * px.mask.y,
@@ -129,17 +114,6 @@ fn conv2d_forward_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
     store_forward_tile(columns_of(acc3), n, oh, ow0 + 12u, co);
 }
 
-// The four output pixels whose tap kw reads input columns iw (tw = iw + pad_left - kw) in
-// output row oh of image n: their dy elements (channel 0) and 1 where such a pixel exists.
-fn output_pixels(n: u32, oh: u32, tw: vec4<i32>) -> Pixels {
-    let s = i32(p.stride);
-    let ow = tw / s;
-    let last = vec4<i32>(i32(p.out_w) - 1);
-    let valid = tw >= vec4<i32>(0) & tw - ow * s == vec4<i32>(0) & ow <= last;
-    let e = ((n * p.out_h + oh) * p.out_w + vec4<u32>(clamp(ow, vec4<i32>(0), last))) * p.out_c;
-    return Pixels(e, select(vec4<f32>(0.0), vec4<f32>(1.0), valid));
-}
-
 // dy over channels c..c+3 at the four pixels, as columns.
 fn dy_quads(px: Pixels, c: u32) -> mat4x4<f32> {
     return mat4x4<f32>(dy4[(px.e.x + c) / 4u] * px.mask.x, dy4[(px.e.y + c) / 4u] * px.mask.y,
@@ -217,20 +191,11 @@ fn unit_tap(unit: u32) -> vec3<u32> {
     return vec3<u32>(kh, tap - kh * p.k_w, (unit - tap * in_groups) * 4u);
 }
 
-// (n, oh, ow) of output row r.
-fn output_pixel(r: u32) -> vec3<u32> {
-    let nh = div(r, p.out_w);
-    let n = div(nh, p.out_h);
-    return vec3<u32>(n, nh - n * p.out_h, r - nh * p.out_w);
-}
-
-// The x quad that tap (kh, kw, ci) of output pixel (n, oh, ow) reads, 0 in the padding.
+// The x quad that tap (kh, kw, ci) of output pixel (n, oh, ow) reads, 0 in the padding (which
+// loads element 0: every lane loads).
 fn patch_quad(o: vec3<u32>, tap: vec3<u32>) -> vec4<f32> {
-    let ih = i32(o.y * p.stride + tap.x) - i32(p.pad_top);
-    let iw = i32(o.z * p.stride + tap.y) - i32(p.pad_left);
-    let inside = ih >= 0 && ih < i32(p.in_h) && iw >= 0 && iw < i32(p.in_w);
-    let e = ((o.x * p.in_h + u32(clamp(ih, 0, i32(p.in_h) - 1))) * p.in_w + u32(clamp(iw, 0, i32(p.in_w) - 1))) * p.in_c;
-    return select(vec4<f32>(0.0), x_quad(e, tap.z), inside);
+    let e = tap_input(o, tap.x, tap.y);
+    return select(vec4<f32>(0.0), x_quad(u32(max(e, 0)), tap.z), e >= 0);
 }
 
 // conv2d_backward_kernel_subgroup: conv2d_backward_kernel with x shared. An invocation computes

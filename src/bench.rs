@@ -141,6 +141,13 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         let bytes = Some(4.0 * (s.output_len() + s.out_c as u64) as f64);
         out.push(Case { kernel: "column_sum (bias grad)", shape: label.into(), dispatches: k.column_sum(s.output_rows(), s.out_c, &y, &b, &scratch), flops: None, bytes });
     }
+    // A MobileNet-style depthwise conv on Model 2's second conv input (9 multiply-adds per output).
+    let s = ConvShape::keras(32, [32, 32, 32], 32, [3, 3], 1, true);
+    let (label, flops) = ("32x32x32x32 depthwise 3x3 same", Some(2.0 * (s.output_len() * 9) as f64));
+    let (x, w, b, y) = (buffer(ctx, s.input_len())?, buffer(ctx, s.depthwise_kernel_len())?, buffer(ctx, s.out_c as u64)?, buffer(ctx, s.output_len())?);
+    out.push(Case { kernel: "depthwise_conv2d_forward", shape: label.into(), dispatches: vec![k.depthwise_conv2d_forward(&s, true, &x, &w, &b, &y)], flops, bytes: None });
+    out.push(Case { kernel: "depthwise_conv2d_backward_input", shape: label.into(), dispatches: vec![k.depthwise_conv2d_backward_input(&s, &y, &w, &x, false)], flops, bytes: None });
+    out.push(Case { kernel: "depthwise_conv2d_backward_kernel", shape: label.into(), dispatches: k.depthwise_conv2d_backward_kernel(&s, &x, &y, &w, &scratch), flops, bytes: None });
     let p = PoolShape { batch: 32, in_h: 64, in_w: 64, c: 32, pool: [2, 2], stride: [2, 2] };
     let (x, y, arg) = (buffer(ctx, p.input_len())?, buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?);
     let shape = "32x64x64x32 pool 2x2".to_string();

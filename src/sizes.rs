@@ -58,6 +58,9 @@ pub fn check_model(spec: &ModelSpec) -> Result<(), SizeError> {
     too_many("model.input", "the input", input.len())?;
     for (layer, shape) in spec.layers.iter().zip(&shapes) {
         too_many(&layer.name, "its output (per image)", shape.len())?;
+        for (what, len) in layer.kind.ops().buffers(input) {
+            too_many(&layer.name, what, len)?;
+        }
         for t in layer.kind.ops().tensors(input) {
             too_many(&layer.name, &format!("its {}", t.suffix), t.shape.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64)))?;
         }
@@ -95,8 +98,9 @@ pub fn check_network(ctx: &GpuContext, spec: &ModelSpec, batch: u32) -> Result<(
     ctx.check_fits("parameters", total * 4)?;
     check_host(spec)?;
     let mut buffers = vec![("input batch".to_string(), Shape::Image(spec.input).len())];
-    for (layer, shape) in spec.layers.iter().zip(spec.shapes().expect("checked above")) {
+    for (i, (layer, shape)) in spec.layers.iter().zip(spec.shapes().expect("checked above")).enumerate() {
         buffers.push((format!("{} output", layer.name), shape.len()));
+        buffers.extend(layer.kind.ops().buffers(spec.input_of(i)).into_iter().map(|(what, len)| (format!("{} {what}", layer.name), len)));
     }
     // One image must fit (else the model is too large, whatever the batch); then the batch.
     for (name, per_image) in &buffers {
@@ -113,7 +117,7 @@ pub fn check_network(ctx: &GpuContext, spec: &ModelSpec, batch: u32) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::{conv2d::Conv2d, dense::Dense, Pair};
+    use crate::layers::{conv2d::Conv2d, dense::Dense, separable_conv2d::SeparableConv2d, Pair};
     use crate::layers::{Activation, Padding};
 
     fn dense(units: u32, activation: Activation) -> LayerKind {
@@ -132,6 +136,12 @@ mod tests {
         let spec = ModelSpec::new([256, 256, 1], vec![(None, LayerKind::Flatten(Default::default())), (None, dense(65536, Activation::Relu)), (None, dense(1, Activation::Sigmoid))]).unwrap();
         let e = check_model(&spec).unwrap_err().to_string();
         assert!(e.contains("dense_1") && e.contains("4294967296"), "{e}");
+        // A separable conv's own depthwise output (2^30 pixels x 4), wider than its output.
+        let separable = LayerKind::SeparableConv2d(SeparableConv2d { depth_multiplier: 4, ..SeparableConv2d::new(1, 1, Padding::Same, Activation::Relu) });
+        let pool = LayerKind::GlobalAvgPool2d(Default::default());
+        let spec = ModelSpec::new([32768, 32768, 1], vec![(None, separable), (None, pool), (None, dense(1, Activation::Sigmoid))]).unwrap();
+        let e = check_model(&spec).unwrap_err().to_string();
+        assert!(e.contains("separable_conv2d_1: its depthwise output (per image) holds 4294967296"), "{e}");
         let huge = LayerKind::Conv2d(Conv2d { kernel: Pair([u32::MAX, 2]), ..Conv2d::new(1, 1, Padding::Same, Activation::Relu) });
         let e = check_arguments([8, 8, 3], [("conv2d_1".to_string(), &huge)]).unwrap_err().to_string();
         assert!(e.contains("conv2d_1") && e.contains("kernel side 4294967295"), "{e}");

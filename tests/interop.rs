@@ -17,6 +17,8 @@ use gpu_cnn::layers::avgpool2d::AvgPool2d;
 use gpu_cnn::layers::batchnorm::BatchNorm;
 use gpu_cnn::layers::conv2d::Conv2d;
 use gpu_cnn::layers::dense::Dense;
+use gpu_cnn::layers::depthwise_conv2d::DepthwiseConv2d;
+use gpu_cnn::layers::separable_conv2d::SeparableConv2d;
 use gpu_cnn::layers::dropout::Dropout;
 use gpu_cnn::layers::{Pair, Role};
 use gpu_cnn::layers::{Activation, LayerKind, Padding};
@@ -146,6 +148,30 @@ fn export_batchnorm_and_pooling_runs_in_onnxruntime_as_predict_does() {
     check_export("batchnorm + pooling", pooling_model(), &["bird", "cat", "dog"], "nhwc");
 }
 
+/// Depthwise convs ('same' with multiplier 2, bias and ReLU; 2x2 stride-2 'valid' without bias)
+/// and separable convs (stride 2 'same' on an even size, where TensorFlow pads the odd pixel at
+/// the bottom / right, multiplier 2; 'valid' with multiplier 1): grouped `Conv`s in ONNX.
+#[test]
+fn export_depthwise_and_separable_convs_runs_in_onnxruntime_as_predict_does() {
+    let depthwise = |stride, kernel, padding, depth_multiplier, activation, use_bias| {
+        LayerKind::DepthwiseConv2d(DepthwiseConv2d { kernel: Pair([kernel, kernel]), stride, padding, depth_multiplier, activation, use_bias })
+    };
+    let separable = |filters, stride, padding, depth_multiplier| {
+        LayerKind::SeparableConv2d(SeparableConv2d { stride, depth_multiplier, ..SeparableConv2d::new(filters, 3, padding, Activation::Relu) })
+    };
+    let layers = vec![
+        depthwise(1, 3, Padding::Same, 2, Activation::Relu, true),
+        separable(8, 2, Padding::Same, 2),
+        depthwise(2, 2, Padding::Valid, 1, Activation::Linear, false),
+        separable(6, 1, Padding::Valid, 1),
+        LayerKind::GlobalAvgPool2d(Default::default()),
+        LayerKind::Dense(Dense::new(2, Activation::Softmax)),
+    ];
+    let spec = ModelSpec::new([32, 32, 3], layers.into_iter().map(|k| (None, k)).collect()).unwrap();
+    check_export("depthwise + separable", spec.clone(), &["cats", "dogs"], "nhwc");
+    check_export("depthwise + separable", spec, &["cats", "dogs"], "nchw");
+}
+
 /// Skip connections (identity and projection shortcuts, each add with its ReLU) and stride-2
 /// 'same' convs, whose padding is one-sided: the shipped ResNet-20.
 #[test]
@@ -251,6 +277,31 @@ fn import_keras3_weights_h5_predicts_as_keras() {
     check_import("batchnorm.weights.h5", "batchnorm.toml", "batchnorm", "order among layers of each class");
 }
 
+/// A Keras 3 DepthwiseConv2D (its kernel named `kernel` in the legacy file) imported into a
+/// depthwise_conv2d predicts as Keras did.
+#[test]
+fn import_keras_depthwise_conv_predicts_as_keras() {
+    let report = check_import("depthwise.h5", "depthwise.toml", "depthwise", "order among layers with weights");
+    assert!(report.contains("depthwise_conv2d_1 (DepthwiseConv2D) depthwise_conv2d copied 30"), "{report}");
+    check_import("depthwise.weights.h5", "depthwise.toml", "depthwise", "order among layers of each class");
+}
+
+/// Keras' DepthwiseConv2D (multiplier 2, stride 2 'same' on an even size) and SeparableConv2Ds,
+/// from a legacy `model.save` file and a `.keras` archive (whose config is compared with the
+/// config's, depth_multiplier included), predict as Keras did; a config with another multiplier is
+/// refused.
+#[test]
+fn import_keras_separable_convs_predicts_as_keras() {
+    let report = check_import("separable.h5", "separable.toml", "separable", "order among layers with weights");
+    assert!(report.contains("separable_conv2d_1 (SeparableConv2D) separable_conv2d_1 copied 173"), "{report}");
+    check_import("separable.keras", "separable.toml", "separable", "order among layers of each class");
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(fixture("separable.toml")).unwrap().replacen("depth_multiplier = 2, activation = \"relu\" },\n  { type = \"separable", "depth_multiplier = 1, activation = \"relu\" },\n  { type = \"separable", 1);
+    std::fs::write(dir.path().join("other.toml"), config).unwrap();
+    let o = gpu_cnn(dir.path(), &["import", "keras", &fixture("separable.keras"), "--config", "other.toml", "-o", "x.safetensors"]);
+    assert!(stderr(&o).contains("computes otherwise than the config's depthwise_conv2d_1: depth_multiplier 2 in the file, 1 in the config"), "{}", stderr(&o));
+}
+
 #[test]
 fn import_keras3_archive_predicts_as_keras() {
     check_import("model2.keras", "model2.toml", "model2", "order among layers of each class");
@@ -331,8 +382,8 @@ fn import_errors_name_the_file_and_what_is_wrong() {
         ("other.keras".into(), "model1.toml", "other.keras: a zip, but not a .keras archive"),
         ("corrupt-config.h5".into(), "model1.toml", "corrupt-config.h5: its model_config attribute (the model's description) is corrupt"),
         ("nan.h5".into(), "model1.toml", "nan.h5: /model_weights/conv2d_1/sequential/conv2d_1/kernel: holds NaN at element 0: the file is damaged or the model that saved it diverged"),
-        (fixture("unsupported.h5"), "model1.toml", "unsupported.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, which the config has no layer of"),
-        (fixture("unsupported.weights.h5"), "model1.toml", "unsupported.weights.h5: Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"),
+        (fixture("depthwise.h5"), "model1.toml", "depthwise.h5: Keras layer 'depthwise_conv2d' is a DepthwiseConv2D, which the config has no layer of"),
+        (fixture("depthwise.weights.h5"), "model1.toml", "depthwise.weights.h5: Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"),
         (fixture("model1.h5"), "model2.toml", "model1.h5: Keras layer 'dense_1' does not fit the config's dense_1: weight kernel has shape [512, 128], the config's dense_1.kernel needs [128, 128]"),
         (fixture("model2.weights.h5"), "model1.toml", "model2.weights.h5: Keras layer 'dense' does not fit the config's dense_1: weight 0 has shape [128, 128]"),
         (fixture("batchnorm.weights.h5"), "model2.toml", "batchnorm.weights.h5: Keras layer 'batch_normalization' is a batch_normalization, which the config has no layer of"),

@@ -138,6 +138,68 @@ fn keras_conv_output_shapes() {
     assert_eq!((s.out_h, s.pad_top), (6, 1), "Keras puts the odd padding after");
 }
 
+/// (batch, [h, w, c], depth multiplier, [kh, kw], stride, same)
+type DepthwiseCase = (u32, [u32; 3], u32, [u32; 2], u32, bool);
+
+/// Odd sizes, multipliers 1 to 3, stride 1 and 2, 'same' (odd and even kernels: TensorFlow's
+/// extra padding at the bottom / right) and 'valid'; the last two have enough rows that the
+/// kernel gradient splits its reduction (2 and 16 splits through sum_partials).
+const DEPTHWISE_SHAPES: &[DepthwiseCase] = &[
+    (1, [5, 7, 3], 1, [3, 3], 1, true),
+    (2, [9, 6, 5], 2, [3, 3], 2, true),
+    (3, [11, 10, 5], 2, [5, 3], 2, false),
+    (2, [7, 9, 4], 1, [3, 3], 2, false),
+    (1, [6, 5, 9], 3, [4, 4], 1, true),
+    (2, [8, 8, 3], 2, [2, 2], 2, true),
+    (2, [13, 11, 8], 1, [3, 3], 1, true),
+    (4, [33, 31, 6], 2, [3, 3], 1, true),
+];
+
+/// The depthwise conv kernels against the reference, with and without the fused ReLU (no
+/// subgroup variant: one path), through both their scalar and quad-load specialisations.
+#[test]
+fn depthwise_conv2d_forward_and_backward_match_reference() {
+    let (ctx, k) = gpu();
+    let mut used = Vec::new();
+    for (i, &(batch, inp, m, kernel, stride, same)) in DEPTHWISE_SHAPES.iter().enumerate() {
+        let s = ConvShape::keras(batch, inp, inp[2] * m, kernel, stride, same);
+        let name = format!("{batch}x{inp:?} x{m} k{kernel:?} s{stride} {}", if same { "same" } else { "valid" });
+        let seed = 1500 + 10 * i as u64;
+        let x = random(seed, s.input_len() as usize, -1.0, 1.0);
+        let w = random(seed + 1, s.depthwise_kernel_len() as usize, -0.5, 0.5);
+        let b = random(seed + 2, s.out_c as usize, -0.5, 0.5);
+        let dy = random(seed + 3, s.output_len() as usize, -1.0, 1.0);
+        let (xv, wv, bv, dyv) = (input(ctx, &x), input(ctx, &w), input(ctx, &b), input(ctx, &dy));
+        for relu in [false, true] {
+            let y = poisoned(ctx, s.output_len());
+            let d = k.depthwise_conv2d_forward(&s, relu, &xv, &wv, &bv, &y);
+            used.push(d.kernel);
+            let got = run(&[d], &y);
+            assert_close(&format!("depthwise_conv2d_forward {name} relu={relu}"), &got, &cpu::depthwise_conv2d_forward(&s, relu, &x, &w, &b), TOL);
+        }
+        let dx = poisoned(ctx, s.input_len());
+        let d = k.depthwise_conv2d_backward_input(&s, &dyv, &wv, &dx, false);
+        used.push(d.kernel);
+        let got = run(&[d], &dx);
+        assert_close(&format!("depthwise_conv2d_backward_input {name}"), &got, &cpu::depthwise_conv2d_backward_input(&s, &dy, &w), TOL);
+
+        let dw = poisoned(ctx, s.depthwise_kernel_len());
+        let scratch = poisoned(ctx, Kernels::depthwise_conv2d_backward_kernel_scratch(&s).max(1));
+        let d = k.depthwise_conv2d_backward_kernel(&s, &xv, &dyv, &dw, &scratch);
+        used.push(d[0].kernel);
+        let got = run(&d, &dw);
+        assert_close(&format!("depthwise_conv2d_backward_kernel {name}"), &got, &cpu::depthwise_conv2d_backward_kernel(&s, &x, &dy), TOL);
+    }
+    for quads in [false, true] {
+        for kernel in [Kernel::DepthwiseConv2dForward { quads }, Kernel::DepthwiseConv2dBackwardInput { quads }, Kernel::DepthwiseConv2dBackwardKernel { quads }] {
+            assert!(used.contains(&kernel), "{kernel:?} ran");
+        }
+    }
+    // The last shapes split the kernel gradient's reduction.
+    let s = |c: &DepthwiseCase| ConvShape::keras(c.0, c.1, c.1[2] * c.2, c.3, c.4, c.5);
+    assert!(DEPTHWISE_SHAPES[6..].iter().all(|c| Kernels::depthwise_conv2d_backward_kernel_scratch(&s(c)) > 0));
+}
+
 /// (batch, in_h, in_w, c, pool, stride)
 type PoolCase = (u32, u32, u32, u32, [u32; 2], [u32; 2]);
 

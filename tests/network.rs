@@ -14,6 +14,8 @@ use gpu_cnn::layers::avgpool2d::AvgPool2d;
 use gpu_cnn::layers::batchnorm::BatchNorm;
 use gpu_cnn::layers::conv2d::Conv2d;
 use gpu_cnn::layers::dense::Dense;
+use gpu_cnn::layers::depthwise_conv2d::DepthwiseConv2d;
+use gpu_cnn::layers::separable_conv2d::SeparableConv2d;
 use gpu_cnn::layers::flatten::Flatten;
 use gpu_cnn::layers::globalavgpool2d::GlobalAvgPool2d;
 use gpu_cnn::layers::maxpool2d::MaxPool2d;
@@ -69,6 +71,20 @@ fn batchnorm_network() -> ModelSpec {
     .unwrap()
 }
 
+/// Depthwise convs (multiplier 2 with bias and ReLU; a 2x2 stride-2 'valid' one with neither)
+/// around a separable conv (stride 2 'same', multiplier 2, bias and ReLU) whose depthwise output
+/// is a buffer of its own.
+fn depthwise_network() -> ModelSpec {
+    ModelSpec::new([9, 10, 3], vec![
+        (None, LayerKind::DepthwiseConv2d(DepthwiseConv2d { depth_multiplier: 2, ..DepthwiseConv2d::new(3, Padding::Same, Activation::Relu) })),
+        (None, LayerKind::SeparableConv2d(SeparableConv2d { stride: 2, depth_multiplier: 2, ..SeparableConv2d::new(5, 3, Padding::Same, Activation::Relu) })),
+        (None, LayerKind::DepthwiseConv2d(DepthwiseConv2d { stride: 2, use_bias: false, ..DepthwiseConv2d::new(2, Padding::Valid, Activation::Linear) })),
+        (None, LayerKind::Flatten(Flatten {})),
+        (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid))),
+    ])
+    .unwrap()
+}
+
 /// Rounding noise of a one-sided slope: the f32 loss (~0.7, summed over the batch) is off by up
 /// to ~1e-7, divided by h = 1e-3.
 const SLOPE_NOISE: f64 = 2e-4;
@@ -91,6 +107,19 @@ fn finite_differences_match_the_gpu_gradients() {
 #[test]
 fn finite_differences_match_the_gpu_gradients_with_batchnorm_and_pooling() {
     check_finite_differences(&batchnorm_network(), 4);
+}
+
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_depthwise_and_separable_convs() {
+    check_finite_differences(&depthwise_network(), 3);
+}
+
+/// A frozen separable conv between trainable layers passes its gradient down through both
+/// halves without computing its own.
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_a_frozen_separable_conv() {
+    let spec = depthwise_network().freeze(&["separable_conv2d_1".into()]).unwrap();
+    check_finite_differences(&spec, 3);
 }
 
 /// A frozen BatchNorm between trainable layers runs in inference mode and passes gradients down
@@ -134,6 +163,37 @@ fn residual_network() -> ModelSpec {
 #[test]
 fn finite_differences_match_the_gpu_gradients_through_skip_connections() {
     check_finite_differences(&residual_network(), 3);
+}
+
+/// Depthwise and separable convs in residual blocks (MobileNet's): the first block's input is read
+/// by a depthwise conv and by the add; the second block's by a depthwise conv (multiplier 2) and a
+/// separable conv, whose outputs the add sums. Each of those convs adds its input gradient into
+/// what the other reader wrote, or writes it first. Linear (the fused ReLUs are checked in the
+/// networks above) with a flatten head: ReLU kinks where the paths meet, or global pooling's
+/// smaller gradients, bring f32 noise up to the 1e-2 the check allows; so it checks to
+/// 2e-4 - 5e-3.
+fn depthwise_residual_network() -> ModelSpec {
+    let depthwise = |depth_multiplier, activation| LayerKind::DepthwiseConv2d(DepthwiseConv2d { depth_multiplier, ..DepthwiseConv2d::new(3, Padding::Same, activation) });
+    let separable = |filters, depth_multiplier| LayerKind::SeparableConv2d(SeparableConv2d { depth_multiplier, ..SeparableConv2d::new(filters, 3, Padding::Same, Activation::Linear) });
+    let add = |activation| LayerKind::Add(Add { activation });
+    let layer = |kind, inputs: &[&str]| (None, kind, inputs.iter().map(|s| s.to_string()).collect());
+    ModelSpec::connected([9, 11, 3], vec![
+        layer(LayerKind::Conv2d(Conv2d::new(6, 3, Padding::Same, Activation::Linear)), &[]),
+        layer(depthwise(1, Activation::Linear), &[]),
+        layer(separable(6, 2), &[]),
+        layer(add(Activation::Linear), &["separable_conv2d_1", "conv2d_1"]),
+        layer(depthwise(2, Activation::Linear), &["add_1"]),
+        layer(separable(12, 1), &["add_1"]),
+        layer(add(Activation::Linear), &["depthwise_conv2d_2", "separable_conv2d_2"]),
+        layer(LayerKind::Flatten(Flatten {}), &[]),
+        layer(LayerKind::Dense(Dense::new(1, Activation::Sigmoid)), &[]),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_depthwise_and_separable_residual_blocks() {
+    check_finite_differences(&depthwise_residual_network(), 3);
 }
 
 fn check_finite_differences(spec: &ModelSpec, batch: u32) {

@@ -8,6 +8,8 @@ use gpu_cnn::layers::activation::ActivationLayer;
 use gpu_cnn::layers::batchnorm::BatchNorm;
 use gpu_cnn::layers::conv2d::Conv2d;
 use gpu_cnn::layers::dense::Dense;
+use gpu_cnn::layers::depthwise_conv2d::DepthwiseConv2d;
+use gpu_cnn::layers::separable_conv2d::SeparableConv2d;
 use gpu_cnn::layers::globalavgpool2d::GlobalAvgPool2d;
 use gpu_cnn::layers::maxpool2d::MaxPool2d;
 use gpu_cnn::layers::{Activation, LayerKind, Padding};
@@ -243,6 +245,48 @@ fn grow_preserves_the_function_when_widening() {
     let target = spec([10, 9, 3], vec![conv(9), pool(), conv(11), pool(), flat(), dense(12), head(3)]);
     for seed in [0, 1] {
         assert_same_function(&format!("widened convs and dense, seed {seed}"), outputs(&source, &target, seed));
+    }
+}
+
+fn depthwise(depth_multiplier: u32) -> (Option<String>, LayerKind) {
+    (None, LayerKind::DepthwiseConv2d(DepthwiseConv2d { depth_multiplier, ..DepthwiseConv2d::new(3, Padding::Same, Activation::Relu) }))
+}
+fn separable(filters: u32, depth_multiplier: u32) -> (Option<String>, LayerKind) {
+    (None, LayerKind::SeparableConv2d(SeparableConv2d { depth_multiplier, ..SeparableConv2d::new(filters, 3, Padding::Same, Activation::Relu) }))
+}
+
+/// Widening through a depthwise conv (multiplier 2): its filters follow their replicated
+/// channels; a widened separable conv reads the replicas through its depthwise kernel and
+/// shares their weights in its pointwise kernel. A depthwise conv with multiplier 1 inserts as
+/// the identity; with multiplier 2 it cannot, and the plan says why.
+#[test]
+fn grow_preserves_the_function_through_depthwise_and_separable_convs() {
+    let source = spec([10, 9, 3], vec![conv(5), depthwise(2), separable(6, 2), pool(), flat(), dense(7), head(3)]);
+    let wider = spec([10, 9, 3], vec![conv(8), depthwise(2), separable(9, 2), pool(), flat(), dense(7), head(3)]);
+    let p = plan(&source, &wider, Strategy::Grow, false, 0);
+    assert_eq!(actions(&p)[..3], [("conv2d_1", Action::Grown), ("depthwise_conv2d_1", Action::Grown), ("separable_conv2d_1", Action::Grown)]);
+    for seed in [0, 1] {
+        assert_same_function(&format!("widened through depthwise and separable convs, seed {seed}"), outputs(&source, &wider, seed));
+    }
+    let inserted = spec([10, 9, 3], vec![conv(5), depthwise(1), depthwise(2), separable(6, 2), pool(), flat(), dense(7), head(3)]);
+    let p = plan(&source, &inserted, Strategy::Grow, false, 0);
+    assert_eq!(actions(&p)[1], ("depthwise_conv2d_1", Action::Identity));
+    assert_same_function("inserted depthwise conv", outputs(&source, &inserted, 0));
+    let not_identity = spec([10, 9, 3], vec![conv(5), depthwise(2), depthwise(2), separable(6, 2), pool(), flat(), dense(7), head(3)]);
+    let p = plan(&not_identity, &spec([10, 9, 3], vec![conv(5), depthwise(2), depthwise(2), depthwise(2), separable(6, 2), pool(), flat(), dense(7), head(3)]), Strategy::Grow, false, 0);
+    assert!(!p.function_preserving && p.table().contains("depth_multiplier 1 to start as the identity"), "{}", p.table());
+}
+
+/// Copying a depthwise conv with multiplier 2 (prefix and match) moves every value of its
+/// kernel and of its bias, which is as wide as its output (twice its input).
+#[test]
+fn copies_move_whole_depthwise_and_separable_layers() {
+    let model = spec([10, 9, 3], vec![conv(5), depthwise(2), separable(6, 2), pool(), flat(), dense(7), head(3)]);
+    let src: Vec<Vec<f32>> = initial_params(&model, 1).into_iter().enumerate().map(|(t, w)| w.iter().enumerate().map(|(i, v)| v + (t * 1000 + i) as f32).collect()).collect();
+    for strategy in [Strategy::Prefix, Strategy::Match] {
+        let p = plan(&model, &model, strategy, false, 0);
+        assert!(p.layers.iter().all(|l| matches!(l.action, Action::Copied | Action::NoParameters)), "{}", p.table());
+        assert_eq!(apply(&p, &model, &src, &model, initial_params(&model, 2)), src, "{strategy:?}");
     }
 }
 

@@ -45,9 +45,9 @@ pub enum KerasError {
     Format(PathBuf, String),
     #[error("--classes: {0}")]
     Classes(String),
-    #[error("{path}: Keras layer '{layer}' is a {class}, but the config's {target} is a {target_class}; gpu-cnn takes the weights of Conv2D, Dense and BatchNormalization layers")]
+    #[error("{path}: Keras layer '{layer}' is a {class}, but the config's {target} is a {target_class}; gpu-cnn takes the weights of Conv2D, DepthwiseConv2D, SeparableConv2D, Dense and BatchNormalization layers")]
     LayerType { path: PathBuf, layer: String, class: String, target: String, target_class: String },
-    #[error("{path}: Keras layer '{layer}' is a {class}, which the config has no layer of; gpu-cnn takes the weights of Conv2D, Dense and BatchNormalization layers")]
+    #[error("{path}: Keras layer '{layer}' is a {class}, which the config has no layer of; gpu-cnn takes the weights of Conv2D, DepthwiseConv2D, SeparableConv2D, Dense and BatchNormalization layers")]
     Unsupported { path: PathBuf, layer: String, class: String },
     #[error("{path}: Keras layer '{layer}' does not fit the config's {target}: {detail}; import into a config of the file's own layout, then use `gpu-cnn transfer`")]
     Shape { path: PathBuf, layer: String, target: String, detail: String },
@@ -201,27 +201,14 @@ fn settings_differ(target: &LayerKind, next: Option<&LayerKind>, s: &Settings) -
         act = a.activation;
     }
     let ours = format!("{act:?}").to_lowercase();
-    let pair = |v: &serde_json::Value| v.as_array().map(|a| a.iter().map(|x| x.as_u64()).collect::<Vec<_>>()).or_else(|| v.as_u64().map(|n| vec![Some(n), Some(n)]));
     let mut differ = Vec::new();
     if keras_act != ours {
         differ.push(format!("activation {keras_act} in the file, {ours} in the config"));
     }
     match target {
-        LayerKind::Conv2d(conv) => {
-            let padding = if conv.padding == Padding::Same { "same" } else { "valid" };
-            if c["padding"].as_str().is_some_and(|p| p != padding) {
-                differ.push(format!("padding {} in the file, {padding} in the config", c["padding"]));
-            }
-            if pair(&c["strides"]).is_some_and(|st| st != [Some(conv.stride as u64); 2]) {
-                differ.push(format!("strides {} in the file, {} in the config", c["strides"], conv.stride));
-            }
-            if pair(&c["dilation_rate"]).is_some_and(|d| d != [Some(1); 2]) {
-                differ.push(format!("dilation_rate {} (gpu-cnn convs are not dilated)", c["dilation_rate"]));
-            }
-            if c["data_format"].as_str() == Some("channels_first") {
-                differ.push("data_format channels_first (gpu-cnn is channels_last)".into());
-            }
-        }
+        LayerKind::Conv2d(conv) => differ.extend(conv_settings(c, conv.padding, conv.stride, None)),
+        LayerKind::DepthwiseConv2d(d) => differ.extend(conv_settings(c, d.padding, d.stride, Some(d.depth_multiplier))),
+        LayerKind::SeparableConv2d(sep) => differ.extend(conv_settings(c, sep.padding, sep.stride, Some(sep.depth_multiplier))),
         LayerKind::BatchNorm(bn) => {
             if c["epsilon"].as_f64().is_some_and(|e| (e - bn.epsilon as f64).abs() > 1e-6 * e.abs().max(1e-12)) {
                 differ.push(format!("epsilon {} in the file, {} in the config", c["epsilon"], bn.epsilon));
@@ -235,6 +222,36 @@ fn settings_differ(target: &LayerKind, next: Option<&LayerKind>, s: &Settings) -
         _ => {}
     }
     (!differ.is_empty()).then(|| differ.join(", "))
+}
+
+/// Whether a legacy file's weight `name` is the config's tensor `suffix`: Keras 3 names a
+/// DepthwiseConv2D's kernel `kernel`, Keras 2 `depthwise_kernel` (gpu-cnn's name).
+fn same_weight(name: &str, suffix: &str, kind: &LayerKind) -> bool {
+    name == suffix || (matches!(kind, LayerKind::DepthwiseConv2d(_)) && (name, suffix) == ("kernel", "depthwise_kernel"))
+}
+
+/// How a Keras conv's config `c` differs from gpu-cnn's `padding`, `stride` and (depthwise and
+/// separable convs) `depth_multiplier`, and the options gpu-cnn has not.
+fn conv_settings(c: &serde_json::Value, padding: Padding, stride: u32, depth_multiplier: Option<u32>) -> Vec<String> {
+    let pair = |v: &serde_json::Value| v.as_array().map(|a| a.iter().map(|x| x.as_u64()).collect::<Vec<_>>()).or_else(|| v.as_u64().map(|n| vec![Some(n), Some(n)]));
+    let mut differ = Vec::new();
+    let padding = if padding == Padding::Same { "same" } else { "valid" };
+    if c["padding"].as_str().is_some_and(|p| p != padding) {
+        differ.push(format!("padding {} in the file, {padding} in the config", c["padding"]));
+    }
+    if pair(&c["strides"]).is_some_and(|st| st != [Some(stride as u64); 2]) {
+        differ.push(format!("strides {} in the file, {stride} in the config", c["strides"]));
+    }
+    if let Some(m) = depth_multiplier.filter(|&m| c["depth_multiplier"].as_u64().is_some_and(|k| k != m as u64)) {
+        differ.push(format!("depth_multiplier {} in the file, {m} in the config", c["depth_multiplier"]));
+    }
+    if pair(&c["dilation_rate"]).is_some_and(|d| d != [Some(1); 2]) {
+        differ.push(format!("dilation_rate {} (gpu-cnn convs are not dilated)", c["dilation_rate"]));
+    }
+    if c["data_format"].as_str() == Some("channels_first") {
+        differ.push("data_format channels_first (gpu-cnn is channels_last)".into());
+    }
+    differ
 }
 
 impl KerasLayer {
@@ -469,7 +486,7 @@ pub fn import(path: &Path, file: &KerasFile, spec: &ModelSpec, mut init: Vec<Vec
         }
         for (w, &i) in layer.weights.iter().zip(&tensors) {
             let named = file.format == Format::Legacy;
-            if named && w.name != infos[i].suffix {
+            if named && !same_weight(&w.name, infos[i].suffix, &target.kind) {
                 return Err(shape_error(format!("its weight '{}' stands where the config has '{}'", w.name, infos[i].suffix)));
             }
             if w.shape != infos[i].shape {
@@ -552,10 +569,10 @@ mod tests {
         assert_eq!(plan.moved, spec.param_count());
 
         // Keras 3 paths name the class: a spare layer of a class the config lacks is refused.
-        let mut depthwise = layer("depthwise_conv2d", &[("0", vec![3, 3, 3, 1])]);
-        depthwise.class = Class::Stem("depthwise_conv2d".into());
-        let e = import(path, &KerasFile { format: Format::Keras3, layers: vec![depthwise] }, &spec, init.clone()).unwrap_err();
-        assert!(e.to_string().contains("Keras layer 'depthwise_conv2d' is a depthwise_conv2d, which the config has no layer of"), "{e}");
+        let mut conv1d = layer("conv1d", &[("0", vec![3, 3, 1])]);
+        conv1d.class = Class::Stem("conv1d".into());
+        let e = import(path, &KerasFile { format: Format::Keras3, layers: vec![conv1d] }, &spec, init.clone()).unwrap_err();
+        assert!(e.to_string().contains("Keras layer 'conv1d' is a conv1d, which the config has no layer of"), "{e}");
 
         // A model config's classes: a Dense where the config has its conv is refused.
         let mut dense_first = dense.clone();
@@ -567,6 +584,51 @@ mod tests {
         let swapped = layer("conv2d", &[("bias", vec![32]), ("kernel", vec![3, 3, 3, 32])]);
         let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![swapped] }, &spec, init).unwrap_err();
         assert!(e.to_string().contains("its weight 'bias' stands where the config has 'kernel'"), "{e}");
+    }
+
+    /// Keras 3 paths `depthwise_conv2d` and `separable_conv2d` (weights 0, 1, 2 in Keras'
+    /// order) and legacy names (`depthwise_kernel`, `pointwise_kernel`, `bias`) land in the
+    /// config's depthwise and separable convs; a file's depth_multiplier must be the config's.
+    #[test]
+    fn depthwise_and_separable_layers_import_by_path_and_by_name() {
+        use crate::layers::{depthwise_conv2d::DepthwiseConv2d, separable_conv2d::SeparableConv2d, dense::Dense, flatten::Flatten};
+        let spec = ModelSpec::new([8, 8, 3], vec![
+            (None, LayerKind::DepthwiseConv2d(DepthwiseConv2d { depth_multiplier: 2, ..DepthwiseConv2d::new(3, Padding::Same, Activation::Relu) })),
+            (None, LayerKind::SeparableConv2d(SeparableConv2d::new(4, 3, Padding::Same, Activation::Relu))),
+            (None, LayerKind::Flatten(Flatten {})),
+            (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid))),
+        ])
+        .unwrap();
+        let path = Path::new("k.weights.h5");
+        let init: Vec<Vec<f32>> = spec.params().iter().map(|p| vec![-1.0; p.len() as usize]).collect();
+        let keras3 = |stem: &str, weights: &[(&str, Vec<u32>)]| KerasLayer { class: Class::Stem(stem.into()), ..layer(stem, weights) };
+        let layers = vec![
+            keras3("depthwise_conv2d", &[("0", vec![3, 3, 3, 2]), ("1", vec![6])]),
+            keras3("separable_conv2d", &[("0", vec![3, 3, 6, 1]), ("1", vec![1, 1, 6, 4]), ("2", vec![4])]),
+        ];
+        let (plan, by, params) = import(path, &KerasFile { format: Format::Keras3, layers }, &spec, init.clone()).unwrap();
+        assert_eq!(by, MatchedBy::Path);
+        assert_eq!(plan.layers.iter().map(|l| l.action).collect::<Vec<_>>(), [Action::Copied, Action::Copied, Action::NoParameters, Action::FreshInit]);
+        assert!(params[..5].iter().all(|t| t.iter().all(|&v| v == 0.5)), "the depthwise and separable tensors came from the file");
+
+        let named = layer("separable_conv2d_1", &[("depthwise_kernel", vec![3, 3, 6, 1]), ("pointwise_kernel", vec![1, 1, 6, 4]), ("bias", vec![4])]);
+        let (plan, by, _) = import(path, &KerasFile { format: Format::Legacy, layers: vec![named] }, &spec, init.clone()).unwrap();
+        assert_eq!((by, plan.layers[1].action), (MatchedBy::Name, Action::Copied));
+        // Keras 2 and Keras 3 names of a DepthwiseConv2D's kernel.
+        for kernel in ["depthwise_kernel", "kernel"] {
+            let named = layer("depthwise_conv2d_1", &[(kernel, vec![3, 3, 3, 2]), ("bias", vec![6])]);
+            let (plan, _, _) = import(path, &KerasFile { format: Format::Legacy, layers: vec![named] }, &spec, init.clone()).unwrap();
+            assert_eq!(plan.layers[0].action, Action::Copied, "{kernel}");
+        }
+        let swapped = layer("separable_conv2d_1", &[("pointwise_kernel", vec![1, 1, 6, 4]), ("depthwise_kernel", vec![3, 3, 6, 1]), ("bias", vec![4])]);
+        let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![swapped] }, &spec, init).unwrap_err();
+        assert!(e.to_string().contains("its weight 'pointwise_kernel' stands where the config has 'depthwise_kernel'"), "{e}");
+
+        let config = serde_json::json!({"activation": "relu", "padding": "same", "strides": [1, 1], "depth_multiplier": 1, "dilation_rate": [1, 1]});
+        let settings = Settings { config, then: None };
+        assert_eq!(settings_differ(&spec.layers[1].kind, None, &settings), None);
+        let e = settings_differ(&spec.layers[0].kind, None, &settings).unwrap();
+        assert!(e.contains("depth_multiplier 1 in the file, 2 in the config"), "{e}");
     }
 
     /// Settings the weights cannot show: a following Activation layer counts as the fused

@@ -13,7 +13,7 @@ use onnx_protobuf::{
 
 use crate::checkpoint::Checkpoint;
 use crate::files::OutputError;
-use crate::layers::{Activation, LayerKind, Padding};
+use crate::layers::{Activation, LayerKind};
 use crate::model::{ConvShape, Shape};
 
 /// The operator set: every kind's op is in it, and every current runtime runs it.
@@ -119,6 +119,20 @@ fn conv_kernel(k: &[f32], [kh, kw, ci, co]: [usize; 4]) -> Vec<f32> {
     out
 }
 
+/// An ONNX `Conv` of `x` by weights `w` in `group`s, with Keras' padding for `s` (the odd pixel
+/// at the bottom / right).
+fn conv_node(g: &mut Graph, name: String, x: &str, s: &ConvShape, w: &str, bias: Option<&str>, group: u32) -> String {
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    let bottom = ((s.out_h - 1) * s.stride + s.k_h).saturating_sub(s.in_h + s.pad_top);
+    let right = ((s.out_w - 1) * s.stride + s.k_w).saturating_sub(s.in_w + s.pad_left);
+    let mut attrs = vec![ints("kernel_shape", &[s.k_h, s.k_w]), ints("strides", &[s.stride; 2]), ints("pads", &[s.pad_top, s.pad_left, bottom, right])];
+    if group > 1 {
+        attrs.push(int("group", group as i64));
+    }
+    g.node("Conv", name, &inputs, attrs)
+}
+
 /// The checkpoint as an ONNX model whose input has `layout`.
 pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportError> {
     let spec = &ckpt.model;
@@ -138,20 +152,39 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
         // This layer's tensors as initialisers, by suffix.
         let find = |suffix: &str| infos.iter().position(|p| p.layer == i && p.suffix == suffix);
         let tensor = |g: &mut Graph, suffix: &str| find(suffix).map(|k| g.weight(infos[k].name.clone(), &infos[k].shape, &ckpt.params[k]));
+        // A conv kernel of geometry `s` in `group`s, Keras' [kh, kw, in / group, out] (a
+        // depthwise kernel [kh, kw, in, m] is that with one group per input channel), as an
+        // initialiser in ONNX's [out, in / group, kh, kw].
+        let kernel = |g: &mut Graph, suffix: &str, s: &ConvShape, group: u32| {
+            let k = find(suffix).expect("a conv layer has its kernels");
+            let dims = [s.k_h, s.k_w, s.in_c / group, s.out_c];
+            g.weight(infos[k].name.clone(), &[dims[3], dims[2], dims[0], dims[1]], &conv_kernel(&ckpt.params[k], dims.map(|v| v as usize)))
+        };
         let x = match &layer.kind {
             LayerKind::Conv2d(c) => {
                 let Shape::Image(image) = input else { unreachable!("validated spec") };
-                let s = ConvShape::keras(1, image, c.filters, c.kernel.0, c.stride, c.padding == Padding::Same);
-                let k = find("kernel").expect("a conv has a kernel");
-                let [kh, kw, ci, co] = [s.k_h, s.k_w, s.in_c, s.out_c];
-                let w = g.weight(infos[k].name.clone(), &[co, ci, kh, kw], &conv_kernel(&ckpt.params[k], [kh, kw, ci, co].map(|v| v as usize)));
-                let mut inputs = vec![x.as_str(), w.as_str()];
+                let s = c.shape(1, image);
+                let w = kernel(&mut g, "kernel", &s, 1);
                 let bias = tensor(&mut g, "bias");
-                inputs.extend(bias.as_deref());
-                let bottom = ((s.out_h - 1) * s.stride + s.k_h).saturating_sub(s.in_h + s.pad_top);
-                let right = ((s.out_w - 1) * s.stride + s.k_w).saturating_sub(s.in_w + s.pad_left);
-                let attrs = vec![ints("kernel_shape", &[kh, kw]), ints("strides", &[s.stride; 2]), ints("pads", &[s.pad_top, s.pad_left, bottom, right])];
-                g.node("Conv", name.into(), &inputs, attrs)
+                conv_node(&mut g, name.into(), &x, &s, &w, bias.as_deref(), 1)
+            }
+            // A `Conv` with one group per input channel.
+            LayerKind::DepthwiseConv2d(d) => {
+                let Shape::Image(image) = input else { unreachable!("validated spec") };
+                let s = d.shape(1, image);
+                let w = kernel(&mut g, "depthwise_kernel", &s, s.in_c);
+                let bias = tensor(&mut g, "bias");
+                conv_node(&mut g, name.into(), &x, &s, &w, bias.as_deref(), s.in_c)
+            }
+            // The depthwise `Conv`, then a 1x1 `Conv`.
+            LayerKind::SeparableConv2d(c) => {
+                let Shape::Image(image) = input else { unreachable!("validated spec") };
+                let [d, p] = c.shapes(1, image);
+                let w = kernel(&mut g, "depthwise_kernel", &d, d.in_c);
+                let middle = conv_node(&mut g, format!("{name}/depthwise"), &x, &d, &w, None, d.in_c);
+                let w = kernel(&mut g, "pointwise_kernel", &p, 1);
+                let bias = tensor(&mut g, "bias");
+                conv_node(&mut g, name.into(), &middle, &p, &w, bias.as_deref(), 1)
             }
             LayerKind::MaxPool2d(p) => {
                 let s = p.shape(1, input).expect("validated spec");

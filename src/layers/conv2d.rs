@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_true, hidden_activation, image, kernel_and_bias, Activation, Build, Insertion, Kind, LayerKind, Loads, Pair, Tensor};
-use crate::gpu::GpuError;
+use super::{default_true, hidden_activation, image, kernel_and_bias, one, Activation, Build, Insertion, Kind, LayerKind, Loads, Pair, Tensor};
+use crate::gpu::{GpuError, View};
 use crate::model::shape::{ConvShape, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -30,10 +30,6 @@ pub struct Conv2d {
     /// Keras' `use_bias`; off before a BatchNorm, whose mean cancels any bias.
     #[serde(default = "default_true")]
     pub use_bias: bool,
-}
-
-fn one() -> u32 {
-    1
 }
 
 impl Conv2d {
@@ -117,24 +113,57 @@ impl Kind for Conv2d {
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, image(b.input).expect("validated spec"));
-        let relu = self.activation == Activation::Relu;
-        let w = b.param("kernel");
-        // Without a bias the forward kernel adds a zero vector: one kernel serves both.
-        let bias = if self.use_bias { b.param("bias") } else { b.ctx.storage(&format!("{} zero bias", b.name), self.filters as u64)? };
-        b.forward.push(b.kernels.conv2d_forward(&s, relu, b.x, &w, &bias, b.y));
-        let Some(dy) = b.backward_dy() else { return Ok(()) };
-        if relu {
-            b.backward.push(b.kernels.relu_backward(b.y, dy));
-        }
-        if b.trainable {
-            b.backward.extend(b.kernels.conv2d_backward_kernel(&s, b.x, dy, &b.grad("kernel"), b.scratch));
-            if self.use_bias {
-                b.backward.extend(b.kernels.column_sum(s.output_rows(), self.filters, dy, &b.grad("bias"), b.scratch));
-            }
-        }
-        if let Some(dx) = b.dx {
-            b.backward.push(b.kernels.conv2d_backward_input(&s, dy, &w, dx, b.accumulate));
-        }
-        Ok(())
+        let (x, y, dx, dy) = (b.x, b.y, b.dx, b.backward_dy());
+        record(b, Conv::Full, &s, "kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [x, y], [dx, dy], b.accumulate)
     }
+}
+
+/// Which conv kernels [`record`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conv {
+    /// conv2d.wgsl: kernel [kh, kw, in, out].
+    Full,
+    /// depthwise_conv2d.wgsl: kernel [kh, kw, in, multiplier].
+    Depthwise,
+}
+
+/// Records one conv of `b`'s layer from `x` into `y`: the forward pass with the tensor named
+/// `bias` (or a zero vector) and the fused ReLU; backward from `dy` (None: no backward work),
+/// the ReLU's mask, the gradients of `kernel` and `bias` when the layer trains, and `dx` when
+/// given (added into with `accumulate`, see [`Build::accumulate`]). conv2d, depthwise_conv2d
+/// and both halves of separable_conv2d record through this.
+#[allow(clippy::too_many_arguments)]
+pub fn record(b: &mut Build<'_>, conv: Conv, s: &ConvShape, kernel: &str, bias: Option<&str>, relu: bool, [x, y]: [&View; 2], [dx, dy]: [Option<&View>; 2], accumulate: bool) -> Result<(), GpuError> {
+    let w = b.param(kernel);
+    // Without a bias the forward kernel adds a zero vector: one kernel serves both.
+    let bias_values = match bias {
+        Some(suffix) => b.param(suffix),
+        None => b.ctx.storage(&format!("{} zero bias", b.name), s.out_c as u64)?,
+    };
+    let k = b.kernels;
+    b.forward.push(match conv {
+        Conv::Full => k.conv2d_forward(s, relu, x, &w, &bias_values, y),
+        Conv::Depthwise => k.depthwise_conv2d_forward(s, relu, x, &w, &bias_values, y),
+    });
+    let Some(dy) = dy else { return Ok(()) };
+    if relu {
+        b.backward.push(k.relu_backward(y, dy));
+    }
+    if b.trainable {
+        let dw = b.grad(kernel);
+        b.backward.extend(match conv {
+            Conv::Full => k.conv2d_backward_kernel(s, x, dy, &dw, b.scratch),
+            Conv::Depthwise => k.depthwise_conv2d_backward_kernel(s, x, dy, &dw, b.scratch),
+        });
+        if let Some(suffix) = bias {
+            b.backward.extend(k.column_sum(s.output_rows(), s.out_c, dy, &b.grad(suffix), b.scratch));
+        }
+    }
+    if let Some(dx) = dx {
+        b.backward.push(match conv {
+            Conv::Full => k.conv2d_backward_input(s, dy, &w, dx, accumulate),
+            Conv::Depthwise => k.depthwise_conv2d_backward_input(s, dy, &w, dx, accumulate),
+        });
+    }
+    Ok(())
 }

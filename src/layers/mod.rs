@@ -11,10 +11,12 @@ pub mod avgpool2d;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod dense;
+pub mod depthwise_conv2d;
 pub mod dropout;
 pub mod flatten;
 pub mod globalavgpool2d;
 pub mod maxpool2d;
+pub mod separable_conv2d;
 
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +87,8 @@ kinds! {
     Dense(dense::Dense) = "dense",
     Dropout(dropout::Dropout) = "dropout",
     Add(add::Add) = "add",
+    DepthwiseConv2d(depthwise_conv2d::DepthwiseConv2d) = "depthwise_conv2d",
+    SeparableConv2d(separable_conv2d::SeparableConv2d) = "separable_conv2d",
 }
 
 /// How a tensor is initialised, as Keras does for its role.
@@ -103,6 +107,9 @@ pub enum Role {
     Kernel,
     /// [units]: one value per output unit (bias, gamma, beta, moving statistics).
     PerUnit,
+    /// [..., channels, multiplier]: a depthwise kernel, one filter per output unit
+    /// c * multiplier + j, each reading only its input channel c.
+    Depthwise,
 }
 
 /// One tensor a layer owns, `<layer>.<suffix>` in checkpoints.
@@ -222,6 +229,11 @@ pub trait Kind {
     }
     /// Records its forward and backward dispatches.
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError>;
+    /// Buffers it owns besides its output and gradient (a separable conv's depthwise output),
+    /// as names and elements per image, so that `crate::sizes` checks them with the outputs.
+    fn buffers(&self, _input: Shape) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }
 
 /// What a layer that [`Kind::loads_unstored`] computes of the layer before's output, per
@@ -317,13 +329,23 @@ impl<'a> Build<'a> {
 /// Keras' kernel [taps..., inputs, units] (glorot-uniform, fans over the taps) and, with
 /// `use_bias`, a zero bias: the tensors of conv2d (taps kh, kw) and dense (no taps).
 pub fn kernel_and_bias(taps: &[u32], inputs: u32, units: u32, use_bias: bool) -> Vec<Tensor> {
-    // In 64 bits: a config's sizes are checked only after its tensors are listed.
-    let area: u64 = taps.iter().map(|&t| t as u64).product();
-    let shape = taps.iter().copied().chain([inputs, units]).collect();
-    let init = Init::Glorot { fan_in: area * inputs as u64, fan_out: area * units as u64 };
-    let kernel = Tensor { suffix: "kernel", shape, init, trainable: true, role: Role::Kernel };
-    let bias = Tensor { suffix: "bias", shape: vec![units], init: Init::Zeros, trainable: true, role: Role::PerUnit };
-    if use_bias { vec![kernel, bias] } else { vec![kernel] }
+    let shape: Vec<u32> = taps.iter().copied().chain([inputs, units]).collect();
+    let kernel = Tensor { suffix: "kernel", init: glorot(&shape), shape, trainable: true, role: Role::Kernel };
+    if use_bias { vec![kernel, bias(units)] } else { vec![kernel] }
+}
+
+/// A zero bias of `units`.
+pub fn bias(units: u32) -> Tensor {
+    Tensor { suffix: "bias", shape: vec![units], init: Init::Zeros, trainable: true, role: Role::PerUnit }
+}
+
+/// Keras' glorot-uniform for a kernel of `shape` (its `compute_fans`): fan_in is the last axis
+/// but one, fan_out the last, each times the product of the axes before (the taps). In 64 bits:
+/// a config's sizes are checked only after its tensors are listed.
+pub fn glorot(shape: &[u32]) -> Init {
+    let n = shape.len();
+    let area: u64 = shape[..n - 2].iter().map(|&t| t as u64).product();
+    Init::Glorot { fan_in: area * shape[n - 2] as u64, fan_out: area * shape[n - 1] as u64 }
 }
 
 /// The FLOPs of a conv or dense layer: `macs` multiply-adds per image into `outputs` values,
@@ -352,6 +374,10 @@ pub fn hidden_activation(activation: Activation) -> Result<(), String> {
         Activation::Linear | Activation::Relu => Ok(()),
         a => Err(format!("activation {a:?} is only allowed on the last dense layer; use \"relu\" or \"linear\"")),
     }
+}
+
+pub fn one() -> u32 {
+    1
 }
 
 pub fn default_true() -> bool {

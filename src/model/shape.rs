@@ -83,6 +83,10 @@ impl ConvShape {
     pub fn kernel_len(&self) -> u64 {
         (self.k_h * self.k_w * self.in_c * self.out_c) as u64
     }
+    /// Elements of a depthwise kernel [k_h, k_w, in_c, out_c / in_c].
+    pub fn depthwise_kernel_len(&self) -> u64 {
+        (self.k_h * self.k_w) as u64 * self.out_c as u64
+    }
     /// Rows of the output seen as a [rows, out_c] matrix.
     pub fn output_rows(&self) -> u64 {
         self.batch as u64 * self.out_h as u64 * self.out_w as u64

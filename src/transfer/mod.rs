@@ -271,7 +271,8 @@ impl<'a> Builder<'a> {
         let (ts, ss) = (param_shapes(self.target, t), param_shapes(self.source, s));
         let same_kind = same_but_width(&self.target.layers[t].kind, &self.source.layers[s].kind);
         if ts == ss && same_kind {
-            let width = self.target.input_of(t).channels();
+            // Its output's width (a depthwise conv's is its input's times the multiplier).
+            let width = self.target.value_shape(t + 1).channels();
             let recipe = Recipe::Map { source_layer: s, units: (0..units(&self.target.layers[t].kind).unwrap_or(width) as usize).collect(), input: InputMap::Same };
             self.push(t, Some(s), Action::Copied, None, Some(recipe));
             return true;
@@ -624,7 +625,14 @@ fn plan_grow(source: &ModelSpec, target: &ModelSpec, partial: bool, seed: u64) -
             };
             let replicated = features.iter().enumerate().any(|(i, &c)| i != c);
             let (action, reason) = if replicated { (Action::Grown, Some("units replicated with its input's".into())) } else { (Action::Copied, None) };
-            b.push(t, Some(s), action, reason, Some(Recipe::Map { source_layer: s, units: features, input: InputMap::Same }));
+            // A depthwise conv's m filters of channel c are its output units c * m + j.
+            let m = (target.value_shape(t + 1).channels() / target.input_of(t).channels()) as usize;
+            let outputs: Vec<usize> = features.iter().flat_map(|&f| (0..m).map(move |j| f * m + j)).collect();
+            let input = if replicated { InputMap::Channels { channels: features, split: 0 } } else { InputMap::Same };
+            if grid.is_none() {
+                channels = outputs.clone();
+            }
+            b.push(t, Some(s), action, reason, Some(Recipe::Map { source_layer: s, units: outputs, input }));
             continue;
         };
         let is_head = t + 1 == target.layers.len();
@@ -705,11 +713,16 @@ fn map_tensors(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], targ
                     let info = &tgt_infos[i];
                     init[i].fill(0.0);
                     match (info.role, info.suffix) {
-                        (Role::Kernel, _) | (_, "gamma" | "moving_variance") if values != Values::Weights => {}
+                        (Role::Kernel | Role::Depthwise, _) | (_, "gamma" | "moving_variance") if values != Values::Weights => {}
                         // The centre tap maps input channel inputs[o] to output o.
                         (Role::Kernel, _) => {
                             let (kh, kw, c, n) = (info.shape[0] as usize, info.shape[1] as usize, info.shape[2] as usize, info.shape[3] as usize);
                             inputs.iter().enumerate().for_each(|(o, &ch)| init[i][((kh / 2 * kw + kw / 2) * c + ch) * n + o] = 1.0);
+                        }
+                        // A depthwise kernel (multiplier 1): every channel's centre tap.
+                        (Role::Depthwise, _) => {
+                            let (kh, kw, c) = (info.shape[0] as usize, info.shape[1] as usize, info.shape[2] as usize);
+                            init[i][(kh / 2 * kw + kw / 2) * c..][..c].fill(1.0);
                         }
                         (_, "gamma") => init[i].fill(1.0),
                         (_, "moving_variance") => {
@@ -740,6 +753,7 @@ fn map_tensors(plan: &Plan, source: &ModelSpec, source_params: &[Vec<f32>], targ
                         (Action::Partial, _) => copy_overlap(&mut init[ti], ts, src, ss),
                         (_, Role::PerUnit) => units.iter().enumerate().for_each(|(o, &so)| init[ti][o] = src[so]),
                         (_, Role::Kernel) => map_kernel(&mut init[ti], ts, src, ss, units, input, power),
+                        (_, Role::Depthwise) => map_depthwise(&mut init[ti], ts, src, ss, input),
                     }
                 }
             }
@@ -760,6 +774,9 @@ fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usi
                 InputMap::Channels { channels, split } => (channels.clone(), *split),
                 _ => ((0..t_in).collect(), 0),
             };
+            // A separable conv's pointwise kernel reads each input channel's m depthwise filters.
+            let m = t_in / in_map.len();
+            let in_map: Vec<usize> = in_map.iter().flat_map(|&c| (0..m).map(move |j| c * m + j)).collect();
             let share: Vec<f32> = shares(&in_map, t_out, split).into_iter().map(|x| x.powi(power)).collect();
             for tap in 0..taps {
                 for (i, &si) in in_map.iter().enumerate() {
@@ -791,6 +808,23 @@ fn map_kernel(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], units: &[usi
                     }
                 }
             }
+        }
+    }
+}
+
+/// A depthwise kernel [taps..., channels, m] whose channels follow the input's map, each
+/// replica taking its channel's filters whole (a depthwise conv reads no other channel, so
+/// nothing is shared).
+fn map_depthwise(dst: &mut [f32], ts: &[u32], src: &[f32], ss: &[u32], input: &InputMap) {
+    let n = ts.len();
+    let (t_c, s_c, m) = (ts[n - 2] as usize, ss[n - 2] as usize, ts[n - 1] as usize);
+    let in_map: Vec<usize> = match input {
+        InputMap::Channels { channels, .. } => channels.clone(),
+        _ => (0..t_c).collect(),
+    };
+    for tap in 0..ts[..n - 2].iter().product::<u32>() as usize {
+        for (c, &sc) in in_map.iter().enumerate() {
+            dst[(tap * t_c + c) * m..][..m].copy_from_slice(&src[(tap * s_c + sc) * m..][..m]);
         }
     }
 }

@@ -294,3 +294,45 @@ pub fn batchnorm_backward(x: &[f32], dy: &[f32], rows: usize, c: usize, gamma: &
         .collect();
     (dx, dgamma, dbeta)
 }
+
+/// Calls f(x index, w index, y index) for every valid (output element, tap) of a depthwise
+/// conv: out_c = in_c * m, output channel o reads input channel o / m, kernel [taps, out_c].
+fn for_each_depthwise_tap(s: &ConvShape, mut f: impl FnMut(usize, usize, usize)) {
+    let (m, co) = ((s.out_c / s.in_c) as usize, s.out_c as usize);
+    for n in 0..s.batch as usize {
+        for oh in 0..s.out_h as usize {
+            for ow in 0..s.out_w as usize {
+                let yb = ((n * s.out_h as usize + oh) * s.out_w as usize + ow) * co;
+                for kh in 0..s.k_h as usize {
+                    for kw in 0..s.k_w as usize {
+                        if let Some((xb, _)) = at(s, n, oh, ow, kh, kw) {
+                            let wb = (kh * s.k_w as usize + kw) * co;
+                            (0..co).for_each(|o| f(xb + o / m, wb + o, yb + o));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn depthwise_conv2d_forward(s: &ConvShape, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+    let mut y: Vec<f64> = (0..s.output_len() as usize).map(|i| b[i % s.out_c as usize] as f64).collect();
+    for_each_depthwise_tap(s, |xi, wi, yi| y[yi] += x[xi] as f64 * w[wi] as f64);
+    if relu {
+        y.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    y
+}
+
+pub fn depthwise_conv2d_backward_input(s: &ConvShape, dy: &[f32], w: &[f32]) -> Vec<f64> {
+    let mut dx = vec![0f64; s.input_len() as usize];
+    for_each_depthwise_tap(s, |xi, wi, yi| dx[xi] += dy[yi] as f64 * w[wi] as f64);
+    dx
+}
+
+pub fn depthwise_conv2d_backward_kernel(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f64> {
+    let mut dw = vec![0f64; s.depthwise_kernel_len() as usize];
+    for_each_depthwise_tap(s, |xi, wi, yi| dw[wi] += x[xi] as f64 * dy[yi] as f64);
+    dw
+}

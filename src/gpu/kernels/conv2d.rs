@@ -8,13 +8,19 @@ use crate::model::ConvShape;
 
 /// Invocations of conv kernel `k` over a batch of h x w x c tensors (`pixel_tiles` in
 /// conv2d.wgsl).
-fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 {
+pub(super) fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 {
     let pixels = if k.uses_subgroups() { CONV_SUBGROUP_PIXELS } else { CONV_PIXELS };
     batch as u64 * h as u64 * w.div_ceil(pixels) as u64 * c.div_ceil(4) as u64
 }
 
 impl ConvShape {
-    fn params(&self, relu: bool, splits: Splits) -> ConvParams {
+    /// The uniform of an input gradient, which adds into dx with `accumulate`.
+    pub(super) fn input_gradient_params(&self, accumulate: bool) -> ConvParams {
+        ConvParams { accumulate: accumulate as u32, ..self.params(false, Splits { count: 1, chunk: 1 }) }
+    }
+
+    /// The uniform of conv2d.wgsl (and depthwise_conv2d.wgsl, which shares it).
+    pub(super) fn params(&self, relu: bool, splits: Splits) -> ConvParams {
         ConvParams {
             batch: self.batch,
             in_h: self.in_h,
@@ -38,7 +44,7 @@ impl ConvShape {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
+pub(super) struct ConvParams {
     batch: u32,
     in_h: u32,
     in_w: u32,
@@ -94,7 +100,7 @@ impl Kernels {
             true => Kernel::Conv2dBackwardInputSubgroup,
             false => Kernel::Conv2dBackwardInput { out_quads },
         };
-        let u = self.uniform(k, &ConvParams { accumulate: accumulate as u32, ..s.params(false, Splits { count: 1, chunk: 1 }) });
+        let u = self.uniform(k, &s.input_gradient_params(accumulate));
         let mut binds = vec![(0, Bind::Uniform(&u)), (10, Bind::Quads(dy)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
         if !k.uses_subgroups() {
             binds.extend([(5, Bind::Storage(dy)), (2, Bind::Storage(w))]);

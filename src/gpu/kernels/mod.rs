@@ -11,6 +11,7 @@ mod activation;
 pub mod add;
 pub mod batchnorm;
 mod conv2d;
+mod depthwise_conv2d;
 mod loss;
 pub mod matmul;
 pub mod optimizer;
@@ -48,6 +49,7 @@ const SUBGROUP: &str = include_str!("../../../shaders/subgroup.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     Conv2d,
+    DepthwiseConv2d,
     Pool,
     Conv2dSubgroup,
     Matmul,
@@ -61,8 +63,9 @@ enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 11] = [
+    const ALL: [Family; 12] = [
         Self::Conv2d,
+        Self::DepthwiseConv2d,
         Self::Conv2dSubgroup,
         Self::Pool,
         Self::Matmul,
@@ -78,6 +81,8 @@ impl Family {
     fn source(self) -> String {
         let file = match self {
             Self::Conv2d => include_str!("../../../shaders/conv2d.wgsl"),
+            // Appended to conv2d.wgsl, whose uniform, bindings and tiles it shares.
+            Self::DepthwiseConv2d => return format!("{}\n{}", Self::Conv2d.source(), include_str!("../../../shaders/depthwise_conv2d.wgsl")),
             Self::Conv2dSubgroup => return Self::Conv2d.with_subgroup_file(include_str!("../../../shaders/conv2d_subgroup.wgsl")),
             Self::Pool => include_str!("../../../shaders/pool.wgsl"),
             Self::Matmul => include_str!("../../../shaders/matmul.wgsl"),
@@ -114,6 +119,11 @@ pub enum Kernel {
     Conv2dForwardSubgroup { x_quads: bool },
     Conv2dBackwardInputSubgroup,
     Conv2dBackwardKernelSubgroup { x_quads: bool },
+    /// The depthwise kernels, specialised for quad loads (`quads`: depth multiplier 1 and
+    /// in_c % 4 == 0).
+    DepthwiseConv2dForward { quads: bool },
+    DepthwiseConv2dBackwardInput { quads: bool },
+    DepthwiseConv2dBackwardKernel { quads: bool },
     Maxpool2dForward,
     Maxpool2dBackward,
     Maxpool2dForwardQuads,
@@ -151,7 +161,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 51] = [
+    pub const ALL: [Kernel; 57] = [
         Self::Conv2dForward { x_quads: false, out_quads: false },
         Self::Conv2dForward { x_quads: false, out_quads: true },
         Self::Conv2dForward { x_quads: true, out_quads: false },
@@ -167,6 +177,12 @@ impl Kernel {
         Self::Conv2dBackwardInputSubgroup,
         Self::Conv2dBackwardKernelSubgroup { x_quads: false },
         Self::Conv2dBackwardKernelSubgroup { x_quads: true },
+        Self::DepthwiseConv2dForward { quads: false },
+        Self::DepthwiseConv2dForward { quads: true },
+        Self::DepthwiseConv2dBackwardInput { quads: false },
+        Self::DepthwiseConv2dBackwardInput { quads: true },
+        Self::DepthwiseConv2dBackwardKernel { quads: false },
+        Self::DepthwiseConv2dBackwardKernel { quads: true },
         Self::Maxpool2dForward,
         Self::Maxpool2dBackward,
         Self::Maxpool2dForwardQuads,
@@ -213,6 +229,9 @@ impl Kernel {
             Self::Conv2dForwardSubgroup { .. } => "conv2d_forward_subgroup",
             Self::Conv2dBackwardInputSubgroup => "conv2d_backward_input_subgroup",
             Self::Conv2dBackwardKernelSubgroup { .. } => "conv2d_backward_kernel_subgroup",
+            Self::DepthwiseConv2dForward { .. } => "depthwise_conv2d_forward",
+            Self::DepthwiseConv2dBackwardInput { .. } => "depthwise_conv2d_backward_input",
+            Self::DepthwiseConv2dBackwardKernel { .. } => "depthwise_conv2d_backward_kernel",
             Self::Maxpool2dForward => "maxpool2d_forward",
             Self::Maxpool2dBackward => "maxpool2d_backward",
             Self::Maxpool2dForwardQuads => "maxpool2d_forward_quads",
@@ -258,6 +277,9 @@ impl Kernel {
                 vec![("X_QUADS", x_quads as u8 as f64), ("OUT_QUADS", out_quads as u8 as f64)]
             }
             Self::Conv2dBackwardInput { out_quads } => vec![("OUT_QUADS", out_quads as u8 as f64)],
+            Self::DepthwiseConv2dForward { quads } | Self::DepthwiseConv2dBackwardInput { quads } | Self::DepthwiseConv2dBackwardKernel { quads } => {
+                vec![("X_QUADS", quads as u8 as f64), ("OUT_QUADS", quads as u8 as f64)]
+            }
             Self::Conv2dForwardSubgroup { x_quads } | Self::Conv2dBackwardKernelSubgroup { x_quads } => {
                 vec![("X_QUADS", x_quads as u8 as f64), ("OUT_QUADS", 1.0)]
             }
@@ -275,6 +297,9 @@ impl Kernel {
             Self::Conv2dForward { .. } | Self::Conv2dBackwardInput { .. } | Self::Conv2dBackwardKernel { .. } => Family::Conv2d,
             Self::Conv2dForwardSubgroup { .. } | Self::Conv2dBackwardInputSubgroup | Self::Conv2dBackwardKernelSubgroup { .. } => {
                 Family::Conv2dSubgroup
+            }
+            Self::DepthwiseConv2dForward { .. } | Self::DepthwiseConv2dBackwardInput { .. } | Self::DepthwiseConv2dBackwardKernel { .. } => {
+                Family::DepthwiseConv2d
             }
             Self::Maxpool2dForward
             | Self::Maxpool2dBackward
