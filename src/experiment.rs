@@ -130,7 +130,7 @@ impl ExperimentConfig {
             }
             _ => return Err(invalid("stages", "give either `stages = [...]` (two or more configs) or `source` and `target`, not both".into())),
         };
-        let grows = stages.len() == 1 && load_config(path, &stages[0].config, 0)?.growth.len() > 0;
+        let grows = stages.len() == 1 && !load_config(path, &stages[0].config, 0)?.growth.is_empty();
         if stages.len() < 2 && !grows {
             return Err(invalid("stages", format!("a chain needs at least two stages, or one whose run grows ([[grow]]); got {}", stages.len())));
         }

@@ -347,7 +347,7 @@ fn plan_grow_blocks(source: &ModelSpec, target: &ModelSpec) -> Plan {
             j = s;
             map.push(Some(j + 1));
             let units = (0..units(&layer.kind).unwrap_or(target.input_of(t).channels()) as usize).collect();
-            let recipe = with_params.then(|| Recipe::Map { source_layer: j, units, input: InputMap::Same });
+            let recipe = with_params.then_some(Recipe::Map { source_layer: j, units, input: InputMap::Same });
             b.push(t, Some(j), if with_params { Action::Copied } else { Action::NoParameters }, None, recipe);
             j += 1;
             continue;
