@@ -4,20 +4,123 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Build, Insertion, Kind, LayerKind, Loads};
-use crate::gpu::GpuError;
+use super::{hidden_activation, Build, Insertion, Kind, LayerKind, Loads};
+use crate::gpu::{Dispatch, GpuError, View};
 use crate::model::shape::Shape;
 
+/// An activation as configs name it. The hidden ones run on the GPU by [`Activation::code`]
+/// (`activate` and `activation_grad` in common.wgsl); sigmoid and softmax on the last dense
+/// layer are the head's, fused with its loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Activation {
     #[default]
     Linear,
     Relu,
-    /// Output head only: fused with binary cross-entropy.
+    /// Keras 3's `leaky_relu` with its default negative slope, 0.2 (fixed here).
+    LeakyRelu,
+    /// alpha 1, as Keras' `elu`.
+    Elu,
+    Tanh,
+    /// On the last dense layer: the head, fused with binary cross-entropy.
     Sigmoid,
+    /// x * sigmoid(x), Keras' `silu` (alias `swish`).
+    #[serde(alias = "swish")]
+    Silu,
+    /// The exact x * Phi(x), Keras 3's default (`approximate=False`).
+    Gelu,
     /// Output head only: fused with categorical cross-entropy.
     Softmax,
+}
+
+impl Activation {
+    /// Every activation a hidden layer takes, as configs name them.
+    pub const HIDDEN: [Activation; 8] = [Self::Linear, Self::Relu, Self::LeakyRelu, Self::Elu, Self::Tanh, Self::Sigmoid, Self::Silu, Self::Gelu];
+
+    /// The kernels' code (the `ACT_*` constants of common.wgsl).
+    pub fn code(self) -> u32 {
+        match self {
+            Self::Linear => 0,
+            Self::Relu => 1,
+            Self::LeakyRelu => 2,
+            Self::Elu => 3,
+            Self::Tanh => 4,
+            Self::Sigmoid => 5,
+            Self::Silu => 6,
+            Self::Gelu => 7,
+            Self::Softmax => unreachable!("softmax is the head's, fused with its loss"),
+        }
+    }
+
+    /// Whether its derivative follows from its output alone (`grad_from_output` in
+    /// common.wgsl): then a conv or dense layer fuses it into its store; silu and gelu need
+    /// the pre-activation, kept in a buffer of its own (see [`Fused`]).
+    pub fn grad_from_output(self) -> bool {
+        self.code() <= Self::Sigmoid.code()
+    }
+
+    /// Floating-point operations per element, [forward, backward]: f, and f' times the
+    /// gradient (an exp or a division counts 1; gelu's erfc is a degree-9 polynomial and an exp).
+    pub fn flops(self) -> [u64; 2] {
+        match self {
+            Self::Linear | Self::Softmax => [0, 0],
+            Self::Relu => [1, 1],
+            Self::LeakyRelu => [2, 2],
+            Self::Elu => [4, 3],
+            Self::Tanh => [7, 3],
+            Self::Sigmoid => [5, 3],
+            Self::Silu => [6, 10],
+            Self::Gelu => [31, 37],
+        }
+    }
+
+    /// Its name in configs.
+    pub fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    }
+}
+
+/// How a conv or dense layer applies its activation: fused into the producer's store when the
+/// derivative follows from the output (backward: one in-place pass over dy, as ReLU always
+/// had), else stored linear into a pre-activation buffer that an element-wise pass maps to y.
+pub struct Fused {
+    activation: Activation,
+    pre: Option<View>,
+}
+
+impl Fused {
+    pub fn new(activation: Activation, b: &Build<'_>) -> Result<Self, GpuError> {
+        let pre = match activation.grad_from_output() {
+            true => None,
+            false => Some(b.ctx.storage(&format!("{} pre-activation", b.name), b.y.len)?),
+        };
+        Ok(Self { activation, pre })
+    }
+
+    /// The activation the producer's kernel applies as it stores.
+    pub fn store(&self) -> Activation {
+        if self.pre.is_some() { Activation::Linear } else { self.activation }
+    }
+
+    /// Where the producer's kernel stores.
+    pub fn out<'v>(&'v self, y: &'v View) -> &'v View {
+        self.pre.as_ref().unwrap_or(y)
+    }
+
+    /// Records the producer's forward dispatches and then the activation's own pass, if any.
+    pub fn forward(&self, b: &mut Build<'_>, producer: impl IntoIterator<Item = Dispatch>) {
+        b.forward.extend(producer);
+        if let Some(pre) = &self.pre {
+            b.forward.push(b.kernels.activation_forward(self.activation, b.y.len, pre, b.y));
+        }
+    }
+
+    /// Records dy -> the gradient at the pre-activation, in place.
+    pub fn backward(&self, b: &mut Build<'_>, dy: &View) {
+        if self.activation != Activation::Linear {
+            b.backward.push(b.kernels.activation_backward(self.activation, self.out(b.y), dy));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -35,8 +138,8 @@ impl Kind for ActivationLayer {
     }
     fn output(&self, input: Shape, _: bool) -> Result<Shape, String> {
         match self.activation {
-            Activation::Relu => Ok(input),
-            a => Err(format!("an activation layer takes \"relu\" (got {a:?}); sigmoid and softmax belong to the last dense layer")),
+            Activation::Linear => Err("an activation layer needs a non-linear activation (\"linear\" does nothing)".into()),
+            a => hidden_activation(a).map(|()| input),
         }
     }
     fn activation(&self) -> Activation {
@@ -52,13 +155,15 @@ impl Kind for ActivationLayer {
         true
     }
     fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
-        [input.len(), input_grad as u64 * input.len()]
+        let [forward, backward] = self.activation.flops();
+        [forward * input.len(), input_grad as u64 * backward * input.len()]
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
-        b.forward.push(b.kernels.relu_forward(b.batch as u64 * b.input.len(), b.x, b.y));
+        let a = self.activation;
+        b.forward.push(b.kernels.activation_forward(a, b.batch as u64 * b.input.len(), b.x, b.y));
         if let Some(dy) = b.dy {
             // dy and dx are one buffer (gradient_in_place).
-            b.backward.push(b.kernels.relu_backward(b.y, dy));
+            b.backward.push(b.kernels.activation_backward(a, if a.grad_from_output() { b.y } else { b.x }, dy));
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! `conv2d` (Keras `Conv2D`): a 2D convolution over NHWC images with kernel
-//! [kh, kw, in, out], optional bias and fused ReLU.
+//! [kh, kw, in, out], optional bias and an activation (see [`Fused`]).
 
 use serde::{Deserialize, Serialize};
 
+use super::activation::Fused;
 use super::{default_true, hidden_activation, image, kernel_and_bias, Activation, Build, Insertion, Kind, LayerKind, Loads, Pair, Tensor};
 use crate::gpu::GpuError;
 use crate::model::shape::{ConvShape, Shape};
@@ -113,19 +114,18 @@ impl Kind for Conv2d {
     fn flops(&self, input: Shape, output: Shape, trains: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         let [kh, kw] = self.kernel.0;
         let macs = output.len() * (kh * kw * input.channels()) as u64;
-        super::weighted_flops(macs, output.len(), self.use_bias, self.activation == Activation::Relu, trains, input_grad)
+        super::weighted_flops(macs, output.len(), self.use_bias, self.activation, trains, input_grad)
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, image(b.input).expect("validated spec"));
-        let relu = self.activation == Activation::Relu;
+        let act = Fused::new(self.activation, b)?;
         let w = b.param("kernel");
         // Without a bias the forward kernel adds a zero vector: one kernel serves both.
         let bias = if self.use_bias { b.param("bias") } else { b.ctx.storage(&format!("{} zero bias", b.name), self.filters as u64)? };
-        b.forward.push(b.kernels.conv2d_forward(&s, relu, b.x, &w, &bias, b.y));
+        let conv = b.kernels.conv2d_forward(&s, act.store(), b.x, &w, &bias, act.out(b.y));
+        act.forward(b, [conv]);
         let Some(dy) = b.backward_dy() else { return Ok(()) };
-        if relu {
-            b.backward.push(b.kernels.relu_backward(b.y, dy));
-        }
+        act.backward(b, dy);
         if b.trainable {
             b.backward.extend(b.kernels.conv2d_backward_kernel(&s, b.x, dy, &b.grad("kernel"), b.scratch));
             if self.use_bias {

@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{scratch_len, Bind, Dispatch, Kernel, Kernels, Splits, CONV_PIXELS, CONV_SUBGROUP_PIXELS, KERNEL_GRADIENT_SUBGROUP_UNITS};
 use crate::gpu::View;
+use crate::layers::Activation;
 use crate::model::ConvShape;
 
 /// Invocations of conv kernel `k` over a batch of h x w x c tensors (`pixel_tiles` in
@@ -14,7 +15,7 @@ fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 {
 }
 
 impl ConvShape {
-    fn params(&self, relu: bool, splits: Splits) -> ConvParams {
+    fn params(&self, activation: Activation, splits: Splits) -> ConvParams {
         ConvParams {
             batch: self.batch,
             in_h: self.in_h,
@@ -28,7 +29,7 @@ impl ConvShape {
             stride: self.stride,
             pad_top: self.pad_top,
             pad_left: self.pad_left,
-            relu: relu as u32,
+            activation: activation.code(),
             splits: splits.count,
             rows_per_split: splits.chunk,
             accumulate: 0,
@@ -51,7 +52,7 @@ struct ConvParams {
     stride: u32,
     pad_top: u32,
     pad_left: u32,
-    relu: u32,
+    activation: u32,
     splits: u32,
     rows_per_split: u32,
     accumulate: u32,
@@ -65,13 +66,13 @@ impl Kernels {
     }
 
     /// y [batch, out_h, out_w, out_c] = act(conv(x, w) + b); overwrites y.
-    pub fn conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
+    pub fn conv2d_forward(&self, s: &ConvShape, activation: Activation, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
         let x_quads = s.in_c.is_multiple_of(4);
         let k = match self.shares_lanes(s.out_c) {
             true => Kernel::Conv2dForwardSubgroup { x_quads },
             false => Kernel::Conv2dForward { x_quads, out_quads: s.out_c.is_multiple_of(4) },
         };
-        let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
+        let u = self.uniform(k, &s.params(activation, Splits { count: 1, chunk: 1 }));
         let mut binds = vec![
             (0, Bind::Uniform(&u)),
             (1, Bind::Storage(x)),
@@ -94,7 +95,7 @@ impl Kernels {
             true => Kernel::Conv2dBackwardInputSubgroup,
             false => Kernel::Conv2dBackwardInput { out_quads },
         };
-        let u = self.uniform(k, &ConvParams { accumulate: accumulate as u32, ..s.params(false, Splits { count: 1, chunk: 1 }) });
+        let u = self.uniform(k, &ConvParams { accumulate: accumulate as u32, ..s.params(Activation::Linear, Splits { count: 1, chunk: 1 }) });
         let mut binds = vec![(0, Bind::Uniform(&u)), (10, Bind::Quads(dy)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
         if !k.uses_subgroups() {
             binds.extend([(5, Bind::Storage(dy)), (2, Bind::Storage(w))]);
@@ -126,7 +127,7 @@ impl Kernels {
         };
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
-        let u = self.uniform(k, &s.params(false, splits));
+        let u = self.uniform(k, &s.params(Activation::Linear, splits));
         let n = splits.count as u64
             * match k.uses_subgroups() {
                 true => ((s.k_h * s.k_w * s.in_c.div_ceil(4)).div_ceil(KERNEL_GRADIENT_SUBGROUP_UNITS) * s.out_c / 4) as u64,
@@ -142,7 +143,7 @@ impl Kernels {
         ];
         let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
         if splits.count > 1 {
-            out.push(self.sum_partials(splits.count, s.kernel_len(), None, false, scratch, dw));
+            out.push(self.sum_partials(splits.count, s.kernel_len(), None, Activation::Linear, scratch, dw));
         }
         out
     }

@@ -1,7 +1,7 @@
 //! One typed wrapper per WGSL entry point. Pipelines are compiled once per context (lazily, on
 //! first use); a wrapper builds the uniform and bind group once and returns a [`Dispatch`] that
 //! only records into a compute pass the caller owns. Every wrapper states what it writes:
-//! outputs and gradients are overwritten (never accumulated across steps); `relu_backward` and
+//! outputs and gradients are overwritten (never accumulated across steps); `activation_backward` and
 //! the optimizer updates work in place, and `loss` adds to the metrics accumulator.
 //!
 //! One module per WGSL family, mirroring `shaders/`: each holds the family's uniform structs
@@ -133,8 +133,8 @@ pub enum Kernel {
     BatchnormBackwardPartial,
     BatchnormBackwardFinish,
     BatchnormBackwardInput,
-    ReluForward,
-    ReluBackward,
+    ActivationForward,
+    ActivationBackward,
     SigmoidForward,
     SoftmaxForward,
     DropoutMask,
@@ -188,8 +188,8 @@ impl Kernel {
         Self::BatchnormBackwardPartial,
         Self::BatchnormBackwardFinish,
         Self::BatchnormBackwardInput,
-        Self::ReluForward,
-        Self::ReluBackward,
+        Self::ActivationForward,
+        Self::ActivationBackward,
         Self::SigmoidForward,
         Self::SoftmaxForward,
         Self::DropoutMask,
@@ -230,8 +230,8 @@ impl Kernel {
             Self::BatchnormBackwardPartial => "batchnorm_backward_partial",
             Self::BatchnormBackwardFinish => "batchnorm_backward_finish",
             Self::BatchnormBackwardInput => "batchnorm_backward_input",
-            Self::ReluForward => "relu_forward",
-            Self::ReluBackward => "relu_backward",
+            Self::ActivationForward => "activation_forward",
+            Self::ActivationBackward => "activation_backward",
             Self::SigmoidForward => "sigmoid_forward",
             Self::SoftmaxForward => "softmax_forward",
             Self::DropoutMask => "dropout_mask",
@@ -291,7 +291,7 @@ impl Kernel {
             | Self::BatchnormBackwardPartial
             | Self::BatchnormBackwardFinish
             | Self::BatchnormBackwardInput => Family::Batchnorm,
-            Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
+            Self::ActivationForward | Self::ActivationBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
                 Family::Activation
             }
             Self::AddForward | Self::AddBackward | Self::AddBackwardRelu => Family::Add,

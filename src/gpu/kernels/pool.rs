@@ -20,7 +20,7 @@ struct PoolParams {
     pool_w: u32,
     stride_h: u32,
     stride_w: u32,
-    /// 0, or 1 (2 with its ReLU) to pool a batchnorm's unstored output.
+    /// 0, or 1 + its activation's code to pool a batchnorm's unstored output.
     norm: u32,
     norm_at: u32,
 }
@@ -37,7 +37,7 @@ impl Kernels {
         let (coef, at_max) = match norm {
             Some((n, at_max)) => {
                 assert_eq!(n.channels, s.c, "a batchnorm's output pooled over its own channels");
-                (params.norm, params.norm_at) = (1 + n.relu as u32, n.scale_at());
+                (params.norm, params.norm_at) = (1 + n.activation.code(), n.scale_at());
                 (&n.stats, at_max)
             }
             None => (x, y),
