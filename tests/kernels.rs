@@ -209,6 +209,27 @@ fn maxpool2d_forward_and_backward_match_reference() {
     }
 }
 
+/// globalmaxpool2d: the max pool whose one window is the whole image (as its layer records it),
+/// at odd sizes, channel quads (scatter backward) and single channels (gather), on inputs
+/// rounded to quarters so that a channel's maximum repeats: the first one takes the gradient.
+#[test]
+fn globalmaxpool2d_forward_and_backward_match_reference() {
+    let (ctx, k) = gpu();
+    for (i, &(batch, h, w, c)) in [(1u32, 1u32, 1u32, 1u32), (3, 5, 7, 3), (2, 9, 6, 8), (1, 13, 11, 12), (4, 2, 3, 5)].iter().enumerate() {
+        let s = PoolShape { batch, in_h: h, in_w: w, c, pool: [h, w], stride: [h, w] };
+        let name = format!("{batch}x{h}x{w}x{c}");
+        let x: Vec<f32> = random(3000 + i as u64, s.input_len() as usize, -1.0, 1.0).iter().map(|v| (v * 4.0).round() / 4.0).collect();
+        let dy = random(3100 + i as u64, s.output_len() as usize, -1.0, 1.0);
+        let (y, arg, dx) = (poisoned(ctx, s.output_len()), poisoned(ctx, s.output_len()), poisoned(ctx, s.input_len()));
+        let got = run(&[k.maxpool2d_forward(&s, &input(ctx, &x), None, &y, &arg)], &y);
+        let (want, want_arg) = cpu::maxpool2d_forward(&s, &x);
+        assert_close(&format!("globalmaxpool2d forward {name}"), &got, &want, EXACT);
+        assert_eq!(ctx.read::<u32>(&arg).unwrap(), want_arg, "globalmaxpool2d argmax (first maximum) {name}");
+        let got = run(&[k.maxpool2d_backward(&s, &arg, &input(ctx, &dy), &dx)], &dx);
+        assert_close(&format!("globalmaxpool2d backward {name}"), &got, &cpu::maxpool2d_backward(&s, &want_arg, &dy), EXACT);
+    }
+}
+
 #[test]
 fn avgpool2d_forward_and_backward_match_reference() {
     let (ctx, k) = gpu();
@@ -256,8 +277,9 @@ fn batchnorm_kernels_match_reference() {
         let train = ctx.uniform("step", &StepParams::adam(1e-3, 1, valid));
 
         // Every hidden activation fuses here (its derivative recomputed from x): one per shape,
-        // from gelu on the first (the shapes cover both the quad and the scalar paths).
-        let act = Activation::HIDDEN[(Activation::HIDDEN.len() - 1 + i) % Activation::HIDDEN.len()];
+        // over quad (channels % 4 == 0) and scalar paths; ReLU at the reference model's shape.
+        use Activation::*;
+        let act = [Gelu, Linear, Relu, LeakyRelu, Elu, Tanh, Sigmoid, Silu, Gelu, Relu][i];
         let name = format!("{name} {act:?}");
         let y = poisoned(ctx, len as u64);
         let mut d = k.batchnorm_stats(&s, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
