@@ -285,6 +285,7 @@ fn batchnorm_kernels_match_reference() {
         let mut d = k.batchnorm_stats(&s, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
         d.push(k.batchnorm_forward(&s, act, &xv, &stats, &y));
         let got = run(&d, &y);
+        let y_train: Vec<f32> = ctx.read(&y).unwrap();
         let (mean, var) = cpu::batch_stats(&x, rows, cu);
         let want = cpu::batchnorm_forward(&x, cu, (&mean, &var), &gamma, &beta, 1e-3, act);
         let z_train = cpu::batchnorm_forward(&x, cu, (&mean, &var), &gamma, &beta, 1e-3, Activation::Linear);
@@ -308,15 +309,19 @@ fn batchnorm_kernels_match_reference() {
         assert_eq!(ctx.read::<f32>(&moving[0]).unwrap(), mm1, "inference leaves moving_mean alone");
 
         // The backward kernels recompute the activation's derivative from x; the reference takes
-        // it at the pre-activation z.
-        let mask = |dy: &[f32], z: &[f64]| -> Vec<f32> { dy.iter().zip(z).map(|(&g, &z)| (g as f64 * cpu::activation_grad(act, z)) as f32).collect() };
+        // it at the pre-activation z, and a ReLU's kink from the forward's output (y > 0 exactly
+        // where z > 0), so that both agree element for element where z rounds across 0.
+        let mask = |dy: &[f32], z: &[f64], y: &[f32]| -> Vec<f32> {
+            let at = |z: f64, y: f32| if matches!(act, Relu | LeakyRelu) { y as f64 } else { z };
+            dy.iter().zip(z).zip(y).map(|((&g, &z), &y)| (g as f64 * cpu::activation_grad(act, at(z, y))) as f32).collect()
+        };
         let dy = random(seed + 5, len, -1.0, 1.0);
         let (dg, db, dx) = (poisoned(ctx, c as u64), poisoned(ctx, c as u64), poisoned(ctx, len as u64));
         let mut d = k.batchnorm_stats(&s, &train, &xv, &gv, &bv, &moving, &stats, &scratch);
         d.extend(k.batchnorm_backward_stats(&s, act, &train, &xv, &input(ctx, &dy), &gv, &stats, &dg, &db, &scratch));
         d.push(k.batchnorm_backward_input(&s, act, &train, &xv, &input(ctx, &dy), &stats, &dx));
         let got = run(&d, &dx);
-        let (want_dx, want_dg, want_db) = cpu::batchnorm_backward(&x, &mask(&dy, &z_train), rows, cu, &gamma, 1e-3);
+        let (want_dx, want_dg, want_db) = cpu::batchnorm_backward(&x, &mask(&dy, &z_train, &y_train), rows, cu, &gamma, 1e-3);
         assert_close(&format!("batchnorm_backward_input {name}"), &got, &want_dx, tol(act));
         assert_close(&format!("batchnorm_backward dgamma {name}"), &ctx.read(&dg).unwrap(), &want_dg, tol(act));
         assert_close(&format!("batchnorm_backward dbeta {name}"), &ctx.read(&db).unwrap(), &want_db, tol(act));
@@ -333,7 +338,7 @@ fn batchnorm_kernels_match_reference() {
         let y_frozen: Vec<f32> = ctx.read(&y).unwrap();
         let want_y = cpu::batchnorm_forward(&x, cu, (&to64(&mm2), &to64(&mv2)), &gamma, &beta, 1e-3, act);
         assert_close(&format!("batchnorm_forward (frozen) {name}"), &y_frozen, &want_y, tol(act));
-        let g = mask(&dy, &cpu::batchnorm_forward(&x, cu, (&to64(&mm2), &to64(&mv2)), &gamma, &beta, 1e-3, Activation::Linear));
+        let g = mask(&dy, &cpu::batchnorm_forward(&x, cu, (&to64(&mm2), &to64(&mv2)), &gamma, &beta, 1e-3, Activation::Linear), &y_frozen);
         let want_dx: Vec<f64> = (0..len).map(|e| if e < rows * cu { gamma[e % cu] as f64 / (mv2[e % cu] as f64 + 1e-3).sqrt() * g[e] as f64 } else { 0.0 }).collect();
         assert_close(&format!("batchnorm_backward_input (frozen) {name}"), &got_dx, &want_dx, tol(act));
         assert_eq!((ctx.read::<f32>(&moving[0]).unwrap(), ctx.read::<f32>(&moving[1]).unwrap()), (mm2, mv2), "a frozen layer leaves its moving statistics alone");
