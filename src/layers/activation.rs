@@ -168,3 +168,47 @@ impl Kind for ActivationLayer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(toml: &str) -> Result<LayerKind, String> {
+        LayerKind::from_table(toml.parse::<toml::Table>().expect("toml"))
+    }
+
+    /// Config names parse (Keras' `swish` as silu); hidden layers take every activation but
+    /// softmax, and a hidden dense layer not sigmoid (which makes a dense layer the head).
+    #[test]
+    fn hidden_activations_parse_and_validate() {
+        let image = Shape::Image([5, 5, 3]);
+        for a in Activation::HIDDEN {
+            let conv = layer(&format!("type = \"conv2d\"\nfilters = 2\nkernel = 3\nactivation = \"{}\"", a.name())).unwrap();
+            assert_eq!(conv.ops().activation(), a);
+            assert!(conv.ops().output(image, false).is_ok(), "{a:?}");
+            let bn = layer(&format!("type = \"batchnorm\"\nactivation = \"{}\"", a.name())).unwrap();
+            assert!(bn.ops().output(image, false).is_ok(), "{a:?}");
+            let own = layer(&format!("type = \"activation\"\nactivation = \"{}\"", a.name())).unwrap();
+            assert_eq!(own.ops().output(image, false).is_ok(), a != Activation::Linear, "{a:?}");
+            let dense = layer(&format!("type = \"dense\"\nunits = 3\nactivation = \"{}\"", a.name())).unwrap();
+            assert_eq!(dense.ops().output(Shape::Flat(4), false).is_ok(), a != Activation::Sigmoid, "{a:?}");
+        }
+        assert_eq!(layer("type = \"activation\"\nactivation = \"swish\"").unwrap().ops().activation(), Activation::Silu);
+        let e = layer("type = \"conv2d\"\nfilters = 2\nkernel = 3\nactivation = \"softmax\"").unwrap().ops().output(image, false).unwrap_err();
+        assert!(e.contains("only allowed on the last dense layer") && e.contains("\"leaky_relu\""), "{e}");
+        let e = layer("type = \"dense\"\nunits = 3\nactivation = \"sigmoid\"").unwrap().ops().output(Shape::Flat(4), false).unwrap_err();
+        assert!(e.contains("add an activation layer"), "{e}");
+        let e = layer("type = \"conv2d\"\nfilters = 2\nkernel = 3\nactivation = \"mish\"").unwrap_err();
+        assert!(e.contains("`activation`") && e.contains("`gelu`"), "{e}");
+    }
+
+    /// The kernels' codes are the `ACT_*` constants of common.wgsl, one list.
+    #[test]
+    fn codes_match_the_shader_constants() {
+        let wgsl = include_str!("../../shaders/common.wgsl");
+        for a in Activation::HIDDEN {
+            let constant = format!("const ACT_{}: u32 = {}u;", a.name().to_uppercase(), a.code());
+            assert!(wgsl.contains(&constant), "common.wgsl lacks `{constant}`");
+        }
+    }
+}
