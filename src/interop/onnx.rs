@@ -267,7 +267,7 @@ fn hidden_activation(g: &mut Graph, name: &str, a: Activation, x: &str) -> Strin
             let scaled = g.node("Mul", format!("{name}/gelu_scaled"), &[x, &scale], vec![]);
             let erf = g.node("Erf", format!("{name}/gelu_erf"), &[&scaled], vec![]);
             let cdf = g.node("Add", format!("{name}/gelu_one_plus"), &[&erf, &one], vec![]);
-            let halved = g.node("Mul", format!("{name}/gelu_half"), &[&cdf, &half], vec![]);
+            let halved = g.node("Mul", format!("{name}/gelu_cdf"), &[&cdf, &half], vec![]);
             g.node("Mul", format!("{name}/gelu"), &[x, &halved], vec![])
         }
         Activation::Linear | Activation::Softmax => unreachable!("handled by the caller"),
