@@ -4,81 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::activation::Activation;
+
 use super::{hidden_activation, Build, Insertion, Kind, LayerKind, Loads};
 use crate::gpu::{Dispatch, GpuError, View};
 use crate::model::shape::Shape;
-
-/// An activation as configs name it. The hidden ones run on the GPU by [`Activation::code`]
-/// (`activate` and `activation_grad` in common.wgsl); sigmoid and softmax on the last dense
-/// layer are the head's, fused with its loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    #[default]
-    Linear,
-    Relu,
-    /// Keras 3's `leaky_relu` with its default negative slope, 0.2 (fixed here).
-    LeakyRelu,
-    /// alpha 1, as Keras' `elu`.
-    Elu,
-    Tanh,
-    /// On the last dense layer: the head, fused with binary cross-entropy.
-    Sigmoid,
-    /// x * sigmoid(x), Keras' `silu` (alias `swish`).
-    #[serde(alias = "swish")]
-    Silu,
-    /// The exact x * Phi(x), Keras 3's default (`approximate=False`).
-    Gelu,
-    /// Output head only: fused with categorical cross-entropy.
-    Softmax,
-}
-
-impl Activation {
-    /// Every activation a hidden layer takes, as configs name them.
-    pub const HIDDEN: [Activation; 8] = [Self::Linear, Self::Relu, Self::LeakyRelu, Self::Elu, Self::Tanh, Self::Sigmoid, Self::Silu, Self::Gelu];
-
-    /// The kernels' code (the `ACT_*` constants of common.wgsl).
-    pub fn code(self) -> u32 {
-        match self {
-            Self::Linear => 0,
-            Self::Relu => 1,
-            Self::LeakyRelu => 2,
-            Self::Elu => 3,
-            Self::Tanh => 4,
-            Self::Sigmoid => 5,
-            Self::Silu => 6,
-            Self::Gelu => 7,
-            Self::Softmax => unreachable!("softmax is the head's, fused with its loss"),
-        }
-    }
-
-    /// Whether its derivative follows from its output alone (`grad_from_output` in
-    /// common.wgsl): then a conv or dense layer fuses it into its store; silu and gelu need
-    /// the pre-activation, kept in a buffer of its own (see [`Fused`]).
-    pub fn grad_from_output(self) -> bool {
-        self.code() <= Self::Sigmoid.code()
-    }
-
-    /// Floating-point operations per element, [forward, backward]: f, and f' times the
-    /// gradient (an exp or a division counts 1; gelu's erfc is a degree-9 polynomial and an exp).
-    pub fn flops(self) -> [u64; 2] {
-        match self {
-            Self::Linear | Self::Softmax => [0, 0],
-            Self::Relu => [1, 1],
-            Self::LeakyRelu => [2, 2],
-            Self::Elu => [4, 3],
-            Self::Tanh => [7, 3],
-            Self::Sigmoid => [5, 3],
-            Self::Silu => [6, 10],
-            Self::Gelu => [31, 37],
-        }
-    }
-
-    /// Its name in configs.
-    pub fn name(self) -> String {
-        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-    }
-}
 
 /// How a conv or dense layer applies its activation: fused into the producer's store when the
 /// derivative follows from the output (backward: one in-place pass over dy, as ReLU always
@@ -200,15 +130,5 @@ mod tests {
         assert!(e.contains("add an activation layer"), "{e}");
         let e = layer("type = \"conv2d\"\nfilters = 2\nkernel = 3\nactivation = \"mish\"").unwrap_err();
         assert!(e.contains("`activation`") && e.contains("`gelu`"), "{e}");
-    }
-
-    /// The kernels' codes are the `ACT_*` constants of common.wgsl, one list.
-    #[test]
-    fn codes_match_the_shader_constants() {
-        let wgsl = include_str!("../../shaders/common.wgsl");
-        for a in Activation::HIDDEN {
-            let constant = format!("const ACT_{}: u32 = {}u;", a.name().to_uppercase(), a.code());
-            assert!(wgsl.contains(&constant), "common.wgsl lacks `{constant}`");
-        }
     }
 }

@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{Bind, Dispatch, Kernel, Kernels, Splits};
 use crate::gpu::View;
-use crate::layers::Activation;
+use crate::model::activation::Activation;
 
 /// Rows per invocation of the element-wise kernels on the quad path (`ROWS` in batchnorm.wgsl).
 const ELEMENTWISE_ROWS: u64 = 32;

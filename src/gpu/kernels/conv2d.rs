@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{scratch_len, Bind, Dispatch, Kernel, Kernels, Splits, CONV_PIXELS, CONV_SUBGROUP_PIXELS, KERNEL_GRADIENT_SUBGROUP_UNITS};
 use crate::gpu::View;
-use crate::layers::Activation;
+use crate::model::activation::Activation;
 use crate::model::ConvShape;
 
 /// Invocations of conv kernel `k` over a batch of h x w x c tensors (`pixel_tiles` in

@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{scratch_len, Bind, Dispatch, Kernel, Kernels, Splits, GEMM_SUBGROUP_ROWS, GEMM_TILE};
 use crate::gpu::View;
-use crate::layers::Activation;
+use crate::model::activation::Activation;
 
 /// c[m, n] = sum_k a[m, k] b[k, n] with a[m, k] at `m * a_row + k * a_col` and b[k, n] at
 /// `k * b_row + n * b_col` (see matmul.wgsl).

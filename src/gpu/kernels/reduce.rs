@@ -4,7 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{scratch_len, Bind, Dispatch, Kernel, Kernels, Splits};
 use crate::gpu::View;
-use crate::layers::Activation;
+use crate::model::activation::Activation;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
