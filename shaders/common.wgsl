@@ -50,7 +50,7 @@ fn unflatten_nhwc(id: u32, h: u32, w: u32, channels: u32) -> vec4<u32> {
     return vec4<u32>(n, row - n * h, pix - row * w, id - pix * channels);
 }
 
-// Hidden activations, by code: `Activation::code` in src/layers/activation.rs, the one list.
+// Hidden activations, by code: `Activation::code` in src/model/activation.rs, the one list.
 const ACT_LINEAR: u32 = 0u;
 const ACT_RELU: u32 = 1u;
 const ACT_LEAKY_RELU: u32 = 2u;
