@@ -108,7 +108,8 @@ mod tests {
     }
 
     /// Config names parse (Keras' `swish` as silu); hidden layers take every activation but
-    /// softmax, and a hidden dense layer not sigmoid (which makes a dense layer the head).
+    /// softmax, a hidden dense layer not sigmoid (which makes a dense layer the head), an add
+    /// only relu.
     #[test]
     fn hidden_activations_parse_and_validate() {
         let image = Shape::Image([5, 5, 3]);
@@ -128,6 +129,9 @@ mod tests {
         assert!(e.contains("only allowed on the last dense layer") && e.contains("\"leaky_relu\""), "{e}");
         let e = layer("type = \"dense\"\nunits = 3\nactivation = \"sigmoid\"").unwrap().ops().output(Shape::Flat(4), false).unwrap_err();
         assert!(e.contains("add an activation layer"), "{e}");
+        // An add fuses only a ReLU (its kernels mask by the output's sign).
+        let e = layer("type = \"add\"\nactivation = \"gelu\"").unwrap().ops().output(image, false).unwrap_err();
+        assert!(e.contains("put an activation layer after it"), "{e}");
         let e = layer("type = \"conv2d\"\nfilters = 2\nkernel = 3\nactivation = \"mish\"").unwrap_err();
         assert!(e.contains("`activation`") && e.contains("`gelu`"), "{e}");
     }
