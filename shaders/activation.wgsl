@@ -5,10 +5,6 @@ struct Elementwise {
     cols: u32,       // row length (softmax)
     seed: u32,       // dropout: per-layer seed, mixed with the step number
     rate: f32,       // dropout: fraction of elements zeroed
-    activation: u32, // activation_*: the activation's code (common.wgsl)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Elementwise;
@@ -18,14 +14,14 @@ struct Elementwise {
 @group(0) @binding(4) var<storage, read> act: array<vec4<f32>>;       // activation_*: the input (or saved tensor)
 @group(0) @binding(5) var<storage, read_write> grad: array<vec4<f32>>; // activation_forward: y; activation_backward: in place
 
-// activation_forward: y = f(x) for activation p.activation, one quad each; the padding of the
+// activation_forward: y = f(x) for ACTIVATION, one quad each; the padding of the
 // last quad stays zero. Dispatch: linear over ceil(len / 4) invocations.
 @compute @workgroup_size(64)
 fn activation_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
     if (4u * i >= p.len) { return; }
     let valid = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.len);
-    grad[i] = select(vec4<f32>(0.0), activate(act[i], p.activation), valid);
+    grad[i] = select(vec4<f32>(0.0), activate(act[i]), valid);
 }
 
 // activation_backward: in place, grad *= f'(z), from act = the activation's output where its
@@ -37,7 +33,7 @@ fn activation_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
 fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
     if (i >= arrayLength(&grad)) { return; }
-    grad[i] *= activation_grad(act[i], p.activation);
+    grad[i] *= activation_grad(act[i]);
 }
 
 // sigmoid_forward: y = 1 / (1 + exp(-x)). Dispatch: linear over len invocations.

@@ -8,7 +8,7 @@ struct Norm {
     capacity_rows: u32,  // rows the buffers hold
     splits: u32,
     rows_per_split: u32,
-    activation: u32,  // fused after the normalisation (common.wgsl)
+    _pad: u32,
     frozen: u32,         // inference mode in every pass (a frozen layer)
     // Rows per image the statistics count: pixels, except when the backward sums run over a
     // max pool's windows (rows = windows; see Kernels::batchnorm_window_sums).
@@ -196,8 +196,8 @@ fn coef(k: u32, c: u32) -> f32 {
 // derivative is recomputed from x (its pre-activation is x * scale + shift), so no pass of its
 // own, and silu and gelu fuse here as the others do.
 fn masked(dy: vec4<f32>, x: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
-    if (p.activation == ACT_LINEAR) { return dy; }
-    return dy * activation_grad_at(x * scale + shift, p.activation);
+    if (ACTIVATION == ACT_LINEAR) { return dy; }
+    return dy * activation_grad_at(x * scale + shift);
 }
 
 // Rows per invocation of the element-wise kernels when channels % 4 == 0: each invocation
@@ -228,13 +228,13 @@ fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         let shift = coef4[SHIFT * quads + at.y];
         for (var r = at.x; r < min(at.x + ROWS, p.capacity_rows); r++) {
             let q = r * quads + at.y;
-            out4[q] = activate(x4[q] * scale + shift, p.activation);
+            out4[q] = activate(x4[q] * scale + shift);
         }
         return;
     }
     if (4u * id >= p.capacity_rows * p.channels) { return; }
     let c = channel_of(4u * id);
-    out4[id] = activate(x4[id] * coefs(SCALE, c) + coefs(SHIFT, c), p.activation);
+    out4[id] = activate(x4[id] * coefs(SCALE, c) + coefs(SHIFT, c));
 }
 
 // batchnorm_backward_partial: sums of g and g * x_hat of each channel over split s's rows, into

@@ -61,6 +61,11 @@ const ACT_SILU: u32 = 6u;
 const ACT_GELU: u32 = 7u;
 const LEAKY_SLOPE: f32 = 0.2;  // Keras 3's default negative_slope
 
+// The activation a kernel fuses, fixed per pipeline (src/gpu/kernels/mod.rs): the others'
+// code compiles away. (On lavapipe a switch on a uniform ran every branch, and the kernels
+// that fuse one ran about 2x slower, ReLU or not.)
+override ACTIVATION: u32 = ACT_LINEAR;
+
 // Numerically stable logistic, per lane: never exponentiates a positive number.
 fn logistic(z: vec4<f32>) -> vec4<f32> {
     let e = exp(-abs(z));
@@ -97,15 +102,15 @@ fn tanh_stable(z: vec4<f32>) -> vec4<f32> {
     return sign(z) * (1.0 - e) / (1.0 + e);
 }
 
-// Whether the derivative of activation `code` follows from its output alone: then it is fused
-// into its producer's store; silu and gelu need the pre-activation.
-fn grad_from_output(code: u32) -> bool {
-    return code <= ACT_SIGMOID;
+// Whether the derivative of ACTIVATION follows from its output alone: then it is fused into
+// its producer's store; silu and gelu need the pre-activation.
+fn grad_from_output() -> bool {
+    return ACTIVATION <= ACT_SIGMOID;
 }
 
-// y = f(z) for activation `code`.
-fn activate(z: vec4<f32>, code: u32) -> vec4<f32> {
-    switch code {
+// y = f(z) for ACTIVATION.
+fn activate(z: vec4<f32>) -> vec4<f32> {
+    switch ACTIVATION {
         case ACT_RELU: { return max(z, vec4<f32>(0.0)); }
         case ACT_LEAKY_RELU: { return select(LEAKY_SLOPE * z, z, z > vec4<f32>(0.0)); }
         case ACT_ELU: { return select(exp(min(z, vec4<f32>(0.0))) - 1.0, z, z > vec4<f32>(0.0)); }
@@ -117,11 +122,11 @@ fn activate(z: vec4<f32>, code: u32) -> vec4<f32> {
     }
 }
 
-// f'(z) for activation `code`, from `s`: the output y = f(z) where grad_from_output(code), else
-// the pre-activation z itself.
-fn activation_grad(s: vec4<f32>, code: u32) -> vec4<f32> {
+// f'(z) for ACTIVATION, from `s`: the output y = f(z) where grad_from_output(), else the
+// pre-activation z itself.
+fn activation_grad(s: vec4<f32>) -> vec4<f32> {
     let one = vec4<f32>(1.0);
-    switch code {
+    switch ACTIVATION {
         case ACT_RELU: { return select(vec4<f32>(0.0), one, s > vec4<f32>(0.0)); }
         case ACT_LEAKY_RELU: { return select(vec4<f32>(LEAKY_SLOPE), one, s > vec4<f32>(0.0)); }
         case ACT_ELU: { return select(s + 1.0, one, s > vec4<f32>(0.0)); }
@@ -137,6 +142,6 @@ fn activation_grad(s: vec4<f32>, code: u32) -> vec4<f32> {
 }
 
 // f'(z) from the pre-activation z, for kernels that recompute it (batchnorm, from x).
-fn activation_grad_at(z: vec4<f32>, code: u32) -> vec4<f32> {
-    return activation_grad(select(z, activate(z, code), grad_from_output(code)), code);
+fn activation_grad_at(z: vec4<f32>) -> vec4<f32> {
+    return activation_grad(select(z, activate(z), grad_from_output()));
 }

@@ -12,7 +12,7 @@
 struct Gemm {
     m: u32, n: u32, k: u32, splits: u32,
     a_row: u32, a_col: u32, b_row: u32, b_col: u32,
-    k_per_split: u32, has_bias: u32, activation: u32,
+    k_per_split: u32, has_bias: u32, _pad: u32,
     rows_fastest: u32,  // gemm_subgroup only: b (k x n) is larger than a (m x k)
 }
 
@@ -61,7 +61,7 @@ fn gemm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             add = vec4<f32>(bias[cn.x], bias[cn.y], bias[cn.z], bias[cn.w]);
         }
         for (var i = 0u; i < 4u; i++) {
-            tile[i] = activate(tile[i] + add, p.activation);
+            tile[i] = activate(tile[i] + add);
         }
     }
     let base = split * p.m * p.n;
@@ -122,7 +122,7 @@ fn store_tile_quads(acc: mat4x4<f32>, m0: u32, n0: u32, split: u32) {
         var row = acc[i];
         if (p.splits == 1u) {
             if (p.has_bias != 0u) { row += bias4[n0 / 4u]; }
-            row = activate(row, p.activation);
+            row = activate(row);
         }
         c4[base + i * p.n / 4u] = row;
     }

@@ -13,13 +13,11 @@ struct ElementwiseParams {
     cols: u32,
     seed: u32,
     rate: f32,
-    activation: u32,
-    _pad: [u32; 3],
 }
 
 impl ElementwiseParams {
     fn new(len: u64, cols: u32, seed: u32, rate: f32) -> Self {
-        Self { len: len as u32, cols, seed, rate, activation: 0, _pad: [0; 3] }
+        Self { len: len as u32, cols, seed, rate }
     }
 }
 
@@ -36,17 +34,16 @@ impl Kernels {
     /// y = f(x) over `len` elements for a hidden activation; overwrites y.
     pub fn activation_forward(&self, activation: Activation, len: u64, x: &View, y: &View) -> Dispatch {
         let k = Kernel::ActivationForward;
-        let u = self.uniform(k, &ElementwiseParams { activation: activation.code(), ..ElementwiseParams::new(len, 1, 0, 0.0) });
-        self.dispatch(k, &[(0, Bind::Uniform(&u)), (4, Bind::Quads(x)), (5, Bind::Quads(y))], self.grid(len.div_ceil(4)))
+        let u = self.uniform(k, &ElementwiseParams::new(len, 1, 0, 0.0));
+        self.dispatch_fused(k, activation, &[(0, Bind::Uniform(&u)), (4, Bind::Quads(x)), (5, Bind::Quads(y))], self.grid(len.div_ceil(4)))
     }
 
     /// In place: grad *= f'(z), from `saved`: the activation's output where
     /// [`Activation::grad_from_output`], else its input z.
     pub fn activation_backward(&self, activation: Activation, saved: &View, grad: &View) -> Dispatch {
         assert_eq!(saved.len, grad.len, "activation_backward: saved tensor and gradient differ in length");
-        let k = Kernel::ActivationBackward;
-        let u = self.uniform(k, &ElementwiseParams { activation: activation.code(), ..ElementwiseParams::new(grad.len, 1, 0, 0.0) });
-        self.dispatch(k, &[(0, Bind::Uniform(&u)), (4, Bind::Quads(saved)), (5, Bind::Quads(grad))], self.grid(grad.len.div_ceil(4)))
+        let binds = [(4, Bind::Quads(saved)), (5, Bind::Quads(grad))];
+        self.dispatch_fused(Kernel::ActivationBackward, activation, &binds, self.grid(grad.len.div_ceil(4)))
     }
 
     /// y = sigmoid(x); overwrites y.

@@ -52,7 +52,7 @@ impl NormShape {
     fn splits(&self) -> Splits {
         Splits::choose(self.reduction_lanes(), self.rows() as u32)
     }
-    fn params(&self, activation: Activation) -> NormParams {
+    fn params(&self) -> NormParams {
         let splits = self.splits();
         NormParams {
             pixels: self.pixels,
@@ -60,7 +60,7 @@ impl NormShape {
             capacity_rows: self.rows() as u32,
             splits: splits.count,
             rows_per_split: splits.chunk,
-            activation: activation.code(),
+            _pad: 0,
             frozen: self.frozen as u32,
             counted_pixels: self.pixels,
             momentum: self.momentum,
@@ -108,7 +108,7 @@ struct NormParams {
     capacity_rows: u32,
     splits: u32,
     rows_per_split: u32,
-    activation: u32,
+    _pad: u32,
     frozen: u32,
     counted_pixels: u32,
     momentum: f32,
@@ -134,7 +134,7 @@ impl Kernels {
     /// `scratch`, training only, so not recorded when frozen; then their ordered merge).
     #[allow(clippy::too_many_arguments)]
     pub fn batchnorm_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, gamma: &View, beta: &View, moving: &[View; 2], stats: &View, scratch: &View) -> Vec<Dispatch> {
-        let p = s.params(Activation::Linear);
+        let p = s.params();
         let k = Kernel::BatchnormStatsPartial;
         let u = self.uniform(k, &p);
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (9, Bind::Storage(scratch)), (13, Bind::Quads(x))];
@@ -157,9 +157,9 @@ impl Kernels {
     /// `stats`; overwrites y (by quads).
     pub fn batchnorm_forward(&self, s: &NormShape, activation: Activation, x: &View, stats: &View, y: &View) -> Dispatch {
         let k = Kernel::BatchnormForward;
-        let u = self.uniform(k, &s.params(activation));
+        let u = self.uniform(k, &s.params());
         let binds = [(0, Bind::Uniform(&u)), (13, Bind::Quads(x)), (15, Bind::Quads(stats)), (16, Bind::Quads(y))];
-        self.dispatch(k, &binds, self.grid(s.elementwise_invocations()))
+        self.dispatch_fused(k, activation, &binds, self.grid(s.elementwise_invocations()))
     }
 
     /// dgamma = sum g * x_hat and dbeta = sum g over the valid rows (overwritten), where g is dy
@@ -168,7 +168,7 @@ impl Kernels {
     /// through `scratch`.
     #[allow(clippy::too_many_arguments)]
     pub fn batchnorm_backward_stats(&self, s: &NormShape, activation: Activation, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
-        self.backward_sums(s.params(activation), s, step, x, dy, gamma, stats, dgamma, dbeta, scratch)
+        self.backward_sums(s.params(), activation, s, step, x, dy, gamma, stats, dgamma, dbeta, scratch)
     }
 
     /// [`Self::batchnorm_backward_stats`] for an [`Unstored`] output pooled in windows of
@@ -178,12 +178,12 @@ impl Kernels {
     pub fn batchnorm_window_sums(&self, u: &Unstored, windows: u32, step: &wgpu::Buffer, at_max: &View, dy: &View, scratch: &View) -> Vec<Dispatch> {
         let Some(w) = &u.sums else { return Vec::new() };
         let pooled = NormShape { pixels: windows, ..w.shape };
-        let p = NormParams { counted_pixels: w.shape.pixels, ..pooled.params(u.activation) };
-        self.backward_sums(p, &pooled, step, at_max, dy, &w.gamma, &u.stats, &w.dgamma, &w.dbeta, scratch)
+        let p = NormParams { counted_pixels: w.shape.pixels, ..pooled.params() };
+        self.backward_sums(p, u.activation, &pooled, step, at_max, dy, &w.gamma, &u.stats, &w.dgamma, &w.dbeta, scratch)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn backward_sums(&self, p: NormParams, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
+    fn backward_sums(&self, p: NormParams, activation: Activation, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
         let k = Kernel::BatchnormBackwardPartial;
         let u = self.uniform(k, &p);
         let binds = [
@@ -196,7 +196,7 @@ impl Kernels {
             (14, Bind::Quads(dy)),
             (15, Bind::Quads(stats)),
         ];
-        let partial = self.dispatch(k, &binds, self.grid(p.splits as u64 * s.reduction_lanes()));
+        let partial = self.dispatch_fused(k, activation, &binds, self.grid(p.splits as u64 * s.reduction_lanes()));
         let k = Kernel::BatchnormBackwardFinish;
         let binds = [
             (0, Bind::Uniform(&u)),
@@ -215,8 +215,8 @@ impl Kernels {
     #[allow(clippy::too_many_arguments)]
     pub fn batchnorm_backward_input(&self, s: &NormShape, activation: Activation, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dx: &View) -> Dispatch {
         let k = Kernel::BatchnormBackwardInput;
-        let u = self.uniform(k, &s.params(activation));
+        let u = self.uniform(k, &s.params());
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (13, Bind::Quads(x)), (14, Bind::Quads(dy)), (15, Bind::Quads(stats)), (16, Bind::Quads(dx))];
-        self.dispatch(k, &binds, self.grid(s.elementwise_invocations()))
+        self.dispatch_fused(k, activation, &binds, self.grid(s.elementwise_invocations()))
     }
 }

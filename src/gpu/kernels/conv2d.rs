@@ -15,7 +15,7 @@ fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 {
 }
 
 impl ConvShape {
-    fn params(&self, activation: Activation, splits: Splits) -> ConvParams {
+    fn params(&self, splits: Splits) -> ConvParams {
         ConvParams {
             batch: self.batch,
             in_h: self.in_h,
@@ -29,7 +29,7 @@ impl ConvShape {
             stride: self.stride,
             pad_top: self.pad_top,
             pad_left: self.pad_left,
-            activation: activation.code(),
+            _pad: 0,
             splits: splits.count,
             rows_per_split: splits.chunk,
             accumulate: 0,
@@ -52,7 +52,7 @@ struct ConvParams {
     stride: u32,
     pad_top: u32,
     pad_left: u32,
-    activation: u32,
+    _pad: u32,
     splits: u32,
     rows_per_split: u32,
     accumulate: u32,
@@ -72,7 +72,7 @@ impl Kernels {
             true => Kernel::Conv2dForwardSubgroup { x_quads },
             false => Kernel::Conv2dForward { x_quads, out_quads: s.out_c.is_multiple_of(4) },
         };
-        let u = self.uniform(k, &s.params(activation, Splits { count: 1, chunk: 1 }));
+        let u = self.uniform(k, &s.params(Splits { count: 1, chunk: 1 }));
         let mut binds = vec![
             (0, Bind::Uniform(&u)),
             (1, Bind::Storage(x)),
@@ -84,7 +84,7 @@ impl Kernels {
         if !k.uses_subgroups() {
             binds.push((2, Bind::Storage(w)));
         }
-        self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
+        self.dispatch_fused(k, activation, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
     }
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
@@ -95,7 +95,7 @@ impl Kernels {
             true => Kernel::Conv2dBackwardInputSubgroup,
             false => Kernel::Conv2dBackwardInput { out_quads },
         };
-        let u = self.uniform(k, &ConvParams { accumulate: accumulate as u32, ..s.params(Activation::Linear, Splits { count: 1, chunk: 1 }) });
+        let u = self.uniform(k, &ConvParams { accumulate: accumulate as u32, ..s.params(Splits { count: 1, chunk: 1 }) });
         let mut binds = vec![(0, Bind::Uniform(&u)), (10, Bind::Quads(dy)), (9, Bind::Quads(w)), (6, Bind::Storage(dx))];
         if !k.uses_subgroups() {
             binds.extend([(5, Bind::Storage(dy)), (2, Bind::Storage(w))]);
@@ -127,7 +127,7 @@ impl Kernels {
         };
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
-        let u = self.uniform(k, &s.params(Activation::Linear, splits));
+        let u = self.uniform(k, &s.params(splits));
         let n = splits.count as u64
             * match k.uses_subgroups() {
                 true => ((s.k_h * s.k_w * s.in_c.div_ceil(4)).div_ceil(KERNEL_GRADIENT_SUBGROUP_UNITS) * s.out_c / 4) as u64,

@@ -82,7 +82,7 @@ struct GemmParams {
     b_col: u32,
     k_per_split: u32,
     has_bias: u32,
-    activation: u32,
+    _pad: u32,
     rows_fastest: u32,
 }
 
@@ -112,7 +112,7 @@ impl Kernels {
                 b_col: g.b_col,
                 k_per_split: splits.chunk,
                 has_bias: bias.is_some() as u32,
-                activation: activation.code(),
+                _pad: 0,
                 rows_fastest: (g.n > g.m) as u32,
             },
         );
@@ -124,7 +124,9 @@ impl Kernels {
             _ => [(5, Bind::Quads(a)), (6, Bind::Quads(b)), (7, Bind::Quads(bias_or_a)), (8, Bind::Quads(target))],
         };
         let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
-        let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
+        // Split, the activation runs in sum_partials.
+        let fused = if splits.count > 1 { Activation::Linear } else { activation };
+        let mut out = vec![self.dispatch_fused(k, fused, &binds, self.grid(n))];
         if splits.count > 1 {
             out.push(self.sum_partials_cols(splits.count, g.m as u64 * g.n as u64, g.n, bias, activation, scratch, c));
         }

@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use bytemuck::Pod;
 
 use super::{GpuContext, View};
+use crate::model::activation::Activation;
 
 /// Invocations per workgroup of every linear kernel (`WG` in common.wgsl).
 pub const WG: u32 = 64;
@@ -372,7 +373,8 @@ pub struct Kernels {
     /// Lanes per subgroup when the subgroup variants may be used (see subgroup.wgsl).
     lanes: Option<u32>,
     modules: [OnceLock<wgpu::ShaderModule>; Family::ALL.len()],
-    pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
+    /// Per kernel and fused activation (`ACTIVATION` in common.wgsl, by code).
+    pipelines: [[OnceLock<wgpu::ComputePipeline>; Activation::HIDDEN.len()]; Kernel::ALL.len()],
 }
 
 impl Kernels {
@@ -388,7 +390,7 @@ impl Kernels {
             max_groups: ctx.limits.max_compute_workgroups_per_dimension,
             lanes: ctx.subgroup_size().filter(|_| subgroups),
             modules: Default::default(),
-            pipelines: std::array::from_fn(|_| OnceLock::new()),
+            pipelines: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
         }
     }
 
@@ -401,13 +403,16 @@ impl Kernels {
     /// not timed).
     pub fn compile_all(&self) {
         for k in Kernel::ALL.into_iter().filter(|k| self.lanes.is_some() || !k.uses_subgroups()) {
-            self.pipeline(k);
+            self.pipeline(k, Activation::Linear);
         }
     }
 
-    fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+    /// `kernel`'s pipeline with `activation` fused (the override constant `ACTIVATION`, so
+    /// that the other activations' code compiles away: lavapipe runs every branch of a switch,
+    /// even on a uniform, which made the kernels that fuse one about 2x slower).
+    fn pipeline(&self, kernel: Kernel, activation: Activation) -> &wgpu::ComputePipeline {
         let index = Kernel::ALL.iter().position(|&k| k == kernel).expect("listed kernel");
-        self.pipelines[index].get_or_init(|| {
+        self.pipelines[index][activation.code() as usize].get_or_init(|| {
             let family = kernel.family();
             let module = self.modules[Family::ALL.iter().position(|&f| f == family).expect("listed family")].get_or_init(|| {
                 self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -421,7 +426,7 @@ impl Kernels {
                 module,
                 entry_point: Some(kernel.entry()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &kernel.constants(),
+                    constants: &kernel.constants().into_iter().chain((activation != Activation::Linear).then(|| ("ACTIVATION", activation.code() as f64))).collect::<Vec<_>>(),
                     // Every kernel writes its workgroup memory before reading it.
                     zero_initialize_workgroup_memory: false,
                 },
@@ -441,7 +446,12 @@ impl Kernels {
     }
 
     fn dispatch(&self, kernel: Kernel, binds: &[(u32, Bind<'_>)], groups: [u32; 3]) -> Dispatch {
-        let pipeline = self.pipeline(kernel).clone();
+        self.dispatch_fused(kernel, Activation::Linear, binds, groups)
+    }
+
+    /// [`Self::dispatch`] of the pipeline with `activation` fused.
+    fn dispatch_fused(&self, kernel: Kernel, activation: Activation, binds: &[(u32, Bind<'_>)], groups: [u32; 3]) -> Dispatch {
+        let pipeline = self.pipeline(kernel, activation).clone();
         let entries: Vec<_> = binds
             .iter()
             .map(|(binding, b)| wgpu::BindGroupEntry {

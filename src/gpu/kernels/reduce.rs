@@ -15,8 +15,7 @@ struct ReduceParams {
     rows_per_split: u32,
     len: u32,
     has_bias: u32,
-    activation: u32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
 impl Kernels {
@@ -39,8 +38,7 @@ impl Kernels {
                 rows_per_split: splits.chunk,
                 len: cols,
                 has_bias: 0,
-                activation: 0,
-                _pad: 0,
+                _pad: [0; 2],
             },
         );
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(src)), (4, Bind::Storage(target))];
@@ -68,11 +66,10 @@ impl Kernels {
                 rows_per_split: 0,
                 len: len as u32,
                 has_bias: bias.is_some() as u32,
-                activation: activation.code(),
-                _pad: 0,
+                _pad: [0; 2],
             },
         );
         let binds = [(0, Bind::Uniform(&u)), (2, Bind::Storage(partial)), (3, Bind::Storage(bias.unwrap_or(partial))), (4, Bind::Storage(out))];
-        self.dispatch(k, &binds, self.grid(len))
+        self.dispatch_fused(k, activation, &binds, self.grid(len))
     }
 }
