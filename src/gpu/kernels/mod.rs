@@ -399,8 +399,9 @@ impl Kernels {
         self.lanes
     }
 
-    /// Compiles every pipeline this adapter can use now (benchmarks call this so compilation is
-    /// not timed).
+    /// Compiles every pipeline this adapter can use now, with no activation fused (the fused
+    /// variants compile when a network first records them); benchmarks call this so that
+    /// compilation is not timed.
     pub fn compile_all(&self) {
         for k in Kernel::ALL.into_iter().filter(|k| self.lanes.is_some() || !k.uses_subgroups()) {
             self.pipeline(k, Activation::Linear);
