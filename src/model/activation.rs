@@ -33,7 +33,8 @@ impl Activation {
     /// Every activation a hidden layer takes, as configs name them.
     pub const HIDDEN: [Activation; 8] = [Self::Linear, Self::Relu, Self::LeakyRelu, Self::Elu, Self::Tanh, Self::Sigmoid, Self::Silu, Self::Gelu];
 
-    /// The kernels' code (the `ACT_*` constants of common.wgsl).
+    /// The kernels' code: the `ACT_*` constants of common.wgsl, and the value of its
+    /// `ACTIVATION` override in a pipeline that fuses it.
     pub fn code(self) -> u32 {
         match self {
             Self::Linear => 0,
