@@ -1,36 +1,39 @@
-// Element-wise activations that are not fused into a conv or dense store, and dropout.
+// Element-wise activations that are not fused into a producer's store, and dropout.
 
 struct Elementwise {
-    len: u32,    // elements
-    cols: u32,   // row length (softmax)
-    seed: u32,   // dropout: per-layer seed, mixed with the step number
-    rate: f32,   // dropout: fraction of elements zeroed
+    len: u32,        // elements
+    cols: u32,       // row length (softmax)
+    seed: u32,       // dropout: per-layer seed, mixed with the step number
+    rate: f32,       // dropout: fraction of elements zeroed
 }
 
 @group(0) @binding(0) var<uniform> p: Elementwise;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> act: array<vec4<f32>>;       // relu_backward: the relu output
-@group(0) @binding(5) var<storage, read_write> grad: array<vec4<f32>>; // relu_backward: in place
+@group(0) @binding(4) var<storage, read> act: array<vec4<f32>>;       // activation_*: the input (or saved tensor)
+@group(0) @binding(5) var<storage, read_write> grad: array<vec4<f32>>; // activation_forward: y; activation_backward: in place
 
-// relu_forward: y = max(x, 0). Dispatch: linear over len invocations.
+// activation_forward: y = f(x) for ACTIVATION, one quad each; the padding of the
+// last quad stays zero. Dispatch: linear over ceil(len / 4) invocations.
 @compute @workgroup_size(64)
-fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn activation_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
-    if (i >= p.len) { return; }
-    y[i] = max(x[i], 0.0);
+    if (4u * i >= p.len) { return; }
+    let valid = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.len);
+    grad[i] = select(vec4<f32>(0.0), activate(act[i]), valid);
 }
 
-// relu_backward: in place, grad *= (act > 0), where act is the relu's output. Turns the gradient
-// at a fused conv/dense + relu output into the gradient at its pre-activation.
+// activation_backward: in place, grad *= f'(z), from act = the activation's output where its
+// derivative follows from it (grad_from_output), else its input z. Turns the gradient at a
+// layer's (or a fused conv/dense's) output into the gradient at its pre-activation.
 // Dispatch: linear over ceil(len / 4) invocations, one quad each (the zero padding of the last
 // quad stays zero).
 @compute @workgroup_size(64)
-fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn activation_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
     if (i >= arrayLength(&grad)) { return; }
-    grad[i] = select(vec4<f32>(0.0), grad[i], act[i] > vec4<f32>(0.0));
+    grad[i] *= activation_grad(act[i]);
 }
 
 // sigmoid_forward: y = 1 / (1 + exp(-x)). Dispatch: linear over len invocations.

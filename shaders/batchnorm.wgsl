@@ -8,7 +8,7 @@ struct Norm {
     capacity_rows: u32,  // rows the buffers hold
     splits: u32,
     rows_per_split: u32,
-    relu: u32,
+    _pad: u32,
     frozen: u32,         // inference mode in every pass (a frozen layer)
     // Rows per image the statistics count: pixels, except when the backward sums run over a
     // max pool's windows (rows = windows; see Kernels::batchnorm_window_sums).
@@ -192,11 +192,12 @@ fn coef(k: u32, c: u32) -> f32 {
     return coef4[i / 4u][i % 4u];
 }
 
-// The gradient at the normalisation's output from dy at the layer's: a fused ReLU's mask is
-// recomputed from x (y > 0 exactly where x * scale + shift > 0), so no pass of its own.
+// The gradient at the normalisation's output from dy at the layer's: the fused activation's
+// derivative is recomputed from x (its pre-activation is x * scale + shift), so no pass of its
+// own, and silu and gelu fuse here as the others do.
 fn masked(dy: vec4<f32>, x: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
-    if (p.relu == 0u) { return dy; }
-    return select(vec4<f32>(0.0), dy, x * scale + shift > vec4<f32>(0.0));
+    if (ACTIVATION == ACT_LINEAR) { return dy; }
+    return dy * activation_grad_at(x * scale + shift);
 }
 
 // Rows per invocation of the element-wise kernels when channels % 4 == 0: each invocation
@@ -227,21 +228,17 @@ fn batchnorm_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         let shift = coef4[SHIFT * quads + at.y];
         for (var r = at.x; r < min(at.x + ROWS, p.capacity_rows); r++) {
             let q = r * quads + at.y;
-            var v = x4[q] * scale + shift;
-            if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
-            out4[q] = v;
+            out4[q] = activate(x4[q] * scale + shift);
         }
         return;
     }
     if (4u * id >= p.capacity_rows * p.channels) { return; }
     let c = channel_of(4u * id);
-    var v = x4[id] * coefs(SCALE, c) + coefs(SHIFT, c);
-    if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
-    out4[id] = v;
+    out4[id] = activate(x4[id] * coefs(SCALE, c) + coefs(SHIFT, c));
 }
 
 // batchnorm_backward_partial: sums of g and g * x_hat of each channel over split s's rows, into
-// partial[k, s, c], where g is dy through any fused ReLU's mask. Overwrites partial.
+// partial[k, s, c], where g is dy times any fused activation's derivative. Overwrites partial.
 // Dispatch: as batchnorm_stats_partial.
 @compute @workgroup_size(64)
 fn batchnorm_backward_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -320,7 +317,7 @@ fn batchnorm_backward_finish(@builtin(global_invocation_id) gid: vec3<u32>, @bui
 }
 
 // batchnorm_backward_input: out = dx = a * g + b * x + c on the valid rows (g: dy through any
-// fused ReLU's mask), 0 on the rest. Overwrites out. Dispatch: as batchnorm_forward.
+// fused activation's derivative), 0 on the rest. Overwrites out. Dispatch: as batchnorm_forward.
 @compute @workgroup_size(64)
 fn batchnorm_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);

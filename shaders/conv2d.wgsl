@@ -16,7 +16,7 @@ struct Conv {
     batch: u32, in_h: u32, in_w: u32, in_c: u32,
     out_h: u32, out_w: u32, out_c: u32, k_h: u32,
     k_w: u32, stride: u32, pad_top: u32, pad_left: u32,
-    relu: u32, splits: u32, rows_per_split: u32, accumulate: u32,
+    _pad: u32, splits: u32, rows_per_split: u32, accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv;
@@ -96,7 +96,7 @@ fn dy_quad(e: u32, c: u32) -> vec4<f32> {
     return vec4<f32>(dy[q.x], dy[q.y], dy[q.z], dy[q.w]);
 }
 
-// conv2d_forward: y = act(conv(x, w) + b), act = relu when p.relu != 0.
+// conv2d_forward: y = act(conv(x, w) + b), act = ACTIVATION (common.wgsl).
 // One invocation: 4 adjacent output pixels of one row x 4 output channels.
 // Dispatch: linear over batch * out_h * ceil(out_w / 4) * ceil(out_c / 4) invocations.
 @compute @workgroup_size(64)
@@ -154,19 +154,18 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // Stores output pixels ow0..ow0+3 of row oh (column j of acc: pixel ow0 + j) over channels
-// co..co+3, after the ReLU when p.relu != 0; pixels and channels past the edge are skipped.
+// co..co+3, after the activation; pixels and channels past the edge are skipped.
 fn store_forward_tile(acc: array<vec4<f32>, 4>, n: u32, oh: u32, ow0: u32, co: u32) {
     for (var j = 0u; j < 4u; j++) {
         if (ow0 + j >= p.out_w) { break; }
-        var v = acc[j];
-        if (p.relu != 0u) { v = max(v, vec4<f32>(0.0)); }
+        let v = activate(acc[j]);
         let o = ((n * p.out_h + oh) * p.out_w + ow0 + j) * p.out_c + co;
         for (var q = 0u; q < min(4u, p.out_c - co); q++) { y[o + q] = v[q]; }
     }
 }
 
 // conv2d_backward_input: dx = transposed conv of dy (dy already holds the gradient at the
-// pre-activation; see relu_backward). Overwrites dx, or adds into it with p.accumulate (the
+// pre-activation; see activation_backward). Overwrites dx, or adds into it with p.accumulate (the
 // input has other readers).
 // One invocation: 4 adjacent input pixels of one row x 4 input channels.
 // Dispatch: linear over batch * in_h * ceil(in_w / 4) * ceil(in_c / 4) invocations.

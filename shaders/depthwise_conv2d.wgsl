@@ -15,7 +15,7 @@ fn x_source(e: u32, co: u32) -> vec4<f32> {
 }
 
 // depthwise_conv2d_forward: y[o] = act(sum over taps of x[o / m] * w[tap, o] + b[o]),
-// act = relu when p.relu != 0. Overwrites y.
+// act = ACTIVATION (common.wgsl). Overwrites y.
 // One invocation: 4 adjacent output pixels of one row x 4 output channels.
 // Dispatch: linear over batch * out_h * ceil(out_w / 4) * ceil(out_c / 4) invocations.
 @compute @workgroup_size(64)

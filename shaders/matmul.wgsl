@@ -6,13 +6,13 @@
 //   backward dW = x^T . dy   (a = x read with a_row = 1, a_col = in)
 // The k range can be cut into p.splits chunks (split-K) so a long reduction with few outputs
 // (dense 32768 -> 128 at batch 32) still fills the GPU: then c is a scratch of partial sums
-// that sum_partials (reduce.wgsl) adds in a fixed order, applying bias and ReLU there.
-// With one split the bias/ReLU epilogue runs here and c is the final output. Overwrites c.
+// that sum_partials (reduce.wgsl) adds in a fixed order, applying bias and activation there.
+// With one split the bias/activation epilogue runs here and c is the final output. Overwrites c.
 
 struct Gemm {
     m: u32, n: u32, k: u32, splits: u32,
     a_row: u32, a_col: u32, b_row: u32, b_col: u32,
-    k_per_split: u32, has_bias: u32, relu: u32,
+    k_per_split: u32, has_bias: u32, _pad: u32,
     rows_fastest: u32,  // gemm_subgroup only: b (k x n) is larger than a (m x k)
 }
 
@@ -61,8 +61,7 @@ fn gemm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             add = vec4<f32>(bias[cn.x], bias[cn.y], bias[cn.z], bias[cn.w]);
         }
         for (var i = 0u; i < 4u; i++) {
-            tile[i] += add;
-            if (p.relu != 0u) { tile[i] = max(tile[i], vec4<f32>(0.0)); }
+            tile[i] = activate(tile[i] + add);
         }
     }
     let base = split * p.m * p.n;
@@ -116,14 +115,14 @@ fn b_rows(k: u32, n0: u32) -> mat4x4<f32> {
 }
 
 // Stores the 4x4 tile at (m0, n0) of split `split` (column i of acc: row m0 + i), with the
-// bias/ReLU epilogue when there is a single split.
+// bias/activation epilogue when there is a single split.
 fn store_tile_quads(acc: mat4x4<f32>, m0: u32, n0: u32, split: u32) {
     let base = (split * p.m * p.n + m0 * p.n + n0) / 4u;
     for (var i = 0u; i < 4u; i++) {
         var row = acc[i];
         if (p.splits == 1u) {
             if (p.has_bias != 0u) { row += bias4[n0 / 4u]; }
-            if (p.relu != 0u) { row = max(row, vec4<f32>(0.0)); }
+            row = activate(row);
         }
         c4[base + i * p.n / 4u] = row;
     }

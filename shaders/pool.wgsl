@@ -5,7 +5,7 @@ struct Pool {
     batch: u32, in_h: u32, in_w: u32, c: u32,
     out_h: u32, out_w: u32, pool_h: u32, pool_w: u32,
     stride_h: u32, stride_w: u32,
-    norm: u32,     // max pooling of a batchnorm's unstored output: 0 no, 1 yes, 2 with its ReLU
+    norm: u32,     // max pooling of a batchnorm's unstored output (then its ACTIVATION too)
     norm_at: u32,  // where its per-channel scale starts in `coef` (the shift follows, c later)
 }
 
@@ -28,8 +28,7 @@ struct Pool {
 // x as the pool sees it, given its channels' scale and shift (the batchnorm forward's expression).
 fn normalised(v: vec4<f32>, scale: vec4<f32>, shift: vec4<f32>) -> vec4<f32> {
     if (p.norm == 0u) { return v; }
-    let u = v * scale + shift;
-    return select(u, max(u, vec4<f32>(0.0)), p.norm == 2u);
+    return activate(v * scale + shift);
 }
 
 // maxpool2d_forward: y = max over the window (of x normalised, with p.norm); argmax keeps the

@@ -2,7 +2,7 @@
 
 struct Reduce {
     rows: u32, cols: u32, splits: u32, rows_per_split: u32,
-    len: u32, has_bias: u32, relu: u32, _pad: u32,
+    len: u32, has_bias: u32, _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Reduce;
@@ -31,7 +31,7 @@ fn column_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 }
 
 // sum_partials: out[i] = act(sum over s of partial[s, i] + bias[i % cols]) for i < len, the
-// splits added in order 0, 1, 2, ...; act = relu when p.relu != 0. Overwrites out.
+// splits added in order 0, 1, 2, ...; act = ACTIVATION. Overwrites out.
 // Dispatch: linear over len invocations.
 @compute @workgroup_size(64)
 fn sum_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -42,6 +42,5 @@ fn sum_partials(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         acc += partial[s * p.len + i];
     }
     if (p.has_bias != 0u) { acc += bias[i % p.cols]; }
-    if (p.relu != 0u) { acc = max(acc, 0.0); }
-    out[i] = acc;
+    out[i] = activate(vec4<f32>(acc)).x;
 }

@@ -22,6 +22,7 @@ use crate::gpu::kernels::{Dispatch, Kernels};
 use crate::model::{ConvShape, PoolShape};
 use crate::gpu::{GpuContext, GpuError, View};
 use crate::model::summary::thousands;
+use crate::layers::Activation;
 use crate::network::{Network, Pass};
 
 /// One measured kernel launch (or launch pair, for split reductions).
@@ -135,7 +136,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     ] {
         let (x, w, b, y) = (buffer(ctx, s.input_len())?, buffer(ctx, s.kernel_len())?, buffer(ctx, s.out_c as u64)?, buffer(ctx, s.output_len())?);
         let flops = Some(2.0 * s.macs() as f64);
-        out.push(Case { kernel: "conv2d_forward", shape: label.into(), dispatches: vec![k.conv2d_forward(&s, true, &x, &w, &b, &y)], flops, bytes: None });
+        out.push(Case { kernel: "conv2d_forward", shape: label.into(), dispatches: vec![k.conv2d_forward(&s, Activation::Relu, &x, &w, &b, &y)], flops, bytes: None });
         out.push(Case { kernel: "conv2d_backward_input", shape: label.into(), dispatches: vec![k.conv2d_backward_input(&s, &y, &w, &x, false)], flops, bytes: None });
         out.push(Case { kernel: "conv2d_backward_kernel", shape: label.into(), dispatches: k.conv2d_backward_kernel(&s, &x, &y, &w, &scratch), flops, bytes: None });
         let bytes = Some(4.0 * (s.output_len() + s.out_c as u64) as f64);
@@ -145,7 +146,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     let s = ConvShape::keras(32, [32, 32, 32], 32, [3, 3], 1, true);
     let (label, flops) = ("32x32x32x32 depthwise 3x3 same", Some(2.0 * (s.output_len() * 9) as f64));
     let (x, w, b, y) = (buffer(ctx, s.input_len())?, buffer(ctx, s.depthwise_kernel_len())?, buffer(ctx, s.out_c as u64)?, buffer(ctx, s.output_len())?);
-    out.push(Case { kernel: "depthwise_conv2d_forward", shape: label.into(), dispatches: vec![k.depthwise_conv2d_forward(&s, true, &x, &w, &b, &y)], flops, bytes: None });
+    out.push(Case { kernel: "depthwise_conv2d_forward", shape: label.into(), dispatches: vec![k.depthwise_conv2d_forward(&s, Activation::Relu, &x, &w, &b, &y)], flops, bytes: None });
     out.push(Case { kernel: "depthwise_conv2d_backward_input", shape: label.into(), dispatches: vec![k.depthwise_conv2d_backward_input(&s, &y, &w, &x, false)], flops, bytes: None });
     out.push(Case { kernel: "depthwise_conv2d_backward_kernel", shape: label.into(), dispatches: k.depthwise_conv2d_backward_kernel(&s, &x, &y, &w, &scratch), flops, bytes: None });
     let p = PoolShape { batch: 32, in_h: 64, in_w: 64, c: 32, pool: [2, 2], stride: [2, 2] };
@@ -155,7 +156,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
     out.push(Case { kernel: "maxpool2d_forward", shape: shape.clone(), dispatches: vec![k.maxpool2d_forward(&p, &x, None, &y, &arg)], flops: None, bytes });
     out.push(Case { kernel: "maxpool2d_backward", shape: shape.clone(), dispatches: vec![k.maxpool2d_backward(&p, &arg, &y, &x)], flops: None, bytes });
     let grad = buffer(ctx, p.input_len())?;
-    out.push(Case { kernel: "relu_backward", shape: "32x64x64x32".into(), dispatches: vec![k.relu_backward(&x, &grad)], flops: None, bytes: Some(12.0 * p.input_len() as f64) });
+    out.push(Case { kernel: "activation_backward (relu)", shape: "32x64x64x32".into(), dispatches: vec![k.activation_backward(Activation::Relu, &x, &grad)], flops: None, bytes: Some(12.0 * p.input_len() as f64) });
 
     // Model 3's BatchNorms (after each conv, with its ReLU fused), each beside the yardstick
     // the BatchNorm issue holds it to: a ReLU backward plus a column sum over the same tensor.
@@ -165,17 +166,17 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         let shape = format!("32x{side}x{side}x{c}");
         let len = n.len() as f64;
         let (bx, by, bdy, bdx) = (buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?, buffer(ctx, n.len())?);
-        let mut yardstick = vec![k.relu_backward(&bx, &bdx)];
+        let mut yardstick = vec![k.activation_backward(Activation::Relu, &bx, &bdx)];
         yardstick.extend(k.column_sum(n.rows(), c, &bdx, &by, &scratch));
-        out.push(Case { kernel: "relu_backward + column_sum", shape: shape.clone(), dispatches: yardstick, flops: None, bytes: Some(16.0 * len) });
+        out.push(Case { kernel: "activation_backward (relu) + column_sum", shape: shape.clone(), dispatches: yardstick, flops: None, bytes: Some(16.0 * len) });
         let c = c as u64;
         let (ones, zeros, stats) = (buffer(ctx, c)?, buffer(ctx, c)?, buffer(ctx, Kernels::batchnorm_stats_len(&n))?);
         let moving = [buffer(ctx, c)?, buffer(ctx, c)?];
         let (dg, db) = (buffer(ctx, c)?, buffer(ctx, c)?);
         let mut forward = k.batchnorm_stats(&n, &step, &bx, &ones, &zeros, &moving, &stats, &scratch);
-        forward.push(k.batchnorm_forward(&n, true, &bx, &stats, &by));
-        let mut backward = k.batchnorm_backward_stats(&n, true, &step, &bx, &bdy, &ones, &stats, &dg, &db, &scratch);
-        backward.push(k.batchnorm_backward_input(&n, true, &step, &bx, &bdy, &stats, &bdx));
+        forward.push(k.batchnorm_forward(&n, Activation::Relu, &bx, &stats, &by));
+        let mut backward = k.batchnorm_backward_stats(&n, Activation::Relu, &step, &bx, &bdy, &ones, &stats, &dg, &db, &scratch);
+        backward.push(k.batchnorm_backward_input(&n, Activation::Relu, &step, &bx, &bdy, &stats, &bdx));
         let shape = format!("batchnorm {shape}");
         out.push(Case { kernel: "batchnorm_stats", shape: shape.clone(), dispatches: forward[..2].to_vec(), flops: None, bytes: Some(4.0 * len) });
         out.push(Case { kernel: "batchnorm_forward (+ relu)", shape: shape.clone(), dispatches: forward[2..].to_vec(), flops: None, bytes: Some(8.0 * len) });
@@ -188,7 +189,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         let (py, parg, at_max) = (buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?, buffer(ctx, p.output_len())?);
         let bytes = Some(4.0 * (p.input_len() + 2 * p.output_len()) as f64);
         let sums = WindowSums { shape: n, gamma: ones.clone(), dgamma: dg.clone(), dbeta: db.clone() };
-        let norm = Unstored { stats: stats.clone(), channels: c as u32, relu: true, sums: Some(sums) };
+        let norm = Unstored { stats: stats.clone(), channels: c as u32, activation: Activation::Relu, sums: Some(sums) };
         let windows = p.out_h() * p.out_w();
         let window_sums = k.batchnorm_window_sums(&norm, windows, &step, &at_max, &py, &scratch);
         out.push(Case { kernel: "maxpool2d_forward", shape: format!("{shape} pool 2x2, stored"), dispatches: vec![k.maxpool2d_forward(&p, &by, None, &py, &parg)], flops: None, bytes });
@@ -220,7 +221,7 @@ fn cases(ctx: &GpuContext, k: &Kernels) -> Result<Vec<Case>, GpuError> {
         ("gemm backward dW (x^T dy)", GemmShape::tn(i, o, b), &x, &yv, &w),
     ] {
         let with_bias = kernel.starts_with("gemm forward");
-        let d = k.gemm(&g, a, bm, with_bias.then_some(&bias), with_bias, c, &scratch);
+        let d = k.gemm(&g, a, bm, with_bias.then_some(&bias), if with_bias { Activation::Relu } else { Activation::Linear }, c, &scratch);
         out.push(Case { kernel, shape: dense.into(), dispatches: d, flops: Some(2.0 * g.macs() as f64), bytes: None });
     }
     let (logits, labels, grad, metrics) = (buffer(ctx, 32)?, ctx.upload("labels", &[1u32; 32])?, buffer(ctx, 32)?, buffer(ctx, 3)?);

@@ -77,6 +77,28 @@ fn pooling_model() -> ModelSpec {
     ModelSpec::new([32, 32, 3], layers.into_iter().map(|k| (None, k)).collect()).unwrap()
 }
 
+/// Every hidden activation in each place it can stand (fused into convs, batchnorms and dense
+/// layers, a conv's sigmoid among them, and as layers on images and on flat inputs), and global
+/// max pooling.
+fn activations_model() -> ModelSpec {
+    let conv = |filters, stride, padding, activation, use_bias| LayerKind::Conv2d(Conv2d { filters, kernel: Pair([3, 3]), stride, padding, activation, use_bias });
+    let layers = vec![
+        conv(8, 1, Padding::Same, Activation::LeakyRelu, true),
+        conv(8, 2, Padding::Valid, Activation::Elu, true),
+        LayerKind::BatchNorm(BatchNorm { activation: Activation::Tanh, ..Default::default() }),
+        LayerKind::Activation(ActivationLayer { activation: Activation::Silu }),
+        conv(8, 1, Padding::Same, Activation::Sigmoid, true),
+        conv(8, 1, Padding::Same, Activation::Gelu, false),
+        LayerKind::BatchNorm(BatchNorm { activation: Activation::Silu, ..Default::default() }),
+        LayerKind::GlobalMaxPool2d(Default::default()),
+        LayerKind::Dense(Dense::new(8, Activation::Gelu)),
+        LayerKind::Dense(Dense::new(8, Activation::Tanh)),
+        LayerKind::Activation(ActivationLayer { activation: Activation::LeakyRelu }),
+        LayerKind::Dense(Dense::new(3, Activation::Softmax)),
+    ];
+    ModelSpec::new([32, 32, 3], layers.into_iter().map(|k| (None, k)).collect()).unwrap()
+}
+
 /// `gpu-cnn predict --json` probabilities, one row per image in class order.
 fn predict(dir: &Path, ckpt: &str, files: &[PathBuf], classes: &[&str]) -> Vec<Vec<f64>> {
     let mut args = vec!["predict", ckpt, "--json"];
@@ -179,6 +201,13 @@ fn export_resnet_runs_in_onnxruntime_as_predict_does() {
     let path = root().join("configs/resnet.toml");
     let model = gpu_cnn::config::Config::load(&path).unwrap().model;
     check_export("ResNet-20", model, &["cats", "dogs"], "nchw");
+}
+
+/// LeakyRelu (alpha 0.2), Elu, Tanh, Sigmoid, silu as x * Sigmoid(x), gelu as its erf form,
+/// GlobalMaxPool: onnxruntime agrees with `predict`.
+#[test]
+fn export_activations_and_global_max_pooling_runs_in_onnxruntime_as_predict_does() {
+    check_export("activations + global max pooling", activations_model(), &["bird", "cat", "dog"], "nhwc");
 }
 
 #[test]

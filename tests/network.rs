@@ -18,6 +18,7 @@ use gpu_cnn::layers::depthwise_conv2d::DepthwiseConv2d;
 use gpu_cnn::layers::separable_conv2d::SeparableConv2d;
 use gpu_cnn::layers::flatten::Flatten;
 use gpu_cnn::layers::globalavgpool2d::GlobalAvgPool2d;
+use gpu_cnn::layers::globalmaxpool2d::GlobalMaxPool2d;
 use gpu_cnn::layers::maxpool2d::MaxPool2d;
 use gpu_cnn::layers::{Init, Pair};
 use gpu_cnn::layers::{Activation, LayerKind, Padding};
@@ -85,6 +86,51 @@ fn depthwise_network() -> ModelSpec {
     .unwrap()
 }
 
+/// Every hidden activation through the whole network (with the next one), in each way it is
+/// applied: elu and tanh fused into conv stores, elu into a batchnorm; leaky_relu fused into a
+/// dense store, silu and gelu as dense layers' own passes; global max pooling between. (No
+/// saturating sigmoid before the pooling: the gradients that reach the convs would shrink to
+/// where the f32 loss's rounding over h is a few percent of them.)
+fn activations_network() -> ModelSpec {
+    let conv = |filters, stride, activation, use_bias| LayerKind::Conv2d(Conv2d { stride, use_bias, ..Conv2d::new(filters, 3, Padding::Same, activation) });
+    ModelSpec::new([9, 10, 3], vec![
+        (None, conv(4, 1, Activation::Elu, true)),
+        (None, conv(5, 2, Activation::Tanh, false)),
+        (None, LayerKind::BatchNorm(BatchNorm { activation: Activation::Elu, ..Default::default() })),
+        (None, LayerKind::GlobalMaxPool2d(GlobalMaxPool2d {})),
+        (None, LayerKind::Dense(Dense::new(6, Activation::LeakyRelu))),
+        (None, LayerKind::Dense(Dense::new(5, Activation::Gelu))),
+        (None, LayerKind::Dense(Dense::new(4, Activation::Silu))),
+        (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid))),
+    ])
+    .unwrap()
+}
+
+/// silu and gelu on convs (their pre-activation buffers) and fused into batchnorms, the gelu one
+/// left unstored for the max pool after it (normalised and activated on load); elu, sigmoid,
+/// gelu, silu and tanh as activation layers; global max pooling into a dense tanh.
+fn activations_network_2() -> ModelSpec {
+    let conv = |filters, activation, use_bias| LayerKind::Conv2d(Conv2d { use_bias, ..Conv2d::new(filters, 3, Padding::Same, activation) });
+    let layer = |activation| LayerKind::Activation(ActivationLayer { activation });
+    ModelSpec::new([9, 10, 3], vec![
+        (None, conv(4, Activation::Silu, true)),
+        (None, layer(Activation::Elu)),
+        (None, conv(5, Activation::Gelu, false)),
+        (None, LayerKind::BatchNorm(BatchNorm { activation: Activation::Silu, ..Default::default() })),
+        (None, layer(Activation::Sigmoid)),
+        (None, conv(6, Activation::Linear, false)),
+        (None, LayerKind::BatchNorm(BatchNorm { activation: Activation::Gelu, ..Default::default() })),
+        (None, LayerKind::MaxPool2d(MaxPool2d::default())),
+        (None, layer(Activation::Gelu)),
+        (None, layer(Activation::Silu)),
+        (None, layer(Activation::Tanh)),
+        (None, LayerKind::GlobalMaxPool2d(GlobalMaxPool2d {})),
+        (None, LayerKind::Dense(Dense::new(4, Activation::Tanh))),
+        (None, LayerKind::Dense(Dense::new(1, Activation::Sigmoid))),
+    ])
+    .unwrap()
+}
+
 /// Rounding noise of a one-sided slope: the f32 loss (~0.7, summed over the batch) is off by up
 /// to ~1e-7, divided by h = 1e-3.
 const SLOPE_NOISE: f64 = 2e-4;
@@ -120,6 +166,14 @@ fn finite_differences_match_the_gpu_gradients_through_depthwise_and_separable_co
 fn finite_differences_match_the_gpu_gradients_through_a_frozen_separable_conv() {
     let spec = depthwise_network().freeze(&["separable_conv2d_1".into()]).unwrap();
     check_finite_differences(&spec, 3);
+}
+
+#[test]
+fn finite_differences_match_the_gpu_gradients_through_every_activation_and_global_max_pooling() {
+    check_finite_differences(&activations_network(), 4);
+    let spec = activations_network_2();
+    assert_eq!(spec.unstored().iter().filter(|u| u.is_some()).count(), 1, "the gelu batchnorm leaves its output to the max pool");
+    check_finite_differences(&spec, 4);
 }
 
 /// A frozen BatchNorm between trainable layers runs in inference mode and passes gradients down

@@ -106,8 +106,8 @@ pub struct KerasLayer {
     settings: Option<Settings>,
 }
 
-/// A layer's Keras config, and the activation of an `Activation` or `ReLU` layer right after
-/// it (which gpu-cnn fuses into the layer).
+/// A layer's Keras config, and the activation of an `Activation`, `ReLU`, `LeakyReLU` or `ELU`
+/// layer right after it (which gpu-cnn fuses into the layer).
 #[derive(Debug, Clone)]
 struct Settings {
     config: serde_json::Value,
@@ -148,14 +148,27 @@ fn model_layers(model: &serde_json::Value) -> Vec<ConfigLayer> {
             }
             false => layers.get(i + 1),
         };
-        let then = next.and_then(|next| match next["class_name"].as_str() {
-            Some("Activation") => next["config"]["activation"].as_str().map(str::to_string),
-            Some("ReLU") => Some("relu".into()),
-            _ => None,
-        });
+        let then = next.and_then(|next| activation_layer(next["class_name"].as_str()?, &next["config"]));
         out.push(ConfigLayer { name: name(l), path, class, settings: Settings { config: l["config"].clone(), then } });
     }
     out
+}
+
+/// The activation of a Keras activation layer, as gpu-cnn names it; a LeakyReLU or ELU whose
+/// setting gpu-cnn lacks (negative_slope 0.2, alpha 1) says so, so that it matches nothing.
+fn activation_layer(class: &str, config: &serde_json::Value) -> Option<String> {
+    let with = |name: &str, key: &str, ours: f64| match config[key].as_f64() {
+        Some(v) if (v - ours).abs() > 1e-6 => format!("{name} ({key} {v})"),
+        _ => name.to_string(),
+    };
+    match class {
+        "Activation" => config["activation"].as_str().map(str::to_string),
+        "ReLU" => Some("relu".into()),
+        // Keras 3's LeakyReLU layer defaults to 0.3, its leaky_relu activation to 0.2.
+        "LeakyReLU" => Some(with("leaky_relu", "negative_slope", 0.2)),
+        "ELU" => Some(with("elu", "alpha", 1.0)),
+        _ => None,
+    }
 }
 
 /// The layer names a Functional config's `inbound_nodes` read from: Keras 2 writes each input as
@@ -196,11 +209,13 @@ fn settings_differ(target: &LayerKind, next: Option<&LayerKind>, s: &Settings) -
         other => other.to_string(),
     };
     let keras_act = if keras_act == "linear" { s.then.clone().unwrap_or(keras_act) } else { keras_act };
+    // Keras 3's swish is silu.
+    let keras_act = if keras_act == "swish" { "silu".to_string() } else { keras_act };
     let mut act = target.ops().activation();
     if let (Activation::Linear, Some(LayerKind::Activation(a))) = (act, next) {
         act = a.activation;
     }
-    let ours = format!("{act:?}").to_lowercase();
+    let ours = act.name();
     let mut differ = Vec::new();
     if keras_act != ours {
         differ.push(format!("activation {keras_act} in the file, {ours} in the config"));
@@ -629,6 +644,25 @@ mod tests {
         assert_eq!(settings_differ(&spec.layers[1].kind, None, &settings), None);
         let e = settings_differ(&spec.layers[0].kind, None, &settings).unwrap();
         assert!(e.contains("depth_multiplier 1 in the file, 2 in the config"), "{e}");
+    }
+
+    /// Keras' names of the hidden activations, as strings and as layers after a conv: swish is
+    /// silu, and a LeakyReLU or ELU layer matches only with gpu-cnn's fixed setting.
+    #[test]
+    fn keras_activation_names_map_to_gpu_cnn_ones() {
+        let conv = |activation| LayerKind::Conv2d(Conv2d::new(4, 3, Padding::Same, activation));
+        let settings = |layers: serde_json::Value| model_layers(&serde_json::json!({"config": {"layers": layers}}))[0].settings.clone();
+        let named = |name: &str| settings(serde_json::json!([{"class_name": "Conv2D", "config": {"name": "c", "activation": name}}]));
+        for (keras, ours) in [("leaky_relu", Activation::LeakyRelu), ("elu", Activation::Elu), ("tanh", Activation::Tanh), ("sigmoid", Activation::Sigmoid), ("silu", Activation::Silu), ("swish", Activation::Silu), ("gelu", Activation::Gelu)] {
+            assert_eq!(settings_differ(&conv(ours), None, &named(keras)), None, "{keras}");
+            assert!(settings_differ(&conv(Activation::Relu), None, &named(keras)).is_some(), "{keras}");
+        }
+        let then = |class: &str, config: serde_json::Value| settings(serde_json::json!([{"class_name": "Conv2D", "config": {"name": "c", "activation": "linear"}}, {"class_name": class, "config": config}]));
+        assert_eq!(settings_differ(&conv(Activation::LeakyRelu), None, &then("LeakyReLU", serde_json::json!({"negative_slope": 0.2}))), None);
+        let e = settings_differ(&conv(Activation::LeakyRelu), None, &then("LeakyReLU", serde_json::json!({"negative_slope": 0.3}))).unwrap();
+        assert!(e.contains("activation leaky_relu (negative_slope 0.3) in the file, leaky_relu in the config"), "{e}");
+        assert_eq!(settings_differ(&conv(Activation::Elu), None, &then("ELU", serde_json::json!({"alpha": 1.0}))), None);
+        assert!(settings_differ(&conv(Activation::Elu), None, &then("ELU", serde_json::json!({"alpha": 0.5}))).unwrap().contains("elu (alpha 0.5)"));
     }
 
     /// Settings the weights cannot show: a following Activation layer counts as the fused

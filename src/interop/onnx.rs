@@ -198,6 +198,10 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
                 let pooled = g.node("GlobalAveragePool", name.into(), &[&x], vec![]);
                 g.node("Flatten", format!("{name}/flatten"), &[&pooled], vec![int("axis", 1)])
             }
+            LayerKind::GlobalMaxPool2d(_) => {
+                let pooled = g.node("GlobalMaxPool", name.into(), &[&x], vec![]);
+                g.node("Flatten", format!("{name}/flatten"), &[&pooled], vec![int("axis", 1)])
+            }
             LayerKind::BatchNorm(b) => {
                 // Inference form: the moving statistics; constant gamma / beta where Keras has none.
                 let c = input.channels() as usize;
@@ -223,20 +227,20 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
                 let [a, b] = [0, 1].map(|k| values[graph.inputs[i][k]].clone());
                 g.node("Add", name.into(), &[&a, &b], vec![])
             }
-            // Flatten of a flat input, dropout (inference), and a relu layer (below) add no op.
+            // Flatten of a flat input, dropout (inference), and an activation layer (below) add no op.
             LayerKind::Flatten(_) | LayerKind::Dropout(_) | LayerKind::Activation(_) => x,
         };
         let x = match layer.kind.ops().activation() {
             Activation::Linear => x,
-            Activation::Relu => g.node("Relu", format!("{name}/relu"), &[&x], vec![]),
             Activation::Softmax => g.node("Softmax", OUTPUT.into(), &[&x], vec![int("axis", 1)]),
-            Activation::Sigmoid => {
+            Activation::Sigmoid if i + 1 == spec.layers.len() => {
                 // One logit: [1 - p, p], as `predict` reports a sigmoid head.
                 let p = g.node("Sigmoid", format!("{name}/sigmoid"), &[&x], vec![]);
                 let one = g.weight(format!("{name}/one"), &[1], &[1.0]);
                 let q = g.node("Sub", format!("{name}/one_minus"), &[&one, &p], vec![]);
                 g.node("Concat", OUTPUT.into(), &[&q, &p], vec![int("axis", 1)])
             }
+            a => hidden_activation(&mut g, name, a, &x),
         };
         values.push(x);
     }
@@ -274,6 +278,33 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
         ],
         ..Default::default()
     })
+}
+
+/// The nodes of hidden activation `a` on `x` (opset 13: silu as x * Sigmoid(x), gelu in its
+/// exact erf form); returns its output.
+fn hidden_activation(g: &mut Graph, name: &str, a: Activation, x: &str) -> String {
+    let alpha = |value: f32| vec![attribute("alpha", AttributeType::FLOAT, |at| at.f = value)];
+    match a {
+        Activation::Relu => g.node("Relu", format!("{name}/relu"), &[x], vec![]),
+        Activation::LeakyRelu => g.node("LeakyRelu", format!("{name}/leaky_relu"), &[x], alpha(0.2)),
+        Activation::Elu => g.node("Elu", format!("{name}/elu"), &[x], alpha(1.0)),
+        Activation::Tanh => g.node("Tanh", format!("{name}/tanh"), &[x], vec![]),
+        Activation::Sigmoid => g.node("Sigmoid", format!("{name}/sigmoid"), &[x], vec![]),
+        Activation::Silu => {
+            let s = g.node("Sigmoid", format!("{name}/silu_sigmoid"), &[x], vec![]);
+            g.node("Mul", format!("{name}/silu"), &[x, &s], vec![])
+        }
+        Activation::Gelu => {
+            // x * 0.5 * (1 + erf(x / sqrt(2)))
+            let [scale, one, half] = [("inv_sqrt2", std::f32::consts::FRAC_1_SQRT_2), ("one", 1.0), ("half", 0.5)].map(|(n, v)| g.weight(format!("{name}/gelu_{n}"), &[1], &[v]));
+            let scaled = g.node("Mul", format!("{name}/gelu_scaled"), &[x, &scale], vec![]);
+            let erf = g.node("Erf", format!("{name}/gelu_erf"), &[&scaled], vec![]);
+            let cdf = g.node("Add", format!("{name}/gelu_one_plus"), &[&erf, &one], vec![]);
+            let halved = g.node("Mul", format!("{name}/gelu_cdf"), &[&cdf, &half], vec![]);
+            g.node("Mul", format!("{name}/gelu"), &[x, &halved], vec![])
+        }
+        Activation::Linear | Activation::Softmax => unreachable!("handled by the caller"),
+    }
 }
 
 /// What the model takes and gives, for its doc string and the export report.

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{hidden_activation, Activation, Build, Kind, LayerKind, Loads};
+use super::{Activation, Build, Kind, LayerKind, Loads};
 use crate::gpu::kernels::add::Route;
 use crate::gpu::GpuError;
 use crate::model::graph::Delivery;
@@ -26,8 +26,10 @@ impl Kind for Add {
         "Add"
     }
     fn output(&self, input: Shape, _: bool) -> Result<Shape, String> {
-        hidden_activation(self.activation)?;
-        Ok(input)
+        match self.activation {
+            Activation::Linear | Activation::Relu => Ok(input),
+            a => Err(format!("an add fuses \"relu\" or nothing (got \"{}\"); put an activation layer after it", a.name())),
+        }
     }
     fn activation(&self) -> Activation {
         self.activation
@@ -55,7 +57,7 @@ impl Kind for Add {
         let written: Vec<_> = b.merged.iter().filter_map(|&(_, dx, d)| dx.filter(|_| matches!(d, Delivery::Write | Delivery::Add)).map(|dx| (dx, d))).collect();
         let shared = b.merged.iter().any(|&(_, dx, d)| dx.is_some() && d == Delivery::Shared);
         if relu && written.is_empty() && shared {
-            b.backward.push(b.kernels.relu_backward(b.y, dy));
+            b.backward.push(b.kernels.activation_backward(Activation::Relu, b.y, dy));
         }
         for (k, &(dx, d)) in written.iter().enumerate() {
             let first = k == 0 && relu;

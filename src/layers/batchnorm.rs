@@ -99,17 +99,26 @@ impl Kind for BatchNorm {
     fn scratch(&self, batch: u32, input: Shape) -> u64 {
         Kernels::batchnorm_scratch(&self.shape(batch, input, false))
     }
-    /// Per element: the split Welford sums (6) in training, the scale and shift (2), the ReLU.
-    /// Backward, in each of its two kernels that runs (the dgamma/dbeta sums when it trains, dx
-    /// = a g + b x + c when a gradient goes down): 4, plus 3 to recompute the ReLU's mask.
-    /// Left unstored, the scale, shift and ReLU run on each element the next layer loads, and
+    /// Per element: the split Welford sums (6) in training, the scale and shift (2), the
+    /// activation. Backward, in each of its two kernels that runs (the dgamma/dbeta sums when it
+    /// trains, dx = a g + b x + c when a gradient goes down): 4, plus the activation's
+    /// derivative recomputed from x (3 for a ReLU's mask: the scale, shift and sign).
+    /// Left unstored, the scale, shift and activation run on each element the next layer loads, and
     /// the sums over the windows where its gradient arrives.
     fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool, unstored: Option<Loads>) -> [u64; 2] {
         let n = input.len();
         let Loads { elements, windows } = unstored.unwrap_or(Loads { elements: n, windows: n });
-        let relu = (self.activation == Activation::Relu) as u64;
-        let (sums, dx) = (trains as u64 * (4 + 3 * relu) * windows, input_grad as u64 * (4 + 3 * relu) * n);
-        [trains as u64 * 6 * n + (2 + relu) * elements, sums + dx]
+        let [f, g] = self.activation.flops();
+        // f' from the pre-activation: ReLUs' from its sign alone, the others' from f(z) where
+        // f' is expressed by the output.
+        let grad = match self.activation {
+            Activation::Linear => 0,
+            Activation::Relu | Activation::LeakyRelu => 2 + g,
+            a if a.grad_from_output() => 2 + f + g,
+            _ => 2 + g,
+        };
+        let (sums, dx) = (trains as u64 * (4 + grad) * windows, input_grad as u64 * (4 + grad) * n);
+        [trains as u64 * 6 * n + (2 + f) * elements, sums + dx]
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, b.input, !b.trainable);
@@ -127,23 +136,23 @@ impl Kind for BatchNorm {
             false => (b.ctx.storage(&format!("{} zero beta", b.name), c as u64)?, b.ctx.storage(&format!("{} unused dbeta", b.name), c as u64)?),
         };
         let moving = [b.param("moving_mean"), b.param("moving_variance")];
-        let relu = self.activation == Activation::Relu;
+        let activation = self.activation;
         b.forward.extend(k.batchnorm_stats(&s, b.step, b.x, &gamma, &beta, &moving, &stats, b.scratch));
         if b.leave_unstored {
             // The max pool after it normalises on load and takes the gradient sums.
             let sums = b.trainable.then(|| WindowSums { shape: s, gamma: gamma.clone(), dgamma: dgamma.clone(), dbeta: dbeta.clone() });
-            b.unstored = Some(Unstored { stats: stats.clone(), channels: s.channels, relu, sums });
+            b.unstored = Some(Unstored { stats: stats.clone(), channels: s.channels, activation, sums });
         } else {
-            b.forward.push(k.batchnorm_forward(&s, relu, b.x, &stats, b.y));
+            b.forward.push(k.batchnorm_forward(&s, activation, b.x, &stats, b.y));
         }
         let Some(dy) = b.backward_dy() else { return Ok(()) };
-        // The ReLU's mask is applied inside both backward kernels. Frozen, the forward left
+        // The activation's derivative is applied inside both backward kernels. Frozen, the forward left
         // inference-mode dx coefficients (dx = gamma * inv * dy).
         if b.trainable && !b.leave_unstored {
-            b.backward.extend(k.batchnorm_backward_stats(&s, relu, b.step, b.x, dy, &gamma, &stats, &dgamma, &dbeta, b.scratch));
+            b.backward.extend(k.batchnorm_backward_stats(&s, activation, b.step, b.x, dy, &gamma, &stats, &dgamma, &dbeta, b.scratch));
         }
         if let Some(dx) = b.dx {
-            b.backward.push(k.batchnorm_backward_input(&s, relu, b.step, b.x, dy, &stats, dx));
+            b.backward.push(k.batchnorm_backward_input(&s, activation, b.step, b.x, dy, &stats, dx));
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! `conv2d` (Keras `Conv2D`): a 2D convolution over NHWC images with kernel
-//! [kh, kw, in, out], optional bias and fused ReLU.
+//! [kh, kw, in, out], optional bias and an activation (see [`Fused`]).
 
 use serde::{Deserialize, Serialize};
 
+use super::activation::Fused;
 use super::{default_true, hidden_activation, image, kernel_and_bias, one, Activation, Build, Insertion, Kind, LayerKind, Loads, Pair, Tensor};
 use crate::gpu::{GpuError, View};
 use crate::model::shape::{ConvShape, Shape};
@@ -109,12 +110,12 @@ impl Kind for Conv2d {
     fn flops(&self, input: Shape, output: Shape, trains: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         let [kh, kw] = self.kernel.0;
         let macs = output.len() * (kh * kw * input.channels()) as u64;
-        super::weighted_flops(macs, output.len(), self.use_bias, self.activation == Activation::Relu, trains, input_grad)
+        super::weighted_flops(macs, output.len(), self.use_bias, self.activation, trains, input_grad)
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, image(b.input).expect("validated spec"));
         let (x, y, dx, dy) = (b.x, b.y, b.dx, b.backward_dy());
-        record(b, Conv::Full, &s, "kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [x, y], [dx, dy], b.accumulate)
+        record(b, Conv::Full, &s, "kernel", self.use_bias.then_some("bias"), self.activation, [x, y], [dx, dy], b.accumulate)
     }
 }
 
@@ -133,22 +134,22 @@ pub enum Conv {
 /// given (added into with `accumulate`, see [`Build::accumulate`]). conv2d, depthwise_conv2d
 /// and both halves of separable_conv2d record through this.
 #[allow(clippy::too_many_arguments)]
-pub fn record(b: &mut Build<'_>, conv: Conv, s: &ConvShape, kernel: &str, bias: Option<&str>, relu: bool, [x, y]: [&View; 2], [dx, dy]: [Option<&View>; 2], accumulate: bool) -> Result<(), GpuError> {
+pub fn record(b: &mut Build<'_>, conv: Conv, s: &ConvShape, kernel: &str, bias: Option<&str>, activation: Activation, [x, y]: [&View; 2], [dx, dy]: [Option<&View>; 2], accumulate: bool) -> Result<(), GpuError> {
     let w = b.param(kernel);
     // Without a bias the forward kernel adds a zero vector: one kernel serves both.
     let bias_values = match bias {
         Some(suffix) => b.param(suffix),
         None => b.ctx.storage(&format!("{} zero bias", b.name), s.out_c as u64)?,
     };
+    let act = Fused::new(activation, b, y)?;
     let k = b.kernels;
-    b.forward.push(match conv {
-        Conv::Full => k.conv2d_forward(s, relu, x, &w, &bias_values, y),
-        Conv::Depthwise => k.depthwise_conv2d_forward(s, relu, x, &w, &bias_values, y),
-    });
+    let forward = match conv {
+        Conv::Full => k.conv2d_forward(s, act.store(), x, &w, &bias_values, act.out()),
+        Conv::Depthwise => k.depthwise_conv2d_forward(s, act.store(), x, &w, &bias_values, act.out()),
+    };
+    act.forward(b, [forward]);
     let Some(dy) = dy else { return Ok(()) };
-    if relu {
-        b.backward.push(k.relu_backward(y, dy));
-    }
+    act.backward(b, dy);
     if b.trainable {
         let dw = b.grad(kernel);
         b.backward.extend(match conv {

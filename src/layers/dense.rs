@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::activation::Fused;
 use super::{default_true, hidden_activation, kernel_and_bias, Activation, Build, Kind, LayerKind, Loads, Tensor};
 use crate::gpu::kernels::matmul::GemmShape;
 use crate::gpu::{GpuError, Kernels};
@@ -27,6 +28,15 @@ impl Dense {
     fn gemms(&self, batch: u32, n: u32) -> [GemmShape; 3] {
         [GemmShape::nn(batch, self.units, n), GemmShape::nt(batch, n, self.units), GemmShape::tn(n, self.units, batch)]
     }
+
+    /// The activation it applies itself: a sigmoid or softmax makes it the head, whose
+    /// activation is fused with the loss (it outputs logits).
+    fn applied(&self) -> Activation {
+        match self.activation {
+            Activation::Sigmoid | Activation::Softmax => Activation::Linear,
+            a => a,
+        }
+    }
 }
 
 impl Kind for Dense {
@@ -45,6 +55,9 @@ impl Kind for Dense {
         }
         if !is_last {
             hidden_activation(self.activation)?;
+            if self.activation == Activation::Sigmoid {
+                return Err("activation \"sigmoid\" on a dense layer makes it the output head, so only the last one takes it; add an activation layer after a hidden one".into());
+            }
         }
         Ok(Shape::Flat(self.units))
     }
@@ -75,26 +88,24 @@ impl Kind for Dense {
     }
     fn flops(&self, input: Shape, _: Shape, trains: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         let units = self.units as u64;
-        super::weighted_flops(input.len() * units, units, self.use_bias, self.activation == Activation::Relu, trains, input_grad)
+        super::weighted_flops(input.len() * units, units, self.use_bias, self.applied(), trains, input_grad)
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let [forward, input_grad, kernel_grad] = self.gemms(b.batch, b.input.channels());
-        let relu = self.activation == Activation::Relu;
+        let act = Fused::new(self.applied(), b, b.y)?;
         let (k, w) = (b.kernels, b.param("kernel"));
         let bias = self.use_bias.then(|| b.param("bias"));
-        b.forward.extend(k.gemm(&forward, b.x, &w, bias.as_ref(), relu, b.y, b.scratch));
+        act.forward(b, k.gemm(&forward, b.x, &w, bias.as_ref(), act.store(), act.out(), b.scratch));
         let Some(dy) = b.backward_dy() else { return Ok(()) };
-        if relu {
-            b.backward.push(k.relu_backward(b.y, dy));
-        }
+        act.backward(b, dy);
         if b.trainable {
-            b.backward.extend(k.gemm(&kernel_grad, b.x, dy, None, false, &b.grad("kernel"), b.scratch));
+            b.backward.extend(k.gemm(&kernel_grad, b.x, dy, None, Activation::Linear, &b.grad("kernel"), b.scratch));
             if self.use_bias {
                 b.backward.extend(k.column_sum(b.batch as u64, self.units, dy, &b.grad("bias"), b.scratch));
             }
         }
         if let Some(dx) = b.dx {
-            b.backward.extend(k.gemm(&input_grad, dy, &w, None, false, dx, b.scratch));
+            b.backward.extend(k.gemm(&input_grad, dy, &w, None, Activation::Linear, dx, b.scratch));
         }
         Ok(())
     }

@@ -124,12 +124,12 @@ impl Kind for DepthwiseConv2d {
         Self::scratch_of(&self.shape(batch, image(input).expect("validated spec")))
     }
     fn flops(&self, _: Shape, output: Shape, trains: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
-        super::weighted_flops(self.macs(output), output.len(), self.use_bias, self.activation == Activation::Relu, trains, input_grad)
+        super::weighted_flops(self.macs(output), output.len(), self.use_bias, self.activation, trains, input_grad)
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
         let s = self.shape(b.batch, image(b.input).expect("validated spec"));
         let (x, y, dx, dy) = (b.x, b.y, b.dx, b.backward_dy());
-        record(b, Conv::Depthwise, &s, "depthwise_kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [x, y], [dx, dy], b.accumulate)
+        record(b, Conv::Depthwise, &s, "depthwise_kernel", self.use_bias.then_some("bias"), self.activation, [x, y], [dx, dy], b.accumulate)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod depthwise_conv2d;
 pub mod dropout;
 pub mod flatten;
 pub mod globalavgpool2d;
+pub mod globalmaxpool2d;
 pub mod maxpool2d;
 pub mod separable_conv2d;
 
@@ -81,6 +82,7 @@ kinds! {
     MaxPool2d(maxpool2d::MaxPool2d) = "maxpool2d",
     AvgPool2d(avgpool2d::AvgPool2d) = "avgpool2d",
     GlobalAvgPool2d(globalavgpool2d::GlobalAvgPool2d) = "globalavgpool2d",
+    GlobalMaxPool2d(globalmaxpool2d::GlobalMaxPool2d) = "globalmaxpool2d",
     BatchNorm(batchnorm::BatchNorm) = "batchnorm",
     Activation(activation::ActivationLayer) = "activation",
     Flatten(flatten::Flatten) = "flatten",
@@ -349,15 +351,17 @@ pub fn glorot(shape: &[u32]) -> Init {
 }
 
 /// The FLOPs of a conv or dense layer: `macs` multiply-adds per image into `outputs` values,
-/// plus the bias add and the fused ReLU where present; backward, the ReLU's mask, the kernel
-/// gradient (and bias column sum) when it trains, the input gradient when one is passed on.
-pub fn weighted_flops(macs: u64, outputs: u64, bias: bool, relu: bool, trains: bool, input_grad: bool) -> [u64; 2] {
-    let (b, r) = (outputs * bias as u64, outputs * relu as u64);
+/// plus the bias add and the activation where present; backward, the activation's derivative,
+/// the kernel gradient (and bias column sum) when it trains, the input gradient when one is
+/// passed on.
+pub fn weighted_flops(macs: u64, outputs: u64, bias: bool, activation: Activation, trains: bool, input_grad: bool) -> [u64; 2] {
+    let [f, g] = activation.flops().map(|per| outputs * per);
+    let b = outputs * bias as u64;
     let backward = match trains || input_grad {
-        true => r + trains as u64 * (2 * macs + b) + input_grad as u64 * 2 * macs,
+        true => g + trains as u64 * (2 * macs + b) + input_grad as u64 * 2 * macs,
         false => 0,
     };
-    [2 * macs + b + r, backward]
+    [2 * macs + b + f, backward]
 }
 
 /// `Err` unless the input is an image, for layers that move over a grid.
@@ -368,16 +372,22 @@ pub fn image(input: Shape) -> Result<[u32; 3], String> {
     }
 }
 
-/// Hidden layers take ReLU or nothing; sigmoid and softmax belong to the head.
+/// Hidden layers take any activation but softmax, which belongs to the head.
 pub fn hidden_activation(activation: Activation) -> Result<(), String> {
     match activation {
-        Activation::Linear | Activation::Relu => Ok(()),
-        a => Err(format!("activation {a:?} is only allowed on the last dense layer; use \"relu\" or \"linear\"")),
+        Activation::Softmax => Err(format!("activation \"softmax\" is only allowed on the last dense layer; use one of {}", hidden_names())),
+        _ => Ok(()),
     }
 }
 
 pub fn one() -> u32 {
     1
+
+}
+
+/// The hidden activations' config names, for messages.
+pub fn hidden_names() -> String {
+    Activation::HIDDEN.iter().map(|a| format!("\"{}\"", a.name())).collect::<Vec<_>>().join(", ")
 }
 
 pub fn default_true() -> bool {

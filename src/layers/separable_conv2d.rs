@@ -107,9 +107,9 @@ impl Kind for SeparableConv2d {
     fn flops(&self, input: Shape, output: Shape, trains: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
         let depthwise = self.depthwise();
         let middle = depthwise.check(input).expect("validated spec");
-        let d = super::weighted_flops(depthwise.macs(middle), middle.len(), false, false, trains, input_grad);
+        let d = super::weighted_flops(depthwise.macs(middle), middle.len(), false, Activation::Linear, trains, input_grad);
         let macs = output.len() * middle.channels() as u64;
-        let p = super::weighted_flops(macs, output.len(), self.use_bias, self.activation == Activation::Relu, trains, trains || input_grad);
+        let p = super::weighted_flops(macs, output.len(), self.use_bias, self.activation, trains, trains || input_grad);
         [d[0] + p[0], d[1] + p[1]]
     }
     fn buffers(&self, input: Shape) -> Vec<(&'static str, u64)> {
@@ -125,9 +125,9 @@ impl Kind for SeparableConv2d {
             false => None,
         };
         let first = b.backward.len();
-        record(b, Conv::Depthwise, &d, "depthwise_kernel", None, false, [x, &middle], [dx, middle_grad.as_ref()], b.accumulate)?;
+        record(b, Conv::Depthwise, &d, "depthwise_kernel", None, Activation::Linear, [x, &middle], [dx, middle_grad.as_ref()], b.accumulate)?;
         let depthwise_backward = b.backward.len() - first;
-        record(b, Conv::Full, &p, "pointwise_kernel", self.use_bias.then_some("bias"), self.activation == Activation::Relu, [&middle, y], [middle_grad.as_ref(), dy], false)?;
+        record(b, Conv::Full, &p, "pointwise_kernel", self.use_bias.then_some("bias"), self.activation, [&middle, y], [middle_grad.as_ref(), dy], false)?;
         // Backward runs the pointwise half first.
         b.backward[first..].rotate_left(depthwise_backward);
         Ok(())

@@ -1,5 +1,6 @@
 //! What a model is, independent of the GPU: layers, Keras names, shapes and parameters.
 
+pub mod activation;
 pub mod graph;
 pub mod shape;
 pub mod spec;

@@ -2,7 +2,42 @@
 //! NHWC activations, [kh, kw, in_c, out_c] kernels.
 
 use gpu_cnn::gpu::kernels::matmul::GemmShape;
+use gpu_cnn::layers::Activation;
 use gpu_cnn::model::{ConvShape, PoolShape};
+
+/// A hidden activation f(z), with the true erf (libm) for gelu.
+pub fn activate(a: Activation, z: f64) -> f64 {
+    match a {
+        Activation::Linear => z,
+        Activation::Relu => z.max(0.0),
+        Activation::LeakyRelu => if z > 0.0 { z } else { 0.2 * z },
+        Activation::Elu => if z > 0.0 { z } else { z.exp_m1() },
+        Activation::Tanh => z.tanh(),
+        Activation::Sigmoid => sigmoid(z),
+        Activation::Silu => z * sigmoid(z),
+        Activation::Gelu => z * normal_cdf(z),
+        Activation::Softmax => unreachable!("not a hidden activation"),
+    }
+}
+
+/// f'(z) of a hidden activation (0 at a ReLU's kink, as the kernels take it).
+pub fn activation_grad(a: Activation, z: f64) -> f64 {
+    match a {
+        Activation::Linear => 1.0,
+        Activation::Relu => if z > 0.0 { 1.0 } else { 0.0 },
+        Activation::LeakyRelu => if z > 0.0 { 1.0 } else { 0.2 },
+        Activation::Elu => if z > 0.0 { 1.0 } else { z.exp() },
+        Activation::Tanh => 1.0 - z.tanh().powi(2),
+        Activation::Sigmoid => sigmoid(z) * (1.0 - sigmoid(z)),
+        Activation::Silu => sigmoid(z) * (1.0 + z * (1.0 - sigmoid(z))),
+        Activation::Gelu => normal_cdf(z) + z * (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt(),
+        Activation::Softmax => unreachable!("not a hidden activation"),
+    }
+}
+
+pub fn normal_cdf(z: f64) -> f64 {
+    0.5 * libm::erfc(-z / std::f64::consts::SQRT_2)
+}
 
 fn at(s: &ConvShape, n: usize, oh: usize, ow: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {
     let ih = (oh * s.stride as usize + kh) as isize - s.pad_top as isize;
@@ -32,7 +67,7 @@ fn for_each_tap(s: &ConvShape, mut f: impl FnMut(usize, usize, usize)) {
     }
 }
 
-pub fn conv2d_forward(s: &ConvShape, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+pub fn conv2d_forward(s: &ConvShape, act: Activation, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
     let (ci, co) = (s.in_c as usize, s.out_c as usize);
     let mut y = vec![0f64; s.output_len() as usize];
     for (i, v) in y.iter_mut().enumerate() {
@@ -46,9 +81,7 @@ pub fn conv2d_forward(s: &ConvShape, relu: bool, x: &[f32], w: &[f32], b: &[f32]
             }
         }
     });
-    if relu {
-        y.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
+    y.iter_mut().for_each(|v| *v = activate(act, *v));
     y
 }
 
@@ -114,7 +147,7 @@ pub fn maxpool2d_backward(s: &PoolShape, arg: &[u32], dy: &[f32]) -> Vec<f64> {
     dx
 }
 
-pub fn gemm(g: &GemmShape, a: &[f32], b: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f64> {
+pub fn gemm(g: &GemmShape, a: &[f32], b: &[f32], bias: Option<&[f32]>, act: Activation) -> Vec<f64> {
     let (m, n, k) = (g.m as usize, g.n as usize, g.k as usize);
     let mut c = vec![0f64; m * n];
     for i in 0..m {
@@ -123,7 +156,7 @@ pub fn gemm(g: &GemmShape, a: &[f32], b: &[f32], bias: Option<&[f32]>, relu: boo
             for kk in 0..k {
                 acc += a[i * g.a_row as usize + kk * g.a_col as usize] as f64 * b[kk * g.b_row as usize + j * g.b_col as usize] as f64;
             }
-            c[i * n + j] = if relu { acc.max(0.0) } else { acc };
+            c[i * n + j] = activate(act, acc);
         }
     }
     c
@@ -262,14 +295,14 @@ pub fn batch_stats(x: &[f32], rows: usize, c: usize) -> (Vec<f64>, Vec<f64>) {
     (mean, var)
 }
 
-/// gamma * (x - mean) / sqrt(var + eps) + beta (then ReLU) over every row of x [.., c].
-pub fn batchnorm_forward(x: &[f32], c: usize, (mean, var): (&[f64], &[f64]), gamma: &[f32], beta: &[f32], eps: f64, relu: bool) -> Vec<f64> {
+/// act(gamma * (x - mean) / sqrt(var + eps) + beta) over every row of x [.., c].
+pub fn batchnorm_forward(x: &[f32], c: usize, (mean, var): (&[f64], &[f64]), gamma: &[f32], beta: &[f32], eps: f64, act: Activation) -> Vec<f64> {
     x.iter()
         .enumerate()
         .map(|(i, &v)| {
             let ch = i % c;
             let y = gamma[ch] as f64 * (v as f64 - mean[ch]) / (var[ch] + eps).sqrt() + beta[ch] as f64;
-            if relu { y.max(0.0) } else { y }
+            activate(act, y)
         })
         .collect()
 }

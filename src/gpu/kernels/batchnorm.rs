@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{Bind, Dispatch, Kernel, Kernels, Splits};
 use crate::gpu::View;
+use crate::model::activation::Activation;
 
 /// Rows per invocation of the element-wise kernels on the quad path (`ROWS` in batchnorm.wgsl).
 const ELEMENTWISE_ROWS: u64 = 32;
@@ -51,7 +52,7 @@ impl NormShape {
     fn splits(&self) -> Splits {
         Splits::choose(self.reduction_lanes(), self.rows() as u32)
     }
-    fn params(&self, relu: bool) -> NormParams {
+    fn params(&self) -> NormParams {
         let splits = self.splits();
         NormParams {
             pixels: self.pixels,
@@ -59,7 +60,7 @@ impl NormShape {
             capacity_rows: self.rows() as u32,
             splits: splits.count,
             rows_per_split: splits.chunk,
-            relu: relu as u32,
+            _pad: 0,
             frozen: self.frozen as u32,
             counted_pixels: self.pixels,
             momentum: self.momentum,
@@ -79,7 +80,7 @@ impl NormShape {
 pub struct Unstored {
     pub stats: View,
     pub channels: u32,
-    pub relu: bool,
+    pub activation: Activation,
     /// What the sums need, when the batchnorm trains.
     pub sums: Option<WindowSums>,
 }
@@ -107,7 +108,7 @@ struct NormParams {
     capacity_rows: u32,
     splits: u32,
     rows_per_split: u32,
-    relu: u32,
+    _pad: u32,
     frozen: u32,
     counted_pixels: u32,
     momentum: f32,
@@ -133,7 +134,7 @@ impl Kernels {
     /// `scratch`, training only, so not recorded when frozen; then their ordered merge).
     #[allow(clippy::too_many_arguments)]
     pub fn batchnorm_stats(&self, s: &NormShape, step: &wgpu::Buffer, x: &View, gamma: &View, beta: &View, moving: &[View; 2], stats: &View, scratch: &View) -> Vec<Dispatch> {
-        let p = s.params(false);
+        let p = s.params();
         let k = Kernel::BatchnormStatsPartial;
         let u = self.uniform(k, &p);
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (2, Bind::Storage(x)), (9, Bind::Storage(scratch)), (13, Bind::Quads(x))];
@@ -154,20 +155,20 @@ impl Kernels {
 
     /// y = act(x * scale + shift) with the coefficients [`Self::batchnorm_stats`] left in
     /// `stats`; overwrites y (by quads).
-    pub fn batchnorm_forward(&self, s: &NormShape, relu: bool, x: &View, stats: &View, y: &View) -> Dispatch {
+    pub fn batchnorm_forward(&self, s: &NormShape, activation: Activation, x: &View, stats: &View, y: &View) -> Dispatch {
         let k = Kernel::BatchnormForward;
-        let u = self.uniform(k, &s.params(relu));
+        let u = self.uniform(k, &s.params());
         let binds = [(0, Bind::Uniform(&u)), (13, Bind::Quads(x)), (15, Bind::Quads(stats)), (16, Bind::Quads(y))];
-        self.dispatch(k, &binds, self.grid(s.elementwise_invocations()))
+        self.dispatch_fused(k, activation, &binds, self.grid(s.elementwise_invocations()))
     }
 
     /// dgamma = sum g * x_hat and dbeta = sum g over the valid rows (overwritten), where g is dy
-    /// through the fused ReLU's mask when `relu` (recomputed from x: no pass of its own), and
+    /// times the fused activation's derivative (recomputed from x: no pass of its own), and
     /// dx's coefficients into `stats` for [`Self::batchnorm_backward_input`]. Two dispatches
     /// through `scratch`.
     #[allow(clippy::too_many_arguments)]
-    pub fn batchnorm_backward_stats(&self, s: &NormShape, relu: bool, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
-        self.backward_sums(s.params(relu), s, step, x, dy, gamma, stats, dgamma, dbeta, scratch)
+    pub fn batchnorm_backward_stats(&self, s: &NormShape, activation: Activation, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
+        self.backward_sums(s.params(), activation, s, step, x, dy, gamma, stats, dgamma, dbeta, scratch)
     }
 
     /// [`Self::batchnorm_backward_stats`] for an [`Unstored`] output pooled in windows of
@@ -177,12 +178,12 @@ impl Kernels {
     pub fn batchnorm_window_sums(&self, u: &Unstored, windows: u32, step: &wgpu::Buffer, at_max: &View, dy: &View, scratch: &View) -> Vec<Dispatch> {
         let Some(w) = &u.sums else { return Vec::new() };
         let pooled = NormShape { pixels: windows, ..w.shape };
-        let p = NormParams { counted_pixels: w.shape.pixels, ..pooled.params(u.relu) };
-        self.backward_sums(p, &pooled, step, at_max, dy, &w.gamma, &u.stats, &w.dgamma, &w.dbeta, scratch)
+        let p = NormParams { counted_pixels: w.shape.pixels, ..pooled.params() };
+        self.backward_sums(p, u.activation, &pooled, step, at_max, dy, &w.gamma, &u.stats, &w.dgamma, &w.dbeta, scratch)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn backward_sums(&self, p: NormParams, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
+    fn backward_sums(&self, p: NormParams, activation: Activation, s: &NormShape, step: &wgpu::Buffer, x: &View, dy: &View, gamma: &View, stats: &View, dgamma: &View, dbeta: &View, scratch: &View) -> Vec<Dispatch> {
         let k = Kernel::BatchnormBackwardPartial;
         let u = self.uniform(k, &p);
         let binds = [
@@ -195,7 +196,7 @@ impl Kernels {
             (14, Bind::Quads(dy)),
             (15, Bind::Quads(stats)),
         ];
-        let partial = self.dispatch(k, &binds, self.grid(p.splits as u64 * s.reduction_lanes()));
+        let partial = self.dispatch_fused(k, activation, &binds, self.grid(p.splits as u64 * s.reduction_lanes()));
         let k = Kernel::BatchnormBackwardFinish;
         let binds = [
             (0, Bind::Uniform(&u)),
@@ -212,10 +213,10 @@ impl Kernels {
     /// dx = gamma / sqrt(var + eps) * (g - mean(g) - x_hat * mean(g * x_hat)) on the valid
     /// rows, 0 on the rest, g as in [`Self::batchnorm_backward_stats`]; overwrites dx (by quads).
     #[allow(clippy::too_many_arguments)]
-    pub fn batchnorm_backward_input(&self, s: &NormShape, relu: bool, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dx: &View) -> Dispatch {
+    pub fn batchnorm_backward_input(&self, s: &NormShape, activation: Activation, step: &wgpu::Buffer, x: &View, dy: &View, stats: &View, dx: &View) -> Dispatch {
         let k = Kernel::BatchnormBackwardInput;
-        let u = self.uniform(k, &s.params(relu));
+        let u = self.uniform(k, &s.params());
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Uniform(step)), (13, Bind::Quads(x)), (14, Bind::Quads(dy)), (15, Bind::Quads(stats)), (16, Bind::Quads(dx))];
-        self.dispatch(k, &binds, self.grid(s.elementwise_invocations()))
+        self.dispatch_fused(k, activation, &binds, self.grid(s.elementwise_invocations()))
     }
 }

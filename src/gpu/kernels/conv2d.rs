@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{scratch_len, Bind, Dispatch, Kernel, Kernels, Splits, CONV_PIXELS, CONV_SUBGROUP_PIXELS, KERNEL_GRADIENT_SUBGROUP_UNITS};
 use crate::gpu::View;
+use crate::model::activation::Activation;
 use crate::model::ConvShape;
 
 /// Invocations of conv kernel `k` over a batch of h x w x c tensors (`pixel_tiles` in
@@ -16,11 +17,11 @@ pub(super) fn pixel_tiles(k: Kernel, batch: u32, h: u32, w: u32, c: u32) -> u64 
 impl ConvShape {
     /// The uniform of an input gradient, which adds into dx with `accumulate`.
     pub(super) fn input_gradient_params(&self, accumulate: bool) -> ConvParams {
-        ConvParams { accumulate: accumulate as u32, ..self.params(false, Splits { count: 1, chunk: 1 }) }
+        ConvParams { accumulate: accumulate as u32, ..self.params(Splits { count: 1, chunk: 1 }) }
     }
 
     /// The uniform of conv2d.wgsl (and depthwise_conv2d.wgsl, which shares it).
-    pub(super) fn params(&self, relu: bool, splits: Splits) -> ConvParams {
+    pub(super) fn params(&self, splits: Splits) -> ConvParams {
         ConvParams {
             batch: self.batch,
             in_h: self.in_h,
@@ -34,7 +35,7 @@ impl ConvShape {
             stride: self.stride,
             pad_top: self.pad_top,
             pad_left: self.pad_left,
-            relu: relu as u32,
+            _pad: 0,
             splits: splits.count,
             rows_per_split: splits.chunk,
             accumulate: 0,
@@ -57,7 +58,7 @@ pub(super) struct ConvParams {
     stride: u32,
     pad_top: u32,
     pad_left: u32,
-    relu: u32,
+    _pad: u32,
     splits: u32,
     rows_per_split: u32,
     accumulate: u32,
@@ -71,13 +72,13 @@ impl Kernels {
     }
 
     /// y [batch, out_h, out_w, out_c] = act(conv(x, w) + b); overwrites y.
-    pub fn conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
+    pub fn conv2d_forward(&self, s: &ConvShape, activation: Activation, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
         let x_quads = s.in_c.is_multiple_of(4);
         let k = match self.shares_lanes(s.out_c) {
             true => Kernel::Conv2dForwardSubgroup { x_quads },
             false => Kernel::Conv2dForward { x_quads, out_quads: s.out_c.is_multiple_of(4) },
         };
-        let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
+        let u = self.uniform(k, &s.params(Splits { count: 1, chunk: 1 }));
         let mut binds = vec![
             (0, Bind::Uniform(&u)),
             (1, Bind::Storage(x)),
@@ -89,7 +90,7 @@ impl Kernels {
         if !k.uses_subgroups() {
             binds.push((2, Bind::Storage(w)));
         }
-        self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
+        self.dispatch_fused(k, activation, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
     }
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx.
@@ -132,7 +133,7 @@ impl Kernels {
         };
         let splits = Self::conv_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
-        let u = self.uniform(k, &s.params(false, splits));
+        let u = self.uniform(k, &s.params(splits));
         let n = splits.count as u64
             * match k.uses_subgroups() {
                 true => ((s.k_h * s.k_w * s.in_c.div_ceil(4)).div_ceil(KERNEL_GRADIENT_SUBGROUP_UNITS) * s.out_c / 4) as u64,
@@ -148,7 +149,7 @@ impl Kernels {
         ];
         let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
         if splits.count > 1 {
-            out.push(self.sum_partials(splits.count, s.kernel_len(), None, false, scratch, dw));
+            out.push(self.sum_partials(splits.count, s.kernel_len(), None, Activation::Linear, scratch, dw));
         }
         out
     }

@@ -6,6 +6,7 @@
 use super::conv2d::pixel_tiles;
 use super::{scratch_len, Bind, Dispatch, Kernel, Kernels, Splits};
 use crate::gpu::View;
+use crate::model::activation::Activation;
 use crate::model::ConvShape;
 
 impl ConvShape {
@@ -18,9 +19,9 @@ impl ConvShape {
 
 impl Kernels {
     /// y [batch, out_h, out_w, out_c] = act(depthwise(x, w) + b); overwrites y.
-    pub fn depthwise_conv2d_forward(&self, s: &ConvShape, relu: bool, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
+    pub fn depthwise_conv2d_forward(&self, s: &ConvShape, activation: Activation, x: &View, w: &View, b: &View, y: &View) -> Dispatch {
         let k = Kernel::DepthwiseConv2dForward { quads: s.depthwise_quads() };
-        let u = self.uniform(k, &s.params(relu, Splits { count: 1, chunk: 1 }));
+        let u = self.uniform(k, &s.params(Splits { count: 1, chunk: 1 }));
         let binds = [
             (0, Bind::Uniform(&u)),
             (1, Bind::Storage(x)),
@@ -30,7 +31,7 @@ impl Kernels {
             (3, Bind::Storage(b)),
             (4, Bind::Storage(y)),
         ];
-        self.dispatch(k, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
+        self.dispatch_fused(k, activation, &binds, self.grid(pixel_tiles(k, s.batch, s.out_h, s.out_w, s.out_c)))
     }
 
     /// dx [batch, in_h, in_w, in_c] from dy at the pre-activation; overwrites dx
@@ -62,11 +63,11 @@ impl Kernels {
         let k = Kernel::DepthwiseConv2dBackwardKernel { quads: s.depthwise_quads() };
         let splits = Self::depthwise_kernel_splits(s);
         let target = if splits.count > 1 { scratch } else { dw };
-        let u = self.uniform(k, &s.params(false, splits));
+        let u = self.uniform(k, &s.params(splits));
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Storage(x)), (8, Bind::Quads(x)), (5, Bind::Storage(dy)), (10, Bind::Quads(dy)), (7, Bind::Storage(target))];
         let mut out = vec![self.dispatch(k, &binds, self.grid(splits.count as u64 * Self::depthwise_kernel_tiles(s)))];
         if splits.count > 1 {
-            out.push(self.sum_partials(splits.count, s.depthwise_kernel_len(), None, false, scratch, dw));
+            out.push(self.sum_partials(splits.count, s.depthwise_kernel_len(), None, Activation::Linear, scratch, dw));
         }
         out
     }

@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{scratch_len, Bind, Dispatch, Kernel, Kernels, Splits, GEMM_SUBGROUP_ROWS, GEMM_TILE};
 use crate::gpu::View;
+use crate::model::activation::Activation;
 
 /// c[m, n] = sum_k a[m, k] b[k, n] with a[m, k] at `m * a_row + k * a_col` and b[k, n] at
 /// `k * b_row + n * b_col` (see matmul.wgsl).
@@ -81,7 +82,7 @@ struct GemmParams {
     b_col: u32,
     k_per_split: u32,
     has_bias: u32,
-    relu: u32,
+    _pad: u32,
     rows_fastest: u32,
 }
 
@@ -92,9 +93,9 @@ impl Kernels {
     }
 
     /// c [m, n] = act(a . b + bias); overwrites c. One or two dispatches (split-K partial sums
-    /// in `scratch`, then `sum_partials` with the bias and ReLU).
+    /// in `scratch`, then `sum_partials` with the bias and activation).
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm(&self, g: &GemmShape, a: &View, b: &View, bias: Option<&View>, relu: bool, c: &View, scratch: &View) -> Vec<Dispatch> {
+    pub fn gemm(&self, g: &GemmShape, a: &View, b: &View, bias: Option<&View>, activation: Activation, c: &View, scratch: &View) -> Vec<Dispatch> {
         let k = g.kernel(self.lanes);
         let splits = g.splits();
         let target = if splits.count > 1 { scratch } else { c };
@@ -111,7 +112,7 @@ impl Kernels {
                 b_col: g.b_col,
                 k_per_split: splits.chunk,
                 has_bias: bias.is_some() as u32,
-                relu: relu as u32,
+                _pad: 0,
                 rows_fastest: (g.n > g.m) as u32,
             },
         );
@@ -123,9 +124,11 @@ impl Kernels {
             _ => [(5, Bind::Quads(a)), (6, Bind::Quads(b)), (7, Bind::Quads(bias_or_a)), (8, Bind::Quads(target))],
         };
         let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
-        let mut out = vec![self.dispatch(k, &binds, self.grid(n))];
+        // Split, the activation runs in sum_partials.
+        let fused = if splits.count > 1 { Activation::Linear } else { activation };
+        let mut out = vec![self.dispatch_fused(k, fused, &binds, self.grid(n))];
         if splits.count > 1 {
-            out.push(self.sum_partials_cols(splits.count, g.m as u64 * g.n as u64, g.n, bias, relu, scratch, c));
+            out.push(self.sum_partials_cols(splits.count, g.m as u64 * g.n as u64, g.n, bias, activation, scratch, c));
         }
         out
     }

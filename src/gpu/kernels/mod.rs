@@ -1,7 +1,7 @@
 //! One typed wrapper per WGSL entry point. Pipelines are compiled once per context (lazily, on
 //! first use); a wrapper builds the uniform and bind group once and returns a [`Dispatch`] that
 //! only records into a compute pass the caller owns. Every wrapper states what it writes:
-//! outputs and gradients are overwritten (never accumulated across steps); `relu_backward` and
+//! outputs and gradients are overwritten (never accumulated across steps); `activation_backward` and
 //! the optimizer updates work in place, and `loss` adds to the metrics accumulator.
 //!
 //! One module per WGSL family, mirroring `shaders/`: each holds the family's uniform structs
@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use bytemuck::Pod;
 
 use super::{GpuContext, View};
+use crate::model::activation::Activation;
 
 /// Invocations per workgroup of every linear kernel (`WG` in common.wgsl).
 pub const WG: u32 = 64;
@@ -143,8 +144,8 @@ pub enum Kernel {
     BatchnormBackwardPartial,
     BatchnormBackwardFinish,
     BatchnormBackwardInput,
-    ReluForward,
-    ReluBackward,
+    ActivationForward,
+    ActivationBackward,
     SigmoidForward,
     SoftmaxForward,
     DropoutMask,
@@ -204,8 +205,8 @@ impl Kernel {
         Self::BatchnormBackwardPartial,
         Self::BatchnormBackwardFinish,
         Self::BatchnormBackwardInput,
-        Self::ReluForward,
-        Self::ReluBackward,
+        Self::ActivationForward,
+        Self::ActivationBackward,
         Self::SigmoidForward,
         Self::SoftmaxForward,
         Self::DropoutMask,
@@ -249,8 +250,8 @@ impl Kernel {
             Self::BatchnormBackwardPartial => "batchnorm_backward_partial",
             Self::BatchnormBackwardFinish => "batchnorm_backward_finish",
             Self::BatchnormBackwardInput => "batchnorm_backward_input",
-            Self::ReluForward => "relu_forward",
-            Self::ReluBackward => "relu_backward",
+            Self::ActivationForward => "activation_forward",
+            Self::ActivationBackward => "activation_backward",
             Self::SigmoidForward => "sigmoid_forward",
             Self::SoftmaxForward => "softmax_forward",
             Self::DropoutMask => "dropout_mask",
@@ -316,7 +317,7 @@ impl Kernel {
             | Self::BatchnormBackwardPartial
             | Self::BatchnormBackwardFinish
             | Self::BatchnormBackwardInput => Family::Batchnorm,
-            Self::ReluForward | Self::ReluBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
+            Self::ActivationForward | Self::ActivationBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
                 Family::Activation
             }
             Self::AddForward | Self::AddBackward | Self::AddBackwardRelu => Family::Add,
@@ -397,7 +398,8 @@ pub struct Kernels {
     /// Lanes per subgroup when the subgroup variants may be used (see subgroup.wgsl).
     lanes: Option<u32>,
     modules: [OnceLock<wgpu::ShaderModule>; Family::ALL.len()],
-    pipelines: [OnceLock<wgpu::ComputePipeline>; Kernel::ALL.len()],
+    /// Per kernel and fused activation (`ACTIVATION` in common.wgsl, by code).
+    pipelines: [[OnceLock<wgpu::ComputePipeline>; Activation::HIDDEN.len()]; Kernel::ALL.len()],
 }
 
 impl Kernels {
@@ -413,7 +415,7 @@ impl Kernels {
             max_groups: ctx.limits.max_compute_workgroups_per_dimension,
             lanes: ctx.subgroup_size().filter(|_| subgroups),
             modules: Default::default(),
-            pipelines: std::array::from_fn(|_| OnceLock::new()),
+            pipelines: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
         }
     }
 
@@ -422,17 +424,21 @@ impl Kernels {
         self.lanes
     }
 
-    /// Compiles every pipeline this adapter can use now (benchmarks call this so compilation is
-    /// not timed).
+    /// Compiles every pipeline this adapter can use now, with no activation fused (the fused
+    /// variants compile when a network first records them); benchmarks call this so that
+    /// compilation is not timed.
     pub fn compile_all(&self) {
         for k in Kernel::ALL.into_iter().filter(|k| self.lanes.is_some() || !k.uses_subgroups()) {
-            self.pipeline(k);
+            self.pipeline(k, Activation::Linear);
         }
     }
 
-    fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+    /// `kernel`'s pipeline with `activation` fused (the override constant `ACTIVATION`, so
+    /// that the other activations' code compiles away: lavapipe runs every branch of a switch,
+    /// even on a uniform, which made the kernels that fuse one about 2x slower).
+    fn pipeline(&self, kernel: Kernel, activation: Activation) -> &wgpu::ComputePipeline {
         let index = Kernel::ALL.iter().position(|&k| k == kernel).expect("listed kernel");
-        self.pipelines[index].get_or_init(|| {
+        self.pipelines[index][activation.code() as usize].get_or_init(|| {
             let family = kernel.family();
             let module = self.modules[Family::ALL.iter().position(|&f| f == family).expect("listed family")].get_or_init(|| {
                 self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -446,7 +452,7 @@ impl Kernels {
                 module,
                 entry_point: Some(kernel.entry()),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &kernel.constants(),
+                    constants: &kernel.constants().into_iter().chain((activation != Activation::Linear).then(|| ("ACTIVATION", activation.code() as f64))).collect::<Vec<_>>(),
                     // Every kernel writes its workgroup memory before reading it.
                     zero_initialize_workgroup_memory: false,
                 },
@@ -466,7 +472,12 @@ impl Kernels {
     }
 
     fn dispatch(&self, kernel: Kernel, binds: &[(u32, Bind<'_>)], groups: [u32; 3]) -> Dispatch {
-        let pipeline = self.pipeline(kernel).clone();
+        self.dispatch_fused(kernel, Activation::Linear, binds, groups)
+    }
+
+    /// [`Self::dispatch`] of the pipeline with `activation` fused.
+    fn dispatch_fused(&self, kernel: Kernel, activation: Activation, binds: &[(u32, Bind<'_>)], groups: [u32; 3]) -> Dispatch {
+        let pipeline = self.pipeline(kernel, activation).clone();
         let entries: Vec<_> = binds
             .iter()
             .map(|(binding, b)| wgpu::BindGroupEntry {

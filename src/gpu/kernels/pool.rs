@@ -4,6 +4,7 @@ use bytemuck::{Pod, Zeroable};
 
 use super::batchnorm::Unstored;
 use super::{Bind, Dispatch, Kernel, Kernels};
+use crate::model::activation::Activation;
 use crate::gpu::View;
 use crate::model::PoolShape;
 
@@ -20,7 +21,7 @@ struct PoolParams {
     pool_w: u32,
     stride_h: u32,
     stride_w: u32,
-    /// 0, or 1 (2 with its ReLU) to pool a batchnorm's unstored output.
+    /// 1 to pool a batchnorm's unstored output (its activation fused as the pipeline's).
     norm: u32,
     norm_at: u32,
 }
@@ -34,13 +35,13 @@ impl Kernels {
         let quads = s.c.is_multiple_of(4);
         let k = if quads { Kernel::Maxpool2dForwardQuads } else { Kernel::Maxpool2dForward };
         let mut params = pool_params(s);
-        let (coef, at_max) = match norm {
+        let (coef, at_max, activation) = match norm {
             Some((n, at_max)) => {
                 assert_eq!(n.channels, s.c, "a batchnorm's output pooled over its own channels");
-                (params.norm, params.norm_at) = (1 + n.relu as u32, n.scale_at());
-                (&n.stats, at_max)
+                (params.norm, params.norm_at) = (1, n.scale_at());
+                (&n.stats, at_max, n.activation)
             }
-            None => (x, y),
+            None => (x, y, Activation::Linear),
         };
         let u = self.uniform(k, &params);
         let binds = match quads {
@@ -48,7 +49,7 @@ impl Kernels {
             false => [(1, Bind::Storage(x)), (2, Bind::Storage(y)), (3, Bind::Storage(argmax)), (13, Bind::Storage(coef)), (15, Bind::Storage(at_max))],
         };
         let binds: Vec<_> = std::iter::once((0, Bind::Uniform(&u))).chain(binds).collect();
-        self.dispatch(k, &binds, self.grid(s.output_len() / if quads { 4 } else { 1 }))
+        self.dispatch_fused(k, activation, &binds, self.grid(s.output_len() / if quads { 4 } else { 1 }))
     }
 
     /// dx = dy routed back to the argmax positions; overwrites dx. A scatter over channel
