@@ -138,27 +138,43 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
     // Widths first (in place), then insertions from the back, so that every name keeps
     // meaning the given config's layer.
     let shapes = spec.shapes().expect("a loaded config's model is valid");
+    let groups = spec.graph().channel_groups(&spec.layers);
     let mut channels: Vec<Option<u32>> = shapes.iter().map(|s| channels_of(*s)).collect();
     for (k, op) in ops.iter().enumerate() {
         if let Op::Widen(name, factor) = op {
             let i = index(name)?;
-            let unsupported = |why: &str| GrowError::Unsupported { op: "widen", layer: name.clone(), why: why.into() };
-            let key = match &spec.layers[i].kind {
-                _ if !spec.graph().is_sequential() => return Err(unsupported("widening through skip connections is not supported yet")),
-                _ if i + 1 == spec.layers.len() => return Err(unsupported("the output layer's units are the classes")),
-                LayerKind::Conv2d(_) => "filters",
-                LayerKind::Dense(_) => "units",
-                _ => return Err(unsupported("only conv2d filters and dense units widen")),
-            };
-            let table = table(layers, i);
-            let old = table.get(key).and_then(Value::as_integer).ok_or(GrowError::Layout)?;
-            let new = (old as f64 * factor).round() as i64;
-            table.insert(key, Value::from(new));
-            changes.push((k, format!("widen {name}: {key} {old} -> {new}")));
-            // Its output and the layers that keep its channels (a batchnorm, a pool, ...).
-            let keeps = |j: &usize| matches!(shapes[*j], Shape::Image(_)) && !matches!(spec.layers[*j].kind, LayerKind::Conv2d(_));
-            for j in std::iter::once(i).chain((i + 1..spec.layers.len()).take_while(keeps)) {
-                channels[j] = Some(new as u32);
+            let unsupported = |why: String| GrowError::Unsupported { op: "widen", layer: name.clone(), why };
+            if !matches!(spec.layers[i].kind, LayerKind::Conv2d(_) | LayerKind::Dense(_)) {
+                return Err(unsupported("only conv2d filters and dense units widen".into()));
+            }
+            // It widens with every layer writing into the values its output is tied to (an
+            // add's inputs and output): their channels go in step.
+            let tied: Vec<usize> = (0..spec.layers.len()).filter(|&j| groups[j + 1] == groups[i + 1] && spec.layers[j].kind.ops().units().is_some()).collect();
+            let mut widened = Vec::new();
+            for &j in &tied {
+                let other = &spec.layers[j].name;
+                let key = match &spec.layers[j].kind {
+                    _ if j + 1 == spec.layers.len() && j == i => return Err(unsupported("the output layer's units are the classes".into())),
+                    _ if j + 1 == spec.layers.len() => return Err(unsupported(format!("it is tied by a skip connection to the output layer {other}, whose units are the classes"))),
+                    LayerKind::Conv2d(_) => "filters",
+                    LayerKind::Dense(_) => "units",
+                    _ => return Err(unsupported(format!("it is tied by a skip connection to {other}, and only conv2d filters and dense units widen"))),
+                };
+                let table = table(layers, j);
+                let old = table.get(key).and_then(Value::as_integer).ok_or(GrowError::Layout)?;
+                let new = (old as f64 * factor).round() as i64;
+                table.insert(key, Value::from(new));
+                widened.push((other.clone(), key, old, new));
+            }
+            let (_, key, old, new) = widened.iter().find(|w| &w.0 == name).expect("it is tied to itself").clone();
+            let with: Vec<&str> = widened.iter().map(|w| w.0.as_str()).filter(|w| w != name).collect();
+            let with = if with.is_empty() { String::new() } else { format!(", with {} (tied to it by skip connections)", with.join(", ")) };
+            changes.push((k, format!("widen {name}: {key} {old} -> {new}{with}")));
+            // Every value of the group: its output and what keeps its channels (a batchnorm, a pool, an add).
+            for j in (0..spec.layers.len()).filter(|&j| groups[j + 1] == groups[i + 1]) {
+                if matches!(shapes[j], Shape::Image(_)) {
+                    channels[j] = Some(new as u32);
+                }
             }
         }
     }

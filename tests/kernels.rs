@@ -188,12 +188,13 @@ fn depthwise_conv2d_forward_and_backward_match_reference() {
         let b = random(seed + 2, s.out_c as usize, -0.5, 0.5);
         let dy = random(seed + 3, s.output_len() as usize, -1.0, 1.0);
         let (xv, wv, bv, dyv) = (input(ctx, &x), input(ctx, &w), input(ctx, &b), input(ctx, &dy));
-        for relu in [false, true] {
+        let linear = cpu::depthwise_conv2d_forward(&s, &x, &w, &b);
+        for act in FUSED {
             let y = poisoned(ctx, s.output_len());
-            let d = k.depthwise_conv2d_forward(&s, relu, &xv, &wv, &bv, &y);
+            let d = k.depthwise_conv2d_forward(&s, act, &xv, &wv, &bv, &y);
             used.push(d.kernel);
             let got = run(&[d], &y);
-            assert_close(&format!("depthwise_conv2d_forward {name} relu={relu}"), &got, &cpu::depthwise_conv2d_forward(&s, relu, &x, &w, &b), TOL);
+            assert_close(&format!("depthwise_conv2d_forward {name} {act:?}"), &got, &activated(act, &linear), tol(act));
         }
         let dx = poisoned(ctx, s.input_len());
         let d = k.depthwise_conv2d_backward_input(&s, &dyv, &wv, &dx, false);

@@ -558,9 +558,32 @@ fn deepening_with_residual_blocks_keeps_the_function_in_training_and_inference()
     assert!(!p.function_preserving, "{}", p.table());
     // What the growth of skip connections does not plan is refused by name.
     let err = |op: Op| gpu_cnn::grow::grow(RESIDUAL, &source, &[op]).err().expect("refused").to_string();
-    assert!(err(Op::Widen("conv2d_2".into(), 2.0)).contains("widening through skip connections is not supported yet"));
     assert!(err(Op::AddBatchnorm("conv2d_2".into())).contains("deepen inserts residual blocks"));
     assert!(err(Op::Deepen("global_average_pooling2d_1".into())).contains("a residual block goes where the activation is an image"));
+}
+
+/// Net2Wider through skip connections: widening a conv widens every layer that writes into the
+/// values an add ties to its output (conv2d_1 with conv2d_2, whose sums add_1 joins), all by one
+/// replication map; the batchnorms and the add follow, and the layers reading them share their
+/// inputs. The grown model computes the source's function in inference and training mode (a
+/// replicated channel has its original's batch statistics), with a residual block too.
+#[test]
+fn widening_through_skip_connections_keeps_the_function() {
+    use gpu_cnn::grow::Op;
+    let (source, target, changes) = grown(RESIDUAL, &[Op::Widen("conv2d_1".into(), 2.0)]);
+    assert_eq!(changes, ["widen conv2d_1: filters 5 -> 10, with conv2d_2 (tied to it by skip connections)"]);
+    let filters = |m: &ModelSpec| m.layers.iter().filter_map(|l| l.kind.ops().units()).collect::<Vec<_>>();
+    assert_eq!(filters(&target), [10, 10, 6, 3]);
+    let p = plan(&source, &target, Strategy::Grow, false, 0);
+    assert_eq!(actions(&p)[..5], [("conv2d_1", Action::Grown), ("batch_normalization_1", Action::Grown), ("conv2d_2", Action::Grown), ("batch_normalization_2", Action::Grown), ("add_1", Action::NoParameters)]);
+    assert_eq!(actions(&p)[5], ("conv2d_3", Action::Grown), "its inputs are shared among replicas");
+    assert_same_function("widened through add_1, inference mode", outputs_in(Pass::Evaluate, &source, &target, 0));
+    assert_same_function("widened through add_1, training mode", outputs_in(Pass::Gradients, &source, &target, 0));
+    // Widened and deepened at once: the new block takes the widened width.
+    let ops = [Op::Widen("conv2d_2".into(), 1.6), Op::Deepen("add_1".into())];
+    let (source, target, changes) = grown(RESIDUAL, &ops);
+    assert!(changes[1].contains("residual block of 2 conv2d 8 filters"), "{changes:?}");
+    assert_same_function("widened and deepened, training mode", outputs_in(Pass::Gradients, &source, &target, 3));
 }
 
 #[test]

@@ -98,6 +98,10 @@ impl Kind for DepthwiseConv2d {
     }
     /// Its width follows its input's (times the multiplier): widening replicates its filters
     /// with their input channels.
+    /// Output channel c * m + j follows input channel c: one for one only at multiplier 1.
+    fn keeps_channels(&self) -> bool {
+        self.depth_multiplier == 1
+    }
     fn same_but_width(&self, other: &LayerKind) -> bool {
         matches!(other, LayerKind::DepthwiseConv2d(o) if o == self)
     }

@@ -193,6 +193,11 @@ pub trait Kind {
     fn accumulates(&self) -> bool {
         false
     }
+    /// Its output's channels are its input's, one for one (a batchnorm, an activation, a pool,
+    /// an add): widening what it reads widens it alike.
+    fn keeps_channels(&self) -> bool {
+        self.units().is_none() && !self.is_view()
+    }
     /// Flatten: the output is the input's buffer seen with another shape.
     fn is_view(&self) -> bool {
         false

@@ -122,6 +122,27 @@ impl Graph {
         Gradients { buffer, delivery }
     }
 
+    /// Each value's channel group (its smallest member): values whose channels go in step, as
+    /// an add's inputs and output, and a layer's output and input where it keeps its input's
+    /// channels (a batchnorm, a pool). Widening one value of a group widens all of it.
+    pub fn channel_groups(&self, layers: &[Layer]) -> Vec<usize> {
+        let mut group: Vec<usize> = (0..=layers.len()).collect();
+        fn root(group: &mut [usize], mut v: usize) -> usize {
+            while group[v] != v {
+                group[v] = group[group[v]];
+                v = group[v];
+            }
+            v
+        }
+        for (i, _) in layers.iter().enumerate().filter(|(_, l)| l.kind.ops().keeps_channels()) {
+            for &v in &self.inputs[i] {
+                let (a, b) = (root(&mut group, v), root(&mut group, i + 1));
+                group[a.max(b)] = a.min(b);
+            }
+        }
+        (0..group.len()).map(|v| root(&mut group, v)).collect()
+    }
+
     fn slot(&self, layer: usize, value: usize) -> usize {
         self.inputs[layer].iter().position(|&u| u == value).expect("a reader reads the value")
     }

@@ -311,7 +311,7 @@ pub fn plan(source: &ModelSpec, target: &ModelSpec, strategy: Strategy, partial:
         Strategy::Prefix => plan_prefix(source, target, partial),
         Strategy::Match => plan_match(source, target, partial),
         Strategy::Grow if source.graph().is_sequential() && target.graph().is_sequential() => plan_grow(source, target, partial, seed),
-        Strategy::Grow => plan_grow_blocks(source, target),
+        Strategy::Grow => plan_grow_blocks(source, target, seed),
     }
 }
 
@@ -320,13 +320,20 @@ pub fn plan(source: &ModelSpec, target: &ModelSpec, strategy: Strategy, partial:
 /// copied; an inserted block is a branch of new layers from a value to an `add` that joins it
 /// back, ending in a batchnorm that starts at gamma = beta = 0, so the block adds zero in
 /// training and inference mode alike (its ReLU, if any, is the identity on a non-negative
-/// value). Widening through skip connections is not planned: such a layer starts fresh.
-fn plan_grow_blocks(source: &ModelSpec, target: &ModelSpec) -> Plan {
+/// value). Widened layers are Net2Wider's, through skip connections: the values an add ties
+/// together (its inputs and output, and what keeps their channels) replicate the same source
+/// channels, so every layer that writes into such a group widens by one map.
+fn plan_grow_blocks(source: &ModelSpec, target: &ModelSpec, seed: u64) -> Plan {
     let mut b = Builder::new(source, target);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x004E_324E);
     let (sg, tg) = (source.graph(), target.graph());
     let non_negative = source.non_negative_values();
-    // Target value -> the source value it equals (None: inside an inserted block).
+    // Target value -> the source value it equals (None: inside an inserted block), and its
+    // channels: target channel -> source channel.
     let mut map: Vec<Option<usize>> = vec![Some(0)];
+    let mut channels: Vec<Vec<usize>> = vec![(0..source.input[2] as usize).collect()];
+    let groups = tg.channel_groups(&target.layers);
+    let mut group_units: std::collections::HashMap<usize, Vec<usize>> = std::collections::HashMap::new();
     let mut j = 0;
     let mut broken: Option<String> = (source.input != target.input).then(|| "the input differs".to_string());
     for t in 0..target.layers.len() {
@@ -335,21 +342,57 @@ fn plan_grow_blocks(source: &ModelSpec, target: &ModelSpec) -> Plan {
         let fresh = |b: &mut Builder, why: String| b.push(t, None, if with_params { Action::FreshInit } else { Action::NoParameters }, with_params.then_some(why), None);
         if let Some(why) = &broken {
             map.push(None);
+            channels.push(Vec::new());
             fresh(&mut b, why.clone());
             continue;
         }
         // Its counterpart: the source layer of its name, else the next one in order (unless
-        // a later target layer has that one's name); the same kind, reading the same values.
-        let pairs = |s: usize| layer.kind == source.layers[s].kind && reads.iter().copied().eq(sg.inputs[s].iter().map(|&v| Some(v)));
+        // a later target layer has that one's name); the same kind up to its width, reading
+        // the same values.
+        let pairs = |s: usize| same_but_width(&layer.kind, &source.layers[s].kind) && reads.iter().copied().eq(sg.inputs[s].iter().map(|&v| Some(v)));
         let by_name = source.layers.iter().position(|l| l.name == layer.name);
         let in_order = (j < source.layers.len() && !target.layers[t + 1..].iter().any(|l| l.name == source.layers[j].name)).then_some(j);
         if let Some(s) = by_name.or(in_order).filter(|&s| s >= j && pairs(s)) {
-            j = s;
-            map.push(Some(j + 1));
-            let units = (0..units(&layer.kind).unwrap_or(target.input_of(t).channels()) as usize).collect();
-            let recipe = with_params.then_some(Recipe::Map { source_layer: j, units, input: InputMap::Same });
-            b.push(t, Some(j), if with_params { Action::Copied } else { Action::NoParameters }, None, recipe);
-            j += 1;
+            j = s + 1;
+            let inputs = channels[tg.input(t)].clone();
+            let widened = inputs.iter().enumerate().any(|(i, &c)| i != c);
+            let (out, input, reason) = match (units(&layer.kind), units(&source.layers[s].kind)) {
+                // Writes its own units: the group's map, chosen by the first layer writing it.
+                (Some(nt), Some(ns)) => {
+                    let (nt, ns) = (nt as usize, ns as usize);
+                    let out = group_units.entry(groups[t + 1]).or_insert_with(|| (0..ns).chain((ns..nt).map(|_| rng.random_range(0..ns))).collect()).clone();
+                    if out.len() != nt || nt < ns || (t + 1 == target.layers.len() && nt != ns) {
+                        broken = Some(format!("after {}, which starts fresh", layer.name));
+                        map.push(None);
+                        channels.push(Vec::new());
+                        fresh(&mut b, format!("{} units where the source has {ns}: growth widens, by one map per group of values an add ties", nt));
+                        continue;
+                    }
+                    let input = if widened { InputMap::Channels { channels: inputs, split: rng.random() } } else { InputMap::Same };
+                    let reason = (nt > ns).then(|| format!("widened {ns} -> {nt} (units replicated{})", if widened { ", inputs shared" } else { "" })).or(widened.then(|| "inputs from replicated units shared".to_string()));
+                    (out, input, reason)
+                }
+                // Follows its input's channels one for one (a batchnorm, an add, a pool).
+                _ if layer.kind.ops().keeps_channels() => (inputs, InputMap::Same, widened.then(|| "units replicated with its input's".to_string())),
+                // A flatten or a depthwise conv with a multiplier: only where nothing widened.
+                _ if !widened => ((0..target.layers[t].kind.ops().output(target.input_of(t), false).map_or(0, |o| o.channels()) as usize).collect(), InputMap::Same, None),
+                _ => {
+                    broken = Some(format!("after {}, which starts fresh", layer.name));
+                    map.push(None);
+                    channels.push(Vec::new());
+                    fresh(&mut b, "reads a widened value through skip connections, which this layer cannot follow".into());
+                    continue;
+                }
+            };
+            map.push(Some(s + 1));
+            let action = match (with_params, reason.is_some()) {
+                (false, _) => Action::NoParameters,
+                (true, true) => Action::Grown,
+                (true, false) => Action::Copied,
+            };
+            let recipe = with_params.then(|| Recipe::Map { source_layer: s, units: out.clone(), input });
+            channels.push(out);
+            b.push(t, Some(s), action, reason.filter(|_| with_params), recipe);
             continue;
         }
         // An add joining a branch of new layers back to the value it started from.
@@ -363,6 +406,8 @@ fn plan_grow_blocks(source: &ModelSpec, target: &ModelSpec) -> Plan {
             match zeroed {
                 Ok(z) if relu_ok => {
                     map.push(Some(u));
+                    let joined = tg.inputs[t].iter().copied().find(|&v| map[v] == Some(u)).expect("one input is known");
+                    channels.push(channels[joined].clone());
                     let plan = &mut b.layers[z];
                     (plan.action, plan.recipe) = (Action::Identity, Some(Recipe::Zero));
                     plan.reason = Some(format!("inserted: the block's last batchnorm, gamma = beta = 0, so {} adds 0", layer.name));
@@ -372,22 +417,20 @@ fn plan_grow_blocks(source: &ModelSpec, target: &ModelSpec) -> Plan {
                 Ok(_) => {
                     broken = Some(format!("after {}", layer.name));
                     map.push(None);
+                    channels.push(Vec::new());
                     fresh(&mut b, format!("its ReLU is not the identity: {} can be negative", source.layers[u - 1].name));
                 }
                 Err(why) => {
                     broken = Some(format!("after {}", layer.name));
                     map.push(None);
+                    channels.push(Vec::new());
                     fresh(&mut b, why);
                 }
             }
             continue;
         }
         map.push(None);
-        if let Some(s) = by_name.filter(|&s| same_but_width(&layer.kind, &source.layers[s].kind) && layer.kind != source.layers[s].kind) {
-            broken = Some(format!("after {}, which starts fresh", layer.name));
-            fresh(&mut b, format!("{} widened: widening through skip connections is not planned yet", source.layers[s].name));
-            continue;
-        }
+        channels.push(Vec::new());
         // A new layer: inside a block if an add joins it back (below).
         b.push(t, None, if with_params { Action::InBlock } else { Action::NoParameters }, Some("inserted: in a new residual block".into()), None);
     }

@@ -349,12 +349,10 @@ fn for_each_depthwise_tap(s: &ConvShape, mut f: impl FnMut(usize, usize, usize))
     }
 }
 
-pub fn depthwise_conv2d_forward(s: &ConvShape, relu: bool, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
+/// The depthwise conv before its activation.
+pub fn depthwise_conv2d_forward(s: &ConvShape, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
     let mut y: Vec<f64> = (0..s.output_len() as usize).map(|i| b[i % s.out_c as usize] as f64).collect();
     for_each_depthwise_tap(s, |xi, wi, yi| y[yi] += x[xi] as f64 * w[wi] as f64);
-    if relu {
-        y.iter_mut().for_each(|v| *v = v.max(0.0));
-    }
     y
 }
 
