@@ -6,7 +6,8 @@
 //!   already has one (conv without bias, then batchnorm + ReLU), else with a ReLU of its own;
 //!   in a model with skip connections, a residual block (two such convs and batchnorms, the
 //!   second without ReLU, joined to L by an `add`) that starts by adding zero;
-//! - `widen L=F`: L's filters or units times F (Net2Wider);
+//! - `widen L=F`: L's filters or units times F (Net2Wider), with every layer whose output an
+//!   add ties to L's (their channels go in step);
 //! - `add_batchnorm L`: a batchnorm after conv or dense L, which takes over L's activation
 //!   (L keeps no bias: the batchnorm's beta replaces it).
 //!
