@@ -7,6 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::record::EpochLogs;
+use crate::verdict::Spread;
 
 const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(255, 127, 14), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
 
@@ -199,22 +200,36 @@ fn compute_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &[Cu
     let (lo, hi) = if ys.is_empty() { (0.0, 1.0) } else { (lo - 0.02, hi + 0.02) };
     let mut chart = ChartBuilder::on(area).caption(title, ("sans-serif", 22)).margin(12).x_label_area_size(36).y_label_area_size(52).build_cartesian_2d(0f64..max_x * 1.02, lo..hi).map_err(err)?;
     chart.configure_mesh().x_desc(title).y_desc("val_acc").x_label_formatter(&format).light_line_style(WHITE).draw().map_err(err)?;
-    for c in curves {
-        let i = arms.iter().position(|a| *a == c.arm).unwrap_or(0);
+    for (i, arm) in arms.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let line: Vec<(f64, f64)> = c.points.iter().map(|p| (x(p), p.2)).filter(|p| finite(p.0) && p.1.is_finite()).collect();
+        let mine: Vec<&Curve> = curves.iter().filter(|c| c.arm == *arm).collect();
+        // Epoch by epoch over the arm's seeds: the mean compute and val_acc, and the val_acc's
+        // standard deviation (a band around the mean where there are several seeds).
+        let epochs = mine.iter().map(|c| c.points.len()).min().unwrap_or(0);
+        let rows: Vec<(f64, Spread)> = (0..epochs)
+            .map(|e| (mine.iter().map(|c| x(&c.points[e])).sum::<f64>() / mine.len() as f64, Spread::of(&mine.iter().map(|c| c.points[e].2).collect::<Vec<_>>())))
+            .filter(|(v, s)| finite(*v) && s.mean.is_finite())
+            .collect();
+        if mine.len() > 1 {
+            let band = rows.iter().map(|(v, s)| (*v, s.mean + s.std)).chain(rows.iter().rev().map(|(v, s)| (*v, s.mean - s.std)));
+            chart.draw_series(std::iter::once(Polygon::new(band.collect::<Vec<_>>(), color.mix(0.2).filled()))).map_err(err)?;
+        }
+        let line: Vec<(f64, f64)> = rows.iter().map(|(v, s)| (*v, s.mean)).collect();
         chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2))).map_err(err)?;
         chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
         // A stage boundary: where the earlier stages' compute ends and the next stage begins.
-        for b in c.boundaries.iter().map(bx).filter(|&v| finite(v)) {
-            chart.draw_series(DashedLineSeries::new([(b, lo), (b, hi)], 4, 4, color.mix(0.6).stroke_width(1))).map_err(err)?;
+        for c in mine {
+            for b in c.boundaries.iter().map(bx).filter(|&v| finite(v)) {
+                chart.draw_series(DashedLineSeries::new([(b, lo), (b, hi)], 4, 4, color.mix(0.6).stroke_width(1))).map_err(err)?;
+            }
         }
     }
     Ok(())
 }
 
-/// The experiment's chart: every chain's validation accuracy against cumulative training FLOPs
-/// (left) and wall time (right), earlier stages included, stage boundaries dashed.
+/// The experiment's chart: each arm's validation accuracy against cumulative training FLOPs
+/// (left) and wall time (right), earlier stages included, stage boundaries dashed; over
+/// several seeds, the mean curve with a band of one standard deviation.
 pub fn plot_compute(chains: &[Chain<'_>], path: &Path) -> Result<(), String> {
     let curves = curves(chains);
     let mut arms: Vec<&str> = Vec::new();
@@ -271,6 +286,20 @@ mod tests {
         for label in ["run (validation)", "run (train)"] {
             assert!(y_of(label) > lowest_point + 20.0, "{label} at y {} overlaps the points (lowest at {lowest_point})", y_of(label));
         }
+    }
+
+    /// An arm run over several seeds is drawn as its mean curve in a band of one standard
+    /// deviation; an arm of one seed as its curve alone.
+    #[test]
+    fn the_compute_chart_draws_each_arms_mean_with_its_spread() {
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("c.svg");
+        let run = |shift: f64| -> Vec<EpochLogs> { (1..=3).map(|e| EpochLogs { flops: 1e9 * e as f64, wall_seconds: e as f64, ..logs(e, 0.5 + 0.1 * e as f64 + shift) }).collect() };
+        let (a, b, c) = (run(0.0), run(0.04), run(-0.1));
+        plot_compute(&[("grown", vec![&a[..]]), ("grown", vec![&b[..]]), ("scratch", vec![&c[..]])], &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert_eq!(text.matches("<polygon").count(), 2, "one band per panel, for the arm of two seeds");
+        assert_eq!(text.matches("<circle").count(), 2 * (3 + 3), "each arm's mean points, in both panels");
     }
 
     #[test]
