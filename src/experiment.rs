@@ -197,7 +197,7 @@ fn load_stage(exp: &ExperimentConfig, k: usize) -> anyhow::Result<Config> {
 
 fn load_config(experiment: &Path, config: &Path, k: usize) -> Result<Config, ConfigError> {
     Config::load(config).map_err(|e| match e {
-        ConfigError::Read { file, error } => ConfigError::Read { file: PathBuf::from(format!("{} (stages[{k}] of {}; paths are relative to the working folder)", file.display(), experiment.display())), error },
+        ConfigError::Read { file, error } => ConfigError::Read { file: PathBuf::from(format!("{}: stages[{k}] (paths are relative to the working folder): {}", experiment.display(), file.display())), error },
         e => e,
     })
 }
