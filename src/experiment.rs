@@ -205,7 +205,7 @@ fn load_config(experiment: &Path, config: &Path, k: usize) -> Result<Config, Con
 /// Epochs of the final model that cost what the growing run `cfg` costs in training FLOPs per
 /// image (each epoch's model in force counted), to the nearest, at least one.
 pub fn budget_epochs(cfg: &Config) -> u32 {
-    let per_image = |m: &crate::model::ModelSpec| m.train_flops(1, 0) as f64;
+    let per_image = |m: &crate::model::ModelSpec| m.train_flops(1, 0, 0) as f64;
     let total: f64 = (0..cfg.train.epochs).map(|e| per_image(cfg.model_at(e, 1))).sum();
     let last = per_image(cfg.growth.last().map_or(&cfg.model, |g| &g.model));
     ((total / last).round() as u32).max(1)

@@ -77,6 +77,17 @@ pub fn names(pattern: &str, info: &ParamInfo) -> bool {
 }
 
 impl OptimizerConfig {
+    /// Arithmetic per trainable parameter of one update (optimizer.wgsl): Adam's two moments
+    /// (3 + 4) and step (5); SGD's momentum (3) and step (1, Nesterov's 4); decay's 2.
+    pub fn flops_per_parameter(&self) -> u64 {
+        let step = match self.kind {
+            Kind::Adam | Kind::AdamW => 12,
+            Kind::Sgd if self.nesterov => 7,
+            Kind::Sgd => 4,
+        };
+        step + 2 * (self.weight_decay > 0.0) as u64
+    }
+
     /// Moment tensors per trainable tensor: Adam's m and v, SGD's momentum.
     pub fn moments(&self) -> usize {
         match self.kind {
@@ -162,4 +173,18 @@ pub struct Update {
     /// Adam's m and v, or SGD's momentum, over the trainable prefix of the flat buffers.
     pub moments: Vec<View>,
     pub dispatches: Vec<Dispatch>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FLOPs a step counts per parameter follow the optimizer that runs, not Adam's always.
+    #[test]
+    fn an_update_counts_its_own_optimizers_arithmetic() {
+        let sgd = |nesterov, weight_decay| OptimizerConfig { kind: Kind::Sgd, momentum: 0.9, nesterov, weight_decay, ..Default::default() };
+        assert_eq!(OptimizerConfig::default().flops_per_parameter(), 12);
+        assert_eq!(OptimizerConfig { kind: Kind::AdamW, weight_decay: 0.004, ..Default::default() }.flops_per_parameter(), 14);
+        assert_eq!([sgd(false, 0.0), sgd(true, 0.0), sgd(true, 5e-4)].map(|o| o.flops_per_parameter()), [4, 7, 9]);
+    }
 }

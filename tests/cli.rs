@@ -264,7 +264,7 @@ fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() 
     assert_eq!(cfg.growth[0].after_epoch, 2);
     // Two epochs of the small model and two of the wide one cost about three of the wide one.
     let budget = gpu_cnn::experiment::budget_epochs(&cfg);
-    let per_image = |m: &gpu_cnn::model::ModelSpec| m.train_flops(1, 0) as f64;
+    let per_image = |m: &gpu_cnn::model::ModelSpec| m.train_flops(1, 0, 0) as f64;
     let want = (2.0 * per_image(&cfg.model) + 2.0 * per_image(&cfg.growth[0].model)) / per_image(&cfg.growth[0].model);
     assert_eq!(budget, want.round() as u32);
     assert!(budget < 4, "the growing run is cheaper than the final model's 4 epochs: {want}");

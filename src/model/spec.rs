@@ -230,10 +230,11 @@ impl ModelSpec {
     }
 
     /// FLOPs of training on `images` images in `steps` steps: every layer's forward and
-    /// backward per image, and Adam's update of every trainable parameter per step.
-    pub fn train_flops(&self, images: u64, steps: u64) -> u64 {
+    /// backward per image, and the optimizer's update of every trainable parameter per step
+    /// (`per_parameter`: [`crate::optimizer::OptimizerConfig::flops_per_parameter`]).
+    pub fn train_flops(&self, images: u64, steps: u64, per_parameter: u64) -> u64 {
         let per_image: u64 = self.flops().iter().map(|f| f[0] + f[1]).sum();
-        images * per_image + steps * crate::gpu::kernels::optimizer::FLOPS_PER_PARAMETER * self.trainable_count()
+        images * per_image + steps * per_parameter * self.trainable_count()
     }
 
     /// The input shape of layer `i` (a merge layer's inputs all have it).
@@ -341,7 +342,7 @@ mod tests {
         assert_eq!(want[0], [7_340_032, 7_340_032]);
         // One step of 32 images, and Adam's 12 per parameter.
         let per_image: u64 = want.iter().map(|f| f[0] + f[1]).sum();
-        assert_eq!(m2.train_flops(32, 1), 32 * per_image + 12 * 1_058_977);
+        assert_eq!(m2.train_flops(32, 1, crate::optimizer::OptimizerConfig::default().flops_per_parameter()), 32 * per_image + 12 * 1_058_977);
 
         // A batchnorm over 64x64x32 with ReLU: 9 per element forward in training, 2 + 1 frozen;
         // (4 + 3) twice backward. Frozen with the conv before it, neither runs backward at all.

@@ -291,7 +291,7 @@ pub fn fit(
             train_seconds,
             eval_seconds,
             train_images_per_s: train.len() as f64 / train_seconds,
-            flops: flops + net.spec.train_flops(train.len() as u64, steps as u64) as f64,
+            flops: flops + net.spec.train_flops(train.len() as u64, steps as u64, net.training.optimizer.flops_per_parameter()) as f64,
             wall_seconds: wall + train_seconds + eval_seconds,
             grown: growth.map(|g| g.changes.join("; ")),
         };

@@ -7,9 +7,6 @@ use bytemuck::{Pod, Zeroable};
 use super::{Bind, Dispatch, Kernel, Kernels};
 use crate::gpu::View;
 
-/// adam_update's arithmetic per parameter: the two moments (3 + 4) and the step (5).
-pub const FLOPS_PER_PARAMETER: u64 = 12;
-
 /// Parameters per entry of the update kernels' per-chunk tables (`CHUNK_QUADS` quads): tensors
 /// start on multiples of it, so a chunk belongs to one tensor.
 pub const CHUNK: u64 = 64;
