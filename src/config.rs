@@ -12,6 +12,7 @@ use crate::data::folder::CorruptPolicy;
 use crate::layers::LayerKind;
 use crate::model::{ModelSpec, SpecError};
 use crate::network::Training;
+use crate::record::{EpochLogs, TrainState};
 use crate::optimizer::{Clip, Kind, OptimizerConfig};
 use crate::train::callbacks::{CheckpointConfig, EarlyStoppingConfig, ReduceLrConfig};
 use crate::train::schedule::Schedule;
@@ -278,7 +279,7 @@ fn grown_models(path: &Path, text: &str, config: &Config, plan: &[crate::grow::G
         let grown = crate::grow::grow(&text, &model, &ops).map_err(|e| invalid(i, e.to_string()))?;
         model = Config::parse(path, &grown.text)?.model;
         text = grown.text;
-        growth.push(crate::grow::Growth { after_epoch, at_fraction: g.at_fraction, model: model.clone(), changes: grown.changes });
+        growth.push(crate::grow::Growth { after_epoch, at_fraction: g.at_fraction, on_plateau: g.on_plateau, model: model.clone(), changes: grown.changes });
     }
     Ok(growth)
 }
@@ -339,12 +340,38 @@ impl Config {
         Ok(config)
     }
 
+    /// The model in force in the run whose checkpoint holds `state` and `model`: growths on a
+    /// plateau happened where the run decided.
+    pub fn model_resumed(&self, state: &TrainState, model: &ModelSpec) -> ModelSpec {
+        let mut resolved = self.clone();
+        resolved.resolve_growth(&state.history, model);
+        resolved.model_at(state.epoch, state.step).clone()
+    }
+
+    /// The epochs of the growths on a plateau that the run `history` (and, resumed inside an
+    /// epoch, its checkpoint's `model`) shows happened: each growth is marked on the first
+    /// epoch of its model.
+    fn resolve_growth(&mut self, history: &[EpochLogs], model: &ModelSpec) {
+        let mut marked = history.iter().filter(|l| l.grown.is_some()).map(|l| l.epoch - 1);
+        for g in &mut self.growth {
+            let at = marked.next();
+            if g.on_plateau.is_some() {
+                g.after_epoch = at;
+            }
+        }
+        // Grown at the start of the epoch in progress, which the history does not hold yet.
+        let epoch = history.len() as u32;
+        if let Some(g) = self.growth.iter_mut().find(|g| g.after_epoch.is_none()).filter(|g| g.model == *model) {
+            g.after_epoch = Some(epoch);
+        }
+    }
+
     /// Sets the run's length, moving the growths given as a fraction of it.
     pub fn set_epochs(&mut self, epochs: u32) {
         self.train.epochs = epochs;
         for g in &mut self.growth {
             if let Some(f) = g.at_fraction {
-                g.after_epoch = (f * epochs as f64).round() as u32;
+                g.after_epoch = Some((f * epochs as f64).round() as u32);
             }
         }
     }
@@ -352,7 +379,7 @@ impl Config {
     /// The model in force after `epoch` whole epochs and `step` steps of the next: a growth
     /// after epoch N happens before the first step of epoch N + 1.
     pub fn model_at(&self, epoch: u32, step: usize) -> &ModelSpec {
-        let passed = |g: &&crate::grow::Growth| g.after_epoch < epoch || (g.after_epoch == epoch && step > 0);
+        let passed = |g: &&crate::grow::Growth| g.after_epoch.is_some_and(|a| a < epoch || (a == epoch && step > 0));
         self.growth.iter().rev().find(passed).map_or(&self.model, |g| &g.model)
     }
 
@@ -382,11 +409,15 @@ impl Config {
         }
         let mut last = 0;
         for (i, g) in self.growth.iter().enumerate() {
-            if g.after_epoch <= last || g.after_epoch >= t.epochs {
-                let given = g.at_fraction.map_or(String::new(), |f| format!(" (at_fraction = {f} of {} epochs)", t.epochs));
-                return Err(invalid(&format!("grow[{i}]"), format!("after_epoch = {}{given}: expected an epoch after the previous growth's ({last}) and before the run's last ({})", g.after_epoch, t.epochs)));
+            let Some(after) = g.after_epoch.filter(|_| g.on_plateau.is_none()) else { continue };
+            if i > 0 && self.growth[i - 1].on_plateau.is_some() {
+                return Err(invalid(&format!("grow[{i}]"), "a growth at a set epoch cannot follow one on a plateau (whose epoch the run decides): put it first, or grow on a plateau too".into()));
             }
-            last = g.after_epoch;
+            if after <= last || after >= t.epochs {
+                let given = g.at_fraction.map_or(String::new(), |f| format!(" (at_fraction = {f} of {} epochs)", t.epochs));
+                return Err(invalid(&format!("grow[{i}]"), format!("after_epoch = {after}{given}: expected an epoch after the previous growth's ({last}) and before the run's last ({})", t.epochs)));
+            }
+            last = after;
         }
         if let Err((field, message)) = t.schedule.validate(t.epochs) {
             return Err(invalid(&format!("train.schedule.{field}"), message));

@@ -130,7 +130,15 @@ impl ExperimentConfig {
             }
             _ => return Err(invalid("stages", "give either `stages = [...]` (two or more configs) or `source` and `target`, not both".into())),
         };
-        let grows = stages.len() == 1 && !load_config(path, &stages[0].config, 0)?.growth.is_empty();
+        let growth = match stages.len() {
+            1 => load_config(path, &stages[0].config, 0)?.growth,
+            _ => Vec::new(),
+        };
+        // Its budget arm is set before any run starts, from the epochs the growth comes at.
+        if growth.iter().any(|g| g.on_plateau.is_some()) {
+            return Err(invalid("stages[0]", format!("{} grows on a plateau, at an epoch only its run finds out, but the budget arm needs it before any run starts: give after_epoch or at_fraction here", stages[0].config.display())));
+        }
+        let grows = !growth.is_empty();
         if stages.len() < 2 && !grows {
             return Err(invalid("stages", format!("a chain needs at least two stages, or one whose run grows ([[grow]]); got {}", stages.len())));
         }
@@ -289,7 +297,7 @@ fn stage_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: 
 #[allow(clippy::too_many_arguments)]
 fn differs(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides, cfg: &Config, last: &Path, ckpt: &Checkpoint) -> anyhow::Result<Option<String>> {
     // A run that grows holds the model in force where it stopped.
-    if let Err(crate::checkpoint::CheckpointError::Layout { layer, detail, .. }) = ckpt.check_layout(cfg.model_at(ckpt.state.epoch, ckpt.state.step), last) {
+    if let Err(crate::checkpoint::CheckpointError::Layout { layer, detail, .. }) = ckpt.check_layout(&cfg.model_resumed(&ckpt.state, &ckpt.model), last) {
         return Ok(Some(format!("its model differs from {}'s at layer {layer} ({detail})", exp.stages[k].config.display())));
     }
     let state = &ckpt.state;

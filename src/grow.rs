@@ -46,8 +46,10 @@ pub struct GrowConfig {
     /// Grow after this many epochs...
     pub after_epoch: Option<u32>,
     /// ...or after this fraction of the run's epochs (rounded to the nearest epoch), so that a
-    /// plan keeps its proportions when the run's length changes (`--epochs`, a budget arm).
+    /// plan keeps its proportions when the run's length changes (`--epochs`, a budget arm)...
     pub at_fraction: Option<f64>,
+    /// ...or once the validation loss stops paying for the compute (see [`Plateau`]).
+    pub on_plateau: Option<Plateau>,
     #[serde(default)]
     pub deepen: Vec<String>,
     /// `LAYER=FACTOR` entries.
@@ -58,13 +60,16 @@ pub struct GrowConfig {
 }
 
 impl GrowConfig {
-    /// The epoch after which it grows in a run of `epochs`.
-    pub fn epoch(&self, epochs: u32) -> Result<u32, String> {
-        match (self.after_epoch, self.at_fraction) {
-            (Some(e), None) => Ok(e),
-            (None, Some(f)) if f > 0.0 && f < 1.0 => Ok((f * epochs as f64).round() as u32),
-            (None, Some(f)) => Err(format!("at_fraction = {f}: expected a fraction of the run between 0 and 1")),
-            _ => Err("give after_epoch or at_fraction (one of them)".into()),
+    /// The epoch after which it grows in a run of `epochs`; None where the run decides (a
+    /// plateau).
+    pub fn epoch(&self, epochs: u32) -> Result<Option<u32>, String> {
+        match (self.after_epoch, self.at_fraction, self.on_plateau) {
+            (Some(e), None, None) => Ok(Some(e)),
+            (None, Some(f), None) if f > 0.0 && f < 1.0 => Ok(Some((f * epochs as f64).round() as u32)),
+            (None, Some(f), None) => Err(format!("at_fraction = {f}: expected a fraction of the run between 0 and 1")),
+            (None, None, Some(p)) if p.patience >= 1 && p.min_delta.is_finite() => Ok(None),
+            (None, None, Some(_)) => Err("on_plateau: patience must be at least 1 and min_delta a number".into()),
+            _ => Err("give one of after_epoch, at_fraction and on_plateau".into()),
         }
     }
 
@@ -85,12 +90,46 @@ pub fn ops(widen: Vec<(String, f64)>, add_batchnorm: Vec<String>, deepen: Vec<St
     widen.chain(add_batchnorm.into_iter().map(Op::AddBatchnorm)).chain(deepen.into_iter().map(Op::Deepen)).collect()
 }
 
+/// `on_plateau = { patience = 2, min_delta = 0.01 }`: grow once the validation loss, over the
+/// last `patience` epochs, has improved by less than `min_delta` per 10^12 training FLOPs
+/// spent in them (compared with the epoch before them, not before the previous growth): the
+/// model has stopped learning at a rate worth its compute.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plateau {
+    #[serde(default = "two")]
+    pub patience: u32,
+    pub min_delta: f64,
+}
+
+fn two() -> u32 {
+    2
+}
+
+impl Plateau {
+    /// Whether the run whose epochs so far are `history` has plateaued, counting only epochs
+    /// after `since` (the previous growth's epoch, 0: none).
+    pub fn reached(&self, history: &[crate::record::EpochLogs], since: u32) -> bool {
+        let (n, p) = (history.len(), self.patience as usize);
+        if n <= p || ((n - p) as u32) < since.max(1) {
+            return false;
+        }
+        let before = &history[n - p - 1];
+        let best = history[n - p..].iter().map(|l| l.val_loss).fold(f64::INFINITY, f64::min);
+        let tflops = (history[n - 1].flops - before.flops) / 1e12;
+        // A loss that stopped being a number has plateaued too.
+        !((before.val_loss - best) / tflops.max(f64::MIN_POSITIVE) >= self.min_delta)
+    }
+}
+
 /// The model in force from epoch `after_epoch + 1` of a run with a growth plan.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Growth {
-    pub after_epoch: u32,
+    /// None until the run decides (a plateau).
+    pub after_epoch: Option<u32>,
     /// Where the plan gave it as a fraction of the run (its epoch follows the run's length).
     pub at_fraction: Option<f64>,
+    pub on_plateau: Option<Plateau>,
     pub model: ModelSpec,
     /// What the operators did, as `gpu-cnn grow` prints it.
     pub changes: Vec<String>,
@@ -368,5 +407,29 @@ fn channels_of(shape: Shape) -> Option<u32> {
     match shape {
         Shape::Image([_, _, c]) => Some(c),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::EpochLogs;
+
+    fn epochs(val_losses: &[f64]) -> Vec<EpochLogs> {
+        let log = |i: usize, val_loss: f64| EpochLogs { epoch: i as u32 + 1, loss: 0.5, acc: 0.5, val_loss, val_acc: 0.5, lr: 1e-3, step_size: 1e-3, train_seconds: 1.0, eval_seconds: 1.0, train_images_per_s: 1.0, flops: 2e12 * (i + 1) as f64, wall_seconds: 1.0, grown: None };
+        val_losses.iter().enumerate().map(|(i, &v)| log(i, v)).collect()
+    }
+
+    /// 2e12 FLOPs an epoch: over two epochs the loss must fall by min_delta * 4 to keep going.
+    #[test]
+    fn a_plateau_is_too_little_improvement_per_flop_over_the_window() {
+        let p = Plateau { patience: 2, min_delta: 0.01 };
+        assert!(!p.reached(&epochs(&[0.7, 0.6]), 0), "no epoch before the window yet");
+        assert!(!p.reached(&epochs(&[0.7, 0.6, 0.55]), 0), "0.15 over 4e12: learning");
+        assert!(p.reached(&epochs(&[0.7, 0.6, 0.65, 0.59]), 0), "0.01 over 4e12: a plateau");
+        assert!(p.reached(&epochs(&[0.7, 0.6, 0.65, 0.59]), 2), "a window of the two epochs after a growth after epoch 2");
+        assert!(!p.reached(&epochs(&[0.7, 0.6, 0.65, 0.59]), 3), "the window would start before the growth");
+        assert!(p.reached(&epochs(&[0.7, 0.6, 0.65, f64::NAN]), 0), "a loss that is not a number");
+        assert_eq!(GrowConfig { after_epoch: Some(1), at_fraction: None, on_plateau: Some(p), deepen: vec!["x".into()], widen: vec![], add_batchnorm: vec![] }.epoch(4).unwrap_err(), "give one of after_epoch, at_fraction and on_plateau");
     }
 }

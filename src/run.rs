@@ -342,7 +342,7 @@ impl Start {
             Start::Fresh => Ok(()),
             Start::Init(ckpt, path) => ckpt.check_layout(&cfg.model, path),
             // A growing run's checkpoint holds the model in force when it was saved.
-            Start::Resume(ckpt, path) => ckpt.check_layout(cfg.model_at(ckpt.state.epoch, ckpt.state.step), path),
+            Start::Resume(ckpt, path) => ckpt.check_layout(&cfg.model_resumed(&ckpt.state, &ckpt.model), path),
         }
     }
 }
@@ -426,7 +426,7 @@ pub fn train(
             return Err(ResumeError::Done { path: path.clone(), done: ckpt.state.epoch, epochs: cfg.train.epochs }.into());
         }
         // A growing run resumes with the model in force when it was saved.
-        cfg.model = cfg.model_at(ckpt.state.epoch, ckpt.state.step).clone();
+        cfg.model = cfg.model_resumed(&ckpt.state, &ckpt.model);
         // Freezing resumes as it was: the checkpoint's trainable layers and unfreeze epoch.
         cfg.model.layers.iter_mut().zip(&ckpt.model.layers).for_each(|(l, c)| l.trainable = c.trainable);
         cfg.train.unfreeze_after = ckpt.state.unfreeze_after;

@@ -437,3 +437,31 @@ fn a_run_that_grows_resumes_exactly_across_the_growth() {
         assert_eq!(a.optimizer, b.optimizer, "optimizer state, cut in epoch {epoch}");
     }
 }
+
+/// A growth on a plateau is decided by the run, at an epoch's start, from its history: with a
+/// threshold no improvement meets and a patience of one epoch it comes after epoch 2 (the first
+/// epoch with one epoch before its window), giving the run that grows after epoch 2 bit for
+/// bit; runs cut before and after it resume to the same run, the growth marked where it was;
+/// a threshold any improvement meets never grows.
+#[test]
+fn a_run_that_grows_on_a_plateau_decides_as_its_history_says_and_resumes_exactly() {
+    let plain = format!("{}\n[train.schedule]\ntype = \"cosine\"\n", batchnorm_config().replace("[callbacks.reduce_lr]\nmonitor = \"loss\"\npatience = 1\nfactor = 0.5\n", ""));
+    let ops = "deepen = [\"max_pooling2d_1\"]\nwiden = [\"dense_1=1.5\"]\n";
+    let fixed = with_config(&format!("{plain}\n[[grow]]\nafter_epoch = 2\n{ops}"), 4, 0.003);
+    let plateau = with_config(&format!("{plain}\n[[grow]]\non_plateau = {{ patience = 1, min_delta = 1e30 }}\n{ops}"), 4, 0.003);
+    assert_eq!(plateau.growth[0].after_epoch, None, "the run decides");
+    let whole = train(&plateau, tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    let at_two = train(&fixed, tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    let marks = |h: &[EpochLogs]| h.iter().map(|l| (l.grown.clone(), l.flops)).collect::<Vec<_>>();
+    assert_eq!((numbers(&whole), marks(&whole)), (numbers(&at_two), marks(&at_two)), "the same run as growing after epoch 2");
+    assert!(whole[2].grown.is_some());
+    for (epoch, step) in [(2, 6), (3, 2)] {
+        let cut = tempfile::tempdir().unwrap();
+        assert!(train(&plateau, cut.path(), Start::Fresh, Some(6 * (epoch - 1) + step)).is_err());
+        let after_cut = train(&plateau, cut.path(), resume(cut.path()), None).unwrap();
+        assert_eq!((numbers(&after_cut), marks(&after_cut)), (numbers(&whole), marks(&whole)), "cut in epoch {epoch}");
+    }
+    let never = with_config(&format!("{plain}\n[[grow]]\non_plateau = {{ patience = 1, min_delta = -1e30 }}\n{ops}"), 4, 0.003);
+    let h = train(&never, tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    assert!(h.iter().all(|l| l.grown.is_none()), "no plateau, no growth");
+}

@@ -261,7 +261,7 @@ fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() 
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cfg = gpu_cnn::config::Config::load(&dir.path().join("g.toml")).unwrap();
-    assert_eq!(cfg.growth[0].after_epoch, 2);
+    assert_eq!(cfg.growth[0].after_epoch, Some(2));
     // Two epochs of the small model and two of the wide one cost about three of the wide one.
     let budget = gpu_cnn::experiment::budget_epochs(&cfg);
     let per_image = |m: &gpu_cnn::model::ModelSpec| m.train_flops(1, 0, 0) as f64;

@@ -657,4 +657,8 @@ fn a_growth_plan_is_checked_when_the_config_loads() {
     assert!(err.contains("no operator"), "{err}");
     let err = parse("[[grow]]\nafter_epoch = 1\ndeepen = [\"max_pooling2d_1\"]\nfreeze = true\n").unwrap_err();
     assert!(err.contains("unknown field `freeze`"), "{err}");
+    // A set epoch after a growth whose epoch the run decides cannot be kept.
+    let err = parse("[[grow]]\non_plateau = { min_delta = 0.01 }\ndeepen = [\"max_pooling2d_1\"]\n[[grow]]\nafter_epoch = 3\nwiden = [\"conv2d_3=2\"]\n").unwrap_err();
+    assert!(err.contains("field `grow[1]`") && err.contains("cannot follow one on a plateau"), "{err}");
+    assert_eq!(parse("[[grow]]\nat_fraction = 0.5\ndeepen = [\"max_pooling2d_1\"]\n[[grow]]\non_plateau = { patience = 1, min_delta = 0.01 }\nwiden = [\"conv2d_3=2\"]\n"), Ok(2));
 }

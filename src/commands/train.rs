@@ -71,7 +71,11 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
         outln!("{line}");
     }
     for g in &cfg.growth {
-        outln!("Grows after epoch {} to {} parameters: {}", g.after_epoch, thousands(g.model.param_count()), g.changes.join("; "));
+        let when = match (g.after_epoch, g.on_plateau) {
+            (Some(epoch), _) => format!("after epoch {epoch}"),
+            (None, p) => p.map_or(String::new(), |p| format!("on a plateau (validation loss improving by less than {} per 10^12 FLOPs over {} epochs)", p.min_delta, p.patience)),
+        };
+        outln!("Grows {when} to {} parameters: {}", thousands(g.model.param_count()), g.changes.join("; "));
     }
     let stop = crate::interrupt::listen();
     let mut extra: Vec<Box<dyn Callback>> = vec![Box::new(Progress::default())];

@@ -223,9 +223,19 @@ pub fn fit(
         callbacks: Default::default(),
     };
     for epoch in start.epoch + 1..=settings.epochs {
-        // A resume inside the epoch after a growth has the grown model already.
-        let growth = settings.growth.iter().find(|g| g.after_epoch + 1 == epoch && skip == 0);
-        if let Some(g) = growth {
+        // The next growth of the plan (the history marks each on its model's first epoch):
+        // at its set epoch, or on a plateau of the run so far, decided at the epoch's start
+        // from the history, so that a resumed run decides as the uninterrupted one did. A
+        // resume inside the epoch it grew at has the grown model already.
+        let done = history.iter().filter(|l| l.grown.is_some()).count();
+        let since = history.iter().rev().find(|l| l.grown.is_some()).map_or(0, |l| l.epoch - 1);
+        let growth = settings.growth.get(done).filter(|g| match (skip, g.after_epoch, g.on_plateau) {
+            (0, _, Some(plateau)) => plateau.reached(&history, since),
+            (0, Some(after), None) => after + 1 == epoch,
+            (0, None, None) => false,
+            _ => net.spec == g.model,
+        });
+        if let (Some(g), 0) = (growth, skip) {
             *net = grow(ctx, kernels, net, &g.model, settings.seed, &train)?;
         }
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
