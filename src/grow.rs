@@ -118,7 +118,8 @@ impl Plateau {
         let best = history[n - p..].iter().map(|l| l.val_loss).fold(f64::INFINITY, f64::min);
         let tflops = (history[n - 1].flops - before.flops) / 1e12;
         // A loss that stopped being a number has plateaued too.
-        !((before.val_loss - best) / tflops.max(f64::MIN_POSITIVE) >= self.min_delta)
+        let rate = (before.val_loss - best) / tflops.max(f64::MIN_POSITIVE);
+        rate.partial_cmp(&self.min_delta).is_none_or(|o| o == std::cmp::Ordering::Less)
     }
 }
 
