@@ -126,6 +126,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// limit / classes images of each class per split, rounded down, at least one (quick runs).
     pub limit: Option<usize>,
+    /// A budget in training FLOPs: the run trains the most of its `epochs` that fit in it
+    /// (each epoch's model in force counted), its schedule spanning those.
+    pub budget_flops: Option<f64>,
     /// `[train.schedule]`: how the learning rate moves over the run, step by step.
     pub schedule: Schedule,
     /// Makes every frozen layer trainable from epoch N + 1, with fresh Adam state (a Keras
@@ -149,6 +152,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             seed: 42,
             limit: None,
+            budget_flops: None,
             schedule: Schedule::Constant,
             unfreeze_after: None,
         }
@@ -366,6 +370,28 @@ impl Config {
         }
     }
 
+    /// The most epochs, at most `train.epochs`, that train on `images` images each within
+    /// `train.budget_flops` (the model in force each epoch, the optimizer's steps, growths at a
+    /// fraction moving with the length) and still make a valid run (its growths and warm-up
+    /// before its end).
+    pub fn epochs_within_budget(&self, images: usize, file: &Path) -> Result<u32, ConfigError> {
+        let Some(budget) = self.train.budget_flops else { return Ok(self.train.epochs) };
+        let steps = images.div_ceil(self.train.batch_size as usize) as u64;
+        let per_parameter = self.train.optimizer().flops_per_parameter();
+        let fits = |epochs: u32| {
+            let mut c = self.clone();
+            c.set_epochs(epochs);
+            let cost: f64 = (0..epochs).map(|e| c.model_at(e, 1).train_flops(images as u64, steps, per_parameter) as f64).sum();
+            cost <= budget && c.validate(file).is_ok()
+        };
+        (1..=self.train.epochs).rev().find(|&e| fits(e)).ok_or_else(|| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            field: "train.budget_flops".into(),
+            line: String::new(),
+            message: format!("{budget:e} FLOPs do not pay for one epoch of {images} images that makes a valid run"),
+        })
+    }
+
     /// Sets the run's length, moving the growths given as a fraction of it.
     pub fn set_epochs(&mut self, epochs: u32) {
         self.train.epochs = epochs;
@@ -406,6 +432,14 @@ impl Config {
         }
         if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
             return Err(invalid("train.learning_rate", format!("expected a positive number, got {}", t.learning_rate)));
+        }
+        if let Some(b) = t.budget_flops {
+            if !(b > 0.0 && b.is_finite()) {
+                return Err(invalid("train.budget_flops", format!("expected a positive number of FLOPs, got {b}")));
+            }
+            if self.growth.iter().any(|g| g.on_plateau.is_some()) {
+                return Err(invalid("train.budget_flops", "counts each epoch's model in advance, but a growth on a plateau has no epoch until the run finds it: give the growth after_epoch or at_fraction".into()));
+            }
         }
         let mut last = 0;
         for (i, g) in self.growth.iter().enumerate() {

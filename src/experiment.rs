@@ -224,6 +224,9 @@ pub fn budget_epochs(cfg: &Config) -> u32 {
 fn stage_config(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides) -> anyhow::Result<Config> {
     let stage = &exp.stages[k];
     let mut cfg = load_stage(exp, k)?;
+    if cfg.train.budget_flops.is_some() {
+        anyhow::bail!("{}: stages[{k}]: {} sets budget_flops, but an experiment's runs train the epochs it gives them (the growth form's {BUDGET} arm is the one matched in FLOPs)", exp.file.display(), stage.config.display());
+    }
     let o = Overrides { data: overrides.data.clone().or(exp.data.clone()), limit: overrides.limit.or(exp.limit), epochs: overrides.epochs, seed: Some(seed), batch_size: overrides.batch_size };
     cfg.set_epochs(stage.epochs.unwrap_or(cfg.train.epochs));
     if arm != SCRATCH || exp.grows {

@@ -394,6 +394,11 @@ pub fn train(
 ) -> anyhow::Result<(Vec<EpochLogs>, Network)> {
     let kernels = Kernels::new(ctx);
     let mut cfg = cfg.clone();
+    if let Some(budget) = cfg.train.budget_flops {
+        let epochs = cfg.epochs_within_budget(train.len(), Path::new(&format!("{}'s config", cfg.name)))?;
+        outln!("Budget {budget:.3e} training FLOPs: {epochs} of {} epochs", cfg.train.epochs);
+        cfg.set_epochs(epochs);
+    }
     let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), data: Some(data_source(&cfg)), name: Some(cfg.name.clone()), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
     start.check_layout(&cfg)?;
     if let Start::Init(ckpt, path) = &start {

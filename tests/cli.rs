@@ -286,6 +286,30 @@ fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() 
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("the experiment's arms are grown, scratch, budget"));
 }
 
+/// `budget_flops` trains the most epochs that fit in it, counting each epoch's model (a growth
+/// at a fraction of the run moves with the run's length), the schedule over those epochs.
+#[test]
+fn a_budget_in_flops_trains_the_epochs_that_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap().replace("epochs = 12", "epochs = 6");
+    let path = dir.path().join("b.toml");
+    let grows = format!("{quick}\n[[grow]]\nat_fraction = 0.5\nwiden = [\"dense_1=2\"]\n");
+    let cfg = gpu_cnn::config::Config::parse(&path, &grows).unwrap();
+    // 32 images (--limit 32), one step of 32: each epoch's cost by its model.
+    let cost = |m: &gpu_cnn::model::ModelSpec| m.train_flops(32, 1, 12) as f64;
+    let (small, wide) = (cost(&cfg.model), cost(&cfg.growth[0].model));
+    // Four epochs: two small, two wide (the growth halfway); a fifth would not fit.
+    let budget = 2.0 * small + 2.0 * wide + 0.5 * small;
+    std::fs::write(&path, grows.replace("seed = 42", &format!("seed = 42\nbudget_flops = {budget:e}"))).unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "b.toml", "--limit", "32", "--out", "run"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("training FLOPs: 4 of 6 epochs"), "{}", String::from_utf8_lossy(&o.stdout));
+    let h = gpu_cnn::train::history::read(&dir.path().join("run/history.json")).unwrap();
+    assert_eq!(h.len(), 4);
+    assert!(h[2].grown.is_some(), "grown halfway through the 4 epochs");
+    assert!(h[3].flops <= budget, "{} > {budget}", h[3].flops);
+}
+
 /// The report counts only complete runs of the epochs asked and lists every other run there
 /// with the reason; a missing or emptied history is written again from the run's checkpoint.
 #[test]
