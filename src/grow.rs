@@ -18,6 +18,7 @@ use std::str::FromStr;
 
 use toml_edit::{Array, DocumentMut, InlineTable, Value};
 
+use crate::layers::batchnorm::BatchNorm;
 use crate::layers::LayerKind;
 use crate::model::spec::closest_name;
 use crate::model::{ModelSpec, Shape};
@@ -220,6 +221,11 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
         }
     }
     let has_batchnorm = spec.layers.iter().any(|l| matches!(l.kind, LayerKind::BatchNorm(_))) || ops.iter().any(|op| matches!(op, Op::AddBatchnorm(_)));
+    // New batchnorms keep the statistics' rate of the model's own.
+    let like = spec.layers.iter().find_map(|l| match &l.kind {
+        LayerKind::BatchNorm(bn) => Some(bn),
+        _ => None,
+    });
     // With skip connections, layers name what they read: every layer keeps its name as it
     // stands (insertions would renumber Keras' automatic names), new ones take free numbers.
     let residual = !spec.graph().is_sequential();
@@ -278,12 +284,7 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
                 let t = table(layers, i);
                 let activation = t.remove("activation");
                 t.insert("use_bias", Value::from(false));
-                let mut bn = InlineTable::new();
-                bn.insert("type", Value::from("batchnorm"));
-                if let Some(a) = activation {
-                    bn.insert("activation", a);
-                }
-                insert(layers, bn);
+                insert(layers, batchnorm_table(None, activation, like));
                 changes.push((k, format!("add_batchnorm after {name} (it takes over {name}'s activation and bias)")));
             }
             Op::Deepen(_) if residual => {
@@ -294,13 +295,7 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
                 let mut block = Vec::new();
                 for (conv, bn, relu) in [(conv1, bn1, true), (conv2, bn2.clone(), false)] {
                     block.push(conv_table(c, Some(&conv)));
-                    let mut t = InlineTable::new();
-                    t.insert("type", Value::from("batchnorm"));
-                    t.insert("name", Value::from(bn));
-                    if relu {
-                        t.insert("activation", Value::from("relu"));
-                    }
-                    block.push(t);
+                    block.push(batchnorm_table(Some(&bn), relu.then(|| Value::from("relu")), like));
                 }
                 let last = bn2;
                 let mut add = InlineTable::new();
@@ -336,10 +331,7 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
                 let mut conv = conv_table(c, None);
                 if has_batchnorm {
                     insert(layers, conv);
-                    let mut bn = InlineTable::new();
-                    bn.insert("type", Value::from("batchnorm"));
-                    bn.insert("activation", Value::from("relu"));
-                    insert(layers, bn);
+                    insert(layers, batchnorm_table(None, Some(Value::from("relu")), like));
                     changes.push((k, format!("deepen after {name}: conv2d {c} filters 3x3 + batchnorm + relu")));
                 } else {
                     conv.remove("use_bias");
@@ -360,6 +352,28 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
     let changes: Vec<String> = changes.into_iter().map(|c| c.1).collect();
     let header = format!("# Grown by `gpu-cnn grow`: {}.\n", changes.join("; "));
     Ok(Grown { text: header + &doc.to_string(), changes })
+}
+
+/// A batchnorm table, named if given, with `activation`, and the momentum and epsilon of `like`
+/// (the model's own batchnorm) where they are not Keras' defaults: a new layer's moving
+/// statistics then follow at the rate the others' do.
+fn batchnorm_table(name: Option<&str>, activation: Option<Value>, like: Option<&BatchNorm>) -> InlineTable {
+    let mut t = InlineTable::new();
+    t.insert("type", Value::from("batchnorm"));
+    if let Some(name) = name {
+        t.insert("name", Value::from(name));
+    }
+    let keras = BatchNorm::default();
+    for (key, ours, default) in like.map_or(Vec::new(), |bn| vec![("momentum", bn.momentum, keras.momentum), ("epsilon", bn.epsilon, keras.epsilon)]) {
+        if ours != default {
+            // As written (0.9), not as the f32 widens (0.8999999761581421).
+            t.insert(key, Value::from(ours.to_string().parse::<f64>().unwrap_or(ours as f64)));
+        }
+    }
+    if let Some(a) = activation {
+        t.insert("activation", a);
+    }
+    t
 }
 
 /// A 3x3 'same' conv table of `filters`, without bias (a batchnorm follows), named if given.

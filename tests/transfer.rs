@@ -548,6 +548,9 @@ fn deepening_with_residual_blocks_keeps_the_function_in_training_and_inference()
     assert!(p.table().contains("; the new model computes the same function as the source\n"), "in either mode");
     assert_same_function("residual deepen, inference mode", outputs_in(Pass::Evaluate, &source, &target, 0));
     assert_same_function("residual deepen, training mode", outputs_in(Pass::Gradients, &source, &target, 0));
+    // New batchnorms take the model's own momentum.
+    let (_, target, _) = grown(&RESIDUAL.replace("{ type = \"batchnorm\"", "{ type = \"batchnorm\", momentum = 0.9"), &ops[..1]);
+    assert!(target.layers.iter().all(|l| !matches!(&l.kind, LayerKind::BatchNorm(bn) if bn.momentum != 0.9)), "every batchnorm at 0.9");
     // A branch no add joins back is not the identity.
     let mut broken = target.clone();
     let add = broken.layers.iter().position(|l| l.name == "add_2").unwrap();
