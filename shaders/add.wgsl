@@ -1,11 +1,12 @@
-// Skip connections: the sum of two maps (Keras `Add`) with an optional fused ReLU, and the
+// Skip connections: the sum of two maps (Keras `Add`) with a fused activation (ACTIVATION, one
+// whose derivative follows from its output: common.wgsl), and the
 // delivery of a gradient to a value read by several layers (see src/model/graph.rs). Both work
 // on quads: allocations are padded to whole quads, and the padding stays zero (0 + 0, and the
 // masked or added gradient of a zero padding is zero).
 
 struct Add {
     quads: u32,
-    relu: u32,        // add_forward: through a ReLU
+    _pad: u32,
     in_place: u32,    // add_backward*: also write the delivered gradient back into dy
     accumulate: u32,  // add_backward*: dx += g instead of dx = g
 }
@@ -17,18 +18,17 @@ struct Add {
 @group(0) @binding(4) var<storage, read_write> dy: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> dx: array<vec4<f32>>;
 
-// add_forward: y = a + b, through the ReLU when p.relu. Dispatch: linear over p.quads.
+// add_forward: y = act(a + b). Dispatch: linear over p.quads.
 @compute @workgroup_size(64)
 fn add_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
     if (i >= p.quads) { return; }
-    let s = a[i] + b[i];
-    y[i] = select(s, max(s, vec4<f32>(0.0)), p.relu != 0u);
+    y[i] = activate(a[i] + b[i]);
 }
 
 // add_backward: g = dy; dx = g or dx += g; with p.in_place, dy = g too (for the input whose
-// gradient is dy's buffer). add_backward_relu: g = dy masked by the add's output y > 0 (bound
-// as `a`). Two entry points, as a pipeline binds only what its entry point reads.
+// gradient is dy's buffer). add_backward_activated: g = dy * act'(the add's output y, bound as
+// `a`). Two entry points, as a pipeline binds only what its entry point reads.
 // Dispatch: linear over p.quads.
 @compute @workgroup_size(64)
 fn add_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -38,10 +38,10 @@ fn add_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 }
 
 @compute @workgroup_size(64)
-fn add_backward_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn add_backward_activated(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_id(gid, nwg);
     if (i >= p.quads) { return; }
-    deliver(i, select(vec4<f32>(0.0), dy[i], a[i] > vec4<f32>(0.0)));
+    deliver(i, dy[i] * activation_grad(a[i]));
 }
 
 fn deliver(i: u32, g: vec4<f32>) {

@@ -547,6 +547,47 @@ fn column_sum_matches_reference() {
 }
 
 #[test]
+fn add_forward_and_backward_match_reference() {
+    use gpu_cnn::gpu::kernels::add::Route;
+    let (ctx, k) = gpu();
+    for (i, &len) in [1u64, 7, 1003, 70_001].iter().enumerate() {
+        let seed = 780 + 10 * i as u64;
+        let (a, b) = (random(seed, len as usize, -3.0, 3.0), random(seed + 1, len as usize, -3.0, 3.0));
+        let (g, earlier) = (random(seed + 2, len as usize, -1.0, 1.0), random(seed + 3, len as usize, -1.0, 1.0));
+        let (av, bv) = (input(ctx, &a), input(ctx, &b));
+        let sum: Vec<f64> = a.iter().zip(&b).map(|(&x, &y)| x as f64 + y as f64).collect();
+        for act in FUSED {
+            let y = poisoned(ctx, len);
+            let out = run(&[k.add_forward(act, &av, &bv, &y)], &y);
+            assert_close(&format!("add_forward {act:?} {len}"), &out, &activated(act, &sum), tol(act));
+            // Backward: the activation's derivative at the output times dy, written or added
+            // into dx, and with in_place also back into dy.
+            // f' from the output, as the kernel takes it (1 - y^2 near tanh's saturation is
+            // cancellation-bound in f32 whoever computes it): the forward above checks y.
+            let from_output = |y: f64| match act {
+                Activation::Linear => 1.0,
+                Activation::Relu => (y > 0.0) as u8 as f64,
+                Activation::LeakyRelu => if y > 0.0 { 1.0 } else { 0.2 },
+                Activation::Elu => if y > 0.0 { 1.0 } else { y + 1.0 },
+                Activation::Tanh => 1.0 - y * y,
+                _ => y * (1.0 - y),
+            };
+            let want: Vec<f64> = g.iter().zip(&out).map(|(&g, &y)| g as f64 * from_output(y as f64)).collect();
+            let activated_by = (act != Activation::Linear).then_some((act, &y));
+            for (in_place, accumulate) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (dy, dx) = (input(ctx, &g), if accumulate { input(ctx, &earlier) } else { poisoned(ctx, len) });
+                let got = run(&[k.add_backward(Route { in_place, accumulate }, activated_by, &dy, &dx)], &dx);
+                let expect: Vec<f64> = want.iter().zip(&earlier).map(|(w, &e)| if accumulate { w + e as f64 } else { *w }).collect();
+                assert_close(&format!("add_backward {act:?} {len} in_place={in_place} accumulate={accumulate}"), &got, &expect, tol(act));
+                let dy_after = run(&[], &dy);
+                let kept: Vec<f64> = if in_place { want.clone() } else { g.iter().map(|&v| v as f64).collect() };
+                assert_close(&format!("add_backward's dy {act:?} {len} in_place={in_place}"), &dy_after, &kept, tol(act));
+            }
+        }
+    }
+}
+
+#[test]
 fn activations_match_reference() {
     let (ctx, k) = gpu();
     for (i, &len) in [1u64, 7, 1000, 70_001].iter().enumerate() {

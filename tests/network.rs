@@ -186,9 +186,9 @@ fn finite_differences_match_the_gpu_gradients_through_a_frozen_batchnorm() {
 
 /// Skip connections on an odd 9x11 input: an identity block (the block's input read by a conv
 /// and by the add, whose gradient the conv adds into), a projection block (one value read by two
-/// convs, one of them strided 1x1), and a plain add whose output is read by an activation layer
-/// and a batchnorm, neither of which can add into a gradient (their shares are staged), joined by
-/// a third add.
+/// convs, one of them strided 1x1, its add fusing an ELU) whose output is read by an activation
+/// layer and a batchnorm, neither of which can add into a gradient (their shares are staged),
+/// joined by a third add, which fuses nothing.
 fn residual_network() -> ModelSpec {
     let conv = |filters, kernel, stride| LayerKind::Conv2d(Conv2d { use_bias: false, stride, ..Conv2d::new(filters, kernel, Padding::Same, Activation::Linear) });
     let bn = |activation| LayerKind::BatchNorm(BatchNorm { activation, ..Default::default() });
@@ -204,7 +204,7 @@ fn residual_network() -> ModelSpec {
         layer(bn(Activation::Linear), &[]),
         layer(conv(6, 1, 2), &["add_1"]),
         layer(bn(Activation::Linear), &[]),
-        layer(add(Activation::Linear), &["batch_normalization_3", "batch_normalization_4"]),
+        layer(add(Activation::Elu), &["batch_normalization_3", "batch_normalization_4"]),
         layer(LayerKind::Activation(ActivationLayer { activation: Activation::Relu }), &[]),
         layer(bn(Activation::Linear), &["add_2"]),
         layer(add(Activation::Linear), &["activation_1", "batch_normalization_5"]),

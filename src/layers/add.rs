@@ -27,8 +27,8 @@ impl Kind for Add {
     }
     fn output(&self, input: Shape, _: bool) -> Result<Shape, String> {
         match self.activation {
-            Activation::Linear | Activation::Relu => Ok(input),
-            a => Err(format!("an add fuses \"relu\" or nothing (got \"{}\"); put an activation layer after it", a.name())),
+            a if a.grad_from_output() && a != Activation::Softmax => Ok(input),
+            a => Err(format!("an add fuses an activation whose derivative follows from its output (relu, leaky_relu, elu, tanh, sigmoid), not \"{}\": put an activation layer after it", a.name())),
         }
     }
     fn activation(&self) -> Activation {
@@ -40,29 +40,30 @@ impl Kind for Add {
     fn merges(&self) -> bool {
         true
     }
-    /// The sum (and ReLU) forward; backward, the ReLU's mask (where it has one) and one pass
-    /// per input whose gradient it writes (a copy: no arithmetic; an added share is counted by
-    /// the model, as for every kind).
+    /// The sum and its activation forward; backward, the activation's derivative times the
+    /// gradient, and one pass per input whose gradient it writes (a copy: no arithmetic; an
+    /// added share is counted by the model, as for every kind).
     fn flops(&self, input: Shape, _: Shape, _: bool, input_grad: bool, _: Option<Loads>) -> [u64; 2] {
-        let relu = (self.activation == Activation::Relu) as u64;
-        [input.len() * (1 + relu), input_grad as u64 * relu * input.len()]
+        let [forward, backward] = self.activation.flops();
+        [input.len() * (1 + forward), input_grad as u64 * backward * input.len()]
     }
     fn build(&self, b: &mut Build<'_>) -> Result<(), GpuError> {
-        let relu = self.activation == Activation::Relu;
+        let act = self.activation;
+        let activated = act != Activation::Linear;
         let [(x0, _, _), (x1, _, _)] = b.merged[..] else { panic!("{}: an add reads two inputs", b.name) };
-        b.forward.push(b.kernels.add_forward(relu, x0, x1, b.y));
+        b.forward.push(b.kernels.add_forward(act, x0, x1, b.y));
         let Some(dy) = b.dy else { return Ok(()) };
-        // The ReLU's mask is applied once: by the first pass, in place in dy when an input
-        // shares dy's buffer or a second pass copies it.
+        // The activation's derivative is applied once: by the first pass, in place in dy when
+        // an input shares dy's buffer or a second pass copies it.
         let written: Vec<_> = b.merged.iter().filter_map(|&(_, dx, d)| dx.filter(|_| matches!(d, Delivery::Write | Delivery::Add)).map(|dx| (dx, d))).collect();
         let shared = b.merged.iter().any(|&(_, dx, d)| dx.is_some() && d == Delivery::Shared);
-        if relu && written.is_empty() && shared {
-            b.backward.push(b.kernels.activation_backward(Activation::Relu, b.y, dy));
+        if activated && written.is_empty() && shared {
+            b.backward.push(b.kernels.activation_backward(act, b.y, dy));
         }
         for (k, &(dx, d)) in written.iter().enumerate() {
-            let first = k == 0 && relu;
+            let first = k == 0 && activated;
             let route = Route { in_place: first && (shared || written.len() > 1), accumulate: d == Delivery::Add };
-            b.backward.push(b.kernels.add_backward(route, first.then_some(b.y), dy, dx));
+            b.backward.push(b.kernels.add_backward(route, first.then_some((act, b.y)), dy, dx));
         }
         Ok(())
     }

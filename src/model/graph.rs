@@ -244,6 +244,11 @@ mod tests {
         assert!(with(3, &["conv2d_1"]).unwrap_err().contains("adds exactly two inputs; `inputs` names 1"));
         assert!(with(3, &["conv2d_1", "conv2d_1"]).unwrap_err().contains("the same input twice"));
         assert!(with(1, &["input", "conv2d_1"]).unwrap_err().contains("reads one input"));
+        // An add fuses what its output's derivative allows.
+        let mut layers = base.layers.clone();
+        layers[3].kind = LayerKind::Add(Add { activation: Activation::Gelu });
+        let e = ModelSpec { input: base.input, layers }.validate().unwrap_err().to_string();
+        assert!(e.contains("add_1") && e.contains("not \"gelu\": put an activation layer after it"), "{e}");
         // conv2d_2 reading the input leaves conv2d_1 feeding the add only: still fine.
         assert_eq!(with(1, &["input"]), Ok(()));
         // The add reading the input (3 channels) next to a 4-channel map.

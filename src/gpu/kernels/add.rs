@@ -5,12 +5,13 @@ use bytemuck::{Pod, Zeroable};
 
 use super::{Bind, Dispatch, Kernel, Kernels};
 use crate::gpu::View;
+use crate::model::activation::Activation;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct AddParams {
     quads: u32,
-    relu: u32,
+    _pad: u32,
     in_place: u32,
     accumulate: u32,
 }
@@ -25,24 +26,27 @@ pub struct Route {
 }
 
 impl Kernels {
-    /// y = a + b (through a ReLU when `relu`); overwrites y.
-    pub fn add_forward(&self, relu: bool, a: &View, b: &View, y: &View) -> Dispatch {
+    /// y = act(a + b), `activation` one whose derivative follows from its output; overwrites y.
+    pub fn add_forward(&self, activation: Activation, a: &View, b: &View, y: &View) -> Dispatch {
         assert!(a.len == y.len && b.len == y.len, "add_forward: lengths differ");
         let quads = y.len.div_ceil(4);
-        let u = self.uniform(Kernel::AddForward, &AddParams { quads: quads as u32, relu: relu as u32, in_place: 0, accumulate: 0 });
+        let u = self.uniform(Kernel::AddForward, &AddParams { quads: quads as u32, _pad: 0, in_place: 0, accumulate: 0 });
         let binds = [(0, Bind::Uniform(&u)), (1, Bind::Quads(a)), (2, Bind::Quads(b)), (3, Bind::Quads(y))];
-        self.dispatch(Kernel::AddForward, &binds, self.grid(quads))
+        self.dispatch_fused(Kernel::AddForward, activation, &binds, self.grid(quads))
     }
 
-    /// dx = g or dx += g, where g is dy, masked by `y > 0` where `y` (the add's output, with
-    /// its fused ReLU) is given; with `route.in_place`, dy = g as well.
-    pub fn add_backward(&self, route: Route, y: Option<&View>, dy: &View, dx: &View) -> Dispatch {
+    /// dx = g or dx += g, where g is dy, times the activation's derivative at the add's output
+    /// `y` where one is given; with `route.in_place`, dy = g as well.
+    pub fn add_backward(&self, route: Route, activated: Option<(Activation, &View)>, dy: &View, dx: &View) -> Dispatch {
         assert_eq!(dy.len, dx.len, "add_backward: lengths differ");
         let quads = dy.len.div_ceil(4);
-        let k = if y.is_some() { Kernel::AddBackwardRelu } else { Kernel::AddBackward };
-        let u = self.uniform(k, &AddParams { quads: quads as u32, relu: 0, in_place: route.in_place as u32, accumulate: route.accumulate as u32 });
+        let (k, activation) = match activated {
+            Some((a, _)) => (Kernel::AddBackwardActivated, a),
+            None => (Kernel::AddBackward, Activation::Linear),
+        };
+        let u = self.uniform(k, &AddParams { quads: quads as u32, _pad: 0, in_place: route.in_place as u32, accumulate: route.accumulate as u32 });
         let mut binds = vec![(0, Bind::Uniform(&u)), (4, Bind::Quads(dy)), (5, Bind::Quads(dx))];
-        binds.extend(y.map(|y| (1, Bind::Quads(y))));
-        self.dispatch(k, &binds, self.grid(quads))
+        binds.extend(activated.map(|(_, y)| (1, Bind::Quads(y))));
+        self.dispatch_fused(k, activation, &binds, self.grid(quads))
     }
 }

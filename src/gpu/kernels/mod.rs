@@ -151,7 +151,7 @@ pub enum Kernel {
     DropoutMask,
     AddForward,
     AddBackward,
-    AddBackwardRelu,
+    AddBackwardActivated,
     SigmoidBceLoss,
     SoftmaxCeLoss,
     AdamUpdate,
@@ -212,7 +212,7 @@ impl Kernel {
         Self::DropoutMask,
         Self::AddForward,
         Self::AddBackward,
-        Self::AddBackwardRelu,
+        Self::AddBackwardActivated,
         Self::SigmoidBceLoss,
         Self::SoftmaxCeLoss,
         Self::AdamUpdate,
@@ -257,7 +257,7 @@ impl Kernel {
             Self::DropoutMask => "dropout_mask",
             Self::AddForward => "add_forward",
             Self::AddBackward => "add_backward",
-            Self::AddBackwardRelu => "add_backward_relu",
+            Self::AddBackwardActivated => "add_backward_activated",
             Self::SigmoidBceLoss => "sigmoid_bce_loss",
             Self::SoftmaxCeLoss => "softmax_ce_loss",
             Self::AdamUpdate => "adam_update",
@@ -320,7 +320,7 @@ impl Kernel {
             Self::ActivationForward | Self::ActivationBackward | Self::SigmoidForward | Self::SoftmaxForward | Self::DropoutMask => {
                 Family::Activation
             }
-            Self::AddForward | Self::AddBackward | Self::AddBackwardRelu => Family::Add,
+            Self::AddForward | Self::AddBackward | Self::AddBackwardActivated => Family::Add,
             Self::SigmoidBceLoss | Self::SoftmaxCeLoss => Family::Loss,
             Self::AdamUpdate | Self::SgdUpdate | Self::GradNormPartials | Self::ClipByNorm | Self::ClipByGlobalNorm => Family::Optimizer,
         }
