@@ -237,7 +237,7 @@ impl Network {
         let labels = ctx.storage("labels", b)?;
         let step = ctx.uniform("step", &StepParams::adam(1e-3, 1, batch));
         let metrics = ctx.storage("metrics", 3)?;
-        let inputs: Vec<Shape> = (0..spec.layers.len()).map(|i| spec.input_of(i)).collect();
+        let inputs = spec.input_shapes();
         let scratch_len = spec.layers.iter().zip(&inputs).map(|(l, &input)| l.kind.ops().scratch(batch, input)).max().unwrap_or(0);
         let scratch = ctx.storage("reduction scratch", scratch_len.max(1))?;
 

@@ -145,9 +145,8 @@ pub fn export(ckpt: &Checkpoint, layout: Layout) -> Result<ModelProto, ExportErr
     // Each value's ONNX name: the input, then each layer's output.
     let mut values = vec![x];
     let graph = spec.graph();
-    for (i, layer) in spec.layers.iter().enumerate() {
+    for ((i, layer), input) in spec.layers.iter().enumerate().zip(spec.input_shapes()) {
         let name = layer.name.as_str();
-        let input = spec.input_of(i);
         let x = values[graph.input(i)].clone();
         // This layer's tensors as initialisers, by suffix.
         let find = |suffix: &str| infos.iter().position(|p| p.layer == i && p.suffix == suffix);

@@ -150,8 +150,8 @@ impl ModelSpec {
     /// Every tensor, in layer order and within a layer in Keras' weight order.
     pub fn params(&self) -> Vec<ParamInfo> {
         let mut out = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
-            for t in l.kind.ops().tensors(self.input_of(i)) {
+        for ((i, l), input) in self.layers.iter().enumerate().zip(self.input_shapes()) {
+            for t in l.kind.ops().tensors(input) {
                 out.push(ParamInfo { name: format!("{}.{}", l.name, t.suffix), suffix: t.suffix, layer: i, shape: t.shape, init: t.init, trainable: t.trainable && l.trainable, role: t.role });
             }
         }
@@ -201,16 +201,16 @@ impl ModelSpec {
     pub fn flops(&self) -> Vec<[u64; 2]> {
         let params = self.params();
         let first_trainable = params.iter().filter(|p| p.trainable).map(|p| p.layer).min().unwrap_or(self.layers.len());
-        let shapes = self.shapes().expect("validated spec");
         let trains = |i: usize| params.iter().any(|p| p.layer == i && p.trainable);
         let unstored = self.unstored();
         let graph = self.graph();
+        let values = graph.shapes(&self.layers, self.input).expect("validated spec");
         let delivery = graph.gradients(&self.layers, first_trainable + 1).delivery;
-        let mut flops: Vec<[u64; 2]> = (0..self.layers.len()).map(|i| self.layers[i].kind.ops().flops(self.input_of(i), shapes[i], trains(i), graph.input(i) > first_trainable, unstored[i])).collect();
+        let mut flops: Vec<[u64; 2]> = (0..self.layers.len()).map(|i| self.layers[i].kind.ops().flops(values[graph.input(i)], values[i + 1], trains(i), graph.input(i) > first_trainable, unstored[i])).collect();
         // A share added into a gradient that other readers wrote: one add per element.
         for (i, d) in delivery.iter().enumerate() {
             let adds = graph.inputs[i].iter().zip(d).filter(|(_, d)| matches!(d, Delivery::Add | Delivery::Staged { add: true }));
-            flops[i][1] += adds.map(|(&v, _)| self.value_shape(v).len()).sum::<u64>();
+            flops[i][1] += adds.map(|(&v, _)| values[v].len()).sum::<u64>();
         }
         flops
     }
@@ -240,6 +240,13 @@ impl ModelSpec {
     /// The input shape of layer `i` (a merge layer's inputs all have it).
     pub fn input_of(&self, i: usize) -> Shape {
         self.value_shape(self.graph().input(i))
+    }
+
+    /// Every layer's input shape (a merge layer's first), from one pass over the graph.
+    pub fn input_shapes(&self) -> Vec<Shape> {
+        let graph = self.graph();
+        let values = graph.shapes(&self.layers, self.input).expect("validated spec");
+        (0..self.layers.len()).map(|i| values[graph.input(i)]).collect()
     }
 
     /// Per value (0: the input, `i + 1` layer `i`'s output), whether it is non-negative: pixels
