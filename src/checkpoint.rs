@@ -33,7 +33,7 @@ pub enum CheckpointError {
     NotSafetensors(PathBuf, String),
     #[error("{0}: not a gpu-cnn checkpoint (no '{FORMAT}' format metadata)")]
     NotOurs(PathBuf),
-    #[error("{0}: is a Keras file (HDF5 or .keras archive), not a gpu-cnn checkpoint; convert it first with `gpu-cnn import keras {0} --config <the model's config> -o model.safetensors` and pass model.safetensors")]
+    #[error("{0}: is a Keras file (HDF5 or .keras archive), not a gpu-cnn checkpoint; convert it first with `gpu-cnn import keras {0} -o model.safetensors` (it writes model.toml, the model the file saved; for a file of weights alone add --config <the model's config>) and pass model.safetensors")]
     Keras(PathBuf),
     #[error("{0}: format version {1} is not supported (this gpu-cnn reads version {FORMAT_VERSION})")]
     Version(PathBuf, String),

@@ -261,18 +261,65 @@ fn stderr(o: &std::process::Output) -> String {
 /// predictions; returns the import's report.
 fn check_import(file: &str, config: &str, key: &str, matched_by: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
+    import_predicting_as_keras(dir.path(), file, Some(config), key, matched_by)
+}
+
+/// `import keras` of a fixture into `dir` (through `config`, or the model the file saved),
+/// checked against Keras' own predictions; returns the import's report, as words.
+fn import_predicting_as_keras(dir: &Path, file: &str, config: Option<&str>, key: &str, matched_by: &str) -> String {
     let classes = if matches!(key, "batchnorm" | "residual") { ["bird", "cat", "dog"].as_slice() } else { ["cats", "dogs"].as_slice() };
-    let o = gpu_cnn(dir.path(), &["import", "keras", &fixture(file), "--config", &fixture(config), "-o", "imported.safetensors", "--classes", &classes.join(",")]);
-    assert!(o.status.success(), "{file}");
+    let (source, fixture_config) = (fixture(file), config.map(fixture));
+    let mut args = vec!["import", "keras", &source, "-o", "imported.safetensors"];
+    let joined = classes.join(",");
+    args.extend(["--classes", &joined]);
+    if let Some(config) = &fixture_config {
+        args.extend(["--config", config]);
+    }
+    let o = gpu_cnn(dir, &args);
+    assert!(o.status.success(), "{file}: {}", stderr(&o));
     let report = stdout(&o);
     assert!(report.contains(&format!("layers matched by {matched_by}")), "{report}");
     assert!(report.contains("(100.0%) came from the source"), "{report}");
-    let got = predict(dir.path(), "imported.safetensors", &keras_images(), classes);
+    let got = predict(dir, "imported.safetensors", &keras_images(), classes);
     let diff = max_difference(&got, &keras_predictions(key));
     eprintln!("{file}: max |gpu-cnn - Keras| = {diff:.2e}");
     assert!(diff < 1e-5, "{file}: gpu-cnn's predictions differ from Keras' by {diff}");
     // The table's columns size to its names: compare its words.
     report.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Without --config the layout is the model the file saved (a .keras archive's config.json, a
+/// `model.save` .h5's model_config), written beside the checkpoint: the same layers and
+/// connections as the fixture's hand-written config (Keras' names kept, so the weights pair by
+/// name, and its Activation layers fused), predicting as Keras did. A file of weights alone asks
+/// for --config, and a config already there is not replaced.
+#[test]
+fn import_lays_out_the_model_a_keras_file_saved() {
+    for (file, config, key) in [("residual.keras", "residual.toml", "residual"), ("model2.keras", "model2.toml", "model2"), ("separable.h5", "separable.toml", "separable"), ("batchnorm.weights.h5", "", "")] {
+        let dir = tempfile::tempdir().unwrap();
+        if config.is_empty() {
+            let o = gpu_cnn(dir.path(), &["import", "keras", &fixture(file), "-o", "imported.safetensors"]);
+            assert!(stderr(&o).contains("holds weights only, not the model (saved by save_weights): pass --config"), "{}", stderr(&o));
+            continue;
+        }
+        import_predicting_as_keras(dir.path(), file, None, key, "name");
+        let load = |p: &Path| gpu_cnn::config::Config::load(p).unwrap().model;
+        let (written, expected) = (load(&dir.path().join("imported.toml")), load(Path::new(&fixture(config))));
+        // Keras may list a functional model's layers in another valid order: compare each
+        // layer's kind with the kinds it reads.
+        let edges = |m: &gpu_cnn::model::ModelSpec| {
+            let kind = |v: usize| if v == 0 { "input".to_string() } else { format!("{:?}", m.layers[v - 1].kind) };
+            let mut e: Vec<String> = m.graph().inputs.iter().enumerate().map(|(i, from)| format!("{} <- {:?}", kind(i + 1), from.iter().map(|&v| kind(v)).collect::<Vec<_>>())).collect();
+            e.sort();
+            e
+        };
+        assert_eq!((written.input, edges(&written)), (expected.input, edges(&expected)), "{file}");
+        std::fs::write(dir.path().join("other.toml"), "mine").unwrap();
+        let o = gpu_cnn(dir.path(), &["import", "keras", &fixture(file), "-o", "other.safetensors"]);
+        assert!(stderr(&o).contains("other.toml") && stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+        assert_eq!(std::fs::read_to_string(dir.path().join("other.toml")).unwrap(), "mine");
+        assert!(!dir.path().join("other.safetensors").exists());
+    }
 }
 
 #[test]

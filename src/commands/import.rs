@@ -3,22 +3,26 @@
 use std::path::PathBuf;
 
 use crate::config::Config;
-use crate::files::check_output_file;
+use crate::files::{check_output_file, write_atomic};
+use crate::interop::keras::KerasFile;
 
 /// Weights from another framework as a gpu-cnn checkpoint.
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Keras weights (Keras 2 .h5 from save_weights or model.save, Keras 3 .weights.h5 or
     /// .keras) into a config's layout: layers matched by name, else by order; the report says
-    /// what was copied and what was not.
+    /// what was copied and what was not. Without --config, the layout is the model the file
+    /// saved (.keras, model.save's .h5), written as a config beside the output (OUTPUT.toml).
     ///
     /// Example: gpu-cnn import keras classifier1.h5 --config configs/model1.toml -o model1-keras.safetensors
+    ///
+    /// Example: gpu-cnn import keras model.keras -o model.safetensors  (writes model.toml too)
     Keras {
         /// The Keras file (.h5, .weights.h5 or .keras).
         file: PathBuf,
-        /// The config whose model the weights fill.
+        /// The config whose model the weights fill (default: the model the file saved).
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// The checkpoint to write (.safetensors).
         #[arg(short, long)]
         output: PathBuf,
@@ -26,7 +30,7 @@ pub enum Command {
         /// data's folder names, e.g. cats,dogs.
         #[arg(long, value_delimiter = ',')]
         classes: Option<Vec<String>>,
-        /// Replace an existing output file.
+        /// Replace existing output files.
         #[arg(long)]
         overwrite: bool,
     },
@@ -34,12 +38,28 @@ pub enum Command {
 
 pub fn run(cmd: Command) -> anyhow::Result<()> {
     let Command::Keras { file, config, output, classes, overwrite } = cmd;
+    let keras = KerasFile::read(&file)?;
+    // The config: the one given, or the file's own model written beside the output.
+    let (config, text) = match config {
+        Some(config) => (config, None),
+        None => (output.with_extension("toml"), Some(crate::interop::keras_config::config_text(&file, &keras)?)),
+    };
     check_output_file(&output, overwrite, &[(file.as_path(), "the Keras file"), (config.as_path(), "--config")])?;
-    let cfg = Config::load(&config)?;
+    if text.is_some() {
+        check_output_file(&config, overwrite, &[(file.as_path(), "the Keras file")])?;
+    }
+    let cfg = match &text {
+        Some(text) => Config::parse(&config, text)?,
+        None => Config::load(&config)?,
+    };
     crate::sizes::check_host(&cfg.model)?;
-    let (plan, matched_by, format, ckpt) = crate::interop::keras::checkpoint(&file, &cfg, classes)?;
-    outln!("Import {} ({}) -> {} (layers matched by {})", file.display(), format.describe(), config.display(), matched_by.describe());
+    let (plan, matched_by, ckpt) = crate::interop::keras::checkpoint(&file, &keras, &cfg, classes)?;
+    outln!("Import {} ({}) -> {} (layers matched by {})", file.display(), keras.format.describe(), config.display(), matched_by.describe());
     out!("{}", plan.table());
+    if let Some(text) = text {
+        write_atomic(&config, text.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+        outln!("Wrote {} (the model the file saved)", config.display());
+    }
     ckpt.save(&output)?;
     outln!("Wrote {} (train it with: gpu-cnn train {} --init {})", output.display(), config.display(), output.display());
     Ok(())

@@ -43,6 +43,8 @@ pub enum KerasError {
     NotHdf5(PathBuf),
     #[error("{0}: {1}")]
     Format(PathBuf, String),
+    #[error("{0}: holds weights only, not the model (saved by save_weights): pass --config with a gpu-cnn config of the model's layout")]
+    NoModel(PathBuf),
     #[error("--classes: {0}")]
     Classes(String),
     #[error("{path}: Keras layer '{layer}' is a {class}, but the config's {target} is a {target_class}; gpu-cnn takes the weights of Conv2D, DepthwiseConv2D, SeparableConv2D, Dense and BatchNormalization layers")]
@@ -156,7 +158,7 @@ fn model_layers(model: &serde_json::Value) -> Vec<ConfigLayer> {
 
 /// The activation of a Keras activation layer, as gpu-cnn names it; a LeakyReLU or ELU whose
 /// setting gpu-cnn lacks (negative_slope 0.2, alpha 1) says so, so that it matches nothing.
-fn activation_layer(class: &str, config: &serde_json::Value) -> Option<String> {
+pub(super) fn activation_layer(class: &str, config: &serde_json::Value) -> Option<String> {
     let with = |name: &str, key: &str, ours: f64| match config[key].as_f64() {
         Some(v) if (v - ours).abs() > 1e-6 => format!("{name} ({key} {v})"),
         _ => name.to_string(),
@@ -173,7 +175,7 @@ fn activation_layer(class: &str, config: &serde_json::Value) -> Option<String> {
 
 /// The layer names a Functional config's `inbound_nodes` read from: Keras 2 writes each input as
 /// `[name, node, tensor, kwargs]`, Keras 3 as `{"keras_history": [name, node, tensor]}`.
-fn inbound(nodes: &serde_json::Value) -> Vec<String> {
+pub(super) fn inbound(nodes: &serde_json::Value) -> Vec<String> {
     match nodes {
         serde_json::Value::Array(a) if a.len() >= 3 && a[0].is_string() && a[1].is_u64() => vec![a[0].as_str().unwrap_or_default().to_string()],
         serde_json::Value::Array(a) => a.iter().flat_map(inbound).collect(),
@@ -293,6 +295,8 @@ impl KerasLayer {
 pub struct KerasFile {
     pub format: Format,
     pub layers: Vec<KerasLayer>,
+    /// The model's description (`.keras` config.json, `model.save`'s model_config), if saved.
+    pub model: Option<serde_json::Value>,
 }
 
 use super::{HDF5_MAGIC, ZIP_MAGIC};
@@ -316,14 +320,16 @@ impl KerasFile {
             // The model's settings, by the weights' paths (an archive without them is read as
             // weights alone).
             let mut text = String::new();
+            let mut model = None;
             if zip.by_name("config.json").is_ok_and(|mut c| c.read_to_string(&mut text).is_ok()) {
-                let model: serde_json::Value = serde_json::from_str(&text).map_err(|e| format(format!("its config.json: {e}")))?;
-                let known = model_layers(&model);
+                let config: serde_json::Value = serde_json::from_str(&text).map_err(|e| format(format!("its config.json: {e}")))?;
+                let known = model_layers(&config);
                 for l in &mut layers {
                     l.settings = known.iter().find(|k| k.path == l.path).map(|k| k.settings.clone());
                 }
+                model = Some(config);
             }
-            return Ok(Self { format: Format::Archive, layers });
+            return Ok(Self { format: Format::Archive, layers, model });
         }
         if !bytes.starts_with(HDF5_MAGIC) {
             return Err(KerasError::NotHdf5(path.to_path_buf()));
@@ -332,9 +338,10 @@ impl KerasFile {
         let root = file.root_group().map_err(|e| format(e.to_string()))?;
         let (groups, _) = root.member_names().map_err(|e| format(e.to_string()))?;
         if groups.iter().any(|g| g == "layers") {
-            return Ok(Self { format: Format::Keras3, layers: keras3(&file).map_err(format)? });
+            return Ok(Self { format: Format::Keras3, layers: keras3(&file).map_err(format)?, model: None });
         }
-        Ok(Self { format: Format::Legacy, layers: legacy(&file, &root).map_err(format)? })
+        let (layers, model) = legacy(&file, &root).map_err(format)?;
+        Ok(Self { format: Format::Legacy, layers, model })
     }
 }
 
@@ -384,8 +391,8 @@ fn strings(group: &Group, attribute: &str) -> Result<Vec<String>, String> {
 }
 
 /// Keras 2 / legacy: `layer_names` in order, each layer's `weight_names`, classes from the
-/// `model_config` when `model.save` wrote one.
-fn legacy(file: &Hdf5File, root: &Group) -> Result<Vec<KerasLayer>, String> {
+/// `model_config` when `model.save` wrote one (returned too).
+fn legacy(file: &Hdf5File, root: &Group) -> Result<(Vec<KerasLayer>, Option<serde_json::Value>), String> {
     let (weights_root, prefix) = match root.group("model_weights") {
         Ok(g) => (g, "/model_weights"),
         Err(_) => (file.root_group().map_err(|e| e.to_string())?, ""),
@@ -393,14 +400,15 @@ fn legacy(file: &Hdf5File, root: &Group) -> Result<Vec<KerasLayer>, String> {
     let names = strings(&weights_root, "layer_names").map_err(|_| "not Keras weights: no 'layer_names' attribute and no 'layers' group".to_string())?;
     // `model.save` writes the model's description; `save_weights` none. One that is there but
     // unreadable is damage, not a weights-only file.
-    let known = match root.attribute("model_config") {
-        Err(_) => Vec::new(),
+    let model: Option<serde_json::Value> = match root.attribute("model_config") {
+        Err(_) => None,
         Ok(a) => {
             let corrupt = |e: String| format!("its model_config attribute (the model's description) is corrupt ({e}); re-save the model in Keras (model.save(\"model.keras\")) and import that file");
             let text: String = a.read_string().map_err(|e| corrupt(e.to_string()))?;
-            model_layers(&serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?)
+            Some(serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?)
         }
     };
+    let known = model.as_ref().map(model_layers).unwrap_or_default();
     let mut out = Vec::new();
     for name in names {
         let group = weights_root.group(&name).map_err(|e| format!("layer '{name}': {e}"))?;
@@ -411,11 +419,11 @@ fn legacy(file: &Hdf5File, root: &Group) -> Result<Vec<KerasLayer>, String> {
         // `conv2d_1/kernel:0` (Keras 2) or `sequential/conv2d_1/kernel` (Keras 3): the last part.
         let suffix = |w: &str| w.rsplit('/').next().unwrap_or(w).trim_end_matches(":0").to_string();
         let weights = weight_names.iter().map(|w| read_weight(file, &format!("{prefix}/{name}/{w}"), suffix(w))).collect::<Result<_, _>>()?;
-        let model = known.iter().find(|k| k.name == name);
-        let class = model.map_or(Class::Unknown, |k| Class::Keras(k.class.clone()));
-        out.push(KerasLayer { path: name.clone(), name, class, weights, settings: model.map(|k| k.settings.clone()) });
+        let known = known.iter().find(|k| k.name == name);
+        let class = known.map_or(Class::Unknown, |k| Class::Keras(k.class.clone()));
+        out.push(KerasLayer { path: name.clone(), name, class, weights, settings: known.map(|k| k.settings.clone()) });
     }
-    Ok(out)
+    Ok((out, model))
 }
 
 /// How the file's layers were paired with the config's.
@@ -524,15 +532,14 @@ pub fn import(path: &Path, file: &KerasFile, spec: &ModelSpec, mut init: Vec<Vec
 /// A gpu-cnn checkpoint of `cfg`'s model from the Keras file at `path`: the file's weights where
 /// layers match, the config's seeded initialisation elsewhere, `classes` (default `class_0`,
 /// ...) as its class names, and the import recorded as its provenance.
-pub fn checkpoint(path: &Path, cfg: &Config, classes: Option<Vec<String>>) -> Result<(Plan, MatchedBy, Format, Checkpoint), KerasError> {
+pub fn checkpoint(path: &Path, file: &KerasFile, cfg: &Config, classes: Option<Vec<String>>) -> Result<(Plan, MatchedBy, Checkpoint), KerasError> {
     let spec = &cfg.model;
     let classes = classes.unwrap_or_else(|| (0..spec.classes()).map(|i| format!("class_{i}")).collect());
     crate::checkpoint::check_classes(&classes, spec.classes() as usize).map_err(KerasError::Classes)?;
-    let file = KerasFile::read(path)?;
     if file.layers.iter().all(|l| l.settings.is_none()) {
         log::warn!("{}: holds weights only, no model: the config's activations, strides, padding and batchnorm options are taken unchecked", path.display());
     }
-    let (plan, matched_by, params) = import(path, &file, spec, crate::network::initial_params(spec, cfg.train.seed))?;
+    let (plan, matched_by, params) = import(path, file, spec, crate::network::initial_params(spec, cfg.train.seed))?;
     let provenance = serde_json::json!({
         "source": path.display().to_string(),
         "format": file.format.describe(),
@@ -542,7 +549,7 @@ pub fn checkpoint(path: &Path, cfg: &Config, classes: Option<Vec<String>>) -> Re
     });
     let state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, ..Default::default() };
     let ckpt = Checkpoint { model: spec.clone(), classes, params, optimizer: None, state, provenance: Some(provenance) };
-    Ok((plan, matched_by, file.format, ckpt))
+    Ok((plan, matched_by, ckpt))
 }
 
 #[cfg(test)]
@@ -567,7 +574,7 @@ mod tests {
         let extra = layer("dense_9", &[("kernel", vec![1, 1])]);
         let path = Path::new("k.h5");
         let init: Vec<Vec<f32>> = spec.params().iter().map(|p| vec![-1.0; p.len() as usize]).collect();
-        let file = KerasFile { format: Format::Legacy, layers: vec![conv.clone(), dense.clone()] };
+        let file = KerasFile { format: Format::Legacy, model: None, layers: vec![conv.clone(), dense.clone()] };
         let (plan, by, params) = import(path, &file, &spec, init.clone()).unwrap();
         assert_eq!(by, MatchedBy::Order);
         let actions: Vec<_> = plan.layers.iter().map(|l| (l.target.as_str(), l.action, l.source.as_deref())).collect();
@@ -578,7 +585,7 @@ mod tests {
         assert!(plan.table().contains("no Keras layer of this position"));
 
         let head = layer("dense_1", &[("kernel", vec![128, 1]), ("bias", vec![1])]);
-        let file = KerasFile { format: Format::Legacy, layers: vec![conv, dense.clone(), head, extra] };
+        let file = KerasFile { format: Format::Legacy, model: None, layers: vec![conv, dense.clone(), head, extra] };
         let (plan, _, _) = import(path, &file, &spec, init.clone()).unwrap();
         assert_eq!(plan.unused, ["dense_9"]);
         assert_eq!(plan.moved, spec.param_count());
@@ -586,18 +593,18 @@ mod tests {
         // Keras 3 paths name the class: a spare layer of a class the config lacks is refused.
         let mut conv1d = layer("conv1d", &[("0", vec![3, 3, 1])]);
         conv1d.class = Class::Stem("conv1d".into());
-        let e = import(path, &KerasFile { format: Format::Keras3, layers: vec![conv1d] }, &spec, init.clone()).unwrap_err();
+        let e = import(path, &KerasFile { format: Format::Keras3, model: None, layers: vec![conv1d] }, &spec, init.clone()).unwrap_err();
         assert!(e.to_string().contains("Keras layer 'conv1d' is a conv1d, which the config has no layer of"), "{e}");
 
         // A model config's classes: a Dense where the config has its conv is refused.
         let mut dense_first = dense.clone();
         dense_first.class = Class::Keras("Dense".into());
-        let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![dense_first] }, &spec, init.clone()).unwrap_err();
+        let e = import(path, &KerasFile { format: Format::Legacy, model: None, layers: vec![dense_first] }, &spec, init.clone()).unwrap_err();
         assert!(e.to_string().contains("Keras layer 'dense' is a Dense, but the config's conv2d_1 is a Conv2D"), "{e}");
 
         // Legacy weights carry names: a bias where the kernel belongs is refused.
         let swapped = layer("conv2d", &[("bias", vec![32]), ("kernel", vec![3, 3, 3, 32])]);
-        let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![swapped] }, &spec, init).unwrap_err();
+        let e = import(path, &KerasFile { format: Format::Legacy, model: None, layers: vec![swapped] }, &spec, init).unwrap_err();
         assert!(e.to_string().contains("its weight 'bias' stands where the config has 'kernel'"), "{e}");
     }
 
@@ -621,22 +628,22 @@ mod tests {
             keras3("depthwise_conv2d", &[("0", vec![3, 3, 3, 2]), ("1", vec![6])]),
             keras3("separable_conv2d", &[("0", vec![3, 3, 6, 1]), ("1", vec![1, 1, 6, 4]), ("2", vec![4])]),
         ];
-        let (plan, by, params) = import(path, &KerasFile { format: Format::Keras3, layers }, &spec, init.clone()).unwrap();
+        let (plan, by, params) = import(path, &KerasFile { format: Format::Keras3, model: None, layers }, &spec, init.clone()).unwrap();
         assert_eq!(by, MatchedBy::Path);
         assert_eq!(plan.layers.iter().map(|l| l.action).collect::<Vec<_>>(), [Action::Copied, Action::Copied, Action::NoParameters, Action::FreshInit]);
         assert!(params[..5].iter().all(|t| t.iter().all(|&v| v == 0.5)), "the depthwise and separable tensors came from the file");
 
         let named = layer("separable_conv2d_1", &[("depthwise_kernel", vec![3, 3, 6, 1]), ("pointwise_kernel", vec![1, 1, 6, 4]), ("bias", vec![4])]);
-        let (plan, by, _) = import(path, &KerasFile { format: Format::Legacy, layers: vec![named] }, &spec, init.clone()).unwrap();
+        let (plan, by, _) = import(path, &KerasFile { format: Format::Legacy, model: None, layers: vec![named] }, &spec, init.clone()).unwrap();
         assert_eq!((by, plan.layers[1].action), (MatchedBy::Name, Action::Copied));
         // Keras 2 and Keras 3 names of a DepthwiseConv2D's kernel.
         for kernel in ["depthwise_kernel", "kernel"] {
             let named = layer("depthwise_conv2d_1", &[(kernel, vec![3, 3, 3, 2]), ("bias", vec![6])]);
-            let (plan, _, _) = import(path, &KerasFile { format: Format::Legacy, layers: vec![named] }, &spec, init.clone()).unwrap();
+            let (plan, _, _) = import(path, &KerasFile { format: Format::Legacy, model: None, layers: vec![named] }, &spec, init.clone()).unwrap();
             assert_eq!(plan.layers[0].action, Action::Copied, "{kernel}");
         }
         let swapped = layer("separable_conv2d_1", &[("pointwise_kernel", vec![1, 1, 6, 4]), ("depthwise_kernel", vec![3, 3, 6, 1]), ("bias", vec![4])]);
-        let e = import(path, &KerasFile { format: Format::Legacy, layers: vec![swapped] }, &spec, init).unwrap_err();
+        let e = import(path, &KerasFile { format: Format::Legacy, model: None, layers: vec![swapped] }, &spec, init).unwrap_err();
         assert!(e.to_string().contains("its weight 'pointwise_kernel' stands where the config has 'depthwise_kernel'"), "{e}");
 
         let config = serde_json::json!({"activation": "relu", "padding": "same", "strides": [1, 1], "depth_multiplier": 1, "dilation_rate": [1, 1]});

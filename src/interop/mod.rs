@@ -1,7 +1,8 @@
-//! Models in and out of other frameworks: ONNX export ([`onnx`]) and Keras weight import
-//! ([`keras`]).
+//! Models in and out of other frameworks: ONNX export ([`onnx`]), Keras weight import
+//! ([`keras`]) and the config of a saved Keras model ([`keras_config`]).
 
 pub mod keras;
+pub mod keras_config;
 pub mod onnx;
 
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
