@@ -283,7 +283,7 @@ fn grown_models(path: &Path, text: &str, config: &Config, plan: &[crate::grow::G
         let grown = crate::grow::grow(&text, &model, &ops).map_err(|e| invalid(i, e.to_string()))?;
         model = Config::parse(path, &grown.text)?.model;
         text = grown.text;
-        growth.push(crate::grow::Growth { after_epoch, at_fraction: g.at_fraction, on_plateau: g.on_plateau, model: model.clone(), changes: grown.changes });
+        growth.push(crate::grow::Growth { after_epoch, at_fraction: g.at_fraction, on_plateau: g.on_plateau, schedule: g.schedule, model: model.clone(), changes: grown.changes });
     }
     Ok(growth)
 }
@@ -450,6 +450,10 @@ impl Config {
             if after <= last || after >= t.epochs {
                 let given = g.at_fraction.map_or(String::new(), |f| format!(" (at_fraction = {f} of {} epochs)", t.epochs));
                 return Err(invalid(&format!("grow[{i}]"), format!("after_epoch = {after}{given}: expected an epoch after the previous growth's ({last}) and before the run's last ({})", t.epochs)));
+            }
+            // A restarted schedule runs over the epochs left, its warm-up included.
+            if let (crate::grow::AtGrowth::Restart, Err((field, message))) = (g.schedule, t.schedule.validate(t.epochs - after)) {
+                return Err(invalid(&format!("grow[{i}].schedule"), format!("restarts train.schedule over the {} epochs after the growth, where its {field}: {message}", t.epochs - after)));
             }
             last = after;
         }

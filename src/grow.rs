@@ -58,6 +58,21 @@ pub struct GrowConfig {
     pub widen: Vec<String>,
     #[serde(default)]
     pub add_batchnorm: Vec<String>,
+    /// What the learning-rate schedule does at the growth.
+    #[serde(default)]
+    pub schedule: AtGrowth,
+}
+
+/// `schedule = "continue" | "restart"` in a `[[grow]]` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AtGrowth {
+    /// The run's one schedule goes on through the growth (staged training, GradMax, MIDAS).
+    #[default]
+    Continue,
+    /// The schedule starts over at the growth, as if the run began there with the epochs left,
+    /// its warm-up included: the grown model gets the peak rate again (LipGrow, SGDR).
+    Restart,
 }
 
 impl GrowConfig {
@@ -132,6 +147,7 @@ pub struct Growth {
     /// Where the plan gave it as a fraction of the run (its epoch follows the run's length).
     pub at_fraction: Option<f64>,
     pub on_plateau: Option<Plateau>,
+    pub schedule: AtGrowth,
     pub model: ModelSpec,
     /// What the operators did, as `gpu-cnn grow` prints it.
     pub changes: Vec<String>,

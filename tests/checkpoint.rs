@@ -438,6 +438,31 @@ fn a_run_that_grows_resumes_exactly_across_the_growth() {
     }
 }
 
+/// A growth may restart the schedule (`schedule = "restart"`): before it, the rates of the run
+/// without growth; from it, those of a run as long as the epochs left; a run cut after it
+/// resumes to the same run bit for bit; a restart whose warm-up does not fit the epochs left is
+/// refused, naming the field.
+#[test]
+fn a_growth_that_restarts_the_schedule_runs_it_over_the_epochs_left() {
+    let plain = format!("{}\n[train.schedule]\ntype = \"cosine\"\n", batchnorm_config().replace("[callbacks.reduce_lr]\nmonitor = \"loss\"\npatience = 1\nfactor = 0.5\n", ""));
+    let text = format!("{plain}\n[[grow]]\nafter_epoch = 2\ndeepen = [\"max_pooling2d_1\"]\nschedule = \"restart\"\n");
+    let cfg = with_config(&text, 4, 0.003);
+    let whole = train(&cfg, tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    let lrs = |h: &[EpochLogs]| h.iter().map(|l| l.lr).collect::<Vec<_>>();
+    let four = train(&with_config(&plain, 4, 0.003), tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    let two = train(&with_config(&plain, 2, 0.003), tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    assert_eq!(lrs(&whole), [lrs(&four)[..2].to_vec(), lrs(&two)].concat());
+    assert!(whole[2].lr > whole[1].lr, "the rate is back up after the growth: {:?}", lrs(&whole));
+    let cut = tempfile::tempdir().unwrap();
+    assert!(train(&cfg, cut.path(), Start::Fresh, Some(6 * 2 + 2)).is_err());
+    let after_cut = train(&cfg, cut.path(), resume(cut.path()), None).unwrap();
+    assert_eq!(numbers(&after_cut), numbers(&whole));
+    // CONFIG's run is 4 epochs: a restart after epoch 3 leaves 1, too few for a 2-epoch warm-up.
+    let warm = text.replace("type = \"cosine\"\n", "type = \"cosine\"\nwarmup_epochs = 2\n").replace("after_epoch = 2", "after_epoch = 3");
+    let e = Config::parse(Path::new("g.toml"), &warm).unwrap_err().to_string();
+    assert!(e.contains("grow[0].schedule") && e.contains("restarts train.schedule over the 1 epochs after the growth"), "{e}");
+}
+
 /// A growth on a plateau is decided by the run, at an epoch's start, from its history: with a
 /// threshold no improvement meets and a patience of one epoch it comes after epoch 2 (the first
 /// epoch with one epoch before its window), giving the run that grows after epoch 2 bit for

@@ -20,6 +20,7 @@ use crate::data::loader::{epoch_order, mix, Augmentation, BatchStream};
 use crate::data::Dataset;
 use crate::gpu::{GpuContext, Kernels};
 use crate::network::{Metrics, Network, NetworkError, Pass};
+use crate::grow::AtGrowth;
 use schedule::Schedule;
 
 #[derive(Debug, Error)]
@@ -200,9 +201,12 @@ pub fn fit(
     let mut skip = start.step;
     // Dropout's masks follow the run's step, which a resume knows exactly.
     net.steps = (start.epoch as usize * steps + start.step) as u32;
-    // The rate of a 0-based global step: a function of the step and the schedule's base only,
-    // so a resumed run repeats it exactly.
-    let lr = |step: usize, control: &Control| settings.schedule.lr(step, steps, settings.epochs, control.lr);
+    // The rate of a 0-based global step: a function of the step, the schedule's base and the
+    // epoch the schedule last started from (0, or a growth that restarts it), so a resumed run
+    // repeats it exactly.
+    let lr = |step: usize, origin: u32, control: &Control| settings.schedule.lr(step - origin as usize * steps, steps, settings.epochs - origin, control.lr);
+    // The growths so far, as the history marks them on their model's first epoch.
+    let grown = |history: &[EpochLogs]| history.iter().filter(|l| l.grown.is_some()).zip(&settings.growth).map(|(l, g)| (l.epoch - 1, g)).collect::<Vec<_>>();
     // The resumable state after `step` steps of epoch `epoch + 1` (0: at the epoch's end).
     let state_at = |epoch: u32, step: usize, partial_metrics: [f32; 3], partial_seconds: f64, control: &Control, history: &[EpochLogs]| TrainState {
         epoch,
@@ -227,8 +231,8 @@ pub fn fit(
         // at its set epoch, or on a plateau of the run so far, decided at the epoch's start
         // from the history, so that a resumed run decides as the uninterrupted one did. A
         // resume inside the epoch it grew at has the grown model already.
-        let done = history.iter().filter(|l| l.grown.is_some()).count();
-        let since = history.iter().rev().find(|l| l.grown.is_some()).map_or(0, |l| l.epoch - 1);
+        let before = grown(&history);
+        let (done, since) = (before.len(), before.last().map_or(0, |(at, _)| *at));
         let growth = settings.growth.get(done).filter(|g| match (skip, g.after_epoch, g.on_plateau) {
             (0, _, Some(plateau)) => plateau.reached(&history, since),
             (0, Some(after), None) => after + 1 == epoch,
@@ -238,6 +242,7 @@ pub fn fit(
         if let (Some(g), 0) = (growth, skip) {
             *net = grow(ctx, kernels, net, &g.model, settings.seed, &train)?;
         }
+        let origin = before.iter().copied().chain(growth.map(|g| (epoch - 1, g))).filter(|(_, g)| g.schedule == AtGrowth::Restart).last().map_or(0, |(at, _)| at);
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
             log::info!("epoch {epoch}: unfreezing {} (the optimizer starts afresh)", net.spec.frozen().join(", "));
             *net = net.unfrozen(ctx, kernels)?;
@@ -250,7 +255,7 @@ pub fn fit(
         }
         let started = Instant::now();
         // A resumed epoch's time includes that of its steps before the interruption.
-        let before = if skip > 0 { start.partial_seconds } else { 0.0 };
+        let resumed_seconds = if skip > 0 { start.partial_seconds } else { 0.0 };
         let order = epoch_order(train.len(), settings.seed, epoch);
         let augment = Augmentation { config: settings.augment, seed: mix(settings.seed ^ mix(0xA0 + epoch as u64)) };
         let mut inflight = VecDeque::new();
@@ -260,7 +265,7 @@ pub fn fit(
             let step = skip + i + 1;
             seen += b.labels.len();
             net.upload(ctx, &b.images, &b.labels)?;
-            inflight.push_back(net.run(ctx, Pass::Train, lr(first + step - 1, &control)));
+            inflight.push_back(net.run(ctx, Pass::Train, lr(first + step - 1, origin, &control)));
             pace(ctx, &mut inflight);
             let running = net.running_metrics();
             if let Some(m) = running {
@@ -272,7 +277,7 @@ pub fn fit(
             callbacks.iter_mut().for_each(|c| c.on_batch_end(&progress));
             if interrupted(settings) {
                 let m = net.read_metrics(ctx)?;
-                let state = snapshot(callbacks, state_at(epoch - 1, step, [m.loss_sum as f32, m.correct as f32, m.count as f32], before + started.elapsed().as_secs_f64(), &control, &history));
+                let state = snapshot(callbacks, state_at(epoch - 1, step, [m.loss_sum as f32, m.correct as f32, m.count as f32], resumed_seconds + started.elapsed().as_secs_f64(), &control, &history));
                 for c in callbacks.iter_mut() {
                     c.on_state(ctx, net, &state)?;
                 }
@@ -281,13 +286,13 @@ pub fn fit(
         }
         skip = 0;
         let train_metrics = net.read_metrics(ctx)?;
-        let train_seconds = before + started.elapsed().as_secs_f64();
+        let train_seconds = resumed_seconds + started.elapsed().as_secs_f64();
         if !train_metrics.loss().is_finite() {
             return Err(TrainError::NotFinite { value: train_metrics.loss(), epoch, step: steps });
         }
         let eval_start = Instant::now();
         let val = evaluate(ctx, net, test.clone(), settings.workers)?;
-        let last_lr = lr((first + steps).saturating_sub(1), &control);
+        let last_lr = lr((first + steps).saturating_sub(1), origin, &control);
         let eval_seconds = eval_start.elapsed().as_secs_f64();
         let (flops, wall) = history.last().map_or((0.0, 0.0), |l: &EpochLogs| (l.flops, l.wall_seconds));
         let logs = EpochLogs {
