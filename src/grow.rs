@@ -461,6 +461,6 @@ mod tests {
         assert!(p.reached(&epochs(&[0.7, 0.6, 0.65, 0.59]), 2), "a window of the two epochs after a growth after epoch 2");
         assert!(!p.reached(&epochs(&[0.7, 0.6, 0.65, 0.59]), 3), "the window would start before the growth");
         assert!(p.reached(&epochs(&[0.7, 0.6, 0.65, f64::NAN]), 0), "a loss that is not a number");
-        assert_eq!(GrowConfig { after_epoch: Some(1), at_fraction: None, on_plateau: Some(p), deepen: vec!["x".into()], widen: vec![], add_batchnorm: vec![] }.epoch(4).unwrap_err(), "give one of after_epoch, at_fraction and on_plateau");
+        assert_eq!(GrowConfig { after_epoch: Some(1), at_fraction: None, on_plateau: Some(p), deepen: vec!["x".into()], widen: vec![], add_batchnorm: vec![], schedule: AtGrowth::Continue }.epoch(4).unwrap_err(), "give one of after_epoch, at_fraction and on_plateau");
     }
 }
