@@ -242,7 +242,7 @@ pub fn fit(
         if let (Some(g), 0) = (growth, skip) {
             *net = grow(ctx, kernels, net, &g.model, settings.seed, &train)?;
         }
-        let origin = before.iter().copied().chain(growth.map(|g| (epoch - 1, g))).filter(|(_, g)| g.schedule == AtGrowth::Restart).next_back().map_or(0, |(at, _)| at);
+        let origin = before.iter().copied().chain(growth.map(|g| (epoch - 1, g))).rfind(|(_, g)| g.schedule == AtGrowth::Restart).map_or(0, |(at, _)| at);
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
             log::info!("epoch {epoch}: unfreezing {} (the optimizer starts afresh)", net.spec.frozen().join(", "));
             *net = net.unfrozen(ctx, kernels)?;
