@@ -283,7 +283,7 @@ fn grown_models(path: &Path, text: &str, config: &Config, plan: &[crate::grow::G
         let grown = crate::grow::grow(&text, &model, &ops).map_err(|e| invalid(i, e.to_string()))?;
         model = Config::parse(path, &grown.text)?.model;
         text = grown.text;
-        growth.push(crate::grow::Growth { after_epoch, at_fraction: g.at_fraction, on_plateau: g.on_plateau, schedule: g.schedule, model: model.clone(), changes: grown.changes });
+        growth.push(crate::grow::Growth { after_epoch, at_fraction: g.at_fraction, on_plateau: g.on_plateau, schedule: g.schedule, blocks: g.blocks, model: model.clone(), changes: grown.changes });
     }
     Ok(growth)
 }

@@ -61,6 +61,9 @@ pub struct GrowConfig {
     /// What the learning-rate schedule does at the growth.
     #[serde(default)]
     pub schedule: AtGrowth,
+    /// How inserted residual blocks start.
+    #[serde(default)]
+    pub blocks: crate::transfer::NewBlocks,
 }
 
 /// `schedule = "continue" | "restart"` in a `[[grow]]` entry.
@@ -148,6 +151,7 @@ pub struct Growth {
     pub at_fraction: Option<f64>,
     pub on_plateau: Option<Plateau>,
     pub schedule: AtGrowth,
+    pub blocks: crate::transfer::NewBlocks,
     pub model: ModelSpec,
     /// What the operators did, as `gpu-cnn grow` prints it.
     pub changes: Vec<String>,
@@ -461,6 +465,6 @@ mod tests {
         assert!(p.reached(&epochs(&[0.7, 0.6, 0.65, 0.59]), 2), "a window of the two epochs after a growth after epoch 2");
         assert!(!p.reached(&epochs(&[0.7, 0.6, 0.65, 0.59]), 3), "the window would start before the growth");
         assert!(p.reached(&epochs(&[0.7, 0.6, 0.65, f64::NAN]), 0), "a loss that is not a number");
-        assert_eq!(GrowConfig { after_epoch: Some(1), at_fraction: None, on_plateau: Some(p), deepen: vec!["x".into()], widen: vec![], add_batchnorm: vec![], schedule: AtGrowth::Continue }.epoch(4).unwrap_err(), "give one of after_epoch, at_fraction and on_plateau");
+        assert_eq!(GrowConfig { after_epoch: Some(1), at_fraction: None, on_plateau: Some(p), deepen: vec!["x".into()], widen: vec![], add_batchnorm: vec![], schedule: AtGrowth::Continue, blocks: Default::default() }.epoch(4).unwrap_err(), "give one of after_epoch, at_fraction and on_plateau");
     }
 }

@@ -565,6 +565,37 @@ fn deepening_with_residual_blocks_keeps_the_function_in_training_and_inference()
     assert!(err(Op::Deepen("global_average_pooling2d_1".into())).contains("a residual block goes where the activation is an image"));
 }
 
+/// `[[grow]] blocks = "fresh"`: the inserted blocks' last batchnorms keep their initialisation
+/// (gamma = 1, beta = 0) instead of starting at zero, the plan says the function is not kept,
+/// and everything else moves as with identity blocks.
+#[test]
+fn fresh_residual_blocks_start_as_initialised() {
+    use gpu_cnn::grow::Op;
+    use gpu_cnn::transfer::NewBlocks;
+    let (source, target, _) = grown(RESIDUAL, &[Op::Deepen("batch_normalization_1".into())]);
+    let ckpt = gpu_cnn::checkpoint::Checkpoint {
+        model: source.clone(),
+        classes: vec!["a".into(), "b".into()],
+        params: gpu_cnn::network::initial_params(&source, 1),
+        optimizer: None,
+        state: Default::default(),
+        provenance: None,
+    };
+    let (identity, kept) = gpu_cnn::transfer::grow_checkpoint(&ckpt, &target, 3, NewBlocks::Identity);
+    let (fresh, changed) = gpu_cnn::transfer::grow_checkpoint(&ckpt, &target, 3, NewBlocks::Fresh);
+    assert!(identity.function_preserving && !fresh.function_preserving, "{}", fresh.table());
+    let row = |p: &gpu_cnn::transfer::Plan| p.layers.iter().find(|l| l.target == "batch_normalization_5").unwrap().action;
+    assert_eq!((row(&identity), row(&fresh)), (Action::Identity, Action::FreshInit));
+    let names: Vec<String> = target.params().iter().map(|p| p.name.clone()).collect();
+    for (i, name) in names.iter().enumerate() {
+        let (a, b) = (&kept.params[i], &changed.params[i]);
+        match name.as_str() {
+            "batch_normalization_5.gamma" => assert!(a.iter().all(|&x| x == 0.0) && b.iter().all(|&x| x == 1.0), "{name}: {a:?} {b:?}"),
+            _ => assert_eq!(a, b, "{name}"),
+        }
+    }
+}
+
 /// Net2Wider through skip connections: widening a conv widens every layer that writes into the
 /// values an add ties to its output (conv2d_1 with conv2d_2, whose sums add_1 joins), all by one
 /// replication map; the batchnorms and the add follow, and the layers reading them share their
@@ -622,7 +653,7 @@ fn grown_optimizer_state_follows_the_weights() {
         state: Default::default(),
         provenance: None,
     };
-    let (plan, grown) = gpu_cnn::transfer::grow_checkpoint(&ckpt, &target, 3);
+    let (plan, grown) = gpu_cnn::transfer::grow_checkpoint(&ckpt, &target, 3, Default::default());
     println!("{}", plan.table());
     let opt = grown.optimizer.as_ref().unwrap();
     let (src, old) = (ckpt.optimizer.as_ref().unwrap(), trainable(&source));

@@ -164,9 +164,9 @@ fn snapshot(callbacks: &[Box<dyn Callback>], mut state: TrainState) -> TrainStat
 /// ([`crate::transfer::grow_checkpoint`]), inserted batchnorms set from their input's statistics
 /// on (evenly spread, so the same every time) training images: the same run goes on, its step
 /// counts counting on.
-fn grow(ctx: &GpuContext, kernels: &Kernels, net: &Network, target: &crate::model::ModelSpec, seed: u64, train: &Dataset) -> Result<Network, TrainError> {
-    let now = crate::checkpoint::Checkpoint::capture(ctx, net, &[], TrainState::default(), true)?;
-    let (mut plan, mut grown) = crate::transfer::grow_checkpoint(&now, target, seed);
+fn grow(ctx: &GpuContext, kernels: &Kernels, net: &Network, growth: &crate::grow::Growth, seed: u64, train: &Dataset) -> Result<Network, TrainError> {
+    let (target, now) = (&growth.model, crate::checkpoint::Checkpoint::capture(ctx, net, &[], TrainState::default(), true)?);
+    let (mut plan, mut grown) = crate::transfer::grow_checkpoint(&now, target, seed, growth.blocks);
     crate::transfer::calibrate::calibrate(ctx, &mut plan, &mut grown, train.spread(crate::transfer::calibrate::IMAGES)).map_err(|e| TrainError::Growth(format!("{e:#}")))?;
     let mut next = Network::training(ctx, kernels, target, net.batch, seed, &net.training)?;
     grown.apply(ctx, &mut next, true)?;
@@ -240,7 +240,7 @@ pub fn fit(
             _ => net.spec == g.model,
         });
         if let (Some(g), 0) = (growth, skip) {
-            *net = grow(ctx, kernels, net, &g.model, settings.seed, &train)?;
+            *net = grow(ctx, kernels, net, g, settings.seed, &train)?;
         }
         let origin = before.iter().copied().chain(growth.map(|g| (epoch - 1, g))).rfind(|(_, g)| g.schedule == AtGrowth::Restart).map_or(0, |(at, _)| at);
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {

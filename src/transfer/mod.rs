@@ -107,6 +107,20 @@ pub struct LayerPlan {
     pub recipe: Option<Recipe>,
 }
 
+/// How a residual block inserted by growth starts (`[[grow]] blocks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NewBlocks {
+    /// Its last batchnorm at gamma = beta = 0: it adds zero, and the grown model computes what
+    /// the trained one did.
+    #[default]
+    Identity,
+    /// As initialised (gamma = 1): the function changes at the growth, but the block's convs
+    /// get gradients from the first step (with gamma = 0 they get none until gamma moves;
+    /// AutoGrow found this start 0.4-1.3 points better on CIFAR).
+    Fresh,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recipe {
     /// From source layer `source_layer`: target output unit -> source output unit, and how
@@ -951,8 +965,16 @@ pub fn transfer(source: &Checkpoint, source_path: &Path, target: &ModelSpec, see
 /// `transfer --strategy grow` moves them, and the optimizer's state carried ([`Values`]):
 /// moments of copied tensors unchanged, of shared ones times the share (the second moment
 /// times its square), zero for new tensors; the step count (bias correction) keeps counting.
-pub fn grow_checkpoint(ckpt: &Checkpoint, target: &ModelSpec, seed: u64) -> (Plan, Checkpoint) {
-    let plan = plan(&ckpt.model, target, Strategy::Grow, false, seed);
+/// `blocks` says how inserted residual blocks start.
+pub fn grow_checkpoint(ckpt: &Checkpoint, target: &ModelSpec, seed: u64, blocks: NewBlocks) -> (Plan, Checkpoint) {
+    let mut plan = plan(&ckpt.model, target, Strategy::Grow, false, seed);
+    if blocks == NewBlocks::Fresh {
+        for l in plan.layers.iter_mut().filter(|l| l.recipe == Some(Recipe::Zero)) {
+            (l.action, l.recipe) = (Action::FreshInit, None);
+            l.reason = Some("inserted: the block's last batchnorm as initialised (gamma = 1), so the block adds its fresh output".into());
+            plan.function_preserving = false;
+        }
+    }
     let params = apply(&plan, &ckpt.model, &ckpt.params, target, crate::network::initial_params(target, seed));
     let optimizer = ckpt.optimizer.as_ref().map(|o| {
         let (src, tgt) = (ckpt.model.params(), target.params());
