@@ -678,7 +678,8 @@ fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
     }
     out += "\n| seed | arm | stage | model | epochs | best val_acc | val_acc after epoch 1 | training FLOPs | wall |\n|---|---|---|---|---|---|---|---|---|\n";
     for c in chains {
-        for s in c.stages.iter().filter(|s| c.arm == FIRST || s.stage > 0 || c.arm == SCRATCH) {
+        // A shared first stage once (its own row); in the growth form every arm is one run.
+        for s in c.stages.iter().filter(|s| exp.grows || c.arm == FIRST || s.stage > 0 || c.arm == SCRATCH) {
             let first = s.first().map_or("-".into(), |v| format!("{v:.4}"));
             out += &format!("| {} | {} | {} | {} | {} | {:.4} | {first} | {} | {:.0} s |\n", c.seed, c.arm, s.stage + 1, s.model, s.history.len(), s.best(), flops(s.flops()), s.wall());
         }

@@ -281,6 +281,10 @@ fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() 
     let row = table.lines().find(|l| l.starts_with("| grown | 2 |")).unwrap_or_else(|| panic!("{table}"));
     assert_eq!(row.matches(" points (95%, 2 seeds)").count(), 2, "paired with both scratch arms: {row}");
     assert!(table.lines().any(|l| l.starts_with("| budget | 2 |")), "{table}");
+    // One row per run, each arm's included.
+    for arm in ["grown", "scratch", "budget"] {
+        assert_eq!(table.lines().filter(|l| l.contains(&format!("| {arm} | 1 | g |"))).count(), 2, "{arm}: {table}");
+    }
     // The growing arm alone, for one seed.
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml", "--arm", "first"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("the experiment's arms are grown, scratch, budget"));
