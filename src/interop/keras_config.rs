@@ -59,6 +59,9 @@ pub fn model_table(model: &Value) -> Result<String, String> {
             input.get_or_insert(input_shape(shape).map_err(fail)?);
         }
         if class == "InputLayer" {
+            if value.values().any(|v| v == MODEL_INPUT) {
+                return Err(fail("a second input: gpu-cnn models take one image input".into()));
+            }
             value.insert(n, MODEL_INPUT.into());
             continue;
         }
@@ -304,6 +307,9 @@ mod tests {
         assert!(e.contains("strides [1,2]: gpu-cnn's convs take the same stride both ways"), "{e}");
         let e = with(json!({"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": [3, 3], "strides": [1, 1], "dilation_rate": [2, 2]}}));
         assert!(e.contains("neither dilated nor grouped"), "{e}");
+        let input = |name: &str| json!({"class_name": "InputLayer", "config": {"name": name, "batch_shape": [null, 8, 8, 3]}});
+        let e = model_table(&sequential(json!([input("a"), input("b")]))).unwrap_err();
+        assert!(e.starts_with("Keras layer 'b' (InputLayer): a second input"), "{e}");
         let e = model_table(&sequential(json!([{"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [null, null, null, 3]}}]))).unwrap_err();
         assert!(e.contains("fixed [height, width, channels]"), "{e}");
     }
