@@ -98,9 +98,9 @@ pub fn check_network(ctx: &GpuContext, spec: &ModelSpec, batch: u32) -> Result<(
     ctx.check_fits("parameters", total * 4)?;
     check_host(spec)?;
     let mut buffers = vec![("input batch".to_string(), Shape::Image(spec.input).len())];
-    for (i, (layer, shape)) in spec.layers.iter().zip(spec.shapes().expect("checked above")).enumerate() {
+    for ((layer, shape), input) in spec.layers.iter().zip(spec.shapes().expect("checked above")).zip(spec.input_shapes()) {
         buffers.push((format!("{} output", layer.name), shape.len()));
-        buffers.extend(layer.kind.ops().buffers(spec.input_of(i)).into_iter().map(|(what, len)| (format!("{} {what}", layer.name), len)));
+        buffers.extend(layer.kind.ops().buffers(input).into_iter().map(|(what, len)| (format!("{} {what}", layer.name), len)));
     }
     // One image must fit (else the model is too large, whatever the batch); then the batch.
     for (name, per_image) in &buffers {

@@ -319,6 +319,10 @@ fn import_lays_out_the_model_a_keras_file_saved() {
         assert!(stderr(&o).contains("other.toml") && stderr(&o).contains("--overwrite"), "{}", stderr(&o));
         assert_eq!(std::fs::read_to_string(dir.path().join("other.toml")).unwrap(), "mine");
         assert!(!dir.path().join("other.safetensors").exists());
+        // The checkpoint cannot take the written config's name.
+        let o = gpu_cnn(dir.path(), &["import", "keras", &fixture(file), "-o", "both.toml"]);
+        assert!(stderr(&o).contains("-o both.toml: the config is written beside the checkpoint as both.toml"), "{}", stderr(&o));
+        assert!(!dir.path().join("both.toml").exists());
     }
 }
 

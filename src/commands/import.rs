@@ -41,13 +41,20 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
     let keras = KerasFile::read(&file)?;
     // The config: the one given, or the file's own model written beside the output.
     let (config, text) = match config {
-        Some(config) => (config, None),
-        None => (output.with_extension("toml"), Some(crate::interop::keras_config::config_text(&file, &keras)?)),
+        Some(config) => {
+            check_output_file(&output, overwrite, &[(file.as_path(), "the Keras file"), (config.as_path(), "--config")])?;
+            (config, None)
+        }
+        None => {
+            let config = output.with_extension("toml");
+            if config == output {
+                anyhow::bail!("-o {}: the config is written beside the checkpoint as {}, so the checkpoint needs another name (.safetensors)", output.display(), config.display());
+            }
+            check_output_file(&output, overwrite, &[(file.as_path(), "the Keras file")])?;
+            check_output_file(&config, overwrite, &[(file.as_path(), "the Keras file"), (output.as_path(), "-o")])?;
+            (config, Some(crate::interop::keras_config::config_text(&file, &keras)?))
+        }
     };
-    check_output_file(&output, overwrite, &[(file.as_path(), "the Keras file"), (config.as_path(), "--config")])?;
-    if text.is_some() {
-        check_output_file(&config, overwrite, &[(file.as_path(), "the Keras file")])?;
-    }
     let cfg = match &text {
         Some(text) => Config::parse(&config, text)?,
         None => Config::load(&config)?,

@@ -247,22 +247,31 @@ fn same_weight(name: &str, suffix: &str, kind: &LayerKind) -> bool {
     name == suffix || (matches!(kind, LayerKind::DepthwiseConv2d(_)) && (name, suffix) == ("kernel", "depthwise_kernel"))
 }
 
+/// A Keras size (`kernel_size`, `strides`, ...): `[h, w]`, or one number for both.
+pub(super) fn size_pair(v: &serde_json::Value) -> Option<[u64; 2]> {
+    match v.as_array().map(|a| a.iter().map(serde_json::Value::as_u64).collect::<Vec<_>>()).as_deref() {
+        Some(&[Some(h), Some(w)]) => Some([h, w]),
+        Some(_) => None,
+        None => v.as_u64().map(|n| [n, n]),
+    }
+}
+
 /// How a Keras conv's config `c` differs from gpu-cnn's `padding`, `stride` and (depthwise and
 /// separable convs) `depth_multiplier`, and the options gpu-cnn has not.
 fn conv_settings(c: &serde_json::Value, padding: Padding, stride: u32, depth_multiplier: Option<u32>) -> Vec<String> {
-    let pair = |v: &serde_json::Value| v.as_array().map(|a| a.iter().map(|x| x.as_u64()).collect::<Vec<_>>()).or_else(|| v.as_u64().map(|n| vec![Some(n), Some(n)]));
+    let differs = |key: &str, want: u64| !c[key].is_null() && size_pair(&c[key]) != Some([want; 2]);
     let mut differ = Vec::new();
     let padding = if padding == Padding::Same { "same" } else { "valid" };
     if c["padding"].as_str().is_some_and(|p| p != padding) {
         differ.push(format!("padding {} in the file, {padding} in the config", c["padding"]));
     }
-    if pair(&c["strides"]).is_some_and(|st| st != [Some(stride as u64); 2]) {
+    if differs("strides", stride as u64) {
         differ.push(format!("strides {} in the file, {stride} in the config", c["strides"]));
     }
     if let Some(m) = depth_multiplier.filter(|&m| c["depth_multiplier"].as_u64().is_some_and(|k| k != m as u64)) {
         differ.push(format!("depth_multiplier {} in the file, {m} in the config", c["depth_multiplier"]));
     }
-    if pair(&c["dilation_rate"]).is_some_and(|d| d != [Some(1); 2]) {
+    if differs("dilation_rate", 1) {
         differ.push(format!("dilation_rate {} (gpu-cnn convs are not dilated)", c["dilation_rate"]));
     }
     if c["data_format"].as_str() == Some("channels_first") {

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 use toml_edit::{Array, InlineTable};
 
-use super::keras::{activation_layer, inbound, KerasError, KerasFile};
+use super::keras::{activation_layer, inbound, size_pair, KerasError, KerasFile};
 use crate::model::graph::MODEL_INPUT;
 
 /// The Keras classes gpu-cnn lays out.
@@ -135,15 +135,15 @@ fn layer_table(class: &str, c: &Value) -> Result<InlineTable, String> {
     let number = |key: &str| c[key].as_u64().map(|v| v as i64).ok_or_else(|| format!("{key} {} is not a whole number", c[key]));
     // Keras writes sizes as [h, w]: one number where both are the same.
     let pair = |key: &str| -> Result<toml_edit::Value, String> {
-        match c[key].as_array().map(|a| a.iter().map(Value::as_u64).collect::<Vec<_>>()).as_deref() {
-            Some([Some(h), Some(w)]) if h == w => Ok((*h as i64).into()),
-            Some([Some(h), Some(w)]) => Ok([*h as i64, *w as i64].into_iter().collect::<Array>().into()),
-            _ => c[key].as_u64().map(|v| (v as i64).into()).ok_or_else(|| format!("{key} {} is not a size", c[key])),
+        match size_pair(&c[key]) {
+            Some([h, w]) if h == w => Ok((h as i64).into()),
+            Some([h, w]) => Ok([h as i64, w as i64].into_iter().collect::<Array>().into()),
+            None => Err(format!("{key} {} is not a size", c[key])),
         }
     };
-    let stride = || -> Result<toml_edit::Value, String> {
-        let s = pair("strides")?;
-        s.as_integer().map(|_| s.clone()).ok_or_else(|| format!("strides {}: gpu-cnn's convs take the same stride both ways", c["strides"]))
+    let stride = || match size_pair(&c["strides"]) {
+        Some([h, w]) if h == w => Ok(toml_edit::Value::from(h as i64)),
+        _ => Err(format!("strides {}: gpu-cnn's convs take the same stride both ways", c["strides"])),
     };
     let activation = || -> Result<toml_edit::Value, String> {
         match &c["activation"] {
