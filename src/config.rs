@@ -452,7 +452,7 @@ impl Config {
                 return Err(invalid(&format!("grow[{i}]"), format!("after_epoch = {after}{given}: expected an epoch after the previous growth's ({last}) and before the run's last ({})", t.epochs)));
             }
             // A restarted schedule runs over the epochs left, its warm-up included.
-            if let (crate::grow::AtGrowth::Restart, Err((field, message))) = (g.schedule, t.schedule.validate(t.epochs - after)) {
+            if let Some(Err((field, message))) = g.schedule.restarted(t.schedule).map(|s| s.validate(t.epochs - after)) {
                 return Err(invalid(&format!("grow[{i}].schedule"), format!("restarts train.schedule over the {} epochs after the growth, where its {field}: {message}", t.epochs - after)));
             }
             last = after;

@@ -22,6 +22,7 @@ use crate::layers::batchnorm::BatchNorm;
 use crate::layers::LayerKind;
 use crate::model::spec::closest_name;
 use crate::model::{ModelSpec, Shape};
+use crate::train::schedule::Schedule;
 
 /// One growth operator, as the command line and growth plans write it.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,9 +67,9 @@ pub struct GrowConfig {
     pub blocks: crate::transfer::NewBlocks,
 }
 
-/// `schedule = "continue" | "restart"` in a `[[grow]]` entry.
+/// `schedule = "continue" | "restart" | "restart_at_peak"` in a `[[grow]]` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum AtGrowth {
     /// The run's one schedule goes on through the growth (staged training, GradMax, MIDAS).
     #[default]
@@ -76,6 +77,21 @@ pub enum AtGrowth {
     /// The schedule starts over at the growth, as if the run began there with the epochs left,
     /// its warm-up included: the grown model gets the peak rate again (LipGrow, SGDR).
     Restart,
+    /// As `Restart` without the warm-up: the peak rate at once, decaying over the epochs left
+    /// (LEMON keeps scratch's peak after expansion and decays faster).
+    RestartAtPeak,
+}
+
+impl AtGrowth {
+    /// The schedule the run follows from this growth on, counted from it; None: the run's own
+    /// goes on uninterrupted.
+    pub fn restarted(self, schedule: Schedule) -> Option<Schedule> {
+        match self {
+            Self::Continue => None,
+            Self::Restart => Some(schedule),
+            Self::RestartAtPeak => Some(schedule.without_warmup()),
+        }
+    }
 }
 
 impl GrowConfig {

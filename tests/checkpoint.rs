@@ -439,9 +439,9 @@ fn a_run_that_grows_resumes_exactly_across_the_growth() {
 }
 
 /// A growth may restart the schedule (`schedule = "restart"`): before it, the rates of the run
-/// without growth; from it, those of a run as long as the epochs left; a run cut after it
-/// resumes to the same run bit for bit; a restart whose warm-up does not fit the epochs left is
-/// refused, naming the field.
+/// without growth; from it, those of a run as long as the epochs left (without the warm-up for
+/// `"restart_at_peak"`); a run cut after it resumes to the same run bit for bit; a restart whose
+/// warm-up does not fit the epochs left is refused, naming the field.
 #[test]
 fn a_growth_that_restarts_the_schedule_runs_it_over_the_epochs_left() {
     let plain = format!("{}\n[train.schedule]\ntype = \"cosine\"\n", batchnorm_config().replace("[callbacks.reduce_lr]\nmonitor = \"loss\"\npatience = 1\nfactor = 0.5\n", ""));
@@ -453,6 +453,12 @@ fn a_growth_that_restarts_the_schedule_runs_it_over_the_epochs_left() {
     let two = train(&with_config(&plain, 2, 0.003), tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
     assert_eq!(lrs(&whole), [lrs(&four)[..2].to_vec(), lrs(&two)].concat());
     assert!(whole[2].lr > whole[1].lr, "the rate is back up after the growth: {:?}", lrs(&whole));
+    // With a 1-epoch warm-up, "restart_at_peak" starts over without it.
+    let warm_plain = plain.replace("type = \"cosine\"\n", "type = \"cosine\"\nwarmup_epochs = 1\n");
+    let at_peak = warm_plain.clone() + "\n[[grow]]\nafter_epoch = 2\ndeepen = [\"max_pooling2d_1\"]\nschedule = \"restart_at_peak\"\n";
+    let peaked = train(&with_config(&at_peak, 4, 0.003), tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    let four_warm = train(&with_config(&warm_plain, 4, 0.003), tempfile::tempdir().unwrap().path(), Start::Fresh, None).unwrap();
+    assert_eq!(lrs(&peaked), [lrs(&four_warm)[..2].to_vec(), lrs(&two)].concat());
     let cut = tempfile::tempdir().unwrap();
     assert!(train(&cfg, cut.path(), Start::Fresh, Some(6 * 2 + 2)).is_err());
     let after_cut = train(&cfg, cut.path(), resume(cut.path()), None).unwrap();
@@ -461,6 +467,7 @@ fn a_growth_that_restarts_the_schedule_runs_it_over_the_epochs_left() {
     let warm = text.replace("type = \"cosine\"\n", "type = \"cosine\"\nwarmup_epochs = 2\n").replace("after_epoch = 2", "after_epoch = 3");
     let e = Config::parse(Path::new("g.toml"), &warm).unwrap_err().to_string();
     assert!(e.contains("grow[0].schedule") && e.contains("restarts train.schedule over the 1 epochs after the growth"), "{e}");
+    assert!(Config::parse(Path::new("g.toml"), &warm.replace("\"restart\"", "\"restart_at_peak\"")).is_ok(), "no warm-up to fit");
 }
 
 /// A growth on a plateau is decided by the run, at an epoch's start, from its history: with a

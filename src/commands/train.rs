@@ -75,7 +75,11 @@ pub fn run(a: Args, env: &Env) -> anyhow::Result<()> {
             (Some(epoch), _) => format!("after epoch {epoch}"),
             (None, p) => p.map_or(String::new(), |p| format!("on a plateau (validation loss improving by less than {} per 10^12 FLOPs over {} epochs)", p.min_delta, p.patience)),
         };
-        let restart = if g.schedule == crate::grow::AtGrowth::Restart { " (the learning-rate schedule starts over)" } else { "" };
+        let restart = match g.schedule {
+            crate::grow::AtGrowth::Continue => "",
+            crate::grow::AtGrowth::Restart => " (the learning-rate schedule starts over)",
+            crate::grow::AtGrowth::RestartAtPeak => " (the learning-rate schedule starts over at its peak)",
+        };
         let fresh = if g.blocks == crate::transfer::NewBlocks::Fresh { " (new residual blocks start as initialised, not adding 0)" } else { "" };
         outln!("Grows {when}{restart}{fresh} to {} parameters: {}", thousands(g.model.param_count()), g.changes.join("; "));
     }

@@ -20,7 +20,6 @@ use crate::data::loader::{epoch_order, mix, Augmentation, BatchStream};
 use crate::data::Dataset;
 use crate::gpu::{GpuContext, Kernels};
 use crate::network::{Metrics, Network, NetworkError, Pass};
-use crate::grow::AtGrowth;
 use schedule::Schedule;
 
 #[derive(Debug, Error)]
@@ -204,7 +203,7 @@ pub fn fit(
     // The rate of a 0-based global step: a function of the step, the schedule's base and the
     // epoch the schedule last started from (0, or a growth that restarts it), so a resumed run
     // repeats it exactly.
-    let lr = |step: usize, origin: u32, control: &Control| settings.schedule.lr(step - origin as usize * steps, steps, settings.epochs - origin, control.lr);
+    let lr = |step: usize, (origin, schedule): (u32, Schedule), control: &Control| schedule.lr(step - origin as usize * steps, steps, settings.epochs - origin, control.lr);
     // The growths so far, as the history marks them on their model's first epoch.
     let grown = |history: &[EpochLogs]| history.iter().filter(|l| l.grown.is_some()).zip(&settings.growth).map(|(l, g)| (l.epoch - 1, g)).collect::<Vec<_>>();
     // The resumable state after `step` steps of epoch `epoch + 1` (0: at the epoch's end).
@@ -242,7 +241,7 @@ pub fn fit(
         if let (Some(g), 0) = (growth, skip) {
             *net = grow(ctx, kernels, net, g, settings.seed, &train)?;
         }
-        let origin = before.iter().copied().chain(growth.map(|g| (epoch - 1, g))).rfind(|(_, g)| g.schedule == AtGrowth::Restart).map_or(0, |(at, _)| at);
+        let origin = before.iter().copied().chain(growth.map(|g| (epoch - 1, g))).filter_map(|(at, g)| Some((at, g.schedule.restarted(settings.schedule)?))).last().unwrap_or((0, settings.schedule));
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
             log::info!("epoch {epoch}: unfreezing {} (the optimizer starts afresh)", net.spec.frozen().join(", "));
             *net = net.unfrozen(ctx, kernels)?;

@@ -62,6 +62,14 @@ impl Schedule {
         lr as f32
     }
 
+    /// The same schedule starting at its peak.
+    pub fn without_warmup(self) -> Self {
+        match self {
+            Self::Cosine { alpha, .. } => Self::Cosine { alpha, warmup_epochs: 0 },
+            s => s,
+        }
+    }
+
     /// Checks the fields against a run of `epochs`; an error names the field and says why.
     pub fn validate(self, epochs: u32) -> Result<(), (&'static str, String)> {
         match self {
