@@ -241,7 +241,7 @@ pub fn fit(
         if let (Some(g), 0) = (growth, skip) {
             *net = grow(ctx, kernels, net, g, settings.seed, &train)?;
         }
-        let origin = before.iter().copied().chain(growth.map(|g| (epoch - 1, g))).filter_map(|(at, g)| Some((at, g.schedule.restarted(settings.schedule)?))).last().unwrap_or((0, settings.schedule));
+        let origin = before.iter().copied().chain(growth.map(|g| (epoch - 1, g))).rev().find_map(|(at, g)| Some((at, g.schedule.restarted(settings.schedule)?))).unwrap_or((0, settings.schedule));
         if settings.unfreeze_after.is_some_and(|n| epoch > n) && !net.spec.frozen().is_empty() {
             log::info!("epoch {epoch}: unfreezing {} (the optimizer starts afresh)", net.spec.frozen().join(", "));
             *net = net.unfrozen(ctx, kernels)?;
