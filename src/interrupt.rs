@@ -189,9 +189,11 @@ pub(crate) fn rename_temporary(from: &Path, to: &Path) -> std::io::Result<()> {
 
 fn remove(path: &Path) {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        // A writer still adding files inside can make one pass fail (the folder is not empty).
-        for _ in 0..3 {
-            if std::fs::remove_dir_all(path).is_ok() {
+        // A writer still adding files inside can make a pass fail (the folder is not empty);
+        // it adds none once their folder is gone, so the passes end (a few on a loaded
+        // machine: three were once not enough).
+        for _ in 0..100 {
+            if std::fs::remove_dir_all(path).is_ok() || std::fs::symlink_metadata(path).is_err() {
                 break;
             }
         }
