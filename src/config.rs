@@ -370,25 +370,33 @@ impl Config {
         }
     }
 
-    /// The most epochs, at most `train.epochs`, that train on `images` images each within
-    /// `train.budget_flops` (the model in force each epoch, the optimizer's steps, growths at a
-    /// fraction moving with the length) and still make a valid run (its growths and warm-up
-    /// before its end).
-    pub fn epochs_within_budget(&self, images: usize, file: &Path) -> Result<u32, ConfigError> {
-        let Some(budget) = self.train.budget_flops else { return Ok(self.train.epochs) };
+    /// The training FLOPs of 0-based epoch `epoch` on `images` images: its model in force, and
+    /// the optimizer's steps.
+    pub fn epoch_flops(&self, epoch: u32, images: usize) -> f64 {
         let steps = images.div_ceil(self.train.batch_size as usize) as u64;
-        let per_parameter = self.train.optimizer().flops_per_parameter();
-        let fits = |epochs: u32| {
+        self.model_at(epoch, 1).train_flops(images as u64, steps, self.train.optimizer().flops_per_parameter()) as f64
+    }
+
+    /// The run that `train.budget_flops` pays for on `images` training images: its epochs and
+    /// steps, the last epoch cut short at the last step the budget pays for (each epoch's model
+    /// in force, the optimizer's steps counted), at most `train.epochs`, a valid run (growths at
+    /// a fraction and the warm-up moving with its length). Without a budget, the whole run.
+    pub fn budget_run(&self, images: usize, file: &Path) -> Result<(u32, usize), ConfigError> {
+        let per_epoch = images.div_ceil(self.train.batch_size as usize);
+        let Some(budget) = self.train.budget_flops else { return Ok((self.train.epochs, self.train.epochs as usize * per_epoch)) };
+        // The steps of its last epoch a run of `epochs` affords, if its others fit.
+        let last_steps = |epochs: u32| {
             let mut c = self.clone();
             c.set_epochs(epochs);
-            let cost: f64 = (0..epochs).map(|e| c.model_at(e, 1).train_flops(images as u64, steps, per_parameter) as f64).sum();
-            cost <= budget && c.validate(file).is_ok()
+            let left = budget - (0..epochs - 1).map(|e| c.epoch_flops(e, images)).sum::<f64>();
+            let steps = ((left / c.epoch_flops(epochs - 1, images) * per_epoch as f64).floor() as usize).min(per_epoch);
+            (steps > 0 && c.validate(file).is_ok()).then_some(steps)
         };
-        (1..=self.train.epochs).rev().find(|&e| fits(e)).ok_or_else(|| ConfigError::Invalid {
+        (1..=self.train.epochs).rev().find_map(|e| Some((e, (e as usize - 1) * per_epoch + last_steps(e)?))).ok_or_else(|| ConfigError::Invalid {
             file: file.to_path_buf(),
             field: "train.budget_flops".into(),
             line: String::new(),
-            message: format!("{budget:e} FLOPs do not pay for one epoch of {images} images that makes a valid run"),
+            message: format!("{budget:e} FLOPs do not pay for one step of {images} images' epoch in a valid run"),
         })
     }
 

@@ -210,13 +210,24 @@ fn load_config(experiment: &Path, config: &Path, k: usize) -> Result<Config, Con
     })
 }
 
-/// Epochs of the final model that cost what the growing run `cfg` costs in training FLOPs per
-/// image (each epoch's model in force counted), to the nearest, at least one.
+/// The epochs the budget arm's run of the final model spans: those that cost what the growing
+/// run `cfg` costs in training FLOPs per image (each epoch's model in force counted), the last
+/// one cut short where its steps are spent (`train.budget_flops`, set once the data is loaded).
 pub fn budget_epochs(cfg: &Config) -> u32 {
     let per_image = |m: &crate::model::ModelSpec| m.train_flops(1, 0, 0) as f64;
     let total: f64 = (0..cfg.train.epochs).map(|e| per_image(cfg.model_at(e, 1))).sum();
     let last = per_image(cfg.growth.last().map_or(&cfg.model, |g| &g.model));
-    ((total / last).round() as u32).max(1)
+    ((total / last).ceil() as u32).max(1)
+}
+
+/// The budget arm's `cfg` on `images` training images: `train.budget_flops` the growing run's
+/// FLOPs on them, and the epochs that budget pays for, the last cut short at its last step.
+fn on_budget(exp: &ExperimentConfig, k: usize, seed: u64, overrides: &Overrides, cfg: &mut Config, images: usize) -> anyhow::Result<()> {
+    let grown = stage_config(exp, k, seed, GROWN, overrides)?;
+    cfg.train.budget_flops = Some((0..grown.train.epochs).map(|e| grown.epoch_flops(e, images)).sum());
+    let (epochs, _) = cfg.budget_run(images, &exp.stages[k].config)?;
+    cfg.set_epochs(epochs);
+    Ok(())
 }
 
 /// Stage `k`'s config for `seed` and `arm`, with the experiment's and the command line's
@@ -279,7 +290,7 @@ enum Found {
 /// Stage `k` of `arm` for `seed`: its config, its folder, and what stands there (`judge`:
 /// unless the caller replaces it anyway).
 fn stage_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: &Overrides, judge: bool) -> anyhow::Result<(Config, PathBuf, Found)> {
-    let cfg = stage_config(exp, k, seed, arm, overrides)?;
+    let mut cfg = stage_config(exp, k, seed, arm, overrides)?;
     let dir = exp.folder(seed, arm, k, &cfg);
     let last = dir.join(crate::train::callbacks::LAST_CHECKPOINT);
     if !judge || !last.is_file() {
@@ -287,6 +298,7 @@ fn stage_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: 
     }
     let found = match Checkpoint::load(&last) {
         Err(e) => Found::Other(format!("{e}")),
+        Ok(ckpt) if arm == BUDGET && on_budget(exp, k, seed, overrides, &mut cfg, ckpt.state.train_images).is_err() => Found::Other(format!("the growing run's FLOPs on its {} images pay for no valid run", ckpt.state.train_images)),
         Ok(ckpt) => match differs(exp, k, seed, arm, overrides, &cfg, &last, &ckpt)? {
             Some(why) => Found::Other(why),
             None => Found::Current(Box::new(ckpt)),
@@ -430,6 +442,9 @@ pub fn run(ctx: &GpuContext, exp: &ExperimentConfig, overrides: &Overrides, over
         outln!("== seed {s}, {a}: stage {} ({}){}", k + 1, cfg.name, if previous.is_some() { ", resumed" } else { "" });
         let mut cfg = cfg;
         let (train, test) = run::load_datasets(&cfg)?;
+        if a == BUDGET {
+            on_budget(exp, k, s, overrides, &mut cfg, train.len())?;
+        }
         let start = if let Some((ckpt, path)) = previous {
             Start::Resume(ckpt, path)
         } else if k == 0 || a == SCRATCH {
@@ -623,7 +638,7 @@ fn flops(v: f64) -> String {
 fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
     let names: Vec<String> = exp.stages.iter().map(|s| s.config.file_stem().map_or("?".into(), |n| n.to_string_lossy().into_owned())).collect();
     let mut out = match exp.grows {
-        true => format!("# Experiment: {} grows in one run, against its final model from scratch ({SCRATCH}: the run's epochs; {BUDGET}: the epochs that cost what the growing run costs)\n\n", names[0]),
+        true => format!("# Experiment: {} grows in one run, against its final model from scratch ({SCRATCH}: the run's epochs; {BUDGET}: the steps that cost what the growing run costs)\n\n", names[0]),
         false => format!("# Experiment: {}\n\n", names.join(" -> ")),
     };
     let scratch = |seed: u64| chains.iter().find(|c| c.arm == SCRATCH && c.seed == seed);
@@ -632,7 +647,7 @@ fn results_md(exp: &ExperimentConfig, chains: &[Chain]) -> String {
     // The growth form also compares with scratch given the growing run's budget.
     let (budget_head, budget_rule) = if exp.grows { (format!(" vs {BUDGET} |"), "---|") } else { (String::new(), "") };
     if exp.grows {
-        out += &format!("*vs {BUDGET}* is the same against the final model from scratch trained for the epochs whose FLOPs equal the growing run's ({BUDGET} arm).\n\n");
+        out += &format!("*vs {BUDGET}* is the same against the final model from scratch trained for the steps whose FLOPs equal the growing run's, less under one step, its last epoch cut short ({BUDGET} arm).\n\n");
     }
     out += &format!("| arm | seeds | best val_acc | vs scratch |{budget_head} FLOPs ÷ scratch's | val_acc after each stage's first epoch | FLOPs from the growth | ÷ scratch's | wall from the growth | FLOPs in total | wall in total |\n|---|---|---|---|{budget_rule}---|---|---|---|---|---|---|\n");
     for arm in exp.arms().iter().filter(|a| *a != FIRST) {

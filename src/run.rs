@@ -216,9 +216,10 @@ pub fn claim_folder(cfg: &Config, dir: &Path, resume: Option<&Path>, inputs: &[(
     RunFolder::claim(dir, &outputs, &data, resume.is_some(), overwrite)
 }
 
-pub fn fit_settings(cfg: &Config, interrupt: Option<Arc<AtomicBool>>) -> FitSettings {
+pub fn fit_settings(cfg: &Config, steps: usize, interrupt: Option<Arc<AtomicBool>>) -> FitSettings {
     FitSettings {
         epochs: cfg.train.epochs,
+        steps,
         batch_size: cfg.train.batch_size,
         seed: cfg.train.seed,
         augment: cfg.augment,
@@ -394,9 +395,14 @@ pub fn train(
 ) -> anyhow::Result<(Vec<EpochLogs>, Network)> {
     let kernels = Kernels::new(ctx);
     let mut cfg = cfg.clone();
+    let (epochs, steps) = cfg.budget_run(train.len(), Path::new(&format!("{}'s config", cfg.name)))?;
     if let Some(budget) = cfg.train.budget_flops {
-        let epochs = cfg.epochs_within_budget(train.len(), Path::new(&format!("{}'s config", cfg.name)))?;
-        outln!("Budget {budget:.3e} training FLOPs: {epochs} of {} epochs", cfg.train.epochs);
+        let per_epoch = train.len().div_ceil(cfg.train.batch_size as usize);
+        let cut = match steps - (epochs as usize - 1) * per_epoch {
+            last if last < per_epoch => format!(", the last cut after {last} of its {per_epoch} steps"),
+            _ => String::new(),
+        };
+        outln!("Budget {budget:.3e} training FLOPs: {epochs} of {} epochs{cut}", cfg.train.epochs);
         cfg.set_epochs(epochs);
     }
     let mut state = TrainState { lr: cfg.train.learning_rate, seed: cfg.train.seed, batch_size: cfg.train.batch_size, train_images: train.len(), data: Some(data_source(&cfg)), name: Some(cfg.name.clone()), unfreeze_after: cfg.train.unfreeze_after, ..Default::default() };
@@ -446,7 +452,7 @@ pub fn train(
         Start::Init(ckpt, _) => ckpt.apply(ctx, &mut net, false)?,
         Start::Resume(ckpt, _) => ckpt.apply(ctx, &mut net, true)?,
     }
-    let settings = fit_settings(&cfg, interrupt);
+    let settings = fit_settings(&cfg, steps, interrupt);
     let cfg = &cfg;
     let mut callbacks = extra;
     callbacks.extend(standard_callbacks(cfg, &train.classes, out));

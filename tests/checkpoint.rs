@@ -189,7 +189,7 @@ fn a_scheduled_run_resumes_mid_epoch_exactly() {
     let mut base = 0.003f32;
     for l in &whole {
         // 44 images / batch 8 = 6 steps an epoch, 4 epochs.
-        let lr = cfg.train.schedule.lr(l.epoch as usize * 6 - 1, 6, 4, base);
+        let lr = cfg.train.schedule.lr(l.epoch as usize * 6 - 1, 6, 24, base);
         assert_eq!(l.lr, lr as f64, "epoch {}", l.epoch);
         let cut = plateau.update(l.loss, lr);
         if cut != lr {

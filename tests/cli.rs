@@ -249,13 +249,14 @@ fn an_experiment_refuses_and_the_report_leaves_out_a_run_of_a_changed_stage() {
 }
 
 /// The growth form: one stage whose run grows (at a fraction of the run), against its final
-/// model from scratch for the run's epochs and for the epochs that cost what the growing run
-/// cost; the report pairs the growing arm with both.
+/// model from scratch for the run's epochs and for the steps that cost what the growing run
+/// cost (to the step: its last epoch cut short); the report pairs the growing arm with both.
 #[test]
 fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() {
     let dir = tempfile::tempdir().unwrap();
     let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap();
-    let grows = quick.replace("epochs = 12", "epochs = 4") + "\n[[grow]]\nat_fraction = 0.5\nwiden = [\"conv2d_2=2\", \"dense_1=2\"]\n";
+    // 32 images in 4 steps of 8 an epoch.
+    let grows = quick.replace("epochs = 12", "epochs = 4").replace("batch_size = 32", "batch_size = 8") + "\n[[grow]]\nat_fraction = 0.5\nwiden = [\"conv2d_2=2\", \"dense_1=2\"]\n";
     std::fs::write(dir.path().join("g.toml"), grows).unwrap();
     std::fs::write(dir.path().join("exp.toml"), "stages = [\"g.toml\"]\nseeds = [3, 4]\nlimit = 32\nout = \"exp\"\n").unwrap();
     let o = gpu_cnn(dir.path(), &["experiment", "exp.toml"]);
@@ -266,14 +267,22 @@ fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() 
     let budget = gpu_cnn::experiment::budget_epochs(&cfg);
     let per_image = |m: &gpu_cnn::model::ModelSpec| m.train_flops(1, 0, 0) as f64;
     let want = (2.0 * per_image(&cfg.model) + 2.0 * per_image(&cfg.growth[0].model)) / per_image(&cfg.growth[0].model);
-    assert_eq!(budget, want.round() as u32);
-    assert!(budget < 4, "the growing run is cheaper than the final model's 4 epochs: {want}");
+    assert_eq!(budget, want.ceil() as u32);
+    assert!(want < 4.0, "the growing run is cheaper than the final model's 4 epochs: {want}");
+    let mut wide = cfg.clone();
+    wide.model = cfg.growth[0].model.clone();
+    let step = wide.epoch_flops(0, 32) / 4.0;
     for seed in [3, 4] {
         let history = |arm: &str| gpu_cnn::train::history::read(&dir.path().join(format!("exp/seed-{seed}/{arm}/1-g/history.json"))).unwrap();
         assert_eq!(history("grown").len(), 4);
         assert!(history("grown")[2].grown.is_some(), "the growing arm grew after epoch 2");
         assert_eq!(history("scratch").len(), 4);
-        assert_eq!(history("budget").len(), budget as usize);
+        // The budget arm's FLOPs are the growing run's, less under one step, in at most
+        // `budget` epochs (fewer where the last would have no step).
+        let (grown, spent) = (history("grown")[3].flops, history("budget").last().unwrap().flops);
+        assert!(spent <= grown && grown - spent < step, "budget {spent:e}, grown {grown:e}, a step {step:e}");
+        assert_eq!(history("budget").len() as f64, (spent / (4.0 * step) - 1e-9).ceil(), "{spent:e}");
+        assert!(history("budget").len() <= budget as usize);
         assert!(history("scratch").iter().all(|l| l.grown.is_none()));
     }
     let table = std::fs::read_to_string(dir.path().join("exp/results.md")).unwrap();
@@ -290,8 +299,8 @@ fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() 
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("the experiment's arms are grown, scratch, budget"));
 }
 
-/// `budget_flops` trains the most epochs that fit in it, counting each epoch's model (a growth
-/// at a fraction of the run moves with the run's length), the schedule over those epochs.
+/// `budget_flops` trains the most steps that fit in it, counting each epoch's model (a growth
+/// at a fraction of the run moves with the run's length), the schedule over those steps.
 #[test]
 fn a_budget_in_flops_trains_the_epochs_that_fit() {
     let dir = tempfile::tempdir().unwrap();
@@ -312,6 +321,20 @@ fn a_budget_in_flops_trains_the_epochs_that_fit() {
     assert_eq!(h.len(), 4);
     assert!(h[2].grown.is_some(), "grown halfway through the 4 epochs");
     assert!(h[3].flops <= budget, "{} > {budget}", h[3].flops);
+
+    // 4 steps an epoch and the schedule a cosine: a budget of 2.5 epochs trains 2 and the
+    // first 2 steps of a third, the cosine ending at the run's last step.
+    let plain = format!("{}\n[train.schedule]\ntype = \"cosine\"\n", quick.replace("batch_size = 32", "batch_size = 8"));
+    let cfg = gpu_cnn::config::Config::parse(&path, &plain).unwrap();
+    let budget = 2.5 * cfg.epoch_flops(0, 32);
+    std::fs::write(&path, plain.replace("seed = 42", &format!("seed = 42\nbudget_flops = {budget:e}"))).unwrap();
+    let o = gpu_cnn(dir.path(), &["train", "b.toml", "--limit", "32", "--out", "cut"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("training FLOPs: 3 of 6 epochs, the last cut after 2 of its 4 steps"), "{}", String::from_utf8_lossy(&o.stdout));
+    let h = gpu_cnn::train::history::read(&dir.path().join("cut/history.json")).unwrap();
+    assert_eq!(h.len(), 3);
+    assert!((h[2].flops - budget).abs() <= 1e-9 * budget, "{} for {budget}", h[2].flops);
+    assert_eq!(h[2].lr, cfg.train.schedule.lr(9, 4, 10, cfg.train.learning_rate) as f64, "the last step's rate, the cosine over 10 steps");
 }
 
 /// The report counts only complete runs of the epochs asked and lists every other run there

@@ -445,7 +445,7 @@ mod tests {
         let mut base = 1e-3f32;
         let mut bases = Vec::new();
         for epoch in 1..=4 {
-            let in_force = s.lr(epoch * 10 - 1, 10, 8, base);
+            let in_force = s.lr(epoch * 10 - 1, 10, 80, base);
             let lr = r.update(1.0, in_force);
             if lr != in_force {
                 base = rescale(base, in_force, lr);
@@ -455,9 +455,9 @@ mod tests {
         // Epoch 1 improves on +inf; epoch 2 halves the rate in force (8.7e-4), so the base;
         // epoch 3's cut of 3.5e-4 stops at min_lr; epoch 4's rate (1.5e-4) is below min_lr.
         assert_eq!(bases[..2], [1e-3, 5e-4]);
-        assert!((s.lr(29, 10, 8, bases[2]) - 2e-4).abs() < 1e-10 && bases[2] < 5e-4 * 0.6, "{bases:?}");
+        assert!((s.lr(29, 10, 80, bases[2]) - 2e-4).abs() < 1e-10 && bases[2] < 5e-4 * 0.6, "{bases:?}");
         assert_eq!(bases[3], bases[2]);
-        assert!(s.lr(39, 10, 8, bases[3]) < 2e-4);
+        assert!(s.lr(39, 10, 80, bases[3]) < 2e-4);
     }
 
     /// Keras 2 `EarlyStopping(monitor='val_acc', patience=2)`: stops at the end of the second

@@ -112,6 +112,8 @@ impl Callback for InterruptAfter {
 #[derive(Debug, Clone)]
 pub struct FitSettings {
     pub epochs: u32,
+    /// The run's steps: `epochs` whole ones, or fewer where a budget cuts the last epoch short.
+    pub steps: usize,
     pub batch_size: u32,
     pub seed: u64,
     pub augment: AugmentConfig,
@@ -203,7 +205,7 @@ pub fn fit(
     // The rate of a 0-based global step: a function of the step, the schedule's base and the
     // epoch the schedule last started from (0, or a growth that restarts it), so a resumed run
     // repeats it exactly.
-    let lr = |step: usize, (origin, schedule): (u32, Schedule), control: &Control| schedule.lr(step - origin as usize * steps, steps, settings.epochs - origin, control.lr);
+    let lr = |step: usize, (origin, schedule): (u32, Schedule), control: &Control| schedule.lr(step - origin as usize * steps, steps, settings.steps - origin as usize * steps, control.lr);
     // The growths so far, as the history marks them on their model's first epoch.
     let grown = |history: &[EpochLogs]| history.iter().filter(|l| l.grown.is_some()).zip(&settings.growth).map(|(l, g)| (l.epoch - 1, g)).collect::<Vec<_>>();
     // The resumable state after `step` steps of epoch `epoch + 1` (0: at the epoch's end).
@@ -246,7 +248,10 @@ pub fn fit(
             log::info!("epoch {epoch}: unfreezing {} (the optimizer starts afresh)", net.spec.frozen().join(", "));
             *net = net.unfrozen(ctx, kernels)?;
         }
-        callbacks.iter_mut().for_each(|c| c.on_epoch_begin(epoch, settings.epochs, steps));
+        let first = (epoch - 1) as usize * steps;
+        // The epoch's steps: all, or those a budget leaves for the run's last.
+        let this = steps.min(settings.steps - first);
+        callbacks.iter_mut().for_each(|c| c.on_epoch_begin(epoch, settings.epochs, this));
         if skip > 0 {
             net.write_metrics(ctx, start.partial_metrics);
         } else {
@@ -259,8 +264,7 @@ pub fn fit(
         let augment = Augmentation { config: settings.augment, seed: mix(settings.seed ^ mix(0xA0 + epoch as u64)) };
         let mut inflight = VecDeque::new();
         let mut seen = 0;
-        let first = (epoch - 1) as usize * steps;
-        for (i, b) in BatchStream::new(train.clone(), order, batch, Some(augment), settings.workers, skip).enumerate() {
+        for (i, b) in BatchStream::new(train.clone(), order, batch, Some(augment), settings.workers, skip).take(this - skip).enumerate() {
             let step = skip + i + 1;
             seen += b.labels.len();
             net.upload(ctx, &b.images, &b.labels)?;
@@ -272,7 +276,7 @@ pub fn fit(
                     return Err(TrainError::NotFinite { value: m.loss_sum, epoch, step });
                 }
             }
-            let progress = StepProgress { epoch, epochs: settings.epochs, step, steps, running, images_per_s: seen as f64 / started.elapsed().as_secs_f64() };
+            let progress = StepProgress { epoch, epochs: settings.epochs, step, steps: this, running, images_per_s: seen as f64 / started.elapsed().as_secs_f64() };
             callbacks.iter_mut().for_each(|c| c.on_batch_end(&progress));
             if interrupted(settings) {
                 let m = net.read_metrics(ctx)?;
@@ -286,12 +290,13 @@ pub fn fit(
         skip = 0;
         let train_metrics = net.read_metrics(ctx)?;
         let train_seconds = resumed_seconds + started.elapsed().as_secs_f64();
+        let images = (this * batch).min(train.len());
         if !train_metrics.loss().is_finite() {
-            return Err(TrainError::NotFinite { value: train_metrics.loss(), epoch, step: steps });
+            return Err(TrainError::NotFinite { value: train_metrics.loss(), epoch, step: this });
         }
         let eval_start = Instant::now();
         let val = evaluate(ctx, net, test.clone(), settings.workers)?;
-        let last_lr = lr((first + steps).saturating_sub(1), origin, &control);
+        let last_lr = lr((first + this).saturating_sub(1), origin, &control);
         let eval_seconds = eval_start.elapsed().as_secs_f64();
         let (flops, wall) = history.last().map_or((0.0, 0.0), |l: &EpochLogs| (l.flops, l.wall_seconds));
         let logs = EpochLogs {
@@ -304,8 +309,8 @@ pub fn fit(
             step_size: net.step_size(last_lr),
             train_seconds,
             eval_seconds,
-            train_images_per_s: train.len() as f64 / train_seconds,
-            flops: flops + net.spec.train_flops(train.len() as u64, steps as u64, net.training.optimizer.flops_per_parameter()) as f64,
+            train_images_per_s: images as f64 / train_seconds,
+            flops: flops + net.spec.train_flops(images as u64, this as u64, net.training.optimizer.flops_per_parameter()) as f64,
             wall_seconds: wall + train_seconds + eval_seconds,
             grown: growth.map(|g| g.changes.join("; ")),
         };

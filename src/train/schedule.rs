@@ -31,11 +31,11 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// The rate of 0-based `step` in a run of `epochs` epochs of `steps_per_epoch` steps that
-    /// starts from `base` (`learning_rate`, less any reduce-LR-on-plateau cuts). Computed in
-    /// f64 (Keras uses the dtype of the rate, float32: they agree to float32 rounding);
-    /// `Constant` returns `base` itself.
-    pub fn lr(self, step: usize, steps_per_epoch: usize, epochs: u32, base: f32) -> f32 {
+    /// The rate of 0-based `step` in a run of `steps` steps, `steps_per_epoch` an epoch (the
+    /// last epoch may be cut short by a budget), that starts from `base` (`learning_rate`, less
+    /// any reduce-LR-on-plateau cuts). Computed in f64 (Keras uses the dtype of the rate,
+    /// float32: they agree to float32 rounding); `Constant` returns `base` itself.
+    pub fn lr(self, step: usize, steps_per_epoch: usize, steps: usize, base: f32) -> f32 {
         let steps_per_epoch = steps_per_epoch.max(1);
         let b = base as f64;
         let lr = match self {
@@ -47,7 +47,7 @@ impl Schedule {
                 } else {
                     // Keras clips the step to decay_steps; a run no longer than its warm-up
                     // (epochs lowered on the command line) has ended its decay.
-                    let decay_steps = (epochs as usize * steps_per_epoch).saturating_sub(warmup);
+                    let decay_steps = steps.saturating_sub(warmup);
                     let done = if decay_steps == 0 { 1.0 } else { (step - warmup).min(decay_steps) as f64 / decay_steps as f64 };
                     let cosine = 0.5 * (1.0 + (PI * done).cos());
                     let alpha = alpha as f64;
@@ -105,7 +105,7 @@ mod tests {
 
     fn check(s: Schedule, steps_per_epoch: usize, epochs: u32, want: &[(usize, f64)]) {
         for &(step, w) in want {
-            let got = s.lr(step, steps_per_epoch, epochs, 1e-3);
+            let got = s.lr(step, steps_per_epoch, epochs as usize * steps_per_epoch, 1e-3);
             assert!(close(got, w), "{s:?} step {step}: {got} vs Keras {w}");
         }
     }
@@ -126,6 +126,9 @@ mod tests {
     fn cosine_follows_keras() {
         let want = [(0, 1e-3), (25, 0.0008681980515339464), (50, 0.00055), (99, 0.00010022204783542078), (100, 1e-4), (150, 1e-4)];
         check(Schedule::Cosine { alpha: 0.1, warmup_epochs: 0 }, 10, 10, &want);
+        // A run cut short by a budget (7 epochs and 4 steps of 10) decays over its 74 steps.
+        let cut = Schedule::Cosine { alpha: 0.0, warmup_epochs: 0 };
+        assert_eq!((cut.lr(37, 10, 74, 1e-3), cut.lr(74, 10, 74, 1e-3)), (5e-4, 0.0));
     }
 
     /// `CosineDecay(0.0, decay_steps=80, warmup_target=1e-3, warmup_steps=20)`: 10 epochs of
@@ -135,7 +138,7 @@ mod tests {
         let want = [(0, 0.0), (10, 5e-4), (19, 0.00095), (20, 1e-3), (60, 5e-4), (99, 3.854818796385495e-07), (100, 0.0), (130, 0.0)];
         check(Schedule::Cosine { alpha: 0.0, warmup_epochs: 2 }, 10, 10, &want);
         // Only warm-up left (epochs lowered to the warm-up's): the decay has ended.
-        assert_eq!(Schedule::Cosine { alpha: 0.5, warmup_epochs: 2 }.lr(25, 10, 2, 1e-3), 5e-4);
+        assert_eq!(Schedule::Cosine { alpha: 0.5, warmup_epochs: 2 }.lr(25, 10, 20, 1e-3), 5e-4);
     }
 
     /// `ExponentialDecay(1e-3, decay_steps=30, decay_rate=0.5, staircase=True)`: halved every 3
@@ -149,7 +152,7 @@ mod tests {
     #[test]
     fn constant_is_the_base_rate_bit_for_bit() {
         for base in [1e-3, 3e-3, 0.1, 7.7e-5] {
-            assert_eq!(Schedule::Constant.lr(12345, 7, 3, base), base);
+            assert_eq!(Schedule::Constant.lr(12345, 7, 21, base), base);
             // A plateau cut on a constant schedule gives exactly Keras' cut rate.
             let cut = (base * 0.1f32).max(2e-5);
             assert_eq!(rescale(base, base, cut), cut);
