@@ -302,7 +302,7 @@ fn a_growth_experiment_runs_the_growing_run_scratch_and_scratch_on_its_budget() 
 /// `budget_flops` trains the most steps that fit in it, counting each epoch's model (a growth
 /// at a fraction of the run moves with the run's length), the schedule over those steps.
 #[test]
-fn a_budget_in_flops_trains_the_epochs_that_fit() {
+fn a_budget_in_flops_trains_the_steps_that_fit() {
     let dir = tempfile::tempdir().unwrap();
     let quick = std::fs::read_to_string(root().join("configs/quickstart.toml")).unwrap().replace("epochs = 12", "epochs = 6");
     let path = dir.path().join("b.toml");
