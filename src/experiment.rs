@@ -298,11 +298,17 @@ fn stage_run(exp: &ExperimentConfig, k: usize, seed: u64, arm: &str, overrides: 
     }
     let found = match Checkpoint::load(&last) {
         Err(e) => Found::Other(format!("{e}")),
-        Ok(ckpt) if arm == BUDGET && on_budget(exp, k, seed, overrides, &mut cfg, ckpt.state.train_images).is_err() => Found::Other(format!("the growing run's FLOPs on its {} images pay for no valid run", ckpt.state.train_images)),
-        Ok(ckpt) => match differs(exp, k, seed, arm, overrides, &cfg, &last, &ckpt)? {
-            Some(why) => Found::Other(why),
-            None => Found::Current(Box::new(ckpt)),
-        },
+        Ok(ckpt) => {
+            // The budget arm's epochs follow from the images its run recorded.
+            let budget = if arm == BUDGET { on_budget(exp, k, seed, overrides, &mut cfg, ckpt.state.train_images) } else { Ok(()) };
+            match budget {
+                Err(e) => Found::Other(format!("{e:#}")),
+                Ok(()) => match differs(exp, k, seed, arm, overrides, &cfg, &last, &ckpt)? {
+                    Some(why) => Found::Other(why),
+                    None => Found::Current(Box::new(ckpt)),
+                },
+            }
+        }
     };
     Ok((cfg, dir, found))
 }
