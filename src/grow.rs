@@ -16,7 +16,7 @@
 
 use std::str::FromStr;
 
-use toml_edit::{Array, DocumentMut, InlineTable, Value};
+use toml_edit::{Array, Decor, DocumentMut, InlineTable, Value};
 
 use crate::layers::batchnorm::BatchNorm;
 use crate::layers::LayerKind;
@@ -283,7 +283,7 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
     }
     // New layers' names, numbered in the operators' order.
     let mut fresh = FreshNames::new(spec);
-    let block_names: Vec<[String; 5]> = ops.iter().map(|_| ["conv2d", "batch_normalization", "conv2d", "batch_normalization", "add"].map(|stem| fresh.name(stem))).collect();
+    let block_names: Vec<Option<[String; 5]>> = ops.iter().map(|op| matches!(op, Op::Deepen(_)).then(|| ["conv2d", "batch_normalization", "conv2d", "batch_normalization", "add"].map(|stem| fresh.name(stem)))).collect();
     let mut inserts: Vec<(usize, u8, usize, &Op)> = Vec::new();
     for (k, op) in ops.iter().enumerate() {
         match op {
@@ -296,12 +296,21 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
     inserts.sort_by_key(|&(i, order, _, _)| std::cmp::Reverse((i, order)));
     for (i, _, k, op) in inserts {
         let name = op.layer().to_string();
-        let decor = layers.get(i).map(|v| v.decor().clone()).ok_or(GrowError::Layout)?;
+        let line = layers.get(i).ok_or(GrowError::Layout)?.decor().prefix().and_then(|p| p.as_str()).unwrap_or_default();
+        // New layers start as layer i does: on a line of their own, indented alike, where it does.
+        let fresh_line = line.rfind('\n').map_or(line.to_string(), |n| line[n..].to_string());
+        // A comment after layer i's line is the next layer's prefix: the first new layer takes
+        // it over, so that it stays on layer i's line.
+        let mut prefix = layers.get_mut(i + 1).and_then(|next| {
+            let comment = next.decor().prefix().cloned();
+            next.decor_mut().set_prefix(fresh_line.clone());
+            comment
+        });
         let mut at = i + 1;
         let mut insert = |layers: &mut Array, mut t: InlineTable| {
             t.fmt();
             let mut v = Value::InlineTable(t);
-            *v.decor_mut() = decor.clone();
+            *v.decor_mut() = Decor::new(prefix.take().unwrap_or_else(|| fresh_line.clone().into()), "");
             layers.insert_formatted(at, v);
             at += 1;
         };
@@ -327,7 +336,7 @@ pub fn grow(text: &str, spec: &ModelSpec, ops: &[Op]) -> Result<Grown, GrowError
                 let Some(c) = channels[i] else {
                     return Err(GrowError::Unsupported { op: "deepen", layer: name, why: "a residual block goes where the activation is an image".into() });
                 };
-                let [conv1, bn1, conv2, bn2, add_name] = block_names[k].clone();
+                let [conv1, bn1, conv2, bn2, add_name] = block_names[k].clone().expect("named for every deepen");
                 let mut block = Vec::new();
                 for (conv, bn, relu) in [(conv1, bn1, true), (conv2, bn2.clone(), false)] {
                     block.push(conv_table(c, Some(&conv)));
@@ -482,5 +491,33 @@ mod tests {
         assert!(!p.reached(&epochs(&[0.7, 0.6, 0.65, 0.59]), 3), "the window would start before the growth");
         assert!(p.reached(&epochs(&[0.7, 0.6, 0.65, f64::NAN]), 0), "a loss that is not a number");
         assert_eq!(GrowConfig { after_epoch: Some(1), at_fraction: None, on_plateau: Some(p), deepen: vec!["x".into()], widen: vec![], add_batchnorm: vec![], schedule: AtGrowth::Continue, blocks: Default::default() }.epoch(4).unwrap_err(), "give one of after_epoch, at_fraction and on_plateau");
+    }
+
+    /// Widening and deepening at once: the new layers take the next free numbers (widening
+    /// names nothing), and each line's comment stays on its layer's line.
+    #[test]
+    fn a_grown_config_keeps_each_comment_on_its_layer_and_numbers_new_layers_in_turn() {
+        let text = r#"[model]
+input = [8, 8, 3]
+layers = [
+  { type = "conv2d", filters = 4, kernel = 3, padding = "same", use_bias = false },  # first
+  { type = "batchnorm", activation = "relu" },  # second
+  { type = "conv2d", filters = 4, kernel = 3, padding = "same", use_bias = false },  # third
+  { type = "batchnorm" },  # fourth
+  { type = "add", activation = "relu", inputs = ["batch_normalization_2", "batch_normalization_1"] },  # fifth
+  { type = "globalavgpool2d" },  # sixth
+  { type = "dense", units = 2, activation = "softmax" },  # seventh
+]
+"#;
+        let spec = crate::config::Config::parse(std::path::Path::new("c.toml"), text).unwrap().model;
+        let grown = grow(text, &spec, &ops(vec![("conv2d_1".into(), 2.0), ("conv2d_2".into(), 2.0)], vec![], vec!["add_1".into()])).unwrap();
+        let lines: Vec<&str> = grown.text.lines().filter(|l| l.trim_start().starts_with("{ type")).collect();
+        let comments: Vec<Option<&str>> = lines.iter().map(|l| l.split_once("  # ").map(|c| c.1)).collect();
+        let mut kept = vec![Some("first"), Some("second"), Some("third"), Some("fourth"), Some("fifth")];
+        kept.extend([None; 5]);
+        kept.extend([Some("sixth"), Some("seventh")]);
+        assert_eq!(comments, kept, "{}", grown.text);
+        let named = |l: &&str| l.split("name = \"").nth(1).and_then(|n| n.split('"').next()).unwrap_or_default().to_string();
+        assert_eq!(lines[5..10].iter().map(named).collect::<Vec<_>>(), ["conv2d_3", "batch_normalization_3", "conv2d_4", "batch_normalization_4", "add_2"]);
     }
 }
