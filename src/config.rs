@@ -370,10 +370,15 @@ impl Config {
         }
     }
 
+    /// The steps of an epoch of `images` training images (the last batch may be short).
+    pub fn steps_per_epoch(&self, images: usize) -> usize {
+        images.div_ceil(self.train.batch_size as usize)
+    }
+
     /// The training FLOPs of 0-based epoch `epoch` on `images` images: its model in force, and
     /// the optimizer's steps.
     pub fn epoch_flops(&self, epoch: u32, images: usize) -> f64 {
-        let steps = images.div_ceil(self.train.batch_size as usize) as u64;
+        let steps = self.steps_per_epoch(images) as u64;
         self.model_at(epoch, 1).train_flops(images as u64, steps, self.train.optimizer().flops_per_parameter()) as f64
     }
 
@@ -382,7 +387,7 @@ impl Config {
     /// in force, the optimizer's steps counted), at most `train.epochs`, a valid run (growths at
     /// a fraction and the warm-up moving with its length). Without a budget, the whole run.
     pub fn budget_run(&self, images: usize, file: &Path) -> Result<(u32, usize), ConfigError> {
-        let per_epoch = images.div_ceil(self.train.batch_size as usize);
+        let per_epoch = self.steps_per_epoch(images);
         let Some(budget) = self.train.budget_flops else { return Ok((self.train.epochs, self.train.epochs as usize * per_epoch)) };
         // The steps of its last epoch a run of `epochs` affords, if its others fit.
         let last_steps = |epochs: u32| {

@@ -397,7 +397,7 @@ pub fn train(
     let mut cfg = cfg.clone();
     let (epochs, steps) = cfg.budget_run(train.len(), Path::new(&format!("{}'s config", cfg.name)))?;
     if let Some(budget) = cfg.train.budget_flops {
-        let per_epoch = train.len().div_ceil(cfg.train.batch_size as usize);
+        let per_epoch = cfg.steps_per_epoch(train.len());
         let cut = match steps - (epochs as usize - 1) * per_epoch {
             last if last < per_epoch => format!(", the last cut after {last} of its {per_epoch} steps"),
             _ => String::new(),
