@@ -313,11 +313,15 @@ fn a_budget_in_flops_trains_the_steps_that_fit() {
     let (small, wide) = (cost(&cfg.model), cost(&cfg.growth[0].model));
     // Four epochs: two small, two wide (the growth halfway); a fifth would not fit.
     let budget = 2.0 * small + 2.0 * wide + 0.5 * small;
-    std::fs::write(&path, grows.replace("seed = 42", &format!("seed = 42\nbudget_flops = {budget:e}"))).unwrap();
-    let o = gpu_cnn(dir.path(), &["train", "b.toml", "--limit", "32", "--out", "run"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("training FLOPs: 4 of 6 epochs"), "{}", String::from_utf8_lossy(&o.stdout));
-    let h = gpu_cnn::train::history::read(&dir.path().join("run/history.json")).unwrap();
+    // Train `text` on 32 images within `budget`, into `out`: the plan it prints, its history.
+    let train = |text: &str, budget: f64, out: &str, plan: &str| {
+        std::fs::write(&path, text.replace("seed = 42", &format!("seed = 42\nbudget_flops = {budget:e}"))).unwrap();
+        let o = gpu_cnn(dir.path(), &["train", "b.toml", "--limit", "32", "--out", out]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(plan), "{}", String::from_utf8_lossy(&o.stdout));
+        gpu_cnn::train::history::read(&dir.path().join(out).join("history.json")).unwrap()
+    };
+    let h = train(&grows, budget, "run", "training FLOPs: 4 of 6 epochs");
     assert_eq!(h.len(), 4);
     assert!(h[2].grown.is_some(), "grown halfway through the 4 epochs");
     assert!(h[3].flops <= budget, "{} > {budget}", h[3].flops);
@@ -327,11 +331,7 @@ fn a_budget_in_flops_trains_the_steps_that_fit() {
     let plain = format!("{}\n[train.schedule]\ntype = \"cosine\"\n", quick.replace("batch_size = 32", "batch_size = 8"));
     let cfg = gpu_cnn::config::Config::parse(&path, &plain).unwrap();
     let budget = 2.5 * cfg.epoch_flops(0, 32);
-    std::fs::write(&path, plain.replace("seed = 42", &format!("seed = 42\nbudget_flops = {budget:e}"))).unwrap();
-    let o = gpu_cnn(dir.path(), &["train", "b.toml", "--limit", "32", "--out", "cut"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("training FLOPs: 3 of 6 epochs, the last cut after 2 of its 4 steps"), "{}", String::from_utf8_lossy(&o.stdout));
-    let h = gpu_cnn::train::history::read(&dir.path().join("cut/history.json")).unwrap();
+    let h = train(&plain, budget, "cut", "training FLOPs: 3 of 6 epochs, the last cut after 2 of its 4 steps");
     assert_eq!(h.len(), 3);
     assert!((h[2].flops - budget).abs() <= 1e-9 * budget, "{} for {budget}", h[2].flops);
     assert_eq!(h[2].lr, cfg.train.schedule.lr(9, 4, 10, cfg.train.learning_rate) as f64, "the last step's rate, the cosine over 10 steps");
